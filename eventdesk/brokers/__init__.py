@@ -1,0 +1,1 @@
+"""Broker publishers, one module per kind, all behind :class:`eventdesk.core.contracts.Publisher`."""

@@ -1,0 +1,1 @@
+"""Source connectors, one module per kind, all behind :class:`eventdesk.core.contracts.Connector`."""

@@ -1,0 +1,1 @@
+"""The Qt-free domain of EventDesk: envelope, workspace, secrets, capture, runtime."""

@@ -1,0 +1,137 @@
+"""The two small contracts behind which every source and every broker sits.
+
+A :class:`Connector` follows one model of one datasource and hands batches of events to its
+:class:`ConnectorHost` (the runtime). A :class:`Publisher` delivers bytes to a broker and
+resolves a future when the broker acknowledged them (QoS >= 1) or the client accepted them
+(QoS 0). Swapping brokers touches no connector or UI code (the strong-pubsub role).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from eventdesk.core.envelope import Event
+    from eventdesk.core.settings_schema import Schema
+    from eventdesk.core.workspace import BrokerConfig, DatasourceConfig, ModelConfig
+
+
+class State(enum.StrEnum):
+    """The life cycle shown for every connector and broker connection."""
+
+    STOPPED = "stopped"
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    ERROR = "error"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """A state with why: ``detail`` is the last error (never a secret), ``retry_in`` seconds."""
+
+    state: State
+    detail: str | None = None
+    retry_in: float | None = None
+
+
+class ConnectorHost(Protocol):
+    """What the runtime offers a running connector."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def deliver(self, events: list[Event], checkpoint: Any) -> None:
+        """Append ``events`` to capture and advance the checkpoint to ``checkpoint``.
+
+        Returns once both are committed in one transaction. Connectors await it (or wait on
+        it from their thread with ``run_coroutine_threadsafe``) before reading further: this
+        is the pipeline's back-pressure.
+        """
+
+    def set_state(self, change: StateChange) -> None:
+        """Report a state change (called on the loop thread)."""
+
+
+class Connector(ABC):
+    """Follows one model of one datasource; see DESIGN.md, "connector"."""
+
+    kind: ClassVar[str]
+    datasource_schema: ClassVar[Schema]
+    model_schema: ClassVar[Schema]
+
+    def __init__(
+        self, *, datasource: DatasourceConfig, model: ModelConfig, secret: str | None, host: ConnectorHost
+    ) -> None:
+        self.datasource = datasource
+        self.model = model
+        self.secret = secret
+        self.host = host
+
+    @abstractmethod
+    async def run(self, since: Any) -> None:
+        """Follow changes from ``since`` (a checkpoint, ``"now"`` or ``"0"``) until cancelled.
+
+        Transient failures are retried with jittered backoff (reported as RETRYING); a
+        terminal one raises :class:`~eventdesk.core.errors.ConnectorError` with
+        ``terminal=True``. Cancellation must return promptly (< 1 s) without losing a batch
+        that was already handed to ``host.deliver``.
+        """
+
+    @classmethod
+    @abstractmethod
+    async def test_connection(
+        cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig | None = None
+    ) -> str:
+        """Check that the datasource (and model, if given) can be reached; return a summary."""
+
+
+class Publisher(ABC):
+    """Publishes to one broker; see DESIGN.md, "broker"."""
+
+    kind: ClassVar[str]
+    schema: ClassVar[Schema]
+
+    def __init__(
+        self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
+    ) -> None:
+        self.config = config
+        self.secret = secret
+        self.on_state = on_state
+
+    @staticmethod
+    @abstractmethod
+    def validate_topic(topic: str) -> str | None:
+        """Return why ``topic`` (after template expansion) cannot be published to, or None."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin connecting; keep reconnecting with backoff until :meth:`close`."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool:
+        """True while publishes can be sent."""
+
+    @abstractmethod
+    async def wait_connected(self) -> None:
+        """Return once connected (raises a terminal BrokerError if it never can be)."""
+
+    @abstractmethod
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
+        """Send one message; the future resolves on acknowledgement (QoS >= 1) or acceptance
+        (QoS 0), and fails with BrokerDisconnectedError if the connection drops first."""
+
+    @abstractmethod
+    async def close(self, timeout: float = 2.0) -> None:
+        """Flush what can be flushed within ``timeout`` and disconnect."""
+
+    @classmethod
+    @abstractmethod
+    async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
+        """Connect once and disconnect; return a summary or raise BrokerError."""

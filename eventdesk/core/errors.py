@@ -1,0 +1,80 @@
+"""EventDesk's error hierarchy: every error names the object and the field at fault.
+
+Messages never contain secrets; callers pass only names, URLs without credentials and
+server replies.
+"""
+
+from __future__ import annotations
+
+
+class EventDeskError(Exception):
+    """Base of every error EventDesk reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, obj: str | None = None, field: str | None = None) -> None:
+        self.obj = obj
+        self.field = field
+        self.detail = message
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = ""
+        if self.obj and self.field:
+            where = f"{self.obj}: field '{self.field}': "
+        elif self.obj:
+            where = f"{self.obj}: "
+        return where + self.detail
+
+
+class ConfigError(EventDeskError):
+    """Invalid workspace or settings value (bad URL, unknown kind, invalid topic template, ...)."""
+
+    exit_code = 2
+
+
+class NotFoundError(ConfigError):
+    """A named datasource, model, broker or route does not exist."""
+
+    exit_code = 3
+
+
+class SecretStoreError(EventDeskError):
+    """No usable keyring backend, or a secret reference that cannot be resolved."""
+
+    exit_code = 4
+
+
+class ConnectorError(EventDeskError):
+    """A connector failed; ``terminal`` errors stop it, others are retried with backoff."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        obj: str | None = None,
+        field: str | None = None,
+        terminal: bool = False,
+        status: int | None = None,
+    ) -> None:
+        self.terminal = terminal
+        self.status = status
+        super().__init__(message, obj=obj, field=field)
+
+
+class BrokerError(EventDeskError):
+    """A broker could not be reached or refused us (authentication, TLS, ...)."""
+
+    exit_code = 6
+
+    def __init__(
+        self, message: str, *, obj: str | None = None, field: str | None = None, terminal: bool = False
+    ) -> None:
+        self.terminal = terminal
+        super().__init__(message, obj=obj, field=field)
+
+
+class BrokerDisconnectedError(BrokerError):
+    """The broker connection dropped while messages were in flight; they will be sent again."""

@@ -1,0 +1,178 @@
+"""Typed settings schemas: each connector and broker kind declares its settings once.
+
+Validation, CLI flags and the UI's forms are all derived from a :class:`Schema`, so a new
+kind needs no UI code. Secret fields are never stored in the workspace: they hold a
+reference to the keyring (or an environment variable) instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from eventdesk.core.errors import ConfigError
+
+FieldType = Literal["str", "int", "float", "bool", "choice", "json", "url", "path", "secret"]
+
+Validator = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: how it is typed, defaulted, explained and checked."""
+
+    name: str
+    type: FieldType
+    label: str = ""
+    help: str = ""
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    url_schemes: tuple[str, ...] = ()
+    validator: Validator | None = None
+    advanced: bool = False
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "secret"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    def coerce(self, value: Any, obj: str) -> Any:
+        """Return ``value`` converted to this field's type, or raise ConfigError naming it."""
+        if value is None or (isinstance(value, str) and value == "" and self.type != "str"):
+            if self.required:
+                raise ConfigError("a value is required", obj=obj, field=self.name)
+            return self.default
+        try:
+            result = self._convert(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), obj=obj, field=self.name) from None
+        if self.required and result in ("", None):
+            raise ConfigError("a value is required", obj=obj, field=self.name)
+        if self.validator is not None:
+            problem = self.validator(result)
+            if problem:
+                raise ConfigError(problem, obj=obj, field=self.name)
+        return result
+
+    def _convert(self, value: Any) -> Any:
+        t = self.type
+        if t in ("str", "path", "secret"):
+            if not isinstance(value, str):
+                raise TypeError(f"expected text, got {type(value).__name__}")
+            return value
+        if t == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if t in ("int", "float"):
+            if isinstance(value, bool):
+                raise TypeError("expected a number, got true/false")
+            try:
+                number: float = int(value) if t == "int" else float(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"expected {'a whole number' if t == 'int' else 'a number'}, got {value!r}"
+                ) from None
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError(f"must be at least {self.minimum:g}, got {number:g}")
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError(f"must be at most {self.maximum:g}, got {number:g}")
+            return number
+        if t == "choice":
+            text = str(value)
+            if text not in self.choices:
+                raise ValueError(f"must be one of {', '.join(self.choices)}; got {text!r}")
+            return text
+        if t == "json":
+            if isinstance(value, str):
+                try:
+                    return json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(
+                        f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                    ) from None
+            return value
+        if t == "url":
+            if not isinstance(value, str):
+                raise TypeError(f"expected a URL, got {type(value).__name__}")
+            parts = urlsplit(value)
+            if not parts.scheme or not parts.hostname:
+                raise ValueError(f"not a URL (expected scheme://host[:port]): {redact_url(value)!r}")
+            if self.url_schemes and parts.scheme not in self.url_schemes:
+                raise ValueError(f"scheme must be one of {', '.join(self.url_schemes)}; got {parts.scheme!r}")
+            try:
+                _ = parts.port
+            except ValueError:
+                raise ValueError(f"invalid port in {redact_url(value)!r}") from None
+            if parts.password:
+                raise ValueError("put the password in the secret store, not in the URL")
+            return value
+        raise TypeError(f"unknown field type {t}")  # pragma: no cover - schema authoring error
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The settings of one kind (or of one object type such as a route)."""
+
+    kind: str
+    fields: tuple[Field, ...]
+    title: str = ""
+    description: str = ""
+    cross_checks: tuple[Callable[[Mapping[str, Any]], tuple[str, str] | None], ...] = field(default=())
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: f.default for f in self.fields if not f.secret}
+
+    def validate(self, values: Mapping[str, Any], obj: str) -> dict[str, Any]:
+        """Coerce and check every non-secret field; unknown keys are errors naming the key."""
+        known = set(self.names)
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown setting for kind {self.kind!r}", obj=obj, field=key)
+        result: dict[str, Any] = {}
+        for f in self.fields:
+            if f.secret:
+                continue
+            result[f.name] = f.coerce(values.get(f.name), obj)
+        for check in self.cross_checks:
+            problem = check(result)
+            if problem is not None:
+                name, message = problem
+                raise ConfigError(message, obj=obj, field=name)
+        return result
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any user-info password replaced, safe for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
