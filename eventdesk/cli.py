@@ -1,0 +1,419 @@
+"""The ``eventdesk`` command: no sub-command opens the desktop app; sub-commands are headless.
+
+Flags for kind settings are derived from the kinds' settings schemas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from eventdesk import __version__
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.errors import ConfigError, EventDeskError
+from eventdesk.core.home import Home
+from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
+from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  unexpected error
+  2  invalid input: a setting, name, flag or workspace file (the message names object and field)
+  3  a named datasource, model, broker or route does not exist
+  4  secret store problem (no usable keyring backend, missing environment variable)
+  5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)
+  6  a broker refused us (credentials, TLS) or a route failed
+ 130 interrupted
+"""
+
+PLURALS = {"datasources": "datasource", "models": "model", "brokers": "broker", "routes": "route"}
+
+
+def _flag(f: Field) -> str:
+    return "--" + f.name.replace("_", "-")
+
+
+def _add_schema_flags(
+    parser: argparse.ArgumentParser, schemas: Sequence[Schema], skip: Sequence[str] = ()
+) -> None:
+    seen: set[str] = set()
+    for schema in schemas:
+        for f in schema.fields:
+            if f.secret or f.name in seen or f.name in skip:
+                continue
+            seen.add(f.name)
+            help_text = f.help + (f" (default: {f.default})" if f.default not in (None, "") else "")
+            if f.type == "bool":
+                parser.add_argument(
+                    _flag(f),
+                    dest=f"set_{f.name}",
+                    action=argparse.BooleanOptionalAction,
+                    default=None,
+                    help=help_text,
+                )
+            else:
+                parser.add_argument(
+                    _flag(f), dest=f"set_{f.name}", default=None, metavar=f.name.upper(), help=help_text
+                )
+
+
+def _settings_from(args: argparse.Namespace, schema: Schema) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in schema.fields:
+        value = getattr(args, f"set_{f.name}", None)
+        if value is not None and not f.secret:
+            out[f.name] = value
+    return out
+
+
+def _add_secret_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--secret-stdin",
+        action="store_true",
+        help="read the password / API key from standard input and store it in the OS keyring",
+    )
+    group.add_argument(
+        "--secret-env",
+        metavar="VAR",
+        help="take the secret from environment variable VAR at run time (headless hosts)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventdesk",
+        description="Watch and republish the change events of other systems. "
+        "With no command, opens the desktop app.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"eventdesk {__version__}")
+    parser.add_argument(
+        "--home", metavar="DIR", help="keep the workspace and capture in DIR (or set EVENTDESK_HOME)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cschemas = [connector_class(k).datasource_schema for k in connector_kinds()]
+    mschemas = [connector_class(k).model_schema for k in connector_kinds()]
+    bschemas = [broker_class(k).schema for k in broker_kinds()]
+
+    p = sub.add_parser("datasource", help="add a datasource")
+    psub = p.add_subparsers(dest="action", required=True)
+    a = psub.add_parser("add", help="add (or with --replace, change) a datasource")
+    a.add_argument("name")
+    a.add_argument("--kind", required=True, choices=connector_kinds())
+    a.add_argument("--replace", action="store_true", help="change an existing datasource")
+    _add_schema_flags(a, cschemas)
+    _add_secret_flags(a)
+
+    p = sub.add_parser("model", help="add a model")
+    psub = p.add_subparsers(dest="action", required=True)
+    a = psub.add_parser("add", help="add a model: a stream within a datasource")
+    a.add_argument("name")
+    a.add_argument("--datasource", required=True)
+    a.add_argument("--replace", action="store_true")
+    _add_schema_flags(a, mschemas)
+
+    p = sub.add_parser("broker", help="add a broker")
+    psub = p.add_subparsers(dest="action", required=True)
+    a = psub.add_parser("add", help="add a broker connection")
+    a.add_argument("name")
+    a.add_argument("--kind", required=True, choices=broker_kinds())
+    a.add_argument("--replace", action="store_true")
+    _add_schema_flags(a, bschemas)
+    _add_secret_flags(a)
+
+    p = sub.add_parser("route", help="add, enable or disable a route")
+    psub = p.add_subparsers(dest="action", required=True)
+    a = psub.add_parser("add", help="republish a model's events to a broker")
+    a.add_argument("name")
+    a.add_argument("--model", required=True)
+    a.add_argument("--broker", required=True)
+    a.add_argument("--replace", action="store_true")
+    _add_schema_flags(a, [ROUTE_SCHEMA], skip=("enabled", "retain"))
+    a.add_argument(
+        "--retain",
+        dest="set_retain",
+        action="store_true",
+        default=None,
+        help="ask the broker to retain the last message per topic",
+    )
+    a.add_argument("--disabled", action="store_true", help="add the route switched off")
+    for action in ("enable", "disable"):
+        e = psub.add_parser(action, help=f"{action} a route")
+        e.add_argument("name")
+
+    p = sub.add_parser("list", help="list configured objects")
+    p.add_argument("what", nargs="?", choices=list(PLURALS), help="only this kind of object")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("remove", help="remove an object (and what depends on it)")
+    p.add_argument("type", choices=OBJECT_TYPES)
+    p.add_argument("name")
+
+    p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
+    p.add_argument(
+        "--model", action="append", dest="models", metavar="M", help="only this model (repeatable)"
+    )
+
+    p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("events", help="read captured events")
+    p.add_argument("--model")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="one envelope per line (JSON Lines)")
+    return parser
+
+
+def _read_secret(args: argparse.Namespace) -> str | None:
+    if not getattr(args, "secret_stdin", False):
+        return None
+    data = sys.stdin.readline()
+    return data.rstrip("\r\n")
+
+
+def _cmd_add(home: Home, args: argparse.Namespace) -> int:
+    if args.command == "datasource":
+        schema = connector_class(args.kind).datasource_schema
+        cfg = home.add_datasource(
+            args.name,
+            args.kind,
+            _settings_from(args, schema),
+            secret=_read_secret(args),
+            secret_env=args.secret_env,
+            replace=args.replace,
+        )
+        print(
+            f"added {cfg.label} ({cfg.kind}, {cfg.settings['url']})"
+            + (f", secret in {cfg.secret.describe()}" if cfg.secret else "")
+        )
+    elif args.command == "model":
+        ds = home.workspace.datasource(args.datasource)
+        schema = connector_class(ds.kind).model_schema
+        settings = _settings_from(args, schema)
+        if "database" in schema.names:
+            settings.setdefault("database", args.name)
+        cfg_m = home.add_model(args.name, args.datasource, settings, replace=args.replace)
+        print(f"added {cfg_m.label} on datasource {cfg_m.datasource!r}")
+    elif args.command == "broker":
+        schema = broker_class(args.kind).schema
+        cfg_b = home.add_broker(
+            args.name,
+            args.kind,
+            _settings_from(args, schema),
+            secret=_read_secret(args),
+            secret_env=args.secret_env,
+            replace=args.replace,
+        )
+        print(f"added {cfg_b.label} ({cfg_b.kind}, {cfg_b.settings['url']})")
+    else:
+        settings = _settings_from(args, ROUTE_SCHEMA)
+        settings["enabled"] = not args.disabled
+        cfg_r = home.add_route(args.name, args.model, args.broker, settings, replace=args.replace)
+        print(
+            f"added {cfg_r.label}: model {cfg_r.model!r} -> broker {cfg_r.broker!r} "
+            f"topic {cfg_r.settings['topic']!r} ({cfg_r.settings['format']}, QoS {cfg_r.settings['qos']})"
+            + ("" if cfg_r.enabled else ", disabled")
+        )
+    return 0
+
+
+def _cmd_list(home: Home, args: argparse.Namespace) -> int:
+    data = home.workspace.to_json()
+    keys = [args.what] if args.what else list(PLURALS)
+    if args.json:
+        print(json.dumps({k: data[k] for k in keys}, indent=2))
+        return 0
+    for k in keys:
+        print(f"{k}:")
+        for name, entry in data[k].items():
+            settings = entry.get("settings", {})
+            extra = ""
+            if k in ("datasources", "brokers"):
+                extra = f" [{entry['kind']}] {settings.get('url', '')}" + (
+                    " (secret set)" if "secret" in entry else ""
+                )
+            elif k == "models":
+                extra = f" on {entry['datasource']}" + (
+                    f" database {settings['database']}" if "database" in settings else ""
+                )
+            else:
+                extra = (
+                    f" {entry['model']} -> {entry['broker']} {settings['topic']!r} {settings['format']}"
+                    f" qos={settings['qos']}" + ("" if settings.get("enabled", True) else " (disabled)")
+                )
+            print(f"  {name}{extra}")
+        if not data[k]:
+            print("  (none)")
+    return 0
+
+
+def _status(home: Home) -> dict[str, Any]:
+    cap = home.capture
+    states = {s.object: s for s in cap.states()}
+    checkpoints = cap.checkpoints()
+    models = {}
+    for name, m in home.workspace.models.items():
+        st = states.get(f"model/{name}")
+        models[name] = {
+            "datasource": m.datasource,
+            "state": st.state if st else "stopped",
+            "detail": st.detail if st else None,
+            "checkpoint": checkpoints.get(name),
+            "events": cap.count(name),
+        }
+    routes = {}
+    for name, r in home.workspace.routes.items():
+        st = states.get(f"route/{name}")
+        pos = cap.route_position(name) or 0
+        routes[name] = {
+            "model": r.model,
+            "broker": r.broker,
+            "enabled": r.enabled,
+            "state": st.state if st else "stopped",
+            "detail": st.detail if st else None,
+            "position": pos,
+            "backlog": cap.count(r.model, after=pos),
+        }
+    brokers = {}
+    for name in home.workspace.brokers:
+        st = states.get(f"broker/{name}")
+        brokers[name] = {"state": st.state if st else "stopped", "detail": st.detail if st else None}
+    return {"models": models, "routes": routes, "brokers": brokers}
+
+
+def _cmd_status(home: Home, args: argparse.Namespace) -> int:
+    status = _status(home)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print("models:")
+    for name, m in status["models"].items():
+        detail = f" ({m['detail']})" if m["detail"] else ""
+        print(
+            f"  {name}: {m['state']}{detail}  events={m['events']} checkpoint={json.dumps(m['checkpoint'])}"
+        )
+    print("routes:")
+    for name, r in status["routes"].items():
+        detail = f" ({r['detail']})" if r["detail"] else ""
+        flag = "" if r["enabled"] else " disabled"
+        print(f"  {name}: {r['state']}{detail}{flag}  {r['model']} -> {r['broker']} backlog={r['backlog']}")
+    print("brokers:")
+    for name, b in status["brokers"].items():
+        detail = f" ({b['detail']})" if b["detail"] else ""
+        print(f"  {name}: {b['state']}{detail}")
+    return 0
+
+
+def _cmd_events(home: Home, args: argparse.Namespace) -> int:
+    if args.model is not None:
+        home.workspace.model(args.model)
+    if args.limit < 1:
+        raise ConfigError("must be at least 1", obj="events", field="limit")
+    events = home.capture.latest(args.limit, models=[args.model] if args.model else None)
+    for ev in events:
+        env = ev.envelope
+        if args.json:
+            print(json.dumps(env, ensure_ascii=False))
+        else:
+            print(f"{env['received_at']}  {env['model']:<12} {env['op']:<8} {env['key']}  rev={env['rev']}")
+    return 0
+
+
+def _describe_state(key: str, change: StateChange) -> str:
+    kind, _, name = key.partition("/")
+    line = f"{kind} {name!r}: {change.state.value}"
+    if change.detail:
+        line += f" ({change.detail})"
+    if change.retry_in is not None:
+        line += f", retrying in {change.retry_in:.1f} s"
+    return line
+
+
+async def _run(home: Home, models: list[str] | None) -> int:
+    from eventdesk.core.runtime import Runtime
+
+    names = models if models else list(home.workspace.models)
+    for name in names:
+        home.workspace.model(name)
+    if not names:
+        raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
+    runtime = Runtime(home.workspace, home.capture)
+    stop = asyncio.Event()
+    failure: list[EventDeskError] = []
+
+    def on_terminal(key: str, error: EventDeskError) -> None:
+        failure.append(error)
+        stop.set()
+
+    runtime.on_state(lambda key, change: print(_describe_state(key, change), flush=True))
+    runtime.on_terminal(on_terminal)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start(names)
+        await stop.wait()
+    finally:
+        await runtime.aclose()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if failure:
+        raise failure[0]
+    print("stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        from eventdesk.ui.app import run_app
+
+        return int(run_app(args.home))
+    try:
+        home = Home.open(args.home)
+        try:
+            if args.command in ("datasource", "model", "broker"):
+                return _cmd_add(home, args)
+            if args.command == "route":
+                if args.action == "add":
+                    return _cmd_add(home, args)
+                route = home.set_route_enabled(args.name, args.action == "enable")
+                print(f"{route.label} {'enabled' if route.enabled else 'disabled'}")
+                return 0
+            if args.command == "list":
+                return _cmd_list(home, args)
+            if args.command == "remove":
+                for label in home.remove(args.type, args.name):
+                    print(f"removed {label}")
+                return 0
+            if args.command == "status":
+                return _cmd_status(home, args)
+            if args.command == "events":
+                return _cmd_events(home, args)
+            if args.command == "run":
+                return asyncio.run(_run(home, args.models))
+        finally:
+            home.close()
+    except EventDeskError as exc:
+        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover - argparse guards this
+
+
+__all__ = ["State", "main"]

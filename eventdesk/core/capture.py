@@ -1,0 +1,296 @@
+"""The capture: every event received, in SQLite (WAL), with model checkpoints and route positions.
+
+One transaction per batch: a model's events and its checkpoint are committed together, so a
+checkpoint never runs ahead of what is stored (DESIGN.md, "Delivery semantics"). Appends are
+idempotent on ``(model, key, rev)`` because change feeds may replay.
+
+A :class:`Capture` owns one connection guarded by a lock; the runtime calls it from one
+worker thread so the event loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventdesk.core.envelope import Event, utc_now_iso
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    pos INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    datasource TEXT NOT NULL,
+    model TEXT NOT NULL,
+    op TEXT NOT NULL,
+    key TEXT NOT NULL,
+    rev TEXT,
+    envelope BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (model, key, rev);
+CREATE INDEX IF NOT EXISTS events_model_pos ON events (model, pos);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    model TEXT PRIMARY KEY, seq BLOB NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS route_positions (
+    route TEXT PRIMARY KEY, pos INTEGER NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS states (
+    object TEXT PRIMARY KEY, state TEXT NOT NULL, detail TEXT, pid INTEGER, updated_at TEXT NOT NULL
+);
+"""
+
+CAPTURE_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedEvent:
+    """An event as stored: its capture position and its envelope."""
+
+    pos: int
+    envelope: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    object: str
+    state: str
+    detail: str | None
+    pid: int | None
+    updated_at: str
+
+
+class Capture:
+    """The capture database at ``path``; safe to share between threads."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        if readonly:
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (our crash model); only a power
+            # loss can drop the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._lock:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('capture_version', ?)",
+                    (CAPTURE_VERSION,),
+                )
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, model: str, events: Sequence[Event], checkpoint: Any) -> list[CapturedEvent]:
+        """Store ``events`` and move ``model``'s checkpoint to ``checkpoint`` in one transaction.
+
+        Returns the events that were new (a replayed ``(model, key, rev)`` is skipped).
+        """
+        added: list[CapturedEvent] = []
+        now = utc_now_iso()
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for ev in events:
+                    env = ev.to_dict()
+                    cur.execute(
+                        "INSERT OR IGNORE INTO events (id, received_at, datasource, model, op, key, rev, envelope)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            ev.id,
+                            ev.received_at,
+                            ev.datasource,
+                            model,
+                            ev.op,
+                            ev.key,
+                            ev.rev,
+                            orjson.dumps(env),
+                        ),
+                    )
+                    if cur.rowcount == 1:
+                        added.append(CapturedEvent(int(cur.lastrowid or 0), env))
+                if checkpoint is not None:
+                    cur.execute(
+                        "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                        (model, orjson.dumps(checkpoint), now),
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return added
+
+    def set_route_position(self, route: str, pos: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO route_positions (route, pos, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (route) DO UPDATE SET pos = excluded.pos, updated_at = excluded.updated_at",
+                (route, pos, utc_now_iso()),
+            )
+
+    def set_state(self, obj: str, state: str, detail: str | None) -> None:
+        """Record an object's live state so ``status`` in another process can show it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO states (object, state, detail, pid, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (object) DO UPDATE SET state = excluded.state, detail = excluded.detail,"
+                " pid = excluded.pid, updated_at = excluded.updated_at",
+                (obj, state, detail, os.getpid(), utc_now_iso()),
+            )
+
+    def forget(self, *, model: str | None = None, route: str | None = None) -> None:
+        """Drop a removed model's checkpoint or a removed route's position (events stay)."""
+        with self._lock:
+            if model is not None:
+                self._db.execute("DELETE FROM checkpoints WHERE model = ?", (model,))
+                self._db.execute("DELETE FROM states WHERE object = ?", (f"model/{model}",))
+            if route is not None:
+                self._db.execute("DELETE FROM route_positions WHERE route = ?", (route,))
+                self._db.execute("DELETE FROM states WHERE object = ?", (f"route/{route}",))
+
+    # -- reading ---------------------------------------------------------------------------
+    def checkpoint(self, model: str) -> Any:
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM checkpoints WHERE model = ?", (model,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def route_position(self, route: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT pos FROM route_positions WHERE route = ?", (route,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def last_pos(self, model: str | None = None) -> int:
+        with self._lock:
+            if model is None:
+                row = self._db.execute("SELECT MAX(pos) FROM events").fetchone()
+            else:
+                row = self._db.execute("SELECT MAX(pos) FROM events WHERE model = ?", (model,)).fetchone()
+        return int(row[0] or 0)
+
+    def read_after(self, model: str, pos: int, limit: int) -> list[tuple[int, bytes]]:
+        """The next ``limit`` stored envelopes (raw JSON) of ``model`` after position ``pos``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT pos, envelope FROM events WHERE model = ? AND pos > ? ORDER BY pos LIMIT ?",
+                (model, pos, limit),
+            ).fetchall()
+        return [(int(p), bytes(e)) for p, e in rows]
+
+    def count(self, model: str | None = None, *, after: int = 0) -> int:
+        with self._lock:
+            if model is None:
+                row = self._db.execute("SELECT COUNT(*) FROM events WHERE pos > ?", (after,)).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM events WHERE model = ? AND pos > ?", (model, after)
+                ).fetchone()
+        return int(row[0])
+
+    def latest(
+        self, limit: int, *, models: Iterable[str] | None = None, before: int | None = None
+    ) -> list[CapturedEvent]:
+        """The newest ``limit`` events (optionally of ``models``, before ``pos``), oldest first."""
+        clauses, params = self._where(models=models, before=before)
+        sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*params, limit)).fetchall()
+        return [CapturedEvent(int(p), orjson.loads(e)) for p, e in reversed(rows)]
+
+    def previous_revision(self, model: str, key: str, pos: int) -> CapturedEvent | None:
+        """The latest earlier event of the same key (for "diff against previous revision")."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pos, envelope FROM events WHERE model = ? AND key = ? AND pos < ? ORDER BY pos DESC LIMIT 1",
+                (model, key, pos),
+            ).fetchone()
+        return None if row is None else CapturedEvent(int(row[0]), orjson.loads(row[1]))
+
+    def get(self, pos: int) -> CapturedEvent | None:
+        with self._lock:
+            row = self._db.execute("SELECT pos, envelope FROM events WHERE pos = ?", (pos,)).fetchone()
+        return None if row is None else CapturedEvent(int(row[0]), orjson.loads(row[1]))
+
+    def iter_raw(
+        self,
+        *,
+        models: Iterable[str] | None = None,
+        ops: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        chunk: int = 5000,
+    ) -> Iterator[tuple[int, bytes]]:
+        """Every matching stored envelope in capture order, read in chunks (flat memory)."""
+        after = 0
+        while True:
+            clauses, params = self._where(models=models, ops=ops, since=since, until=until, after=after)
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT pos, envelope FROM events {clauses} ORDER BY pos LIMIT ?", (*params, chunk)
+                ).fetchall()
+            if not rows:
+                return
+            for p, e in rows:
+                yield int(p), bytes(e)
+            after = int(rows[-1][0])
+
+    def states(self) -> list[StoredState]:
+        with self._lock:
+            rows = self._db.execute("SELECT object, state, detail, pid, updated_at FROM states").fetchall()
+        return [StoredState(*r) for r in rows]
+
+    def checkpoints(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT model, seq FROM checkpoints").fetchall()
+        return {m: orjson.loads(s) for m, s in rows}
+
+    @staticmethod
+    def _where(
+        *,
+        models: Iterable[str] | None = None,
+        ops: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        after: int | None = None,
+        before: int | None = None,
+    ) -> tuple[str, tuple[Any, ...]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if models is not None:
+            names = list(models)
+            clauses.append(f"model IN ({','.join('?' * len(names))})" if names else "0")
+            params += names
+        if ops is not None:
+            wanted = list(ops)
+            clauses.append(f"op IN ({','.join('?' * len(wanted))})" if wanted else "0")
+            params += wanted
+        if since is not None:
+            clauses.append("received_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("received_at < ?")
+            params.append(until)
+        if after is not None:
+            clauses.append("pos > ?")
+            params.append(after)
+        if before is not None:
+            clauses.append("pos < ?")
+            params.append(before)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

@@ -1,0 +1,185 @@
+"""An EventDesk home: the workspace file, the capture and the secrets, edited together.
+
+The CLI and the desktop app both change the workspace only through :class:`Home`, so a
+secret always goes to the store before a reference is saved, and removals clean up after
+themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventdesk.core.capture import Capture
+from eventdesk.core.errors import ConfigError
+from eventdesk.core.paths import Paths, resolve_paths
+from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
+from eventdesk.core.workspace import (
+    BrokerConfig,
+    DatasourceConfig,
+    ModelConfig,
+    RouteConfig,
+    Workspace,
+    load_workspace,
+    save_workspace,
+)
+
+
+@dataclass
+class Home:
+    paths: Paths
+    workspace: Workspace = field(default_factory=Workspace)
+    _capture: Capture | None = None
+
+    @classmethod
+    def open(cls, home: str | None = None) -> Home:
+        paths = resolve_paths(home).ensure()
+        return cls(paths=paths, workspace=load_workspace(paths.workspace_file))
+
+    @property
+    def capture(self) -> Capture:
+        if self._capture is None:
+            self._capture = Capture(self.paths.capture_file)
+        return self._capture
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+
+    def save(self) -> None:
+        save_workspace(self.workspace, self.paths.workspace_file)
+
+    def reload(self) -> None:
+        self.workspace = load_workspace(self.paths.workspace_file)
+
+    # -- secrets ---------------------------------------------------------------------------
+    @staticmethod
+    def _secret_ref(
+        object_type: str, name: str, secret: str | None, secret_env: str | None
+    ) -> SecretRef | None:
+        obj = f"{object_type} {name!r}"
+        if secret is not None and secret_env is not None:
+            raise ConfigError(
+                "give the secret either on stdin or through --secret-env, not both", obj=obj, field="secret"
+            )
+        if secret_env is not None:
+            return env_ref(secret_env, obj)
+        if secret is not None:
+            if not secret:
+                raise ConfigError("the secret is empty", obj=obj, field="secret")
+            return store_secret(object_type, name, secret)
+        return None
+
+    # -- adding ----------------------------------------------------------------------------
+    def add_datasource(
+        self,
+        name: str,
+        kind: str,
+        settings: dict[str, Any],
+        *,
+        secret: str | None = None,
+        secret_env: str | None = None,
+        replace: bool = False,
+    ) -> DatasourceConfig:
+        old = self.workspace.datasources.get(name)
+        self.workspace.validate_datasource(DatasourceConfig(name, kind, settings))  # before touching secrets
+        if not replace and old is not None:
+            self.workspace.put_datasource(DatasourceConfig(name, kind, settings))  # raises "already exists"
+        ref = self._secret_ref("datasource", name, secret, secret_env)
+        if ref is None and old is not None and replace:
+            ref = old.secret
+        cfg = self.workspace.put_datasource(DatasourceConfig(name, kind, settings, ref), replace=replace)
+        self.save()
+        return cfg
+
+    def add_model(
+        self, name: str, datasource: str, settings: dict[str, Any], *, replace: bool = False
+    ) -> ModelConfig:
+        cfg = self.workspace.put_model(ModelConfig(name, datasource, settings), replace=replace)
+        self.save()
+        return cfg
+
+    def add_broker(
+        self,
+        name: str,
+        kind: str,
+        settings: dict[str, Any],
+        *,
+        secret: str | None = None,
+        secret_env: str | None = None,
+        replace: bool = False,
+    ) -> BrokerConfig:
+        old = self.workspace.brokers.get(name)
+        self.workspace.validate_broker(BrokerConfig(name, kind, settings))
+        if not replace and old is not None:
+            self.workspace.put_broker(BrokerConfig(name, kind, settings))
+        ref = self._secret_ref("broker", name, secret, secret_env)
+        if ref is None and old is not None and replace:
+            ref = old.secret
+        cfg = self.workspace.put_broker(BrokerConfig(name, kind, settings, ref), replace=replace)
+        self.save()
+        return cfg
+
+    def add_route(
+        self, name: str, model: str, broker: str, settings: dict[str, Any], *, replace: bool = False
+    ) -> RouteConfig:
+        is_new = name not in self.workspace.routes
+        cfg = self.workspace.put_route(RouteConfig(name, model, broker, settings), replace=replace)
+        if is_new and self.capture.route_position(name) is None:
+            # A new route republishes what arrives from now on, not the model's whole history.
+            self.capture.set_route_position(name, self.capture.last_pos(model))
+        self.save()
+        return cfg
+
+    def set_route_enabled(self, name: str, enabled: bool) -> RouteConfig:
+        route = self.workspace.route(name)
+        route.settings["enabled"] = enabled
+        self.save()
+        return route
+
+    def set_secret(
+        self, object_type: str, name: str, secret: str | None, secret_env: str | None = None
+    ) -> None:
+        """Set, replace (or with both None, remove) the secret of a datasource or broker."""
+        target: DatasourceConfig | BrokerConfig
+        target = (
+            self.workspace.datasource(name) if object_type == "datasource" else self.workspace.broker(name)
+        )
+        if secret is None and secret_env is None:
+            delete_secret(target.secret)
+            target.secret = None
+        else:
+            target.secret = self._secret_ref(object_type, name, secret, secret_env)
+        self.save()
+
+    def remove(self, object_type: str, name: str) -> list[str]:
+        ws = self.workspace
+        secrets: list[SecretRef | None] = []
+        models = (
+            [name]
+            if object_type == "model"
+            else [m.name for m in ws.models_of(name)]
+            if object_type == "datasource"
+            else []
+        )
+        routes = (
+            [name]
+            if object_type == "route"
+            else [r.name for r in ws.routes_of_broker(name)]
+            if object_type == "broker"
+            else [r.name for m in models for r in ws.routes_of_model(m)]
+        )
+        if object_type == "datasource":
+            secrets.append(ws.datasource(name).secret)
+        elif object_type == "broker":
+            secrets.append(ws.broker(name).secret)
+        removed = ws.remove(object_type, name)
+        self.save()
+        for ref in secrets:
+            delete_secret(ref)
+        for m in models:
+            self.capture.forget(model=m)
+        for r in routes:
+            self.capture.forget(route=r)
+        return removed

@@ -1,0 +1,402 @@
+"""The runtime wires connectors to capture, routes and live subscribers (DESIGN.md, Architecture).
+
+Everything here runs on one asyncio loop (Qt's, through qasync, in the app). SQLite work runs
+on one dedicated thread so the loop never waits on the disk. Every background task is owned:
+one named slot per model and per route, cancelled and awaited on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+
+from eventdesk.core.capture import Capture, CapturedEvent
+from eventdesk.core.contracts import Connector, Publisher, State, StateChange
+from eventdesk.core.envelope import Event, encode_payload
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, EventDeskError
+from eventdesk.core.rate import RateMeter
+from eventdesk.core.registry import broker_class, connector_class
+from eventdesk.core.secrets import resolve_secret
+from eventdesk.core.topic_template import TopicTemplate
+from eventdesk.core.workspace import RouteConfig, Workspace
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+StateListener = Callable[[str, StateChange], None]
+BatchListener = Callable[[str, list[CapturedEvent]], None]
+
+ROUTE_BATCH = 1000
+STOP_TIMEOUT = 2.0
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    datasource: str
+    state: StateChange
+    checkpoint: Any
+    events: int
+    rate: float
+
+
+@dataclass
+class RouteStatus:
+    name: str
+    model: str
+    broker: str
+    enabled: bool
+    state: StateChange
+    position: int
+    backlog: int
+
+
+class ModelRunner:
+    """Runs one model's connector and is its :class:`ConnectorHost`."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.loop = asyncio.get_running_loop()
+        self.meter = RateMeter()
+        self.task: asyncio.Task[None] | None = None
+        self.connector: Connector | None = None
+        self.error: EventDeskError | None = None
+
+    @property
+    def key(self) -> str:
+        return f"model/{self.name}"
+
+    async def deliver(self, events: list[Event], checkpoint: Any) -> None:
+        added = await self.runtime.db(self.runtime.capture.append, self.name, events, checkpoint)
+        self.meter.add(len(added))
+        self.runtime._appended(self.name, added)
+
+    def set_state(self, change: StateChange) -> None:
+        self.runtime._set_state(self.key, change)
+
+    async def start(self) -> None:
+        ws = self.runtime.workspace
+        model = ws.model(self.name)
+        ds = ws.datasource(model.datasource)
+        cls = connector_class(ds.kind)
+        secret = resolve_secret(ds.secret, ds.label)
+        checkpoint = await self.runtime.db(self.runtime.capture.checkpoint, self.name)
+        since = checkpoint if checkpoint is not None else model.settings.get("since", "now")
+        self.error = None
+        self.connector = cls(datasource=ds, model=model, secret=secret, host=self)
+        self.set_state(StateChange(State.CONNECTING))
+        self.task = asyncio.create_task(self._run(self.connector, since), name=f"connector:{self.name}")
+
+    async def _run(self, connector: Connector, since: Any) -> None:
+        try:
+            await connector.run(since)
+            self.set_state(StateChange(State.STOPPED))
+        except asyncio.CancelledError:
+            raise
+        except EventDeskError as exc:
+            self.error = exc
+            self.set_state(StateChange(State.ERROR, exc.describe()))
+            self.runtime._terminal(self.key, exc)
+        except Exception as exc:  # a connector bug must not take the app down
+            log.exception("connector of model %r failed", self.name)
+            err = ConnectorError(
+                f"unexpected failure: {type(exc).__name__}: {exc}", obj=f"model {self.name!r}"
+            )
+            self.error = err
+            self.set_state(StateChange(State.ERROR, err.describe()))
+            self.runtime._terminal(self.key, err)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is None:
+            return
+        if not task.done():
+            self.set_state(StateChange(State.STOPPING))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
+            if not task.done():
+                log.warning("connector of model %r did not stop within %s s", self.name, STOP_TIMEOUT)
+        if self.error is None:
+            self.set_state(StateChange(State.STOPPED))
+
+
+class BrokerLink:
+    """One publisher per broker, shared by its routes and started on first use."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.users = 0
+        cfg = runtime.workspace.broker(name)
+        cls = broker_class(cfg.kind)
+        secret = resolve_secret(cfg.secret, cfg.label)
+        self.publisher: Publisher = cls(config=cfg, secret=secret, on_state=self._on_state)
+        self.started = False
+
+    @property
+    def key(self) -> str:
+        return f"broker/{self.name}"
+
+    def _on_state(self, change: StateChange) -> None:
+        self.runtime._set_state(self.key, change)
+        for worker in self.runtime.routes.values():
+            if worker.broker == self.name:
+                worker.broker_state(change)
+
+    async def acquire(self) -> Publisher:
+        self.users += 1
+        if not self.started:
+            self.started = True
+            await self.publisher.start()
+        return self.publisher
+
+    async def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self.started:
+            self.started = False
+            await self.publisher.close()
+
+
+class RouteWorker:
+    """Publishes one model's captured events to one broker, in order, from its position."""
+
+    def __init__(self, runtime: Runtime, cfg: RouteConfig) -> None:
+        self.runtime = runtime
+        self.name = cfg.name
+        self.model = cfg.model
+        self.broker = cfg.broker
+        self.template = TopicTemplate(cfg.settings["topic"])
+        self.format: str = cfg.settings["format"]
+        self.qos: int = cfg.settings["qos"]
+        self.retain: bool = cfg.settings["retain"]
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.position = 0
+        self.published = 0
+        self.meter = RateMeter()
+
+    @property
+    def key(self) -> str:
+        return f"route/{self.name}"
+
+    def broker_state(self, change: StateChange) -> None:
+        if self.task is None:
+            return
+        if change.state in (State.RETRYING, State.ERROR, State.CONNECTING):
+            self.runtime._set_state(
+                self.key,
+                StateChange(State.RETRYING, f"broker {self.broker!r}: {change.detail or change.state.value}"),
+            )
+        elif change.state is State.RUNNING:
+            self.runtime._set_state(self.key, StateChange(State.RUNNING))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"route:{self.name}")
+
+    async def _run(self) -> None:
+        link = self.runtime._broker_link(self.broker)
+        publisher = await link.acquire()
+        try:
+            stored = await self.runtime.db(self.runtime.capture.route_position, self.name)
+            self.position = stored if stored is not None else 0
+            self.runtime._set_state(self.key, StateChange(State.CONNECTING))
+            await self._publish_forever(publisher)
+        except BrokerError as exc:
+            self.runtime._set_state(self.key, StateChange(State.ERROR, exc.describe()))
+            self.runtime._terminal(self.key, exc)
+        finally:
+            await link.release()
+
+    async def _publish_forever(self, publisher: Publisher) -> None:
+        db = self.runtime.db
+        capture = self.runtime.capture
+        while True:
+            if not publisher.connected:
+                await publisher.wait_connected()
+                self.runtime._set_state(self.key, StateChange(State.RUNNING))
+            self.wake.clear()
+            rows = await db(capture.read_after, self.model, self.position, ROUTE_BATCH)
+            if not rows:
+                if self.runtime.states.get(self.key, StateChange(State.STOPPED)).state is not State.RUNNING:
+                    self.runtime._set_state(self.key, StateChange(State.RUNNING))
+                await self.wake.wait()
+                continue
+            acked = await self._publish_batch(publisher, rows)
+            if acked > self.position:
+                self.position = acked
+                await db(capture.set_route_position, self.name, acked)
+
+    async def _publish_batch(self, publisher: Publisher, rows: list[tuple[int, bytes]]) -> int:
+        sent: list[tuple[int, asyncio.Future[None]]] = []
+        for pos, raw in rows:
+            env = orjson.loads(raw)
+            payload = raw if self.format == "envelope" else encode_payload(env, self.format)
+            try:
+                fut = publisher.publish(self.template.render(env), payload, self.qos, self.retain)
+            except BrokerDisconnectedError:
+                break
+            sent.append((pos, fut))
+        acked = self.position
+        try:
+            for pos, fut in sent:
+                await fut
+                acked = pos
+                self.published += 1
+        except BrokerDisconnectedError:
+            # Everything after ``acked`` is sent again after reconnecting: at-least-once.
+            for _, fut in sent:
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # consume, so nothing is reported as "never retrieved"
+        self.meter.add(max(0, len([1 for p, _ in sent if p <= acked])))
+        return acked
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            self.runtime._set_state(self.key, StateChange(State.STOPPING))
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.runtime._set_state(self.key, StateChange(State.STOPPED))
+
+
+class Runtime:
+    """Starts and stops models and routes of a workspace; emits state changes and batches."""
+
+    def __init__(self, workspace: Workspace, capture: Capture) -> None:
+        self.workspace = workspace
+        self.capture = capture
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventdesk-capture")
+        self.models: dict[str, ModelRunner] = {}
+        self.routes: dict[str, RouteWorker] = {}
+        self.brokers: dict[str, BrokerLink] = {}
+        self.states: dict[str, StateChange] = {}
+        self._state_listeners: list[StateListener] = []
+        self._batch_listeners: list[BatchListener] = []
+        self._terminal_listeners: list[Callable[[str, EventDeskError], None]] = []
+        self.total = RateMeter()
+
+    # -- plumbing --------------------------------------------------------------------------
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a capture call on the capture thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def on_state(self, listener: StateListener) -> None:
+        self._state_listeners.append(listener)
+
+    def on_batch(self, listener: BatchListener) -> None:
+        """``listener(model, events)`` after each committed batch (only the new events)."""
+        self._batch_listeners.append(listener)
+
+    def on_terminal(self, listener: Callable[[str, EventDeskError], None]) -> None:
+        self._terminal_listeners.append(listener)
+
+    def _set_state(self, key: str, change: StateChange) -> None:
+        if self.states.get(key) == change:
+            return
+        self.states[key] = change
+        self._executor.submit(self.capture.set_state, key, change.state.value, change.detail)
+        for listener in self._state_listeners:
+            listener(key, change)
+
+    def _terminal(self, key: str, error: EventDeskError) -> None:
+        for listener in self._terminal_listeners:
+            listener(key, error)
+
+    def _appended(self, model: str, added: list[CapturedEvent]) -> None:
+        if not added:
+            return
+        self.total.add(len(added))
+        for worker in self.routes.values():
+            if worker.model == model:
+                worker.wake.set()
+        for listener in self._batch_listeners:
+            listener(model, added)
+
+    def _broker_link(self, name: str) -> BrokerLink:
+        link = self.brokers.get(name)
+        if link is None:
+            link = self.brokers[name] = BrokerLink(self, name)
+        return link
+
+    def state_of(self, key: str) -> StateChange:
+        return self.states.get(key, StateChange(State.STOPPED))
+
+    # -- control ---------------------------------------------------------------------------
+    async def start_model(self, name: str) -> None:
+        runner = self.models.get(name)
+        if runner is not None and runner.running:
+            return
+        runner = self.models[name] = ModelRunner(self, name)
+        try:
+            await runner.start()
+        except EventDeskError as exc:
+            runner.error = exc
+            runner.set_state(StateChange(State.ERROR, exc.describe()))
+            raise
+        for route in self.workspace.routes_of_model(name):
+            if route.enabled:
+                await self.start_route(route.name)
+
+    async def stop_model(self, name: str) -> None:
+        runner = self.models.get(name)
+        if runner is not None:
+            await runner.stop()
+
+    async def start_route(self, name: str) -> None:
+        worker = self.routes.get(name)
+        if worker is not None and worker.task is not None and not worker.task.done():
+            return
+        worker = self.routes[name] = RouteWorker(self, self.workspace.route(name))
+        worker.start()
+
+    async def stop_route(self, name: str) -> None:
+        worker = self.routes.pop(name, None)
+        if worker is not None:
+            await worker.stop()
+
+    async def start(self, models: list[str] | None = None) -> None:
+        for name in models if models is not None else list(self.workspace.models):
+            await self.start_model(name)
+
+    async def stop(self) -> None:
+        """Stop connectors first (no new events), then routes; brokers close with their last route."""
+        await asyncio.gather(*(r.stop() for r in self.models.values()))
+        await asyncio.gather(*(w.stop() for w in list(self.routes.values())))
+        self.routes.clear()
+
+    async def aclose(self) -> None:
+        await self.stop()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._executor.shutdown)
+
+    # -- status ----------------------------------------------------------------------------
+    def model_status(self, name: str) -> ModelStatus:
+        model = self.workspace.model(name)
+        runner = self.models.get(name)
+        return ModelStatus(
+            name=name,
+            datasource=model.datasource,
+            state=self.state_of(f"model/{name}"),
+            checkpoint=self.capture.checkpoint(name),
+            events=runner.meter.total if runner else 0,
+            rate=runner.meter.rate() if runner else 0.0,
+        )
