@@ -209,7 +209,7 @@ class Capture:
     ) -> list[CapturedEvent]:
         """The newest ``limit`` events (optionally of ``models``, before ``pos``), oldest first."""
         clauses, params = self._where(models=models, before=before)
-        sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"
+        sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - clauses are ours, values bound
         with self._lock:
             rows = self._db.execute(sql, (*params, limit)).fetchall()
         return [CapturedEvent(int(p), orjson.loads(e)) for p, e in reversed(rows)]
@@ -243,7 +243,8 @@ class Capture:
             clauses, params = self._where(models=models, ops=ops, since=since, until=until, after=after)
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT pos, envelope FROM events {clauses} ORDER BY pos LIMIT ?", (*params, chunk)
+                    f"SELECT pos, envelope FROM events {clauses} ORDER BY pos LIMIT ?",  # noqa: S608 - values bound
+                    (*params, chunk),
                 ).fetchall()
             if not rows:
                 return
