@@ -48,9 +48,11 @@ class Field:
     def coerce(self, value: Any, obj: str) -> Any:
         """Return ``value`` converted to this field's type, or raise ConfigError naming it."""
         if value is None or (isinstance(value, str) and value == "" and self.type != "str"):
-            if self.required:
+            if self.required and self.default in (None, ""):
                 raise ConfigError("a value is required", obj=obj, field=self.name)
-            return self.default
+            if self.default is None:
+                return None
+            value = self.default
         try:
             result = self._convert(value)
         except (TypeError, ValueError) as exc:
