@@ -1,0 +1,199 @@
+"""Benchmark of the headless pipeline against local pouchdb-server and mosquitto.
+
+Prints each figure beside a reference measured in the same run (issue: Event pipeline):
+  live     20,000 docs bulk-inserted while `run` follows (QoS 1 and 0) vs curl on the continuous feed
+  backlog  100,000 docs already stored, --since 0, QoS 1, vs curl reading feed=normal
+  latency  write -> subscriber at a steady 200 docs/s for 20 s (p50, p99)
+  memory   peak RSS of `run` during the backlog drain
+
+Run: .venv/bin/python -m tests.bench.pipeline [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.cli.harness import RunProcess, bulk_insert, home_args, ok
+from tests.peers.servers import MqttBroker, Subscriber, free_port, start_couch, stop_process
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Bench:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.couch = start_couch(root / "couch")
+        self.broker = MqttBroker(port=free_port(), workdir=root / "mosq")
+        self.broker.workdir.mkdir()
+        self.broker.start()
+        self.n = 0
+
+    def close(self) -> None:
+        self.broker.stop()
+        stop_process(self.couch.proc)
+
+    def pipeline(self, db: str, *, qos: int, since: str, topic: str) -> Path:
+        self.n += 1
+        home = self.root / f"home{self.n}"
+        h = home_args(home)
+        ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", self.couch.url)
+        ok(*h, "model", "add", "accounts", "--datasource", "couch", "--database", db, "--since", since)
+        ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", self.broker.url)
+        ok(
+            *h,
+            "route",
+            "add",
+            "out",
+            "--model",
+            "accounts",
+            "--broker",
+            "mosq",
+            "--topic",
+            topic + "/{key}",
+            "--format",
+            "envelope",
+            "--qos",
+            str(qos),
+        )
+        return home
+
+    def docs(self, prefix: str, count: int, size: int = 200) -> list[dict[str, object]]:
+        pad = "x" * size
+        return [{"_id": f"{prefix}-{i:06d}", "n": i, "region": "Bangalore", "pad": pad} for i in range(count)]
+
+    # -- live -------------------------------------------------------------------------------
+    def curl_live(self, count: int) -> float:
+        db = self.couch.create_database("curl-live")
+        url = f"{self.couch.url}/{db}/_changes?feed=continuous&include_docs=true&since=now&limit={count}&heartbeat=5000"
+        proc = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", "-H", "Accept-Encoding: identity", url])
+        time.sleep(0.5)
+        start = time.monotonic()
+        bulk_insert(self.couch, db, self.docs("c", count))
+        proc.wait(300)
+        return count / (time.monotonic() - start)
+
+    def eventdesk_live(self, count: int, qos: int) -> float:
+        db = self.couch.create_database("ed-live")
+        topic = f"bench/live{self.n}"
+        home = self.pipeline(db, qos=qos, since="now", topic=topic)
+        sub = Subscriber(port=self.broker.port, topic=topic + "/#", qos=qos)
+        run = RunProcess(home_args(home))
+        try:
+            run.wait_line("route 'out': running", 30)
+            start = time.monotonic()
+            bulk_insert(self.couch, db, self.docs("l", count))
+            msgs = sub.wait_for(count, 300)
+            elapsed = time.monotonic() - start
+        finally:
+            run.stop()
+            sub.close()
+        assert len({m.topic for m in msgs}) == count
+        return count / elapsed
+
+    # -- backlog ----------------------------------------------------------------------------
+    def backlog(self, count: int) -> tuple[float, float, float]:
+        db = self.couch.create_database("backlog")
+        bulk_insert(self.couch, db, self.docs("b", count))
+        start = time.monotonic()
+        subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", f"{self.couch.url}/{db}/_changes?include_docs=true&since=0"],
+            check=True,
+            timeout=600,
+        )
+        curl_rate = count / (time.monotonic() - start)
+        topic = f"bench/backlog{self.n}"
+        home = self.pipeline(db, qos=1, since="0", topic=topic)
+        sub = Subscriber(port=self.broker.port, topic=topic + "/#", qos=1)
+        start = time.monotonic()
+        run = RunProcess(home_args(home))
+        try:
+            msgs = sub.wait_for(count, 900)
+            elapsed = time.monotonic() - start
+            rss = peak_rss_mb(run.proc.pid)
+        finally:
+            run.stop()
+            sub.close()
+        assert len({m.topic for m in msgs}) == count, "documents missing"
+        return count / elapsed, curl_rate, rss
+
+    # -- latency ----------------------------------------------------------------------------
+    def latency(self, rate: float, seconds: float) -> list[float]:
+        db = self.couch.create_database("latency")
+        topic = f"bench/lat{self.n}"
+        home = self.pipeline(db, qos=1, since="now", topic=topic)
+        sub = Subscriber(port=self.broker.port, topic=topic + "/#", qos=1)
+        run = RunProcess(home_args(home))
+        count = int(rate * seconds)
+        written: dict[str, float] = {}
+        try:
+            run.wait_line("route 'out': running", 30)
+            interval = 1 / rate
+            start = time.monotonic()
+            for i in range(count):
+                target = start + i * interval
+                delay = target - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                key = f"lat-{i:06d}"
+                written[key] = time.monotonic()
+                self.couch.request("PUT", f"/{db}/{key}", json.dumps({"n": i}).encode())
+            msgs = sub.wait_for(count, 60)
+        finally:
+            run.stop()
+            sub.close()
+        lat = []
+        for m in msgs:
+            key = m.topic.rsplit("/", 1)[1]
+            lat.append((m.at - written[key]) * 1000)
+        return lat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    args = parser.parse_args()
+    live_n, backlog_n, lat_s = (2000, 5000, 3) if args.quick else (20_000, 100_000, 20)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            curl = bench.curl_live(live_n)
+            q1 = bench.eventdesk_live(live_n, 1)
+            q0 = bench.eventdesk_live(live_n, 0)
+            print(
+                f"live    {live_n} docs: curl continuous {curl:8.0f} docs/s | eventdesk QoS1 {q1:8.0f} docs/s "
+                f"({q1 / curl:.2f} x, target >= 0.93) | QoS0 {q0:8.0f} docs/s ({q0 / curl:.2f} x)",
+                flush=True,
+            )
+            lat = bench.latency(200, lat_s)
+            lat.sort()
+            p50 = statistics.median(lat)
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(
+                f"latency 200 docs/s for {lat_s} s: p50 {p50:.2f} ms (target <= 5), p99 {p99:.2f} ms "
+                f"(target <= 20), max {lat[-1]:.2f} ms",
+                flush=True,
+            )
+            rate, curl_rate, rss = bench.backlog(backlog_n)
+            print(
+                f"backlog {backlog_n} docs since 0: curl feed=normal {curl_rate:8.0f} docs/s | eventdesk QoS1 "
+                f"{rate:8.0f} docs/s ({rate / curl_rate:.2f} x, target >= 0.35) | peak RSS {rss:.0f} MB "
+                f"(target <= 120)",
+                flush=True,
+            )
+        finally:
+            bench.close()
+
+
+if __name__ == "__main__":
+    main()
