@@ -1,0 +1,322 @@
+"""The detail pane of one event: envelope header, lazy JSON tree, full text and a diff with the previous revision.
+
+Large payloads are never cut: the text and the diff of a payload over ``LARGE_PAYLOAD`` bytes are
+rendered only when asked for, and the tree creates rows only when they are expanded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from typing import Any
+
+import orjson
+from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QSyntaxHighlighter, QTextCharFormat
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from eventdesk.core.capture import CapturedEvent
+from eventdesk.ui.event_table import OP_COLORS
+from eventdesk.ui.json_tree import JsonTreeModel
+
+LARGE_PAYLOAD = 1_000_000
+FIRST_REVISION = "First revision seen of this key."
+NO_CHANGE = "The payload did not change since the previous revision."
+TAB_TREE, TAB_TEXT, TAB_DIFF = range(3)
+
+
+def pretty_json(value: Any, *, sort_keys: bool = False) -> str:
+    option = orjson.OPT_INDENT_2 | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    return orjson.dumps(value, option=option, default=str).decode()
+
+
+def unified_payload_diff(previous: CapturedEvent, current: CapturedEvent) -> str:
+    """A unified diff of the two payloads as pretty JSON with sorted keys ("" when equal)."""
+    before = pretty_json(previous.envelope.get("payload"), sort_keys=True).splitlines()
+    after = pretty_json(current.envelope.get("payload"), sort_keys=True).splitlines()
+    lines = difflib.unified_diff(
+        before,
+        after,
+        fromfile=f"rev {previous.envelope.get('rev')} (#{previous.pos})",
+        tofile=f"rev {current.envelope.get('rev')} (#{current.pos})",
+        lineterm="",
+    )
+    return "\n".join(lines)
+
+
+def _human_size(size: int) -> str:
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    if size >= 1000:
+        return f"{size / 1000:.1f} kB"
+    return f"{size} bytes"
+
+
+class DiffHighlighter(QSyntaxHighlighter):
+    """Colours unified-diff lines: additions green, removals red, hunk headers blue."""
+
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+        self._added = self._format("#1b5e20", "#c8e6c9")
+        self._removed = self._format("#b71c1c", "#ffcdd2")
+        self._hunk = self._format("#0d47a1", None)
+        self._file = self._format(None, None, bold=True)
+
+    @staticmethod
+    def _format(fg: str | None, bg: str | None, *, bold: bool = False) -> QTextCharFormat:
+        fmt = QTextCharFormat()
+        if fg:
+            fmt.setForeground(QColor(fg))
+        if bg:
+            fmt.setBackground(QColor(bg))
+        if bold:
+            fmt.setFontWeight(QFont.Weight.Bold)
+        return fmt
+
+    def highlightBlock(self, text: str) -> None:  # noqa: N802 - Qt override
+        if text.startswith(("+++", "---")):
+            fmt = self._file
+        elif text.startswith("+"):
+            fmt = self._added
+        elif text.startswith("-"):
+            fmt = self._removed
+        elif text.startswith("@@"):
+            fmt = self._hunk
+        else:
+            return
+        self.setFormat(0, len(text), fmt)
+
+
+class _LazyTextPage(QWidget):
+    """A notice line, an optional "render" button and a read-only monospace text."""
+
+    def __init__(self, button_text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.notice = QLabel(self)
+        self.notice.setWordWrap(True)
+        self.button = QPushButton(button_text, self)
+        self.text = QPlainTextEdit(self)
+        self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.notice, 1)
+        row.addWidget(self.button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.text, 1)
+        self.show_notice("")
+
+    def show_notice(self, notice: str, *, button: bool = False) -> None:
+        self.notice.setText(notice)
+        self.notice.setVisible(bool(notice))
+        self.button.setVisible(button)
+
+    def set_text(self, text: str) -> None:
+        self.text.setPlainText(text)
+
+
+class EventDetail(QWidget):
+    """Shows one event. ``show_event(event, previous)``; ``previous`` is the key's earlier revision."""
+
+    filterRequested = Signal(str)  # noqa: N815 - Qt signal naming; a JMESPath expression built from a tree node ("Filter on this value")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._event: CapturedEvent | None = None
+        self._previous: CapturedEvent | None = None
+        self._size = 0
+        self._text_done = False
+        self._diff_done = False
+
+        self.header = QLabel(self)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.header.setWordWrap(True)
+        self.copy_payload_button = QPushButton("Copy payload", self)
+        self.copy_payload_button.setToolTip("Copy the payload as JSON")
+        self.copy_payload_button.clicked.connect(self.copy_payload)
+        self.copy_key_button = QPushButton("Copy key", self)
+        self.copy_key_button.clicked.connect(self.copy_key)
+
+        self.tree_model = JsonTreeModel(self)
+        self.tree = QTreeView(self)
+        self.tree.setModel(self.tree_model)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.header().setStretchLastSection(True)
+        self.tree.setColumnWidth(0, 220)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._tree_menu)
+
+        self.text_page = _LazyTextPage("Show full text", self)
+        self.text_page.button.clicked.connect(self._render_text)
+        self.diff_page = _LazyTextPage("Show diff", self)
+        self.diff_page.button.clicked.connect(self._render_diff)
+        self._highlighter = DiffHighlighter(self.diff_page.text.document())
+
+        self.tabs = QTabWidget(self)
+        self.tabs.addTab(self.tree, "Tree")
+        self.tabs.addTab(self.text_page, "Text")
+        self.tabs.addTab(self.diff_page, "Diff")
+        self.tabs.currentChanged.connect(self._render_current)
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.header, 1)
+        top.addWidget(self.copy_key_button)
+        top.addWidget(self.copy_payload_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.tabs, 1)
+        self.show_event(None, None)
+
+    # -- public ------------------------------------------------------------------------------------
+    @property
+    def current_event(self) -> CapturedEvent | None:
+        return self._event
+
+    def show_event(self, event: CapturedEvent | None, previous: CapturedEvent | None = None) -> None:
+        """Show ``event`` (None: nothing); cheap for any payload size, the heavy parts wait for a click."""
+        self._event, self._previous = event, previous
+        self._text_done = self._diff_done = False
+        has_event = event is not None
+        self.copy_payload_button.setEnabled(has_event)
+        self.copy_key_button.setEnabled(has_event)
+        self.text_page.set_text("")
+        self.diff_page.set_text("")
+        if event is None:
+            self._size = 0
+            self.header.setText("<i>No event selected</i>")
+            self.tree_model.set_document({})
+            self.text_page.show_notice("")
+            self.diff_page.show_notice("")
+            return
+        payload = event.envelope.get("payload")
+        self._size = len(orjson.dumps(payload, default=str))
+        self.header.setText(self._header_html(event))
+        self.tree_model.set_document(payload)
+        if self.tree_model.rowCount() == 1:
+            self.tree.expandToDepth(0)
+        self._render_current(self.tabs.currentIndex())
+
+    @property
+    def large(self) -> bool:
+        return self._size > LARGE_PAYLOAD
+
+    def copy_payload(self) -> None:
+        if self._event is not None:
+            QGuiApplication.clipboard().setText(pretty_json(self._event.envelope.get("payload")))
+
+    def copy_key(self) -> None:
+        if self._event is not None:
+            QGuiApplication.clipboard().setText(str(self._event.envelope.get("key", "")))
+
+    # -- rendering ---------------------------------------------------------------------------------
+    @staticmethod
+    def _header_html(event: CapturedEvent) -> str:
+        env = event.envelope
+        op = str(env.get("op", ""))
+        seq = str(env.get("seq", ""))
+        seq_short = seq if len(seq) <= 24 else seq[:23] + "…"
+        esc = html.escape
+        color = OP_COLORS.get(op, "#616161")
+        parts = [
+            f"<b>{esc(str(env.get('model', '')))}</b>",
+            f"<b style='color:{color}'>{esc(op)}</b>",
+            f"key <b>{esc(str(env.get('key', '')))}</b>",
+            f"rev {esc(str(env.get('rev')))}",
+            f"<span title='{esc(seq)}'>seq {esc(seq_short)}</span>",
+            esc(str(env.get("received_at", ""))),
+            esc(str(env.get("datasource", ""))),
+        ]
+        return " · ".join(parts)
+
+    def _render_current(self, tab: int) -> None:
+        if self._event is None:
+            return
+        if tab == TAB_TEXT and not self._text_done:
+            if self.large:
+                self.text_page.show_notice(
+                    f"The payload is {_human_size(self._size)}; its text is shown on request.", button=True
+                )
+            else:
+                self._render_text()
+        elif tab == TAB_DIFF and not self._diff_done:
+            if self._previous is None:
+                self.diff_page.show_notice(FIRST_REVISION)
+                self._diff_done = True
+            elif self.large or self._previous_size() > LARGE_PAYLOAD:
+                self.diff_page.show_notice(
+                    "The payloads are large; their diff is computed on request.", button=True
+                )
+            else:
+                self._render_diff()
+
+    def _previous_size(self) -> int:
+        if self._previous is None:
+            return 0
+        return len(orjson.dumps(self._previous.envelope.get("payload"), default=str))
+
+    def _render_text(self) -> None:
+        if self._event is None:
+            return
+        self._text_done = True
+        notice = f"{_human_size(self._size)}" if self.large else ""
+        self.text_page.show_notice(notice)
+        self.text_page.set_text(pretty_json(self._event.envelope.get("payload")))
+
+    def _render_diff(self) -> None:
+        if self._event is None or self._previous is None:
+            return
+        self._diff_done = True
+        diff = unified_payload_diff(self._previous, self._event)
+        self.diff_page.show_notice("" if diff else NO_CHANGE)
+        self.diff_page.set_text(diff)
+
+    def text_shown(self) -> str:
+        return self.text_page.text.toPlainText()
+
+    def diff_shown(self) -> str:
+        return self.diff_page.text.toPlainText()
+
+    # -- tree context menu -------------------------------------------------------------------------
+    def _tree_menu(self, point: QPoint) -> None:
+        index = self.tree.indexAt(point)
+        if not index.isValid():
+            return
+        index = index.siblingAtColumn(0)
+        menu = QMenu(self)
+        menu.addAction("Copy path", lambda: self._copy(self.tree_model.path_of(index)))
+        menu.addAction("Copy value", lambda: self._copy(self.tree_model.json_of(index)))
+        value = self.tree_model.value_of(index)
+        if not isinstance(value, dict | list):
+            menu.addAction(
+                "Filter on this value", lambda: self.filterRequested.emit(self.filter_expression(index))
+            )
+        menu.popup(self.tree.viewport().mapToGlobal(point))
+
+    def filter_expression(self, index: QModelIndex) -> str:
+        """``<path> == `<json value>``` for a scalar node."""
+        value = orjson.dumps(self.tree_model.value_of(index), default=str).decode().replace("`", "\\`")
+        return f"{self.tree_model.path_of(index)} == `{value}`"
+
+    @staticmethod
+    def _copy(text: str) -> None:
+        QGuiApplication.clipboard().setText(text)

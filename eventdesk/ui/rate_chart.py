@@ -1,0 +1,89 @@
+"""A small plot of events per second per model over the last minute (pyqtgraph, imported only here).
+
+Memory is bounded: one deque of samples per model, trimmed to the time window; a model that
+sends no sample for a whole window disappears from the plot.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from eventdesk.ui.event_table import model_color
+
+WINDOW_SECONDS = 60.0
+
+
+class RateChart(QWidget):
+    """``add_sample(t, {model: events_per_s})`` once a second; x is seconds before the newest sample."""
+
+    def __init__(self, parent: QWidget | None = None, *, window: float = WINDOW_SECONDS) -> None:
+        super().__init__(parent)
+        self.window_seconds = window
+        self.max_samples = int(window) * 2 + 2  # hard bound even if samples come faster than 1/s
+        self._series: dict[str, deque[tuple[float, float]]] = {}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+
+        palette = self.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        self.plot = pg.PlotWidget(self, background=palette.color(QPalette.ColorRole.Base))
+        item = self.plot.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.setMouseEnabled(x=False, y=False)
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.setLabel("left", "events/s")
+        item.setXRange(-window, 0, padding=0)
+        item.enableAutoRange(axis="y")
+        item.setLimits(yMin=0)
+        for name in ("left", "bottom"):
+            axis = item.getAxis(name)
+            axis.setTextPen(text)
+            axis.setPen(text)
+        self.legend = item.addLegend(offset=(8, 2), labelTextColor=text, colCount=4)
+        self.plot.setMinimumHeight(90)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot)
+
+    def models(self) -> list[str]:
+        return list(self._series)
+
+    def history(self, model: str) -> list[tuple[float, float]]:
+        """The samples kept for ``model`` as ``(t, rate)``, oldest first."""
+        return list(self._series.get(model, ()))
+
+    def add_sample(self, t: float, rates: dict[str, float]) -> None:
+        """Record one sample per model at time ``t`` (seconds, monotonic) and redraw."""
+        for name, rate in rates.items():
+            series = self._series.get(name)
+            if series is None:
+                series = self._series[name] = deque(maxlen=self.max_samples)
+                pen = pg.mkPen(model_color(name), width=2)
+                self._curves[name] = self.plot.getPlotItem().plot(name=name, pen=pen)
+            series.append((t, float(rate)))
+        cutoff = t - self.window_seconds
+        for name in list(self._series):
+            series = self._series[name]
+            while series and series[0][0] < cutoff:
+                series.popleft()
+            if not series:
+                self._remove(name)
+                continue
+            data = np.array(series, dtype=float)
+            self._curves[name].setData(data[:, 0] - t, data[:, 1])
+
+    def clear(self) -> None:
+        for name in list(self._series):
+            self._remove(name)
+
+    def _remove(self, name: str) -> None:
+        del self._series[name]
+        curve = self._curves.pop(name)
+        self.plot.getPlotItem().removeItem(curve)
+        self.legend.removeItem(curve)

@@ -1,0 +1,155 @@
+"""The detail pane: header, lazy tree, text, diff against the previous revision, big payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QModelIndex
+from PySide6.QtGui import QGuiApplication
+
+from eventdesk.core.capture import Capture, CapturedEvent
+from eventdesk.core.envelope import Event
+from eventdesk.ui.event_detail import FIRST_REVISION, TAB_DIFF, TAB_TEXT, EventDetail
+from eventdesk.ui.json_tree import JsonTreeModel
+
+pytestmark = pytest.mark.gui
+
+AddEvents = Callable[..., list[CapturedEvent]]
+
+
+@pytest.fixture
+def detail(qtbot: Any) -> EventDetail:
+    widget = EventDetail()
+    qtbot.addWidget(widget)
+    widget.resize(700, 500)
+    widget.show()
+    return widget
+
+
+def revisions(capture: Capture) -> tuple[CapturedEvent, CapturedEvent]:
+    first = Event(
+        "ds", "accounts", "created", "acc-1", "1-a", "1", {"status": "new", "region": "Pune", "n": [1, 2]}
+    )
+    second = Event(
+        "ds", "accounts", "updated", "acc-1", "2-b", "2", {"status": "active", "region": "Pune", "n": [1, 2]}
+    )
+    capture.append("accounts", [first, second], "2")
+    latest = capture.latest(1)[0]
+    previous = capture.previous_revision("accounts", "acc-1", latest.pos)
+    assert previous is not None
+    return previous, latest
+
+
+def test_update_shows_header_tree_text_and_diff(detail: EventDetail, capture: Capture) -> None:
+    previous, current = revisions(capture)
+    detail.show_event(current, previous)
+    header = detail.header.text()
+    for part in ("accounts", "updated", "acc-1", "2-b", current.envelope["received_at"]):
+        assert part in header
+    model = detail.tree_model
+    assert [model.data(model.index(r, 0)) for r in range(model.rowCount())] == ["status", "region", "n"]
+    assert model.data(model.index(0, 1)) == '"active"'
+
+    detail.tabs.setCurrentIndex(TAB_TEXT)
+    assert '"status": "active"' in detail.text_shown()
+
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    lines = detail.diff_shown().splitlines()
+    assert '-  "status": "new"' in lines
+    assert '+  "status": "active"' in lines
+    assert not any("region" in line and line[:1] in "+-" for line in lines)
+
+
+def test_first_revision_has_no_diff(detail: EventDetail, add_events: AddEvents) -> None:
+    (event,) = add_events("accounts", 1)
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    detail.show_event(event, None)
+    assert detail.diff_page.notice.text() == FIRST_REVISION
+    assert detail.diff_shown() == ""
+
+
+def test_nothing_selected(detail: EventDetail) -> None:
+    detail.show_event(None, None)
+    assert "No event" in detail.header.text()
+    assert not detail.copy_payload_button.isEnabled()
+
+
+def test_copy_buttons(detail: EventDetail, add_events: AddEvents) -> None:
+    (event,) = add_events("accounts", 1, payload={"a": 1})
+    detail.show_event(event, None)
+    detail.copy_key_button.click()
+    assert QGuiApplication.clipboard().text() == "k0"
+    detail.copy_payload_button.click()
+    assert QGuiApplication.clipboard().text() == '{\n  "a": 1\n}'
+
+
+def big_document() -> dict[str, Any]:
+    rows = [{"id": i, "name": f"item {i}", "tags": ["a", "b", "c"], "price": i * 1.5} for i in range(60_000)]
+    return {"meta": {"count": len(rows)}, "rows": rows, "blob": "x" * 500_000}
+
+
+def test_five_megabyte_payload_is_shown_lazily(detail: EventDetail) -> None:
+    payload = big_document()
+    event = CapturedEvent(1, {"model": "m", "op": "created", "key": "big", "rev": "1", "payload": payload})
+    detail.tabs.setCurrentIndex(TAB_TEXT)
+    detail.show_event(event, None)
+    assert detail.large
+    model = detail.tree_model
+    assert model.rowCount() == 3
+    assert model.nodes_created == 3  # nothing below the top level exists yet
+    assert "MB" in detail.text_page.notice.text() and detail.text_page.button.isVisible()
+    assert detail.text_shown() == ""
+
+    detail.text_page.button.click()  # on request, the whole text, never cut
+    assert len(detail.text_shown()) > 5_000_000
+    assert detail.text_shown().rstrip().endswith("}")
+
+    detail.tabs.setCurrentIndex(0)
+    rows_index = model.index(1, 0)
+    detail.tree.expand(rows_index)  # the view fetches the first chunk of children
+    assert 0 < model.rowCount(rows_index) < 60_000  # a few chunks, not the 60,000 rows
+    while model.canFetchMore(rows_index):
+        model.fetchMore(rows_index)
+    assert model.rowCount(rows_index) == 60_000
+
+
+def test_tree_paths_and_values_for_copy() -> None:
+    model = JsonTreeModel()
+    model.set_document({"a b": [{"x": 1}], "ok": None})
+    root = QModelIndex()
+    ab = model.index(0, 0, root)
+    model.fetchMore(ab)
+    first = model.index(0, 0, ab)
+    model.fetchMore(first)
+    x = model.index(0, 0, first)
+    assert model.path_of(x) == 'payload."a b"[0].x'
+    assert model.json_of(first) == '{\n  "x": 1\n}'
+    assert model.data(model.index(1, 1, root)) == "null"
+    model.set_document("just text")
+    assert model.rowCount() == 1 and model.path_of(model.index(0, 0)) == "payload"
+
+
+def test_tree_model_passes_the_model_tester(qtmodeltester: Any) -> None:
+    model = JsonTreeModel(chunk=3)
+    model.set_document({"a": {"b": [1, 2, 3, 4, 5, {"c": None}]}, "d": list(range(10)), "e": "x"})
+    qtmodeltester.check(model, force_py=True)
+
+
+def test_filter_on_a_tree_value(detail: EventDetail) -> None:
+    event = CapturedEvent(
+        1, {"model": "m", "op": "created", "key": "k", "rev": "1", "payload": {"region": "Bangalore"}}
+    )
+    detail.show_event(event, None)
+    assert detail.filter_expression(detail.tree_model.index(0, 0)) == 'payload.region == `"Bangalore"`'
+
+
+def test_tree_model_passes_the_qt_model_tester_while_fetching(qtmodeltester: Any) -> None:
+    model = JsonTreeModel(chunk=2)
+    qtmodeltester.check(model)
+    model.set_document({"a": [1, 2, 3, {"b": True}], "c": {"d": 1.5, "e": "f"}, "g": None})
+    a = model.index(0, 0)
+    while model.canFetchMore(a):
+        model.fetchMore(a)
+    assert model.rowCount(a) == 4
