@@ -16,7 +16,7 @@ from typing import Any
 
 from eventdesk import __version__
 from eventdesk.core.contracts import State, StateChange
-from eventdesk.core.errors import ConfigError, EventDeskError
+from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
 from eventdesk.core.settings_schema import Field, Schema
@@ -199,7 +199,13 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             + (f", secret in {cfg.secret.describe()}" if cfg.secret else "")
         )
     elif args.command == "model":
-        ds = home.workspace.datasource(args.datasource)
+        ds = home.workspace.datasources.get(args.datasource)
+        if ds is None:
+            raise NotFoundError(
+                f"datasource {args.datasource!r} does not exist",
+                obj=f"model {args.name!r}",
+                field="datasource",
+            )
         schema = connector_class(ds.kind).model_schema
         settings = _settings_from(args, schema)
         if "database" in schema.names:

@@ -1,13 +1,54 @@
-"""MQTT publisher over paho-mqtt 2.x (callback API v2): MQTT 3.1.1 and 5, QoS 0/1/2, TLS."""
+"""MQTT publisher over paho-mqtt 2.x (callback API v2): MQTT 3.1.1 and 5, QoS 0/1/2, TLS.
+
+How it is built (DESIGN.md, "Concurrency" and "Delivery semantics"):
+
+- One :class:`_Connection` per TCP connection: a fresh paho client whose network thread is
+  paho's own (``loop_start``) and never reconnects by itself. When the connection ends, the
+  client is thrown away together with whatever paho still holds for it, so nothing is
+  resent behind the route's back: every un-acknowledged future fails with
+  :class:`BrokerDisconnectedError` and the route resends from its capture position.
+- A supervisor task on the asyncio loop (the aiomqtt habit: reconnect lives outside the
+  client) opens connections, reports CONNECTING / RUNNING / RETRYING / ERROR, and waits a
+  jittered exponential backoff between attempts. Bad credentials, refused or unverifiable
+  certificates and similar are terminal (ERROR); everything else is retried.
+- paho callbacks run on paho's thread and only hand data to the loop with
+  ``loop.call_soon_threadsafe``; acknowledgements are handed over in batches. Futures are
+  created, registered (mid -> future) and resolved on the loop thread only, so an
+  acknowledgement that paho sees before ``publish()`` returned its mid is simply processed
+  after the registration.
+- The in-flight window (default 1000 QoS > 0 messages, lowered to an MQTT 5 broker's
+  Receive Maximum) is enforced on the loop; paho runs unlimited, because its own limit
+  rescans all queued messages on every acknowledgement.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import ClassVar
+import collections
+import contextlib
+import logging
+import random
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
-from eventdesk.core.contracts import Publisher
-from eventdesk.core.settings_schema import Field, Schema
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, LogLevel, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from eventdesk.core.contracts import Publisher, State, StateChange
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError
+from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import BrokerConfig
+
+log = logging.getLogger(__name__)
 
 SCHEMA = Schema(
     kind="mqtt",
@@ -82,9 +123,645 @@ SCHEMA = Schema(
 )
 
 
+# CONNACK / DISCONNECT reason codes (MQTT 5 numbering; paho maps 3.1.1 return codes onto it).
+_RC_UNSUPPORTED_PROTOCOL = 132
+_RC_CLIENT_ID_INVALID = 133
+_RC_BAD_CREDENTIALS = 134
+_RC_NOT_AUTHORIZED = 135
+_RC_BANNED = 138
+_RC_BAD_AUTH_METHOD = 140
+_RC_SESSION_TAKEN_OVER = 142
+_RC_TOPIC_NAME_INVALID = 144
+_RC_PAYLOAD_FORMAT_INVALID = 153
+_RC_USE_ANOTHER_SERVER = 156
+_RC_SERVER_MOVED = 157
+
+# OpenSSL X509_V_ERR_HOSTNAME_MISMATCH / X509_V_ERR_IP_ADDRESS_MISMATCH
+_VERIFY_NAME_MISMATCH = (62, 64)
+
+_TLS_CLIENT_CERT_REQUIRED = ("CERTIFICATE_REQUIRED", "certificate required")
+_TLS_CLIENT_CERT_REJECTED = (
+    "UNKNOWN_CA",
+    "unknown ca",
+    "BAD_CERTIFICATE",
+    "bad certificate",
+    "CERTIFICATE_UNKNOWN",
+    "certificate unknown",
+    "UNSUPPORTED_CERTIFICATE",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+)
+_TLS_NOT_TLS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "HTTP_REQUEST")
+_TLS_TRANSIENT = ("UNEXPECTED_EOF", "unexpected eof", "EOF occurred", "ECONNRESET")
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSLSocket that closes itself when its handshake fails.
+
+    paho opens the TLS socket inside ``reconnect()`` and drops it unclosed when the handshake
+    raises (unknown CA, name mismatch, ...), which leaks the descriptor until GC.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+class _EncryptedKeyError(Exception):
+    """The client key file is encrypted (OpenSSL asked for its passphrase)."""
+
+
+def _refuse_key_passphrase() -> str:
+    # Without this, OpenSSL would prompt on the terminal for the passphrase and block.
+    raise _EncryptedKeyError
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Everything one connection needs, resolved once from the broker's settings."""
+
+    label: str
+    url: str  # without credentials
+    host: str
+    port: int
+    tls: bool
+    ssl_context: ssl.SSLContext | None
+    protocol: MQTTProtocolVersion
+    protocol_name: str
+    client_id: str
+    keepalive: int
+    connect_timeout: float
+    username: str
+    password: str | None
+    ca_file: str
+    client_cert: str
+
+
+class _PahoClient(mqtt.Client):
+    """paho's client, telling why a connection attempt failed and when its thread ends."""
+
+    connect_error: BaseException | None = None
+    loop_error: BaseException | None = None
+    network_thread: threading.Thread | None = None
+    on_loop_end: Callable[[], None] | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except BaseException as exc:
+            self.connect_error = exc
+            raise
+
+    def loop_forever(self, timeout: float = 1.0, retry_first_connection: bool = False) -> MQTTErrorCode:
+        self.network_thread = threading.current_thread()
+        try:
+            return super().loop_forever(timeout=timeout, retry_first_connection=retry_first_connection)
+        except Exception as exc:
+            # Never let paho's thread die with a traceback; the supervisor reports it.
+            self.loop_error = exc
+            return MQTTErrorCode.MQTT_ERR_UNKNOWN
+        finally:
+            if self.on_loop_end is not None:
+                self.on_loop_end()
+
+
+class _Connection:
+    """One connection attempt and, if it succeeds, its life until it drops or is stopped.
+
+    The in-flight window (QoS > 0 messages sent but not acknowledged) is kept here, on the
+    loop, rather than by paho: paho's own limit rescans every queued message on each
+    acknowledgement (quadratic under load) and cannot follow an MQTT 5 Receive Maximum.
+    paho is therefore configured without limits and only ever holds the window.
+
+    Methods marked [paho] run on paho's network thread and only hand data to the loop;
+    everything else runs on the loop thread.
+    """
+
+    def __init__(self, params: _Params, loop: asyncio.AbstractEventLoop, max_inflight: int) -> None:
+        self.params = params
+        self.loop = loop
+        self.connected = False  # loop side: CONNACK accepted and not yet disconnected
+        self.stopping = False  # set on the loop, read by paho's thread
+        self.connected_at = 0.0
+        self.window = max_inflight
+        self.connack: asyncio.Future[None] = loop.create_future()
+        # Why the connection ended (None: we stopped it), set once paho's loop returned.
+        self.ended: asyncio.Future[BrokerError | None] = loop.create_future()
+        # mid -> (future, qos) of every message handed to paho and not yet acknowledged;
+        # ``windowed`` counts those with QoS > 0, which is what the window limits.
+        self.inflight: dict[int, tuple[asyncio.Future[None], int]] = {}
+        self.windowed = 0
+        # Messages whose mid was reused while the earlier message's ack was still on its way.
+        self._same_mid: dict[int, collections.deque[tuple[asyncio.Future[None], int]]] = {}
+        # Messages waiting for room in the window, in publish order.
+        self.waiting: collections.deque[tuple[str, bytes, int, bool, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._acks: list[tuple[int, ReasonCode]] = []
+        self._acks_lock = threading.Lock()
+        self._acks_scheduled = False
+        # [paho] written by paho's thread, read on the loop after a call_soon_threadsafe.
+        self._refused: ReasonCode | None = None
+        self._receive_maximum: int | None = None
+        self._disconnect_reason: tuple[bool, ReasonCode] | None = None
+        self._handshake_errors: list[str] = []
+
+        client = _PahoClient(
+            CallbackAPIVersion.VERSION2,
+            client_id=params.client_id,
+            protocol=params.protocol,
+            reconnect_on_failure=False,
+        )
+        client.connect_timeout = params.connect_timeout
+        client.max_inflight_messages_set(0)  # unlimited: the window above is the limit
+        client.max_queued_messages_set(0)
+        if params.username:
+            client.username_pw_set(params.username, params.password)
+        if params.ssl_context is not None:
+            client.tls_set_context(params.ssl_context)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_log = self._on_log  # removed once connected: it costs a format per packet
+        client.on_loop_end = self._on_loop_end
+        self.client = client
+
+    # -- loop side ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        p = self.params
+        if p.protocol == mqtt.MQTTv5:
+            self.client.connect_async(p.host, p.port, keepalive=p.keepalive, clean_start=True)
+        else:  # MQTT 3.1.1: clean_session is the client's default
+            self.client.connect_async(p.host, p.port, keepalive=p.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Ask paho's thread to end (sends DISCONNECT if connected); returns at once."""
+        if self.stopping:
+            return
+        self.stopping = True
+        self.connected = False
+        if not self.ended.done():
+            self.client.disconnect()
+
+    def publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]
+    ) -> None:
+        if self.waiting or (qos and self.windowed >= self.window):
+            self.waiting.append((topic, payload, qos, retain, future))
+        else:
+            self._send(topic, payload, qos, retain, future)
+
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]) -> None:
+        try:
+            info = self.client.publish(topic, payload, qos, retain)
+        except ValueError as exc:
+            future.set_exception(
+                BrokerError(f"cannot publish to topic {topic!r}: {exc}", obj=self.params.label, terminal=True)
+            )
+            return
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            future.set_exception(
+                BrokerError(
+                    f"the MQTT client did not take the message: {mqtt.error_string(info.rc)}",
+                    obj=self.params.label,
+                )
+            )
+            return
+        # NO_CONN: paho saw the connection drop before we did; the drop fails the future.
+        mid = info.mid
+        if mid in self.inflight:  # reused mid; the earlier message's ack is still on its way
+            self._same_mid.setdefault(mid, collections.deque()).append((future, qos))
+        else:
+            self.inflight[mid] = (future, qos)
+        if qos:
+            self.windowed += 1
+
+    def unacked(self) -> list[asyncio.Future[None]]:
+        futures = [f for f, _ in self.inflight.values() if not f.done()]
+        for queue in self._same_mid.values():
+            futures.extend(f for f, _ in queue if not f.done())
+        futures.extend(w[4] for w in self.waiting if not w[4].done())
+        return futures
+
+    def fail_pending(self, why: str) -> int:
+        futures = self.unacked()
+        self.inflight.clear()
+        self.windowed = 0
+        self._same_mid.clear()
+        self.waiting.clear()
+        for future in futures:
+            future.set_exception(BrokerDisconnectedError(why, obj=self.params.label))
+        return len(futures)
+
+    async def wait_thread_end(self, timeout: float = 2.0) -> None:
+        thread = self.client.network_thread
+        deadline = self.loop.time() + timeout
+        while thread is not None and thread.is_alive():
+            if self.loop.time() > deadline:
+                log.warning("%s: paho's network thread did not end within %.1f s", self.params.label, timeout)
+                return
+            await asyncio.sleep(0.002)
+        # Break the client <-> callbacks cycle so its sockets close now, not at the next GC.
+        client = self.client
+        client.on_connect = client.on_connect_fail = client.on_disconnect = None
+        client.on_publish = None
+        client.on_log = None
+        client.on_loop_end = None
+
+    def _connected(self) -> None:
+        if self.stopping or self.ended.done():
+            return
+        if self._receive_maximum is not None and self._receive_maximum < self.window:
+            log.info(
+                "%s: the broker takes at most %d messages in flight", self.params.label, self._receive_maximum
+            )
+            self.window = self._receive_maximum
+        self.connected = True
+        self.connected_at = self.loop.time()
+        if not self.connack.done():
+            self.connack.set_result(None)
+
+    def _disconnected(self) -> None:
+        self.connected = False
+        n = self.fail_pending(
+            "the connection to the broker dropped before the broker acknowledged the message"
+        )
+        if n:
+            log.info("%s: %d message(s) in flight when the connection dropped", self.params.label, n)
+
+    def _drain_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+            self._acks_scheduled = False
+        inflight, same_mid = self.inflight, self._same_mid
+        for mid, reason in acks:
+            entry = inflight.pop(mid, None)
+            if entry is None:
+                continue  # the connection dropped meanwhile
+            if same_mid:
+                queue = same_mid.get(mid)
+                if queue:
+                    inflight[mid] = queue.popleft()
+                    if not queue:
+                        del same_mid[mid]
+            future, qos = entry
+            if qos:
+                self.windowed -= 1
+            if future.done():
+                continue  # cancelled by its caller
+            if reason.is_failure:
+                future.set_exception(
+                    BrokerError(
+                        f"the broker refused the message: {reason}",
+                        obj=self.params.label,
+                        terminal=reason.value
+                        in (_RC_NOT_AUTHORIZED, _RC_TOPIC_NAME_INVALID, _RC_PAYLOAD_FORMAT_INVALID),
+                    )
+                )
+            else:
+                future.set_result(None)
+        waiting = self.waiting
+        while waiting and self.connected and (not waiting[0][2] or self.windowed < self.window):
+            topic, payload, qos, retain, future = waiting.popleft()
+            if not future.done():
+                self._send(topic, payload, qos, retain, future)
+
+    def _loop_ended(self) -> None:
+        self.connected = False
+        self.fail_pending("the connection to the broker ended before the broker acknowledged the message")
+        if not self.ended.done():
+            self.ended.set_result(self._outcome())
+
+    def _outcome(self) -> BrokerError | None:
+        p = self.params
+        client = self.client
+        if self.stopping:
+            return None
+        if client.connect_error is not None:
+            return _connect_error(client.connect_error, p)
+        if client.loop_error is not None:
+            return BrokerError(f"the MQTT client failed: {client.loop_error!r}", obj=p.label, field="url")
+        if self._refused is not None:
+            return _refused_error(self._refused, p)
+        if self.connack.done():
+            from_server, reason = self._disconnect_reason or (False, None)
+            if from_server:
+                detail = f"the broker closed the connection ({reason})"
+                if reason is not None and reason.value == _RC_SESSION_TAKEN_OVER:
+                    detail += "; another client connected with the same client ID"
+                    return BrokerError(detail, obj=p.label, field="client_id")
+            else:
+                detail = "the connection to the broker was lost"
+                if reason is not None and reason.is_failure:
+                    detail += f" ({reason})"
+            return BrokerError(detail, obj=p.label, field="url")
+        # Closed before CONNACK: TLS 1.3 reports a refused client certificate only here.
+        for line in self._handshake_errors:
+            tls_error = _tls_alert_error(line, p)
+            if tls_error is not None:
+                return tls_error
+        detail = f"{p.host}:{p.port} closed the connection before accepting the MQTT connection"
+        if not p.tls:
+            detail += " (if it is a TLS port, use mqtts://)"
+        if self._handshake_errors:
+            detail += f": {self._handshake_errors[-1]}"
+        return BrokerError(detail, obj=p.label, field="url")
+
+    # -- paho side ------------------------------------------------------------------------
+
+    def _to_loop(self, callback: Callable[[], None]) -> None:
+        """[paho] Run ``callback`` on the loop; quietly drop it if the loop is gone."""
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(callback)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        """[paho]"""
+        client.on_log = None
+        if reason_code.is_failure:
+            self._refused = reason_code
+            return
+        receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        if isinstance(receive_maximum, int) and receive_maximum > 0:
+            self._receive_maximum = receive_maximum
+        if self.stopping:
+            client.disconnect()
+            return
+        self._to_loop(self._connected)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """[paho] The TCP/TLS connection could not be opened: end the thread; we retry."""
+        client.loop_stop()  # from paho's own thread: only asks the loop to end
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        """[paho]"""
+        self._disconnect_reason = (flags.is_disconnect_packet_from_server, reason_code)
+        self._to_loop(self._disconnected)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
+    ) -> None:
+        """[paho] Queue the ack; one loop wake-up per batch of acks."""
+        with self._acks_lock:
+            self._acks.append((mid, reason_code))
+            if self._acks_scheduled:
+                return
+            self._acks_scheduled = True
+        self._to_loop(self._drain_acks)
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        """[paho] Keep errors seen while connecting (paho's messages carry no password)."""
+        if level in (LogLevel.MQTT_LOG_ERR, LogLevel.MQTT_LOG_WARNING) and len(self._handshake_errors) < 8:
+            self._handshake_errors.append(buf)
+
+    def _on_loop_end(self) -> None:
+        """[paho] The network loop returned; the thread ends right after."""
+        self._to_loop(self._loop_ended)
+
+
+def _connect_error(exc: BaseException, p: _Params) -> BrokerError:
+    """Say why a TCP or TLS connection to the broker could not be opened."""
+    where = f"{p.host}:{p.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code in _VERIFY_NAME_MISMATCH:
+            return BrokerError(
+                f"the broker's certificate is not valid for {p.host!r} ({exc.verify_message}); "
+                "use the host name the certificate was issued for (or, for tests only, tls_insecure)",
+                obj=p.label,
+                field="url",
+                terminal=True,
+            )
+        if p.ca_file:
+            detail = f"the broker's certificate could not be verified with CA file {p.ca_file!r}"
+        else:
+            detail = (
+                "the broker's certificate could not be verified with the system's CA certificates "
+                "(set the CA file to the CA that signed it)"
+            )
+        return BrokerError(f"{detail}: {exc.verify_message}", obj=p.label, field="ca_file", terminal=True)
+    if isinstance(exc, ssl.SSLError):
+        text = f"{exc.reason} {exc}"
+        tls_error = _tls_alert_error(text, p)
+        if tls_error is not None:
+            return tls_error
+        terminal = not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) and not any(
+            s in text for s in _TLS_TRANSIENT
+        )
+        return BrokerError(
+            f"TLS handshake with {where} failed: {exc.reason or exc}",
+            obj=p.label,
+            field="url",
+            terminal=terminal,
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return BrokerError(
+            f"{where} refused the connection (is the broker running?)", obj=p.label, field="url"
+        )
+    if isinstance(exc, TimeoutError):
+        return BrokerError(f"no answer from {where}", obj=p.label, field="url")
+    if isinstance(exc, OSError):
+        if isinstance(exc, socket.gaierror):
+            return BrokerError(f"cannot resolve host {p.host!r}: {exc.strerror}", obj=p.label, field="url")
+        detail = f"cannot connect to {where}: {exc.strerror or exc}"
+        if p.tls and isinstance(exc, ConnectionResetError):
+            detail += " (if it is a plain port, use mqtt://)"
+        return BrokerError(detail, obj=p.label, field="url")
+    return BrokerError(f"cannot connect to {where}: {exc!r}", obj=p.label, field="url", terminal=True)
+
+
+def _tls_alert_error(text: str, p: _Params) -> BrokerError | None:
+    """Recognise a TLS failure in an SSL error text; None if ``text`` is none of those."""
+    if any(s in text for s in _TLS_CLIENT_CERT_REQUIRED):
+        if p.client_cert:
+            detail = "the broker did not accept the client certificate (it requires one it trusts)"
+        else:
+            detail = "the broker requires a client certificate (set the client certificate and key)"
+        return BrokerError(detail, obj=p.label, field="client_cert", terminal=True)
+    if any(s in text for s in _TLS_CLIENT_CERT_REJECTED):
+        return BrokerError(
+            f"the broker rejected the client certificate ({text.strip()})",
+            obj=p.label,
+            field="client_cert",
+            terminal=True,
+        )
+    if any(s in text for s in _TLS_NOT_TLS):
+        return BrokerError(
+            f"{p.host}:{p.port} does not speak TLS (use mqtt:// for a plain port)",
+            obj=p.label,
+            field="url",
+            terminal=True,
+        )
+    return None
+
+
+def _refused_error(reason: ReasonCode, p: _Params) -> BrokerError:
+    """Say why the broker refused the MQTT connection (CONNACK)."""
+    code = reason.value
+    if code in (_RC_BAD_CREDENTIALS, _RC_NOT_AUTHORIZED):
+        if not p.username:
+            return BrokerError(
+                f"the broker refused the connection ({reason}); it may want a user name and password",
+                obj=p.label,
+                field="username",
+                terminal=True,
+            )
+        return BrokerError(
+            f"the broker refused user {p.username!r} with this password ({reason})",
+            obj=p.label,
+            field="secret",
+            terminal=True,
+        )
+    if code == _RC_UNSUPPORTED_PROTOCOL:
+        return BrokerError(
+            f"the broker does not support MQTT {p.protocol_name} ({reason})",
+            obj=p.label,
+            field="protocol",
+            terminal=True,
+        )
+    if code == _RC_CLIENT_ID_INVALID:
+        return BrokerError(
+            f"the broker rejected client ID {p.client_id!r} ({reason})",
+            obj=p.label,
+            field="client_id",
+            terminal=True,
+        )
+    if code in (_RC_BANNED, _RC_BAD_AUTH_METHOD):
+        return BrokerError(
+            f"the broker refused the connection ({reason})", obj=p.label, field="username", terminal=True
+        )
+    if code in (_RC_USE_ANOTHER_SERVER, _RC_SERVER_MOVED):
+        return BrokerError(
+            f"the broker refused the connection ({reason})", obj=p.label, field="url", terminal=True
+        )
+    return BrokerError(f"the broker refused the connection ({reason})", obj=p.label, field="url")
+
+
+def _ssl_context(settings: dict[str, Any], label: str) -> ssl.SSLContext:
+    """Build the TLS context from the settings; say which file is wrong if one is."""
+    ca_file = str(settings.get("ca_file") or "")
+    cert = str(settings.get("client_cert") or "")
+    key = str(settings.get("client_key") or "")
+    if ca_file:
+        path = Path(ca_file).expanduser()
+        if not path.is_file():
+            raise BrokerError(
+                f"CA file {ca_file!r} does not exist", obj=label, field="ca_file", terminal=True
+            )
+        try:
+            context = ssl.create_default_context(cafile=str(path))
+        except ssl.SSLError as exc:
+            raise BrokerError(
+                f"CA file {ca_file!r} holds no usable PEM certificate ({exc.reason or exc})",
+                obj=label,
+                field="ca_file",
+                terminal=True,
+            ) from None
+        except OSError as exc:
+            raise BrokerError(
+                f"cannot read CA file {ca_file!r}: {exc.strerror or exc}",
+                obj=label,
+                field="ca_file",
+                terminal=True,
+            ) from None
+    else:
+        context = ssl.create_default_context()
+    if cert or key:
+        for name, value in (("client_cert", cert), ("client_key", key)):
+            if not value:
+                raise BrokerError("a client certificate needs its key", obj=label, field=name, terminal=True)
+            if not Path(value).expanduser().is_file():
+                raise BrokerError(f"file {value!r} does not exist", obj=label, field=name, terminal=True)
+        try:
+            context.load_cert_chain(
+                str(Path(cert).expanduser()), str(Path(key).expanduser()), password=_refuse_key_passphrase
+            )
+        except _EncryptedKeyError:
+            raise BrokerError(
+                f"client key {key!r} is encrypted; EventDesk needs an unencrypted key file",
+                obj=label,
+                field="client_key",
+                terminal=True,
+            ) from None
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise BrokerError(
+                    f"client key {key!r} does not belong to client certificate {cert!r}",
+                    obj=label,
+                    field="client_key",
+                    terminal=True,
+                ) from None
+            raise BrokerError(
+                f"cannot load client certificate {cert!r} with key {key!r}: {exc.reason or exc}",
+                obj=label,
+                field="client_cert",
+                terminal=True,
+            ) from None
+        except OSError as exc:
+            raise BrokerError(
+                f"cannot read client certificate {cert!r}: {exc.strerror or exc}",
+                obj=label,
+                field="client_cert",
+                terminal=True,
+            ) from None
+    # Hostname verification stays on unless explicitly switched off; the chain is always verified.
+    context.check_hostname = not bool(settings.get("tls_insecure"))
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
+
+
 class MqttPublisher(Publisher):
+    """Publishes to one MQTT broker; see the module docstring for the threading model."""
+
     kind: ClassVar[str] = "mqtt"
     schema: ClassVar[Schema] = SCHEMA
+
+    # Tunables (instances may override them, e.g. tests shorten the backoff).
+    max_inflight: int = 1000  # QoS > 0 messages sent and not yet acknowledged
+    connect_timeout: float = 10.0  # TCP connect and TLS handshake, each
+    connack_timeout: float = 30.0  # from starting an attempt to CONNACK
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    stable_after: float = 5.0  # a connection that lived this long resets the backoff
+    close_grace: float = 1.0  # added to close()'s timeout for the DISCONNECT itself
+    test_timeout: ClassVar[float] = 15.0
+
+    def __init__(
+        self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
+    ) -> None:
+        super().__init__(config=config, secret=secret, on_state=on_state)
+        self._label = config.label
+        self._client_id = str(config.settings.get("client_id") or "") or (
+            f"eventdesk-{config.name}-{secrets.token_hex(4)}"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._conn: _Connection | None = None
+        self._changed: asyncio.Future[None] | None = None
+        self._closing_event: asyncio.Event | None = None
+        self._closing = False
+        self._closed = False
+        self._terminal: BrokerError | None = None
+        self._retry = True
+        self._state = State.STOPPED
 
     @staticmethod
     def validate_topic(topic: str) -> str | None:
@@ -98,22 +775,281 @@ class MqttPublisher(Publisher):
             return "a topic may be at most 65535 bytes"
         return None
 
+    # -- the Publisher contract -----------------------------------------------------------
+
     async def start(self) -> None:
-        raise NotImplementedError("being written")
+        """Begin connecting in the background; problems are reported through ``on_state``.
+
+        A closed publisher (or one stopped by a terminal error) starts afresh.
+        """
+        loop = self._ensure_loop()
+        while self._closing and not self._closed:  # a close() is under way: let it finish
+            assert self._changed is not None
+            await asyncio.shield(self._changed)
+        if self._task is not None and not self._task.done():
+            return
+        self._closing = self._closed = False
+        self._terminal = None
+        self._conn = None
+        self._closing_event = asyncio.Event()
+        self._set_state(State.CONNECTING)
+        self._task = loop.create_task(self._supervise(), name=f"mqtt-supervisor {self.config.name}")
 
     @property
     def connected(self) -> bool:
-        raise NotImplementedError("being written")
+        conn = self._conn
+        return conn is not None and conn.connected and not self._closing
 
     async def wait_connected(self) -> None:
-        raise NotImplementedError("being written")
+        self._ensure_loop()
+        while True:
+            if self._terminal is not None:
+                t = self._terminal
+                raise BrokerError(t.detail, obj=t.obj, field=t.field, terminal=t.terminal)
+            if self._closing or self._closed:
+                raise BrokerError("the publisher is closed", obj=self._label, terminal=True)
+            if self.connected:
+                return
+            assert self._changed is not None
+            await asyncio.shield(self._changed)
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
-        raise NotImplementedError("being written")
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        loop = self._ensure_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        conn = self._conn
+        if conn is None or not conn.connected or self._closing:
+            future.set_exception(BrokerDisconnectedError("not connected to the broker", obj=self._label))
+            return future
+        conn.publish(topic, payload, qos, retain, future)
+        return future
 
     async def close(self, timeout: float = 2.0) -> None:
-        raise NotImplementedError("being written")
+        """Wait up to ``timeout`` for in-flight messages, then disconnect (plus a short grace)."""
+        if self._closed:
+            return
+        if self._closing:  # a concurrent close(): wait for the first one
+            while not self._closed:
+                assert self._changed is not None
+                await asyncio.shield(self._changed)
+            return
+        loop = self._ensure_loop()
+        self._closing = True
+        self._set_state(State.STOPPING)
+        self._notify()
+        assert self._closing_event is not None
+        self._closing_event.set()
+        deadline = loop.time() + timeout
+        conn = self._conn
+        try:
+            if conn is not None and conn.connected:
+                unacked = conn.unacked()
+                if unacked:
+                    _, not_done = await asyncio.wait(unacked, timeout=max(0.0, deadline - loop.time()))
+                    if not_done:
+                        log.warning(
+                            "%s: closing with %d message(s) not acknowledged within %.1f s",
+                            self._label,
+                            len(not_done),
+                            timeout,
+                        )
+            conn = self._conn  # the supervisor may have moved on meanwhile
+            if conn is not None:
+                conn.stop()
+            task = self._task
+            if task is not None and not task.done():
+                _, running = await asyncio.wait(
+                    {task}, timeout=max(0.0, deadline - loop.time()) + self.close_grace
+                )
+                if running:
+                    log.warning("%s: the MQTT connection did not end in time", self._label)
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            if conn is not None:
+                conn.fail_pending("the publisher was closed before the broker acknowledged the message")
+            self._closed = True
+            self._conn = None
+            self._task = None
+            self._notify()
+            self._set_state(State.STOPPED)
 
     @classmethod
     async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
-        raise NotImplementedError("being written")
+        publisher = cls(config=config, secret=secret, on_state=lambda change: None)
+        publisher._retry = False
+        params = publisher._params()  # configuration errors surface here, before any network
+        await publisher.start()
+        try:
+            async with asyncio.timeout(cls.test_timeout):
+                await publisher.wait_connected()
+        except TimeoutError:
+            raise BrokerError(
+                f"no answer from {params.host}:{params.port} within {cls.test_timeout:g} s",
+                obj=config.label,
+                field="url",
+            ) from None
+        finally:
+            await publisher.close(1.0)
+        extras = [f"MQTT {params.protocol_name}"]
+        if params.tls:
+            extras.append("TLS")
+        if params.username:
+            extras.append(f"user {params.username!r}")
+        return f"connected to {params.url} ({', '.join(extras)})"
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._task is not None and not self._task.done():
+                raise RuntimeError(f"{self._label}: the publisher is running on another event loop")
+            self._loop = loop
+            self._changed = loop.create_future()
+            self._closing_event = asyncio.Event()
+        return loop
+
+    def _notify(self) -> None:
+        """Wake wait_connected() and concurrent close() callers."""
+        assert self._loop is not None and self._changed is not None
+        if not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = self._loop.create_future()
+
+    def _set_state(self, state: State, detail: str | None = None, retry_in: float | None = None) -> None:
+        self._state = state
+        # ``detail`` is a BrokerError's text, which already names the broker and the field.
+        # A one-shot test_connection() raises its error instead: no need to log it loudly.
+        if state is State.RETRYING:
+            log.warning("retrying in %.1f s: %s", retry_in or 0.0, detail)
+        elif state is State.ERROR:
+            log.log(logging.ERROR if self._retry else logging.DEBUG, "%s", detail)
+        else:
+            log.log(logging.INFO if self._retry else logging.DEBUG, "%s: %s", self._label, state.value)
+        try:
+            self.on_state(StateChange(state, detail, retry_in))
+        except Exception:
+            log.exception("%s: the state callback failed", self._label)
+
+    def _params(self) -> _Params:
+        settings = self.config.settings
+        label = self._label
+        url = str(settings["url"])
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BrokerError(
+                f"expected mqtt://HOST:PORT or mqtts://HOST:PORT, got {redact_url(url)!r}",
+                obj=label,
+                field="url",
+                terminal=True,
+            )
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError:
+            raise BrokerError(
+                f"invalid port in {redact_url(url)!r}", obj=label, field="url", terminal=True
+            ) from None
+        tls_fields = [f for f in ("ca_file", "client_cert", "client_key") if settings.get(f)]
+        if tls_fields and not tls:
+            raise BrokerError(
+                f"{', '.join(tls_fields)} set, but the URL is plain mqtt://; use mqtts:// for TLS",
+                obj=label,
+                field="url",
+                terminal=True,
+            )
+        protocol_name = str(settings.get("protocol") or "3.1.1")
+        username = str(settings.get("username") or "")
+        if self.secret and not username:
+            log.info("%s: a password is stored but no user name is set; connecting without either", label)
+        return _Params(
+            label=label,
+            url=f"{parts.scheme}://{parts.hostname}:{port}",
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            ssl_context=_ssl_context(settings, label) if tls else None,
+            protocol=mqtt.MQTTv5 if protocol_name == "5" else mqtt.MQTTv311,
+            protocol_name=protocol_name,
+            client_id=self._client_id,
+            keepalive=int(settings.get("keepalive") or 30),
+            connect_timeout=self.connect_timeout,
+            username=username,
+            password=self.secret if username else None,
+            ca_file=str(settings.get("ca_file") or ""),
+            client_cert=str(settings.get("client_cert") or ""),
+        )
+
+    def _backoff_delay(self, attempt: int) -> float:
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempt, 30))
+        return min(self.backoff_max, base * random.uniform(0.8, 1.2))
+
+    def _fail(self, error: BrokerError) -> None:
+        self._terminal = error
+        self._set_state(State.ERROR, str(error))
+        self._notify()
+
+    async def _supervise(self) -> None:
+        """Connect, and reconnect with backoff, until closed or a terminal error."""
+        assert self._loop is not None and self._closing_event is not None
+        loop = self._loop
+        try:
+            try:
+                params = self._params()
+            except BrokerError as exc:
+                self._fail(exc)
+                return
+            attempt = 0
+            while not self._closing:
+                conn = _Connection(params, loop, self.max_inflight)
+                self._conn = conn
+                conn.start()
+                first: set[asyncio.Future[Any]] = {conn.connack, conn.ended}
+                done, _ = await asyncio.wait(
+                    first,
+                    timeout=self.connack_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if conn.connack.done() and not conn.ended.done():
+                    self._set_state(State.RUNNING)
+                    self._notify()
+                timed_out = not done
+                if timed_out:
+                    conn.stop()
+                error = await conn.ended
+                self._notify()
+                await conn.wait_thread_end()
+                if self._closing:
+                    return
+                if timed_out:
+                    error = BrokerError(
+                        f"{params.host}:{params.port} did not accept the MQTT connection within "
+                        f"{self.connack_timeout:g} s",
+                        obj=self._label,
+                        field="url",
+                    )
+                if error is None:  # we did not stop it, yet paho ended cleanly
+                    error = BrokerError("the connection ended", obj=self._label, field="url")
+                if conn.connack.done() and loop.time() - conn.connected_at >= self.stable_after:
+                    attempt = 0
+                if error.terminal or not self._retry:
+                    self._fail(error)
+                    return
+                delay = self._backoff_delay(attempt)
+                attempt += 1
+                self._set_state(State.RETRYING, str(error), delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing_event.wait(), delay)
+        except Exception as exc:
+            log.exception("%s: the MQTT supervisor failed", self._label)
+            self._fail(BrokerError(f"internal error: {exc!r}", obj=self._label))

@@ -20,7 +20,7 @@ import orjson
 from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.contracts import Connector, Publisher, State, StateChange
 from eventdesk.core.envelope import Event, encode_payload
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, EventDeskError
+from eventdesk.core.errors import BrokerDisconnectedError, ConnectorError, EventDeskError
 from eventdesk.core.rate import RateMeter
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import resolve_secret
@@ -209,18 +209,20 @@ class RouteWorker:
         self.task = asyncio.create_task(self._run(), name=f"route:{self.name}")
 
     async def _run(self) -> None:
-        link = self.runtime._broker_link(self.broker)
-        publisher = await link.acquire()
+        link: BrokerLink | None = None
         try:
+            link = self.runtime._broker_link(self.broker)
+            publisher = await link.acquire()
             stored = await self.runtime.db(self.runtime.capture.route_position, self.name)
             self.position = stored if stored is not None else 0
             self.runtime._set_state(self.key, StateChange(State.CONNECTING))
             await self._publish_forever(publisher)
-        except BrokerError as exc:
+        except EventDeskError as exc:  # missing secret, refused credentials, TLS failure, ...
             self.runtime._set_state(self.key, StateChange(State.ERROR, exc.describe()))
             self.runtime._terminal(self.key, exc)
         finally:
-            await link.release()
+            if link is not None:
+                await link.release()
 
     async def _publish_forever(self, publisher: Publisher) -> None:
         db = self.runtime.db

@@ -38,14 +38,21 @@ async def _main(home_dir: str | None) -> int:
 
     app = QApplication.instance()
     assert isinstance(app, QApplication)
+    # The window's close only asks to quit: shutdown (stopping connectors, flushing routes)
+    # must run while the loop still turns, so Qt may not end the loop on its own.
+    app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
     home = Home.open(home_dir)
-    window = MainWindow(home)
+    window = MainWindow(home, defer_close=True)
+    window.closeRequested.connect(quit_event.set)
     window.show()
-    await quit_event.wait()
-    await window.shutdown()
-    home.close()
+    try:
+        await quit_event.wait()
+        await window.shutdown()
+    finally:
+        window.close()
+        home.close()
     return 0
 
 

@@ -84,7 +84,7 @@ class DiffHighlighter(QSyntaxHighlighter):
             fmt.setFontWeight(QFont.Weight.Bold)
         return fmt
 
-    def highlightBlock(self, text: str) -> None:  # noqa: N802 - Qt override
+    def highlightBlock(self, text: str) -> None:
         if text.startswith(("+++", "---")):
             fmt = self._file
         elif text.startswith("+"):
@@ -132,7 +132,7 @@ class _LazyTextPage(QWidget):
 class EventDetail(QWidget):
     """Shows one event. ``show_event(event, previous)``; ``previous`` is the key's earlier revision."""
 
-    filterRequested = Signal(str)  # noqa: N815 - Qt signal naming; a JMESPath expression built from a tree node ("Filter on this value")
+    filterRequested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

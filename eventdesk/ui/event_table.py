@@ -159,9 +159,9 @@ class EventTableModel(QAbstractTableModel):
     one chunk per event-loop turn) until the window is full or ``scan_limit`` events were scanned.
     """
 
-    statsChanged = Signal()  # noqa: N815 - Qt signal naming
-    loadingChanged = Signal(bool)  # noqa: N815 - Qt signal naming
-    historyLoaded = Signal()  # noqa: N815 - Qt signal naming
+    statsChanged = Signal()
+    loadingChanged = Signal(bool)
+    historyLoaded = Signal()
 
     def __init__(
         self,
@@ -226,13 +226,13 @@ class EventTableModel(QAbstractTableModel):
         return None
 
     # -- Qt model ----------------------------------------------------------------------------------
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt override
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt override
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt override
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt override
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(  # noqa: N802 - Qt override
+    def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
         if orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
@@ -412,7 +412,7 @@ class EventTableModel(QAbstractTableModel):
 class EventTableView(QWidget):
     """The table with Follow latest, Pause and Clear, and a one-line count of what is shown."""
 
-    selectedEvent = Signal(object)  # noqa: N815 - Qt signal naming; CapturedEvent | None
+    selectedEvent = Signal(object)
 
     def __init__(self, model: EventTableModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)

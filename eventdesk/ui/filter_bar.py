@@ -27,8 +27,8 @@ _ERROR_STYLE = "QLineEdit { border: 1px solid #d32f2f; border-radius: 2px; paddi
 class FilterBar(QWidget):
     """Emits ``filterChanged(EventFilter)`` ~150 ms after the user stops typing, valid filters only."""
 
-    filterChanged = Signal(object)  # noqa: N815 - Qt signal naming; EventFilter
-    errorChanged = Signal(str)  # noqa: N815 - Qt signal naming; "" when the expression is fine again
+    filterChanged = Signal(object)
+    errorChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -147,26 +147,26 @@ class JsonTreeModel(QAbstractItemModel):
             return QModelIndex()
         return self.createIndex(node.row, 0, node)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802 - Qt override
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt override
         if parent.isValid() and parent.column() != 0:
             return 0
         return len(self._node(parent).children)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008, N802 - Qt override
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt override
         return 2
 
-    def hasChildren(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008, N802 - Qt override
+    def hasChildren(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008 - Qt override
         if parent.isValid() and parent.column() != 0:
             return False
         node = self._node(parent)
         return bool(node.children) or node.size > 0
 
-    def canFetchMore(self, parent: Index) -> bool:  # noqa: N802 - Qt override
+    def canFetchMore(self, parent: Index) -> bool:
         if self._changing or (parent.isValid() and parent.column() != 0):
             return False
         return self._node(parent).more()
 
-    def fetchMore(self, parent: Index) -> None:  # noqa: N802 - Qt override
+    def fetchMore(self, parent: Index) -> None:
         if self._changing or (parent.isValid() and parent.column() != 0):
             return
         node = self._node(parent)
@@ -185,7 +185,7 @@ class JsonTreeModel(QAbstractItemModel):
         finally:
             self._changing = False
 
-    def headerData(  # noqa: N802 - Qt override
+    def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
         if (

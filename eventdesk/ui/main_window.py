@@ -1,30 +1,737 @@
-"""The main window: sidebar of objects, live event table, detail pane."""
+"""The main window: the workspace tree, the live event table with its filter, detail and rates.
+
+The window owns the :class:`~eventdesk.core.runtime.Runtime` and the live feed. Every start,
+stop, test and dialog runs as an owned asyncio task (one slot per model or route; starting
+cancels a predecessor), so nothing here blocks the event loop. Errors from connectors and
+brokers show on their tree node and as one non-modal banner per object.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QMainWindow
+import asyncio
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QStyle,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from eventdesk.core.capture import CapturedEvent
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.errors import EventDeskError
+from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.core.home import Home
+from eventdesk.core.registry import broker_class, connector_class
+from eventdesk.core.runtime import Runtime
+from eventdesk.core.secrets import resolve_secret
+from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.event_detail import EventDetail
+from eventdesk.ui.event_table import EventTableView
+from eventdesk.ui.filter_bar import FilterBar
+from eventdesk.ui.live_feed import LiveFeed
+from eventdesk.ui.notifications import NotificationArea
+from eventdesk.ui.object_dialogs import (
+    TEST_TIMEOUT,
+    BrokerDialog,
+    DatasourceDialog,
+    ModelDialog,
+    ObjectDialog,
+    RouteDialog,
+    describe_error,
+)
+from eventdesk.ui.rate_chart import RateChart
+from eventdesk.ui.status_bar import StatusSummary, Summary, route_backlogs
+from eventdesk.ui.workspace_tree import WorkspaceTree
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 1000
+SETTINGS_GROUP = "main_window"
 
 EMPTY_STATE = (
     "<h2>Welcome to EventDesk</h2>"
-    "<p>Your workspace is empty.</p>"
-    "<p>Add a <b>datasource</b> (a Cloudant or CouchDB server) and a <b>model</b> (one of its databases) "
-    "to watch its change events, then a <b>broker</b> (MQTT) and a <b>route</b> to republish them.</p>"
+    "<p>Your workspace is empty. Three steps to a live, republished event stream:</p>"
+    "<ol>"
+    "<li>Add a <b>datasource</b>: a Cloudant or CouchDB server, its URL and credentials "
+    "(the password goes to your OS keyring, never to a file).</li>"
+    "<li>Add a <b>model</b>: one of its databases. Start it and its change events arrive "
+    "in the table, captured on disk.</li>"
+    "<li>Add a <b>broker</b> (MQTT) and switch <b>republishing</b> on for a model.</li>"
+    "</ol>"
 )
 
 
+def app_settings() -> QSettings:
+    """The app's QSettings in the default format (tests point it at a temporary path)."""
+    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, "EventDesk", "EventDesk")
+
+
+class EmptyState(QWidget):
+    """The first-launch page: what to do, and buttons to do it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("empty_state")
+        text = QLabel(EMPTY_STATE)
+        text.setWordWrap(True)
+        text.setTextFormat(Qt.TextFormat.RichText)
+        text.setMaximumWidth(560)
+        self.add_datasource = QPushButton("Add datasource…")
+        self.add_datasource.setObjectName("empty_add_datasource")
+        self.add_datasource.setDefault(True)
+        self.add_broker = QPushButton("Add broker…")
+        self.add_broker.setObjectName("empty_add_broker")
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.add_datasource)
+        buttons.addWidget(self.add_broker)
+        buttons.addStretch(1)
+        column = QVBoxLayout()
+        column.addStretch(1)
+        column.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
+        column.addSpacing(12)
+        column.addLayout(buttons)
+        column.addStretch(2)
+        self.setLayout(column)
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, home: Home) -> None:
-        super().__init__()
+    """``MainWindow(home)``; call ``await shutdown()`` once before the app quits.
+
+    With ``defer_close`` (the app), closing the window only emits ``closeRequested``; the
+    app then awaits :meth:`shutdown` and closes it for good.
+    """
+
+    closeRequested = Signal()
+
+    def __init__(self, home: Home, *, defer_close: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.home = home
+        self.defer_close = defer_close
+        self._shut_down = False
+        self._close_requested = False
+        self._dialog_ids = itertools.count(1)
+        self._watched_routes: set[int] = set()
+        self.dialogs: list[QDialog] = []
+        self.total_backlog: int | None = None
+        self.confirm_box: QMessageBox | None = None
         self.setWindowTitle("EventDesk")
-        self.resize(1200, 760)
-        empty = QLabel(EMPTY_STATE)
-        empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        empty.setWordWrap(True)
-        self.setCentralWidget(empty)
+        self.resize(1280, 800)
+
+        self.runtime = Runtime(home.workspace, home.capture)
+        self.tasks = TaskSlots(on_error=self._task_failed)
+        self.feed = LiveFeed(self.runtime, self)
+        self.runtime.on_state(self._on_state)
+        self.runtime.on_terminal(self._on_terminal)
+
+        self._build_actions()
+        self._build_central()
+        self.status = StatusSummary(self)
+        self.setStatusBar(self.status)
+
+        self.feed.batch.connect(self._on_batch)
+        self.table.selectedEvent.connect(self._on_selected_event)
+        self.filter_bar.filterChanged.connect(self._on_filter)
+        self.detail.filterRequested.connect(self.filter_bar.set_expression)
+        self.tree.actionRequested.connect(self.do_action)
+        self.tree.objectSelected.connect(self._on_tree_selection)
+
+        self.workspace_changed()
+        self.restore_settings()
+        self.table.model.load_history(home.capture)
+
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self.tick)
+        self._tick.start()
+
+    # -- construction ----------------------------------------------------------------------
+    def _action(
+        self, name: str, text: str, slot: Callable[[], object], shortcut: str | None = None, icon: Any = None
+    ) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            action.setToolTip(f"{text.rstrip('…')} ({QKeySequence(shortcut).toString()})")
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.act_add_datasource = self._action(
+            "add_datasource", "Add datasource…", self.add_datasource, icon=sp.SP_DriveNetIcon
+        )
+        self.act_add_model = self._action("add_model", "Add model…", self.add_model, icon=sp.SP_FileIcon)
+        self.act_add_broker = self._action(
+            "add_broker", "Add broker…", self.add_broker, icon=sp.SP_ComputerIcon
+        )
+        self.act_add_route = self._action("add_route", "Add route…", self.add_route, icon=sp.SP_ArrowForward)
+        self.act_start_all = self._action(
+            "start_all", "Start all", self.start_all, "Ctrl+R", icon=sp.SP_MediaPlay
+        )
+        self.act_stop_all = self._action(
+            "stop_all", "Stop all", self.stop_all, "Ctrl+Shift+R", icon=sp.SP_MediaStop
+        )
+        self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon=sp.SP_MediaPause)
+        self.act_pause.setCheckable(True)
+        self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
+        self.act_export = self._action(
+            "export", "Export…", lambda: None, "Ctrl+E", icon=sp.SP_DialogSaveButton
+        )
+        self.act_export.setEnabled(False)
+        self.act_export.setToolTip("Export (Ctrl+E): coming soon")
+
+        toolbar = QToolBar("Main", self)
+        toolbar.setObjectName("main_toolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for action in (self.act_add_datasource, self.act_add_model, self.act_add_broker, self.act_add_route):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.act_start_all, self.act_stop_all, self.act_pause):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.act_export)
+        self.toolbar = toolbar
+        self.addToolBar(toolbar)
+
+    def _build_central(self) -> None:
+        self.notifications = NotificationArea()
+        self.empty_state = EmptyState()
+        self.empty_state.add_datasource.clicked.connect(self.add_datasource)
+        self.empty_state.add_broker.clicked.connect(self.add_broker)
+
+        self.tree = WorkspaceTree()
+        self.rate_chart = RateChart()
+        self.rate_chart.setObjectName("rate_chart")
+        self.filter_bar = FilterBar()
+        self.table = EventTableView()
+        self.detail = EventDetail()
+        self.detail.setObjectName("event_detail")
+
+        self.left_split = QSplitter(Qt.Orientation.Vertical)
+        self.left_split.setObjectName("left_split")
+        self.left_split.addWidget(self.tree)
+        self.left_split.addWidget(self.rate_chart)
+        self.left_split.setStretchFactor(0, 3)
+        self.left_split.setStretchFactor(1, 1)
+        self.left_split.setSizes([520, 180])
+
+        centre = QWidget()
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.addWidget(self.filter_bar)
+        centre_layout.addWidget(self.table, 1)
+
+        self.main_split = QSplitter(Qt.Orientation.Horizontal)
+        self.main_split.setObjectName("main_split")
+        self.main_split.addWidget(self.left_split)
+        self.main_split.addWidget(centre)
+        self.main_split.addWidget(self.detail)
+        self.main_split.setStretchFactor(1, 1)
+        self.main_split.setSizes([390, 700, 360])
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty_state)
+        self.stack.addWidget(self.main_split)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.notifications)
+        layout.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+    # -- workspace -------------------------------------------------------------------------
+    @property
+    def showing_empty_state(self) -> bool:
+        return self.stack.currentWidget() is self.empty_state
+
+    def workspace_changed(self) -> None:
+        """Mirror the workspace in the tree, the filter's model list and the toolbar."""
+        ws = self.home.workspace
+        self.runtime.workspace = ws
+        self.tree.rebuild(ws)
+        for key, change in self.runtime.states.items():
+            self.tree.tree_model.set_state(key, change)
+        self.stack.setCurrentWidget(self.empty_state if ws.empty else self.main_split)
+        self.filter_bar.set_models(ws.models)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        ws = self.home.workspace
+        self.act_add_model.setEnabled(bool(ws.datasources))
+        self.act_add_route.setEnabled(bool(ws.models))
+        self.act_start_all.setEnabled(bool(ws.models))
+        self.act_stop_all.setEnabled(
+            any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
+            or bool(self.runtime.routes)
+        )
+
+    # -- dialogs ---------------------------------------------------------------------------
+    def open_dialog(
+        self, dialog: ObjectDialog, after: Callable[[str, str], Awaitable[None]] | None = None
+    ) -> ObjectDialog:
+        """Show ``dialog`` with ``open()`` and await its result in an owned task."""
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        saved: list[str] = []  # the dialog deletes itself on close: keep what it saved
+        dialog.saved.connect(saved.append)
+        dialog.saved.connect(lambda _name: self.workspace_changed())
+        if isinstance(dialog, RouteDialog):
+            dialog.brokerAdded.connect(lambda _name: self.workspace_changed())
+        dialog.finished.connect(lambda _result: self._forget_dialog(dialog))
+        self.dialogs.append(dialog)
+        pending = dialog_result(dialog)  # shows it now
+        self.tasks.start(
+            f"dialog/{next(self._dialog_ids)}", self._dialog_flow(dialog.object_type, saved, pending, after)
+        )
+        return dialog
+
+    def _forget_dialog(self, dialog: QDialog) -> None:
+        if dialog in self.dialogs:
+            self.dialogs.remove(dialog)
+
+    async def _dialog_flow(
+        self,
+        kind: str,
+        saved: list[str],
+        pending: asyncio.Future[int],
+        after: Callable[[str, str], Awaitable[None]] | None,
+    ) -> None:
+        result = await pending
+        if result == QDialog.DialogCode.Accepted.value and after is not None and saved:
+            await after(kind, saved[-1])
+
+    @property
+    def last_dialog(self) -> ObjectDialog | None:
+        return self.dialogs[-1] if self.dialogs else None  # type: ignore[return-value]
+
+    def add_datasource(self) -> None:
+        self.open_dialog(DatasourceDialog(self.home, parent=self))
+
+    def add_model(self, datasource: str | None = None) -> None:
+        self.open_dialog(ModelDialog(self.home, parent=self, datasource=datasource))
+
+    def add_broker(self) -> None:
+        self.open_dialog(BrokerDialog(self.home, parent=self))
+
+    def add_route(self, model: str | None = None) -> None:
+        self.open_dialog(RouteDialog(self.home, parent=self, model=model))
+
+    def edit(self, kind: str, name: str) -> None:
+        dialogs: dict[str, type[ObjectDialog]] = {
+            "datasource": DatasourceDialog,
+            "model": ModelDialog,
+            "broker": BrokerDialog,
+            "route": RouteDialog,
+        }
+        self.open_dialog(dialogs[kind](self.home, name, parent=self), self._after_edit)
+
+    async def _after_edit(self, kind: str, name: str) -> None:
+        if kind == "route" and name in self.runtime.routes:
+            await self.runtime.stop_route(name)  # a route worker keeps its settings: restart it
+            if self.home.workspace.route(name).enabled:
+                await self._start_route(name)
+        models = (
+            [name]
+            if kind == "model"
+            else [m.name for m in self.home.workspace.models_of(name)]
+            if kind == "datasource"
+            else []
+        )
+        running = [m for m in models if m in self.runtime.models and self.runtime.models[m].running]
+        if running:
+            self.notifications.notify(
+                "info",
+                f"{kind.capitalize()} {name} saved. The change applies when {', '.join(running)} restarts.",
+                key=f"edited/{kind}/{name}",
+            )
+
+    def republish(self, model: str) -> None:
+        """Open the route dialog for ``model`` (its first route, or a new one), then start it."""
+        routes = self.home.workspace.routes_of_model(model)
+        dialog = (
+            RouteDialog(self.home, routes[0].name, parent=self, model=model)
+            if routes
+            else RouteDialog(self.home, parent=self, model=model)
+        )
+        if routes and dialog.form is not None:
+            dialog.form.editors["enabled"].set_value(True)
+        self.open_dialog(dialog, self._after_republish)
+
+    async def _after_republish(self, _kind: str, name: str) -> None:
+        route = self.home.workspace.route(name)
+        if not route.enabled:
+            return
+        if name in self.runtime.routes:
+            await self.runtime.stop_route(name)
+        await self._start_route(name)
+        self.workspace_changed()
+
+    # -- actions ---------------------------------------------------------------------------
+    def do_action(self, action: str, kind: str, name: str) -> None:
+        """What the tree's context menus ask for."""
+        ws = self.home.workspace
+        if action == "add-datasource":
+            self.add_datasource()
+        elif action == "add-broker":
+            self.add_broker()
+        elif action == "add-model":
+            self.add_model(name)
+        elif action == "add-route":
+            self.add_route()
+        elif action == "edit":
+            self.edit(kind, name)
+        elif action == "remove":
+            self.tasks.start(f"remove/{kind}/{name}", self._remove(kind, name))
+        elif action == "test":
+            self.tasks.start(f"test/{kind}/{name}", self._test(kind, name))
+        elif action == "start":
+            for model in [name] if kind == "model" else [m.name for m in ws.models_of(name)]:
+                self.start_model(model)
+        elif action == "stop":
+            for model in [name] if kind == "model" else [m.name for m in ws.models_of(name)]:
+                self.stop_model(model)
+        elif action == "republish":
+            self.republish(name)
+        elif action == "unpublish":
+            self.tasks.start(f"unpublish/{name}", self._unpublish(name))
+        elif action in ("enable", "disable"):
+            self.set_route_enabled(name, action == "enable")
+
+    def start_model(self, name: str) -> None:
+        self.tasks.start(f"model/{name}", self._start_model(name))
+
+    def stop_model(self, name: str) -> None:
+        self.tasks.start(f"model/{name}", self._stop_model(name))
+
+    def start_all(self) -> None:
+        for name in list(self.home.workspace.models):
+            self.start_model(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.home.workspace.models):
+            self.tasks.cancel(f"model/{name}")
+        self.tasks.start("all", self.runtime.stop())
+
+    def set_route_enabled(self, name: str, enabled: bool) -> None:
+        self.tasks.start(f"route/{name}", self._set_route_enabled(name, enabled))
+
+    def toggle_pause(self) -> None:
+        self.table.set_paused(not self.table.model.paused)
+        self.act_pause.setChecked(self.table.model.paused)
+
+    def focus_filter(self) -> None:
+        self.filter_bar.focus_filter()
+
+    async def _start_model(self, name: str) -> None:
+        try:
+            await self.runtime.start_model(name)
+        except EventDeskError:
+            return  # already on the model's node and in a banner, through its ERROR state
+        finally:
+            self._watch_routes()
+            self._update_actions()
+
+    async def _stop_model(self, name: str) -> None:
+        await self.runtime.stop_model(name)
+        self._update_actions()
+
+    async def _start_route(self, name: str) -> None:
+        await self.runtime.start_route(name)
+        self._watch_routes()
+
+    async def _set_route_enabled(self, name: str, enabled: bool) -> None:
+        self.home.set_route_enabled(name, enabled)
+        if enabled:
+            await self._start_route(name)
+        else:
+            await self.runtime.stop_route(name)
+        self.workspace_changed()
+
+    async def _unpublish(self, model: str) -> None:
+        for route in self.home.workspace.routes_of_model(model):
+            if route.enabled:
+                self.home.set_route_enabled(route.name, False)
+                await self.runtime.stop_route(route.name)
+        self.workspace_changed()
+
+    def _watch_routes(self) -> None:
+        """Surface a route task that died of something other than a broker error."""
+        for name, worker in self.runtime.routes.items():
+            task = worker.task
+            if task is None or id(task) in self._watched_routes:
+                continue
+            self._watched_routes.add(id(task))
+            task.add_done_callback(functools.partial(self._route_task_done, name))
+
+    def _route_task_done(self, name: str, task: asyncio.Task[None]) -> None:
+        self._watched_routes.discard(id(task))
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        detail = describe_error(exc)
+        self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
+
+    async def _remove(self, kind: str, name: str) -> None:
+        ws = self.home.workspace
+        models = (
+            [name]
+            if kind == "model"
+            else [m.name for m in ws.models_of(name)]
+            if kind == "datasource"
+            else []
+        )
+        routes = (
+            [name]
+            if kind == "route"
+            else [r.name for r in ws.routes_of_broker(name)]
+            if kind == "broker"
+            else [r.name for m in models for r in ws.routes_of_model(m)]
+        )
+        also = []
+        if models and kind != "model":
+            also.append(f"models: {', '.join(models)}")
+        if routes and kind != "route":
+            also.append(f"routes: {', '.join(routes)}")
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            f"Remove {kind}",
+            f"Remove {kind} {name!r}?"
+            + (f"\nThis also removes its {'; '.join(also)}." if also else "")
+            + "\nCaptured events stay in the capture.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        self.confirm_box = box
+        await dialog_result(box)
+        answer = box.standardButton(box.clickedButton())
+        box.deleteLater()
+        self.confirm_box = None
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        for model in models:
+            self.tasks.cancel(f"model/{model}")
+            await self.runtime.stop_model(model)
+            self.runtime.models.pop(model, None)
+        for route in routes:
+            await self.runtime.stop_route(route)
+        if kind == "broker":
+            self.runtime.brokers.pop(name, None)
+        try:
+            removed = self.home.remove(kind, name)
+        except EventDeskError as exc:
+            self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
+            return
+        for key in [f"model/{m}" for m in models] + [f"route/{r}" for r in routes] + [f"{kind}/{name}"]:
+            self.runtime.states.pop(key, None)
+            self.notifications.dismiss_key(key)
+        self.workspace_changed()
+        self.notifications.notify("info", "Removed " + ", ".join(removed) + ".", key="removed")
+
+    async def _test(self, kind: str, name: str) -> None:
+        key = f"test/{kind}/{name}"
+        self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
+        ws = self.home.workspace
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(TEST_TIMEOUT):
+                if kind == "broker":
+                    broker = ws.broker(name)
+                    secret = await loop.run_in_executor(None, resolve_secret, broker.secret, broker.label)
+                    summary = await broker_class(broker.kind).test_connection(broker, secret)
+                else:
+                    model = ws.model(name) if kind == "model" else None
+                    ds = ws.datasource(model.datasource if model is not None else name)
+                    secret = await loop.run_in_executor(None, resolve_secret, ds.secret, ds.label)
+                    summary = await connector_class(ds.kind).test_connection(ds, secret, model)
+        except Exception as exc:  # the exact error is the point of a test
+            self.notifications.notify("error", f"{kind} {name}: test failed", describe_error(exc), key=key)
+        else:
+            self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
+
+    # -- runtime callbacks -----------------------------------------------------------------
+    def _on_state(self, key: str, change: StateChange) -> None:
+        if self._shut_down:
+            return
+        self.tree.tree_model.set_state(key, change)
+        kind, _, name = key.partition("/")
+        if change.state is State.ERROR:
+            first = (change.detail or "failed").splitlines()[0]
+            self.notifications.notify("error", f"{kind} {name}: {first}", change.detail, key=key)
+        elif change.state is State.RETRYING:
+            when = f" (next try in {change.retry_in:.0f} s)" if change.retry_in else ""
+            self.notifications.notify("warning", f"{kind} {name} is retrying{when}", change.detail, key=key)
+        elif change.state is State.RUNNING:
+            self.notifications.dismiss_key(key)
+        self._update_actions()
+
+    def _on_terminal(self, key: str, error: EventDeskError) -> None:
+        log.info("%s stopped: %s", key, error.describe())
+
+    def _task_failed(self, slot: str, exc: BaseException) -> None:
+        log.error("task %s failed", slot, exc_info=exc)
+        self.notifications.notify("error", f"{slot}: {describe_error(exc)}", key=f"task/{slot}")
+
+    def _on_batch(self, events: list[CapturedEvent]) -> None:
+        self.table.model.append(events)
+
+    def _on_filter(self, flt: EventFilter) -> None:
+        try:
+            self.table.model.set_filter(flt, self.home.capture)
+        except FilterError as exc:  # the bar shows its own error; keep the last good filter
+            log.debug("filter rejected: %s", exc)
+
+    def _on_selected_event(self, event: CapturedEvent | None) -> None:
+        if event is None:
+            self.detail.show_event(None)
+            return
+        self.tasks.start("detail", self._show_detail(event))
+
+    async def _show_detail(self, event: CapturedEvent) -> None:
+        env = event.envelope
+        previous = await self.runtime.db(
+            self.home.capture.previous_revision, str(env["model"]), str(env["key"]), event.pos
+        )
+        self.detail.show_event(event, previous)
+
+    def _on_tree_selection(self, kind: str, name: str) -> None:
+        ws = self.home.workspace
+        if kind == "model":
+            self.filter_bar.set_model(name)
+        elif kind == "route" and name in ws.routes:
+            self.filter_bar.set_model(ws.routes[name].model)
+        elif kind in ("group", "datasource"):
+            self.filter_bar.set_model(None)
+
+    # -- once a second ---------------------------------------------------------------------
+    def tick(self) -> None:
+        ws = self.home.workspace
+        rates: dict[str, float] = {}
+        for name in ws.models:
+            runner = self.runtime.models.get(name)
+            rate = runner.meter.rate() if runner is not None else 0.0
+            self.tree.tree_model.set_rate(name, rate)
+            if runner is not None:
+                rates[name] = rate
+        if rates:
+            self.rate_chart.add_sample(time.monotonic(), rates)
+        if ws.routes and not self.tasks.running("backlog"):
+            self.tasks.start("backlog", self._refresh_backlog())
+        self.refresh_status()
+
+    async def _refresh_backlog(self) -> None:
+        backlogs = await self.runtime.db(route_backlogs, self.home.capture, self.home.workspace)
+        for name, backlog in backlogs.items():
+            self.tree.tree_model.set_backlog(name, backlog)
+        self.total_backlog = sum(backlogs.values())
+        self.refresh_status()
+
+    def refresh_status(self) -> None:
+        ws = self.home.workspace
+        states = self.runtime.states
+        running = sum(
+            1
+            for m in ws.models
+            if states.get(f"model/{m}", StateChange(State.STOPPED)).state is State.RUNNING
+        )
+        connected = sum(
+            1
+            for b in ws.brokers
+            if states.get(f"broker/{b}", StateChange(State.STOPPED)).state is State.RUNNING
+        )
+        self.status.show_summary(
+            Summary(
+                models_running=running,
+                models_total=len(ws.models),
+                brokers_connected=connected,
+                brokers_total=len(ws.brokers),
+                rate=self.runtime.total.rate(),
+                backlog=self.total_backlog if ws.routes else 0,
+            )
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+    def _headers(self) -> dict[str, Any]:
+        return {"tree_header": self.tree.header(), "table_header": self.table.table.horizontalHeader()}
+
+    def save_settings(self) -> None:
+        s = app_settings()
+        s.beginGroup(SETTINGS_GROUP)
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("state", self.saveState())
+        s.setValue("main_split", self.main_split.saveState())
+        s.setValue("left_split", self.left_split.saveState())
+        for name, header in self._headers().items():
+            s.setValue(name, header.saveState())
+        s.endGroup()
+        s.sync()
+
+    def restore_settings(self) -> None:
+        s = app_settings()
+        s.beginGroup(SETTINGS_GROUP)
+
+        def value(name: str) -> QByteArray | None:
+            v = s.value(name)
+            return v if isinstance(v, QByteArray) and not v.isEmpty() else None
+
+        if (v := value("geometry")) is not None:
+            self.restoreGeometry(v)
+        if (v := value("state")) is not None:
+            self.restoreState(v)
+        if (v := value("main_split")) is not None:
+            self.main_split.restoreState(v)
+        if (v := value("left_split")) is not None:
+            self.left_split.restoreState(v)
+        for name, header in self._headers().items():
+            if (v := value(name)) is not None:
+                header.restoreState(v)
+        s.endGroup()
+
+    # -- closing ---------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._shut_down:
+            self.save_settings()
+        if self.defer_close and not self._shut_down:
+            event.ignore()
+            if not self._close_requested:
+                self._close_requested = True
+                self.closeRequested.emit()
+            return
+        super().closeEvent(event)
 
     async def shutdown(self) -> None:
-        """Stop everything that runs; called once when the app quits."""
+        """Stop everything that runs: timers, tasks, connectors, routes, brokers. Idempotent."""
+        if self._shut_down:
+            return
+        self.save_settings()
+        self._shut_down = True
+        self._tick.stop()
+        self.feed.stop()
+        for dialog in list(self.dialogs):
+            dialog.reject()
+        await self.tasks.cancel_all()
+        await self.runtime.aclose()

@@ -95,13 +95,18 @@ class RunProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         rc = self.proc.wait(timeout)
-        self._reader.join(5)
+        self._close()
         return rc
+
+    def _close(self) -> None:
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        self._reader.join(5)
+        self._close()
 
 
 def bulk_insert(couch: CouchServer, db: str, docs: Iterable[dict[str, object]], chunk: int = 1000) -> None:

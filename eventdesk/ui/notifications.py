@@ -1,0 +1,119 @@
+"""Non-modal notifications: a small stack of dismissable banners at the top of the window.
+
+Errors from connectors and brokers land here (and on their tree node), never as a stream
+of modal dialogs. A banner with the same ``key`` replaces the previous one, so a retrying
+connector updates one banner instead of adding a new one per attempt.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
+
+LEVEL_STYLES = {
+    "error": ("#fdecea", "#c62828", "✘"),
+    "warning": ("#fff4e5", "#b26a00", "⚠"),
+    "info": ("#e8f4fd", "#0b5394", "\u2139"),
+    "success": ("#edf7ed", "#2e7d32", "✔"),
+}
+MAX_BANNERS = 4
+
+
+class Banner(QWidget):
+    """One notification: icon, message, optional Details expander, dismiss button."""
+
+    dismissed = Signal(object)
+
+    def __init__(self, level: str, message: str, details: str | None, key: str | None) -> None:
+        super().__init__()
+        self.key = key
+        self.level = level
+        self.setObjectName("banner")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        background, foreground, glyph = LEVEL_STYLES.get(level, LEVEL_STYLES["info"])
+        self.setStyleSheet(
+            f"QWidget#banner {{ background: {background}; border: 1px solid {foreground};"
+            f" border-radius: 4px; }} QLabel {{ color: {foreground}; }}"
+        )
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(8, 4, 4, 4)
+        outer.setSpacing(2)
+        row = QHBoxLayout()
+        icon = QLabel(glyph)
+        self.message = QLabel(message)
+        self.message.setObjectName("banner_message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(icon)
+        row.addWidget(self.message, 1)
+        self.details_button = QToolButton()
+        self.details_button.setText("Details")
+        self.details_button.setCheckable(True)
+        self.details_button.setVisible(bool(details))
+        row.addWidget(self.details_button)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.setAutoRaise(True)
+        close.clicked.connect(lambda: self.dismissed.emit(self))
+        self.close_button = close
+        row.addWidget(close)
+        outer.addLayout(row)
+        self.details = QPlainTextEdit(details or "")
+        self.details.setReadOnly(True)
+        self.details.setMaximumHeight(110)
+        self.details.hide()
+        self.details_button.toggled.connect(self.details.setVisible)
+        outer.addWidget(self.details)
+
+    def update_content(self, level: str, message: str, details: str | None) -> None:
+        self.level = level
+        self.message.setText(message)
+        self.details.setPlainText(details or "")
+        self.details_button.setVisible(bool(details))
+
+
+class NotificationArea(QWidget):
+    """Holds the banners; hidden while there is none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("notifications")
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(6, 4, 6, 0)
+        self._layout.setSpacing(4)
+        self.banners: list[Banner] = []
+        self.hide()
+
+    def notify(
+        self, level: str, message: str, details: str | None = None, *, key: str | None = None
+    ) -> Banner:
+        """Show a banner; one with the same ``key`` is updated instead of stacking another."""
+        if key is not None:
+            for banner in self.banners:
+                if banner.key == key:
+                    banner.update_content(level, message, details)
+                    return banner
+        banner = Banner(level, message, details, key)
+        banner.dismissed.connect(self.dismiss)
+        self.banners.append(banner)
+        self._layout.addWidget(banner)
+        while len(self.banners) > MAX_BANNERS:
+            self.dismiss(self.banners[0])
+        self.show()
+        return banner
+
+    def dismiss(self, banner: Banner) -> None:
+        if banner in self.banners:
+            self.banners.remove(banner)
+            self._layout.removeWidget(banner)
+            banner.deleteLater()
+        self.setVisible(bool(self.banners))
+
+    def dismiss_key(self, key: str) -> None:
+        for banner in [b for b in self.banners if b.key == key]:
+            self.dismiss(banner)
+
+    def clear(self) -> None:
+        for banner in list(self.banners):
+            self.dismiss(banner)

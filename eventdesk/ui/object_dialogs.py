@@ -1,0 +1,571 @@
+"""Add and edit dialogs for datasources, models, brokers and routes.
+
+Forms come from the kinds' schemas. Save stays disabled until everything is valid; errors
+from :class:`~eventdesk.core.home.Home` (duplicate name, invalid topic, keyring trouble)
+appear next to the field they name. "Test connection" runs as an owned asyncio task with
+a busy indicator and Cancel, so the window never freezes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from eventdesk.core.errors import ConfigError, EventDeskError
+from eventdesk.core.home import Home
+from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
+from eventdesk.core.secrets import SecretRef, resolve_secret
+from eventdesk.core.settings_schema import Schema
+from eventdesk.core.workspace import (
+    ROUTE_SCHEMA,
+    BrokerConfig,
+    DatasourceConfig,
+    RouteConfig,
+    Workspace,
+    check_name,
+)
+from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.secret_dialog import SecretField
+from eventdesk.ui.settings_form import SettingsForm, error_border, error_label
+
+log = logging.getLogger(__name__)
+
+TEST_TIMEOUT = 30.0
+
+
+def describe_error(exc: BaseException) -> str:
+    """The exact error, in words a user can act on (never a secret: our errors carry none)."""
+    if isinstance(exc, EventDeskError):
+        return exc.describe()
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TEST_TIMEOUT:g} s"
+    if isinstance(exc, NotImplementedError):
+        return f"not available in this build yet ({exc})" if str(exc) else "not available in this build yet"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Row(QWidget):
+    """An input with an error line under it (for the fields that are not schema fields)."""
+
+    def __init__(self, widget: QWidget, name: str) -> None:
+        super().__init__()
+        self.input = widget
+        widget.setObjectName(f"field_{name}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(widget)
+        self.error = error_label()
+        self.error.setObjectName(f"error_{name}")
+        layout.addWidget(self.error)
+
+    def set_error(self, title: str, message: str | None) -> None:
+        error_border(self.input, bool(message))
+        self.error.setText(f"{title}: {message}" if message else "")
+        self.error.setVisible(bool(message))
+
+
+class ObjectDialog(QDialog):
+    """Shared frame: name, object-specific rows, a generated settings form, Save/Cancel."""
+
+    object_type = ""
+    saved = Signal(str)
+
+    def __init__(self, home: Home, name: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.editing = name is not None
+        self.tasks = TaskSlots(on_error=self._task_failed)
+        self.form: SettingsForm | None = None
+        self.secret: SecretField | None = None
+        self._rows: dict[str, tuple[str, _Row]] = {}
+        self.setWindowTitle(f"{'Edit' if self.editing else 'Add'} {self.object_type}")
+        self.setMinimumWidth(520)
+
+        layout = QVBoxLayout(self)
+        self.header = QFormLayout()
+        layout.addLayout(self.header)
+        self.name_edit = QLineEdit(name or "")
+        self.name_edit.setReadOnly(self.editing)
+        self.name_edit.setPlaceholderText("letters, digits, '.', '_' or '-'")
+        self.add_row("name", "Name *", self.name_edit)
+        self.form_holder = QVBoxLayout()
+        layout.addLayout(self.form_holder)
+        self.extra = QVBoxLayout()
+        layout.addLayout(self.extra)
+        self.general_error = error_label()
+        self.general_error.setObjectName("error_general")
+        layout.addWidget(self.general_error)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.name_edit.textChanged.connect(self.revalidate)
+
+    @property
+    def save_button(self) -> QPushButton:
+        return self.buttons.button(QDialogButtonBox.StandardButton.Save)
+
+    @property
+    def name(self) -> str:
+        return self.name_edit.text().strip()
+
+    def add_row(self, key: str, title: str, widget: QWidget) -> _Row:
+        row = _Row(widget, key)
+        self._rows[key] = (title.rstrip(" *"), row)
+        self.header.addRow(title + ":", row)
+        return row
+
+    def set_schema(self, schema: Schema, values: dict[str, Any] | None = None) -> None:
+        """(Re)generate the settings form, keeping what the user typed in shared fields."""
+        old = self.form.values() if self.form is not None else {}
+        if self.form is not None:
+            self.form_holder.removeWidget(self.form)
+            self.form.deleteLater()
+        self.form = SettingsForm(schema, obj=f"{self.object_type} {self.name!r}")
+        start = schema.defaults()
+        start.update({k: v for k, v in old.items() if k in start and v not in ("", None)})
+        start.update(values or {})
+        self.form.set_values(start)
+        self.form.changed.connect(self.revalidate)
+        self.form_holder.addWidget(self.form)
+        secret_fields = [f for f in schema.fields if f.secret]
+        if self.secret is not None:
+            self.secret.setVisible(bool(secret_fields))
+            if secret_fields:
+                self.secret.label = secret_fields[0].title
+                self.secret_label.setText(secret_fields[0].title + ":")
+            self.secret_label.setVisible(bool(secret_fields))
+        self.revalidate()
+
+    def add_secret_row(self, stored: SecretRef | None) -> None:
+        self.secret = SecretField("Secret", stored)
+        self.secret_label = QLabel("Secret:")
+        self.header.addRow(self.secret_label, self.secret)
+        self.secret.changed.connect(self.revalidate)
+
+    # -- validation ------------------------------------------------------------------------
+    def problems(self) -> dict[str, str]:
+        """Errors of the non-schema rows; subclasses add theirs."""
+        found: dict[str, str] = {}
+        try:
+            check_name(self.name, self.object_type)
+        except ConfigError as exc:
+            found["name"] = exc.detail if self.name else "a name is required"
+        else:
+            if not self.editing and self.name in self.existing():
+                found["name"] = f"a {self.object_type} with this name already exists"
+        return found
+
+    def existing(self) -> dict[str, Any]:
+        return {}
+
+    def revalidate(self) -> bool:
+        problems = self.problems()
+        for key, (title, row) in self._rows.items():
+            # An empty new name is not an error yet, just not done.
+            show = problems.get(key) if not (key == "name" and not self.name) else None
+            row.set_error(title, show)
+        form_ok = self.form.validate() if self.form is not None else True
+        ok = form_ok and not problems
+        self.save_button.setEnabled(ok)
+        self.general_error.hide()
+        return ok
+
+    def show_error(self, exc: EventDeskError) -> None:
+        """Put an error from Home next to the field it names (or under the form)."""
+        fld = exc.field
+        if fld in self._rows:
+            title, row = self._rows[fld]
+            row.set_error(title, exc.detail)
+            row.input.setFocus()
+        elif fld is not None and self.form is not None and self.form.set_error(fld, exc.detail):
+            pass
+        elif fld == "secret" and self.secret is not None:
+            self.secret.set_error(exc.detail)
+        else:
+            self.general_error.setText(exc.describe())
+            self.general_error.show()
+        self.save_button.setEnabled(False)
+
+    # -- saving ----------------------------------------------------------------------------
+    def save(self) -> None:
+        if not self.revalidate():
+            return
+        try:
+            self.store()
+        except EventDeskError as exc:
+            self.show_error(exc)
+            return
+        self.saved.emit(self.name)
+        self.accept()
+
+    def store(self) -> None:
+        raise NotImplementedError
+
+    def _task_failed(self, slot: str, exc: BaseException) -> None:
+        log.error("%s dialog: task %s failed", self.object_type, slot, exc_info=exc)
+
+    def done(self, result: int) -> None:
+        for slot in ("test",):
+            self.tasks.cancel(slot)
+        super().done(result)
+
+
+class ConnectionTestRow(QWidget):
+    """Test connection button, busy indicator, Cancel, and the outcome in words."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.button = QPushButton("Test connection")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        self.cancel = QPushButton("Cancel test")
+        self.cancel.hide()
+        row.addWidget(self.button)
+        row.addWidget(self.busy)
+        row.addWidget(self.cancel)
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.result = QLabel()
+        self.result.setObjectName("test_result")
+        self.result.setWordWrap(True)
+        self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.result)
+
+    def testing(self) -> None:
+        self.button.setEnabled(False)
+        self.busy.show()
+        self.cancel.show()
+        self.result.setStyleSheet("")
+        self.result.setText("Testing…")
+
+    def finished(self, ok: bool | None, message: str) -> None:
+        self.button.setEnabled(True)
+        self.busy.hide()
+        self.cancel.hide()
+        colour = {True: "#2e7d32", False: "#c62828", None: ""}[ok]
+        self.result.setStyleSheet(f"color: {colour};" if colour else "")
+        prefix = {True: "✔ ", False: "✘ ", None: ""}[ok]
+        self.result.setText(prefix + message)
+
+
+class _TestableDialog(ObjectDialog):
+    """Datasource and broker dialogs: a kind, a secret and a connection test."""
+
+    kinds: tuple[str, ...] = ()
+
+    def __init__(self, home: Home, name: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(home, name, parent)
+        current = self.existing().get(name) if name else None
+        self.kind_combo = QComboBox()
+        self.kind_combo.addItems(list(self.kinds))
+        if current is not None:
+            self.kind_combo.setCurrentText(current.kind)
+        self.add_row("kind", "Kind", self.kind_combo)
+        self.add_secret_row(current.secret if current is not None else None)
+        self.test = ConnectionTestRow()
+        self.extra.addWidget(self.test)
+        self.test.button.clicked.connect(self.start_test)
+        self.test.cancel.clicked.connect(self.cancel_test)
+        self.kind_combo.currentTextChanged.connect(lambda _k: self.set_schema(self.schema_of(self.kind)))
+        self.set_schema(self.schema_of(self.kind), current.settings if current is not None else None)
+
+    @property
+    def kind(self) -> str:
+        return self.kind_combo.currentText()
+
+    def schema_of(self, kind: str) -> Schema:
+        raise NotImplementedError
+
+    def stored_ref(self) -> SecretRef | None:
+        current = self.existing().get(self.name) if self.editing else None
+        return None if current is None else current.secret
+
+    async def secret_for_test(self) -> str | None:
+        assert self.secret is not None
+        typed = self.secret.value()
+        if typed is not None:
+            return typed
+        ref = self.stored_ref()
+        if ref is None or self.secret.remove_requested:
+            return None
+        loop = asyncio.get_running_loop()  # keyring back-ends may talk D-Bus: keep it off the loop
+        return await loop.run_in_executor(None, resolve_secret, ref, f"{self.object_type} {self.name!r}")
+
+    def start_test(self) -> None:
+        self.test.testing()
+        self.tasks.start("test", self._run_test())
+
+    def cancel_test(self) -> None:
+        self.tasks.cancel("test")
+        self.test.finished(None, "Test cancelled.")
+
+    async def _run_test(self) -> None:
+        try:
+            async with asyncio.timeout(TEST_TIMEOUT):
+                summary = await self.run_test()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the exact error is the point of a test
+            self.test.finished(False, describe_error(exc))
+        else:
+            self.test.finished(True, summary or "Connected.")
+
+    async def run_test(self) -> str:
+        raise NotImplementedError
+
+
+class DatasourceDialog(_TestableDialog):
+    object_type = "datasource"
+
+    def __init__(self, home: Home, name: str | None = None, parent: QWidget | None = None) -> None:
+        self.kinds = connector_kinds()
+        super().__init__(home, name, parent)
+
+    def existing(self) -> dict[str, Any]:
+        return dict(self.home.workspace.datasources)
+
+    def schema_of(self, kind: str) -> Schema:
+        return connector_class(kind).datasource_schema
+
+    def store(self) -> None:
+        assert self.form is not None and self.secret is not None
+        self.home.add_datasource(
+            self.name, self.kind, self.form.values(), secret=self.secret.value(), replace=self.editing
+        )
+        if self.editing and self.secret.remove_requested:
+            self.home.set_secret("datasource", self.name, None)
+
+    async def run_test(self) -> str:
+        assert self.form is not None
+        cfg = Workspace.validate_datasource(
+            DatasourceConfig(self.name or "unsaved", self.kind, self.form.values())
+        )
+        secret = await self.secret_for_test()
+        return await connector_class(self.kind).test_connection(cfg, secret)
+
+
+class BrokerDialog(_TestableDialog):
+    object_type = "broker"
+
+    def __init__(self, home: Home, name: str | None = None, parent: QWidget | None = None) -> None:
+        self.kinds = broker_kinds()
+        super().__init__(home, name, parent)
+
+    def existing(self) -> dict[str, Any]:
+        return dict(self.home.workspace.brokers)
+
+    def schema_of(self, kind: str) -> Schema:
+        return broker_class(kind).schema
+
+    def store(self) -> None:
+        assert self.form is not None and self.secret is not None
+        self.home.add_broker(
+            self.name, self.kind, self.form.values(), secret=self.secret.value(), replace=self.editing
+        )
+        if self.editing and self.secret.remove_requested:
+            self.home.set_secret("broker", self.name, None)
+
+    async def run_test(self) -> str:
+        assert self.form is not None
+        cfg = Workspace.validate_broker(BrokerConfig(self.name or "unsaved", self.kind, self.form.values()))
+        secret = await self.secret_for_test()
+        return await broker_class(self.kind).test_connection(cfg, secret)
+
+
+class ModelDialog(ObjectDialog):
+    """A model: a datasource and that kind's model settings; the database defaults to the name."""
+
+    object_type = "model"
+
+    def __init__(
+        self,
+        home: Home,
+        name: str | None = None,
+        parent: QWidget | None = None,
+        *,
+        datasource: str | None = None,
+    ) -> None:
+        super().__init__(home, name, parent)
+        current = home.workspace.models.get(name) if name else None
+        self.ds_combo = QComboBox()
+        self.ds_combo.addItems(sorted(home.workspace.datasources))
+        if current is not None:
+            self.ds_combo.setCurrentText(current.datasource)
+        elif datasource:
+            self.ds_combo.setCurrentText(datasource)
+        self.add_row("datasource", "Datasource", self.ds_combo)
+        self._auto_database = current is None
+        self._last_name = self.name
+        self._kind = ""
+        self.ds_combo.currentTextChanged.connect(self._datasource_changed)
+        self.name_edit.textChanged.connect(self._name_changed)
+        self._datasource_changed(self.ds_combo.currentText(), current.settings if current else None)
+
+    def existing(self) -> dict[str, Any]:
+        return dict(self.home.workspace.models)
+
+    def _datasource_changed(self, ds_name: str, values: dict[str, Any] | None = None) -> None:
+        ds = self.home.workspace.datasources.get(ds_name)
+        kind = ds.kind if ds is not None else ""
+        if ds is None:
+            self.revalidate()
+            return
+        if kind != self._kind or values is not None:
+            self._kind = kind
+            self.set_schema(connector_class(kind).model_schema, values)
+            if self.form is not None and "database" in self.form.editors:
+                self.form.editors["database"].changed.connect(self._database_edited)
+        self.revalidate()
+
+    def _name_changed(self, _text: str) -> None:
+        if self._auto_database and self.form is not None and "database" in self.form.editors:
+            editor = self.form.editors["database"]
+            editor.blockSignals(True)
+            editor.set_value(self.name)
+            editor.blockSignals(False)
+            self.revalidate()
+        self._last_name = self.name
+
+    def _database_edited(self) -> None:
+        if self.form is not None:
+            self._auto_database = self.form.editors["database"].value() in ("", self.name)
+
+    def problems(self) -> dict[str, str]:
+        found = super().problems()
+        if not self.ds_combo.currentText():
+            found["datasource"] = "add a datasource first"
+        return found
+
+    def store(self) -> None:
+        assert self.form is not None
+        self.home.add_model(self.name, self.ds_combo.currentText(), self.form.values(), replace=self.editing)
+
+
+class RouteDialog(ObjectDialog):
+    """Republish a model to a broker; the topic template is checked as the CLI checks it."""
+
+    object_type = "route"
+    brokerAdded = Signal(str)
+
+    def __init__(
+        self,
+        home: Home,
+        name: str | None = None,
+        parent: QWidget | None = None,
+        *,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(home, name, parent)
+        current = home.workspace.routes.get(name) if name else None
+        self.fixed_model = model is not None
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(sorted(home.workspace.models))
+        self.model_combo.setCurrentText(current.model if current else (model or ""))
+        self.model_combo.setEnabled(not self.fixed_model and current is None)
+        self.add_row("model", "Model", self.model_combo)
+        broker_row = QWidget()
+        hb = QHBoxLayout(broker_row)
+        hb.setContentsMargins(0, 0, 0, 0)
+        self.broker_combo = QComboBox()
+        self.broker_combo.addItems(sorted(home.workspace.brokers))
+        if current is not None:
+            self.broker_combo.setCurrentText(current.broker)
+        self.new_broker = QPushButton("New broker…")
+        self.new_broker.clicked.connect(self.open_new_broker)
+        hb.addWidget(self.broker_combo, 1)
+        hb.addWidget(self.new_broker)
+        row = self.add_row("broker", "Broker", broker_row)
+        row.input = self.broker_combo  # the red border goes on the combo
+        self.broker_dialog: BrokerDialog | None = None
+        self._auto_name = current is None and not name
+        if self.fixed_model:
+            self.setWindowTitle(f"Republish {model}")
+        self.set_schema(ROUTE_SCHEMA, current.settings if current else None)
+        self.model_combo.currentTextChanged.connect(self._targets_changed)
+        self.broker_combo.currentTextChanged.connect(self._targets_changed)
+        self.name_edit.textEdited.connect(self._name_edited)
+        self._targets_changed()
+
+    def existing(self) -> dict[str, Any]:
+        return dict(self.home.workspace.routes)
+
+    def _name_edited(self, _text: str) -> None:
+        self._auto_name = False
+
+    def _targets_changed(self, _text: str = "") -> None:
+        if self._auto_name and self.model_combo.currentText() and self.broker_combo.currentText():
+            self.name_edit.setText(f"{self.model_combo.currentText()}-to-{self.broker_combo.currentText()}")
+        self.revalidate()
+
+    def open_new_broker(self) -> None:
+        dialog = BrokerDialog(self.home, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(self._broker_added)
+        self.broker_dialog = dialog
+        dialog.open()
+
+    def _broker_added(self, name: str) -> None:
+        self.broker_combo.blockSignals(True)
+        self.broker_combo.clear()
+        self.broker_combo.addItems(sorted(self.home.workspace.brokers))
+        self.broker_combo.blockSignals(False)
+        self.broker_combo.setCurrentText(name)
+        self.brokerAdded.emit(name)
+        self._targets_changed()
+
+    def config(self) -> RouteConfig:
+        assert self.form is not None
+        return RouteConfig(
+            self.name, self.model_combo.currentText(), self.broker_combo.currentText(), self.form.values()
+        )
+
+    def problems(self) -> dict[str, str]:
+        found = super().problems()
+        if not self.model_combo.currentText():
+            found["model"] = "add a model first"
+        if not self.broker_combo.currentText():
+            found["broker"] = "add a broker first (New broker…)"
+        return found
+
+    def revalidate(self) -> bool:
+        if self.form is not None:
+            self.form.clear_reported()
+        ok = super().revalidate()
+        if not ok or self.form is None:
+            return ok
+        try:  # what the CLI checks: names exist, settings coerce, the topic template publishes
+            self.home.workspace.validate_route(self.config())
+        except ConfigError as exc:
+            self.show_error(exc)
+            return False
+        return True
+
+    def store(self) -> None:
+        cfg = self.config()
+        self.home.add_route(cfg.name, cfg.model, cfg.broker, cfg.settings, replace=self.editing)

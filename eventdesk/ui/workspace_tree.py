@@ -1,0 +1,368 @@
+"""The sidebar: datasources with their models, brokers with their routes, each with live state.
+
+State arrives from the runtime's ``on_state`` callbacks (see ``MainWindow``); rates and
+backlogs from the window's once-a-second tick. Context menus only *ask* for things
+(``actionRequested``); the window does them, as owned tasks.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QMenu, QStyle, QTreeView, QWidget
+
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.workspace import Workspace
+
+KEY_ROLE = Qt.ItemDataRole.UserRole + 1
+STATE_ROLE = Qt.ItemDataRole.UserRole + 2
+
+GROUP_DATASOURCES = "group/datasources"
+GROUP_BROKERS = "group/brokers"
+
+STATE_COLOURS = {
+    State.STOPPED: "#9e9e9e",
+    State.CONNECTING: "#fbc02d",
+    State.STOPPING: "#fbc02d",
+    State.RUNNING: "#43a047",
+    State.RETRYING: "#fb8c00",
+    State.ERROR: "#e53935",
+}
+# Which state a datasource shows when its models differ: the most urgent one.
+_URGENCY = [State.ERROR, State.RETRYING, State.CONNECTING, State.STOPPING, State.RUNNING, State.STOPPED]
+
+
+@cache
+def state_icon(state: State) -> QIcon:
+    """A coloured dot: grey stopped, yellow connecting/stopping, green running, orange retrying, red error."""
+    size = 14
+    pixmap = QPixmap(size, size)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    colour = QColor(STATE_COLOURS[state])
+    painter.setPen(colour.darker(130))
+    painter.setBrush(colour)
+    painter.drawEllipse(2, 2, size - 4, size - 4)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def split_key(key: str) -> tuple[str, str]:
+    kind, _, name = key.partition("/")
+    return kind, name
+
+
+class WorkspaceTreeModel(QStandardItemModel):
+    """Two columns (name, status); one item per object, addressed by keys like ``model/NAME``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, 2, parent)
+        self.setHorizontalHeaderLabels(["Name", "Status"])
+        self.workspace = Workspace()
+        self._items: dict[str, tuple[QStandardItem, QStandardItem]] = {}
+        self.states: dict[str, StateChange] = {}
+        self.last_error: dict[str, str] = {}
+        self.rates: dict[str, float] = {}
+        self.backlogs: dict[str, int] = {}
+
+    # -- structure -------------------------------------------------------------------------
+    def rebuild(self, workspace: Workspace) -> None:
+        """Mirror ``workspace``; live state already known is kept."""
+        self.workspace = workspace
+        self.removeRows(0, self.rowCount())
+        self._items.clear()
+        folder = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_DirIcon)
+        ds_group = self._append(self.invisibleRootItem(), GROUP_DATASOURCES, "Datasources", folder)
+        br_group = self._append(self.invisibleRootItem(), GROUP_BROKERS, "Brokers", folder)
+        for ds in sorted(workspace.datasources.values(), key=lambda d: d.name):
+            ds_item = self._append(ds_group, f"datasource/{ds.name}", ds.name)
+            for m in sorted(workspace.models_of(ds.name), key=lambda m: m.name):
+                self._append(ds_item, f"model/{m.name}", m.name)
+        for br in sorted(workspace.brokers.values(), key=lambda b: b.name):
+            br_item = self._append(br_group, f"broker/{br.name}", br.name)
+            for r in sorted(workspace.routes_of_broker(br.name), key=lambda r: r.name):
+                self._append(br_item, f"route/{r.name}", r.name)
+        self._items[GROUP_DATASOURCES][1].setText(f"{len(workspace.datasources)}")
+        self._items[GROUP_BROKERS][1].setText(f"{len(workspace.brokers)}")
+        for key in list(self._items):
+            if not key.startswith("group/"):
+                self._refresh(key)
+
+    def _append(self, parent: QStandardItem, key: str, text: str, icon: QIcon | None = None) -> QStandardItem:
+        item = QStandardItem(text)
+        status = QStandardItem("")
+        for it in (item, status):
+            it.setEditable(False)
+            it.setData(key, KEY_ROLE)
+        if icon is not None:
+            item.setIcon(icon)
+        parent.appendRow([item, status])
+        self._items[key] = (item, status)
+        return item
+
+    def item_of(self, key: str) -> QStandardItem | None:
+        pair = self._items.get(key)
+        return pair[0] if pair else None
+
+    def status_item(self, key: str) -> QStandardItem | None:
+        pair = self._items.get(key)
+        return pair[1] if pair else None
+
+    def index_of(self, key: str) -> QModelIndex:
+        item = self.item_of(key)
+        return item.index() if item is not None else QModelIndex()
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    # -- live state ------------------------------------------------------------------------
+    def state(self, key: str) -> StateChange:
+        kind, name = split_key(key)
+        if kind == "datasource":
+            models = [f"model/{m.name}" for m in self.workspace.models_of(name)]
+            states = [self.states.get(k, StateChange(State.STOPPED)) for k in models]
+            for candidate in _URGENCY:
+                for change in states:
+                    if change.state is candidate:
+                        return change
+            return StateChange(State.STOPPED)
+        return self.states.get(key, StateChange(State.STOPPED))
+
+    def set_state(self, key: str, change: StateChange) -> None:
+        self.states[key] = change
+        if change.detail and change.state in (State.ERROR, State.RETRYING):
+            self.last_error[key] = change.detail
+        self._refresh(key)
+        kind, name = split_key(key)
+        if kind == "model" and name in self.workspace.models:
+            self._refresh(f"datasource/{self.workspace.models[name].datasource}")
+
+    def set_rate(self, model: str, rate: float) -> None:
+        if self.rates.get(model) != rate:
+            self.rates[model] = rate
+            self._refresh(f"model/{model}")
+
+    def set_backlog(self, route: str, backlog: int) -> None:
+        if self.backlogs.get(route) != backlog:
+            self.backlogs[route] = backlog
+            self._refresh(f"route/{route}")
+
+    def status_text(self, key: str) -> str:
+        kind, name = split_key(key)
+        change = self.state(key)
+        parts = [change.state.value]
+        if change.state is State.RETRYING and change.retry_in:
+            parts[0] = f"retrying in {change.retry_in:.0f} s"
+        if kind == "model":
+            rate = self.rates.get(name, 0.0)
+            if rate or change.state is State.RUNNING:
+                parts.append(f"{rate:.1f} ev/s")
+            if any(r.enabled for r in self.workspace.routes_of_model(name)):
+                parts.append("republishing")
+        elif kind == "route":
+            route = self.workspace.routes.get(name)
+            enabled = route is not None and route.enabled
+            parts = [parts[0] if enabled else "disabled"]
+            if enabled and change.state is State.STOPPED:
+                parts = ["enabled"]
+            backlog = self.backlogs.get(name)
+            if backlog is not None:
+                parts.append(f"backlog {backlog}")
+        elif kind == "datasource":
+            models = self.workspace.models_of(name)
+            running = sum(1 for m in models if self.state(f"model/{m.name}").state is State.RUNNING)
+            summary = f"{running}/{len(models)} running"
+            parts = [summary] if change.state in (State.RUNNING, State.STOPPED) else [parts[0], summary]
+        return " · ".join(parts)
+
+    def tooltip(self, key: str) -> str:
+        kind, name = split_key(key)
+        change = self.state(key)
+        lines = [f"{kind} {name!r}"]
+        if kind == "model" and name in self.workspace.models:
+            lines[0] += f" of datasource {self.workspace.models[name].datasource!r}"
+        if kind == "route" and name in self.workspace.routes:
+            r = self.workspace.routes[name]
+            lines[0] += f": {r.model} → {r.broker}, topic {r.settings.get('topic')!r}"
+            lines.append("Enabled" if r.enabled else "Disabled")
+        lines.append(f"State: {change.state.value}")
+        if change.retry_in:
+            lines.append(f"Next retry in {change.retry_in:.0f} s")
+        if change.detail:
+            lines.append(f"Detail: {change.detail}")
+        last = self.last_error.get(key)
+        if kind == "datasource":
+            last = next(
+                (
+                    self.last_error[f"model/{m.name}"]
+                    for m in self.workspace.models_of(name)
+                    if f"model/{m.name}" in self.last_error
+                ),
+                None,
+            )
+        if last and last != change.detail:
+            lines.append(f"Last error: {last}")
+        return "\n".join(lines)
+
+    def _refresh(self, key: str) -> None:
+        pair = self._items.get(key)
+        if pair is None:
+            return
+        item, status = pair
+        change = self.state(key)
+        tip = self.tooltip(key)
+        kind, name = split_key(key)
+        disabled_route = kind == "route" and not (
+            name in self.workspace.routes and self.workspace.routes[name].enabled
+        )
+        item.setIcon(state_icon(State.STOPPED if disabled_route else change.state))
+        item.setData(change.state.value, STATE_ROLE)
+        item.setToolTip(tip)
+        status.setText(self.status_text(key))
+        status.setToolTip(tip)
+        colour = STATE_COLOURS[change.state] if change.state in (State.ERROR, State.RETRYING) else None
+        if colour is not None:
+            status.setForeground(QColor(colour))
+        else:
+            status.setData(None, Qt.ItemDataRole.ForegroundRole)
+
+
+class WorkspaceTree(QTreeView):
+    """The tree view; ``actionRequested(action, object_type, name)`` from its context menus."""
+
+    actionRequested = Signal(str, str, str)
+    objectSelected = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tree_model = WorkspaceTreeModel(self)
+        self.setModel(self.tree_model)
+        self.setObjectName("workspace_tree")
+        self.setUniformRowHeights(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.setAlternatingRowColors(False)
+        header = self.header()
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 170)
+        self._collapsed: set[str] = set()
+        self.collapsed.connect(lambda index: self._collapsed.add(str(index.data(KEY_ROLE))))
+        self.expanded.connect(lambda index: self._collapsed.discard(str(index.data(KEY_ROLE))))
+        self.doubleClicked.connect(self._double_clicked)
+        self.menu: QMenu | None = None
+
+    def rebuild(self, workspace: Workspace) -> None:
+        selected = self.selected_key()
+        self.tree_model.rebuild(workspace)
+        for key in self.tree_model.keys:
+            index = self.tree_model.index_of(key)
+            if self.tree_model.hasChildren(index) and key not in self._collapsed:
+                self.setExpanded(index, True)
+        needed = self.sizeHintForColumn(0)
+        if needed > self.header().sectionSize(0):  # grow for long names; never shrink a user's width
+            self.header().resizeSection(0, needed)
+        if selected:
+            index = self.tree_model.index_of(selected)
+            if index.isValid():
+                self.setCurrentIndex(index)
+
+    def selected_key(self) -> str | None:
+        index = self.currentIndex()
+        return str(index.data(KEY_ROLE)) if index.isValid() else None
+
+    def currentChanged(
+        self, current: QModelIndex | QPersistentModelIndex, previous: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        super().currentChanged(current, previous)
+        if current.isValid():
+            kind, name = split_key(str(current.data(KEY_ROLE)))
+            self.objectSelected.emit(kind, name)
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        kind, name = split_key(str(index.data(KEY_ROLE)))
+        if kind in ("datasource", "model", "broker", "route"):
+            self.actionRequested.emit("edit", kind, name)
+
+    # -- context menus ---------------------------------------------------------------------
+    def actions_for(self, key: str) -> list[tuple[str, str, bool]]:
+        """(action id, label, enabled) of ``key``'s menu; empty ids are separators."""
+        kind, name = split_key(key)
+        ws = self.tree_model.workspace
+        state = self.tree_model.state(key).state
+        active = state in (State.RUNNING, State.CONNECTING, State.RETRYING)
+        sep = ("", "", False)
+        if key == GROUP_DATASOURCES:
+            return [("add-datasource", "Add datasource…", True)]
+        if key == GROUP_BROKERS:
+            return [("add-broker", "Add broker…", True)]
+        if kind == "datasource":
+            has_models = bool(ws.models_of(name))
+            return [
+                ("start", "Start all models", has_models),
+                ("stop", "Stop all models", has_models and state is not State.STOPPED),
+                sep,
+                ("add-model", "Add model…", True),
+                ("test", "Test connection", True),
+                ("edit", "Edit…", True),
+                ("remove", "Remove…", True),
+            ]
+        if kind == "model":
+            publishing = any(r.enabled for r in ws.routes_of_model(name))
+            return [
+                ("start", "Start", not active),
+                ("stop", "Stop", state is not State.STOPPED and state is not State.STOPPING),
+                sep,
+                ("republish", "Republish…", True),
+                ("unpublish", "Stop republishing", publishing),
+                sep,
+                ("test", "Test connection", True),
+                ("edit", "Edit…", True),
+                ("remove", "Remove…", True),
+            ]
+        if kind == "broker":
+            return [
+                ("add-route", "Add route…", bool(ws.models)),
+                ("test", "Test connection", True),
+                ("edit", "Edit…", True),
+                ("remove", "Remove…", True),
+            ]
+        if kind == "route":
+            enabled = name in ws.routes and ws.routes[name].enabled
+            return [
+                ("disable", "Disable", True) if enabled else ("enable", "Enable", True),
+                sep,
+                ("edit", "Edit…", True),
+                ("remove", "Remove…", True),
+            ]
+        return []
+
+    def menu_for(self, key: str) -> QMenu:
+        kind, name = split_key(key)
+        menu = QMenu(self)
+        for action_id, label, enabled in self.actions_for(key):
+            if not action_id:
+                menu.addSeparator()
+                continue
+            action = QAction(label, menu)
+            action.setObjectName(action_id)
+            action.setEnabled(enabled)
+            action.triggered.connect(
+                lambda _checked=False, a=action_id, k=kind, n=name: self.actionRequested.emit(a, k, n)
+            )
+            menu.addAction(action)
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        if self.menu is not None:
+            self.menu.deleteLater()
+        self.menu = self.menu_for(str(index.data(KEY_ROLE)))
+        self.menu.popup(self.viewport().mapToGlobal(pos))
