@@ -75,8 +75,11 @@ class Bench:
     # -- live -------------------------------------------------------------------------------
     def curl_live(self, count: int) -> float:
         db = self.couch.create_database("curl-live")
-        url = f"{self.couch.url}/{db}/_changes?feed=continuous&include_docs=true&since=now&limit={count}&heartbeat=5000"
-        proc = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", "-H", "Accept-Encoding: identity", url])
+        url = f"{self.couch.url}/{db}/_changes?feed=continuous&include_docs=true&since=now&heartbeat=60000"
+        # head exits after `count` change lines; curl then ends on SIGPIPE.
+        proc = subprocess.Popen(
+            ["sh", "-c", f"curl -sN -H 'Accept-Encoding: identity' '{url}' | head -n {count} > /dev/null"]
+        )
         time.sleep(0.5)
         start = time.monotonic()
         bulk_insert(self.couch, db, self.docs("c", count))

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
     p.add_argument("--json", action="store_true")
 
+    for module in _command_modules():
+        module.register(sub)
+
     p = sub.add_parser("events", help="read captured events")
     p.add_argument("--model")
     p.add_argument("--limit", type=int, default=20)
@@ -381,6 +384,17 @@ async def _run(home: Home, models: list[str] | None) -> int:
     return 0
 
 
+# Modules that add sub-commands: each has ``register(subparsers)`` and sets ``handler(home, args) -> int``
+# on its parsers with ``set_defaults``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _command_modules() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
@@ -410,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _cmd_status(home, args)
             if args.command == "events":
                 return _cmd_events(home, args)
+            handler = getattr(args, "handler", None)
+            if handler is not None:
+                return int(handler(home, args))
             if args.command == "run":
                 return asyncio.run(_run(home, args.models))
         finally:
