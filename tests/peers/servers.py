@@ -129,6 +129,7 @@ def start_couch(tmp_root: Path) -> CouchServer:
 
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
+{user_line}
 allow_anonymous true
 persistence true
 persistence_location {persist}/
@@ -169,7 +170,14 @@ class MqttBroker:
         os.chmod(persist, 0o777)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            MOSQUITTO_CONF.format(port=self.port, persist=persist, log=self.workdir / "mosquitto.log")
+            MOSQUITTO_CONF.format(
+                port=self.port,
+                persist=persist,
+                log=self.workdir / "mosquitto.log",
+                # As root, mosquitto drops to user "mosquitto", which cannot enter pytest's 0700
+                # tmp dirs: it would lose its log and persistence without a word. Stay as we are.
+                user_line="user root" if os.geteuid() == 0 else "",
+            )
             + self.extra_conf
         )
         logfile = self.workdir / "mosquitto.log"
