@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test setup setup-test peers lint bench screenshot clean
+.PHONY: run test setup setup-test peers lint bench screenshot clean icons bundle install-desktop uninstall-desktop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,42 @@ test: setup peers lint
 
 bench: setup peers
 	$(BIN)/python -m tests.bench.pipeline
+	$(BIN)/python -m tests.bench.export
+
+# Packaging (packaging/README.md). Icons: re-render after editing resources/icons/*.svg.
+icons: setup
+	$(BIN)/python packaging/build_icons.py
+
+# The self-contained one-folder app: dist/eventdesk/eventdesk
+bundle: setup
+	$(BIN)/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/eventdesk.spec
+
+# Menu entry, icons and AppStream metainfo for this user. The entry starts EVENTDESK_EXEC:
+# the venv's command by default, or the bundle's (EVENTDESK_EXEC=$(CURDIR)/dist/eventdesk/eventdesk).
+XDG_DATA_HOME ?= $(HOME)/.local/share
+EVENTDESK_EXEC ?= $(abspath $(BIN)/eventdesk)
+ICON_SIZES := 16 22 24 32 48 64 128 256 512
+
+install-desktop:
+	@test -x "$(EVENTDESK_EXEC)" || { echo "$(EVENTDESK_EXEC) is not executable: run make setup, or make bundle and pass EVENTDESK_EXEC=$(CURDIR)/dist/eventdesk/eventdesk" >&2; exit 1; }
+	install -d "$(XDG_DATA_HOME)/applications" "$(XDG_DATA_HOME)/metainfo"
+	sed -e 's|^Exec=.*|Exec="$(EVENTDESK_EXEC)"|' -e 's|^TryExec=.*|TryExec=$(EVENTDESK_EXEC)|' \
+		resources/eventdesk.desktop > "$(XDG_DATA_HOME)/applications/eventdesk.desktop"
+	install -m 644 resources/io.github.eventdesk.EventDesk.metainfo.xml "$(XDG_DATA_HOME)/metainfo/"
+	for size in $(ICON_SIZES); do \
+		install -D -m 644 resources/icons/hicolor/$${size}x$${size}/apps/eventdesk.png \
+			"$(XDG_DATA_HOME)/icons/hicolor/$${size}x$${size}/apps/eventdesk.png"; done
+	install -D -m 644 resources/icons/hicolor/scalable/apps/eventdesk.svg \
+		"$(XDG_DATA_HOME)/icons/hicolor/scalable/apps/eventdesk.svg"
+	-command -v update-desktop-database >/dev/null && update-desktop-database -q "$(XDG_DATA_HOME)/applications"
+	-command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t "$(XDG_DATA_HOME)/icons/hicolor"
+
+uninstall-desktop:
+	rm -f "$(XDG_DATA_HOME)/applications/eventdesk.desktop" \
+		"$(XDG_DATA_HOME)/metainfo/io.github.eventdesk.EventDesk.metainfo.xml" \
+		"$(XDG_DATA_HOME)/icons/hicolor/scalable/apps/eventdesk.svg"
+	for size in $(ICON_SIZES); do rm -f "$(XDG_DATA_HOME)/icons/hicolor/$${size}x$${size}/apps/eventdesk.png"; done
+	-command -v update-desktop-database >/dev/null && update-desktop-database -q "$(XDG_DATA_HOME)/applications"
 
 clean:
 	rm -rf $(VENV) tests/peers/node_modules

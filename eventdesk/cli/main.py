@@ -179,6 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _where(settings: dict[str, Any]) -> str:
+    """Where a datasource or broker is: its URL, or for a local listener its host:port."""
+    if settings.get("url"):
+        return str(settings["url"])
+    return f"{settings.get('host', '')}:{settings.get('port', '')}" if settings.get("port") else ""
+
+
 def _read_secret(args: argparse.Namespace) -> str | None:
     if not getattr(args, "secret_stdin", False):
         return None
@@ -198,7 +205,7 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             replace=args.replace,
         )
         print(
-            f"added {cfg.label} ({cfg.kind}, {cfg.settings['url']})"
+            f"added {cfg.label} ({cfg.kind}, {_where(cfg.settings)})"
             + (f", secret in {cfg.secret.describe()}" if cfg.secret else "")
         )
     elif args.command == "model":
@@ -225,7 +232,7 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             secret_env=args.secret_env,
             replace=args.replace,
         )
-        print(f"added {cfg_b.label} ({cfg_b.kind}, {cfg_b.settings['url']})")
+        print(f"added {cfg_b.label} ({cfg_b.kind}, {_where(cfg_b.settings)})")
     else:
         settings = _settings_from(args, ROUTE_SCHEMA)
         settings["enabled"] = not args.disabled
@@ -250,7 +257,7 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
             settings = entry.get("settings", {})
             extra = ""
             if k in ("datasources", "brokers"):
-                extra = f" [{entry['kind']}] {settings.get('url', '')}" + (
+                extra = f" [{entry['kind']}] {_where(settings)}" + (
                     " (secret set)" if "secret" in entry else ""
                 )
             elif k == "models":
@@ -386,7 +393,7 @@ async def _run(home: Home, models: list[str] | None) -> int:
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``handler(home, args) -> int``
 # on its parsers with ``set_defaults``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("eventdesk.cli.export_commands", "eventdesk.cli.demo_commands")
 
 
 def _command_modules() -> list[Any]:

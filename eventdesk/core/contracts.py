@@ -96,6 +96,9 @@ class Publisher(ABC):
 
     kind: ClassVar[str]
     schema: ClassVar[Schema]
+    # True for a broker EventDesk runs itself (kind ``local``): the runtime keeps it started for
+    # as long as the runtime runs, so clients can subscribe before any route publishes.
+    hosted: ClassVar[bool] = False
 
     def __init__(
         self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]

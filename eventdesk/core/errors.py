@@ -78,3 +78,9 @@ class BrokerError(EventDeskError):
 
 class BrokerDisconnectedError(BrokerError):
     """The broker connection dropped while messages were in flight; they will be sent again."""
+
+
+class JobCancelledError(EventDeskError):
+    """A long job (export, import, replay) was cancelled by the user; it left nothing half-done."""
+
+    exit_code = 130

@@ -289,6 +289,7 @@ class Runtime:
         self.models: dict[str, ModelRunner] = {}
         self.routes: dict[str, RouteWorker] = {}
         self.brokers: dict[str, BrokerLink] = {}
+        self.services: set[str] = set()  # hosted brokers held open for the runtime's life
         self.states: dict[str, StateChange] = {}
         self._state_listeners: list[StateListener] = []
         self._batch_listeners: list[BatchListener] = []
@@ -376,8 +377,30 @@ class Runtime:
             await worker.stop()
 
     async def start(self, models: list[str] | None = None) -> None:
+        await self.start_services()
         for name in models if models is not None else list(self.workspace.models):
             await self.start_model(name)
+
+    async def start_services(self) -> None:
+        """Start every hosted broker (the built-in one) not yet running, routes or not."""
+        for name, cfg in list(self.workspace.brokers.items()):
+            if name in self.services or not broker_class(cfg.kind).hosted:
+                continue
+            link = self._broker_link(name)
+            self.services.add(name)
+            try:
+                await link.acquire()
+            except BaseException:
+                self.services.discard(name)
+                link.users -= 1
+                link.started = False
+                raise
+
+    async def stop_service(self, name: str) -> None:
+        """Let go of a hosted broker (it stops once no route uses it either)."""
+        if name in self.services:
+            self.services.discard(name)
+            await self.brokers[name].release()
 
     async def stop(self) -> None:
         """Stop connectors first (no new events), then routes; brokers close with their last route."""
@@ -387,6 +410,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.stop()
+        for name in list(self.services):
+            await self.stop_service(name)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
 

@@ -44,7 +44,7 @@ DEFAULT_WIDTHS = (95, 110, 90, 70, 150, 110)
 SUMMARY_CHARS = 200
 DEFAULT_MAX_ROWS = 5000
 DEFAULT_SCAN_LIMIT = 100_000
-DEFAULT_SCAN_CHUNK = 2000
+DEFAULT_SCAN_CHUNK = 500  # one chunk per event-loop turn: ~5-10 ms of reading and matching
 
 EventRole = Qt.ItemDataRole.UserRole + 1
 """``data(index, EventRole)`` is the row's :class:`CapturedEvent`."""

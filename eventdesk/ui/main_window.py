@@ -9,6 +9,7 @@ brokers show on their tree node and as one non-modal banner per object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -27,7 +28,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QStyle,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -38,12 +38,16 @@ from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.core.home import Home
+from eventdesk.core.recording import ImportResult
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.runtime import Runtime
 from eventdesk.core.secrets import resolve_secret
+from eventdesk.ui import icons
 from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.demo_actions import DemoActions
 from eventdesk.ui.event_detail import EventDetail
 from eventdesk.ui.event_table import EventTableView
+from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.filter_bar import FilterBar
 from eventdesk.ui.live_feed import LiveFeed
 from eventdesk.ui.notifications import NotificationArea
@@ -57,6 +61,7 @@ from eventdesk.ui.object_dialogs import (
     describe_error,
 )
 from eventdesk.ui.rate_chart import RateChart
+from eventdesk.ui.recording_view import RecordingOpener, selected_positions
 from eventdesk.ui.status_bar import StatusSummary, Summary, route_backlogs
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
@@ -75,6 +80,9 @@ EMPTY_STATE = (
     "in the table, captured on disk.</li>"
     "<li>Add a <b>broker</b> (MQTT) and switch <b>republishing</b> on for a model.</li>"
     "</ol>"
+    "<p>New here? <b>Open the demo workspace</b>: a local webhook receives sample account "
+    "changes and the built-in MQTT broker republishes them to <code>/v1/subutest</code>. "
+    "Nothing to install.</p>"
 )
 
 
@@ -92,14 +100,18 @@ class EmptyState(QWidget):
         text = QLabel(EMPTY_STATE)
         text.setWordWrap(True)
         text.setTextFormat(Qt.TextFormat.RichText)
-        text.setMaximumWidth(560)
+        text.setFixedWidth(560)  # a layout would otherwise give the wrapped text too little height
+        text.setMinimumHeight(text.heightForWidth(560))
         self.add_datasource = QPushButton("Add datasource…")
         self.add_datasource.setObjectName("empty_add_datasource")
         self.add_datasource.setDefault(True)
         self.add_broker = QPushButton("Add broker…")
         self.add_broker.setObjectName("empty_add_broker")
+        self.open_demo = QPushButton("Open the demo workspace")
+        self.open_demo.setObjectName("empty_open_demo")
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.open_demo)
         buttons.addWidget(self.add_datasource)
         buttons.addWidget(self.add_broker)
         buttons.addStretch(1)
@@ -143,6 +155,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._build_central()
+        self.demo = DemoActions(self)
         self.status = StatusSummary(self)
         self.setStatusBar(self.status)
 
@@ -164,7 +177,12 @@ class MainWindow(QMainWindow):
 
     # -- construction ----------------------------------------------------------------------
     def _action(
-        self, name: str, text: str, slot: Callable[[], object], shortcut: str | None = None, icon: Any = None
+        self,
+        name: str,
+        text: str,
+        slot: Callable[[], object],
+        shortcut: str | None = None,
+        icon: str | None = None,
     ) -> QAction:
         action = QAction(text, self)
         action.setObjectName(name)
@@ -172,35 +190,30 @@ class MainWindow(QMainWindow):
             action.setShortcut(QKeySequence(shortcut))
             action.setToolTip(f"{text.rstrip('…')} ({QKeySequence(shortcut).toString()})")
         if icon is not None:
-            action.setIcon(self.style().standardIcon(icon))
+            action.setIcon(icons.icon(icon))
         action.triggered.connect(lambda _checked=False: slot())
         self.addAction(action)
         return action
 
     def _build_actions(self) -> None:
-        sp = QStyle.StandardPixmap
         self.act_add_datasource = self._action(
-            "add_datasource", "Add datasource…", self.add_datasource, icon=sp.SP_DriveNetIcon
+            "add_datasource", "Add datasource…", self.add_datasource, icon="add-datasource"
         )
-        self.act_add_model = self._action("add_model", "Add model…", self.add_model, icon=sp.SP_FileIcon)
-        self.act_add_broker = self._action(
-            "add_broker", "Add broker…", self.add_broker, icon=sp.SP_ComputerIcon
-        )
-        self.act_add_route = self._action("add_route", "Add route…", self.add_route, icon=sp.SP_ArrowForward)
-        self.act_start_all = self._action(
-            "start_all", "Start all", self.start_all, "Ctrl+R", icon=sp.SP_MediaPlay
-        )
-        self.act_stop_all = self._action(
-            "stop_all", "Stop all", self.stop_all, "Ctrl+Shift+R", icon=sp.SP_MediaStop
-        )
-        self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon=sp.SP_MediaPause)
+        self.act_add_model = self._action("add_model", "Add model…", self.add_model, icon="add-model")
+        self.act_add_broker = self._action("add_broker", "Add broker…", self.add_broker, icon="add-broker")
+        self.act_add_route = self._action("add_route", "Add route…", self.add_route, icon="add-route")
+        self.act_start_all = self._action("start_all", "Start all", self.start_all, "Ctrl+R", icon="start")
+        self.act_stop_all = self._action("stop_all", "Stop all", self.stop_all, "Ctrl+Shift+R", icon="stop")
+        self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon="pause")
         self.act_pause.setCheckable(True)
         self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
-        self.act_export = self._action(
-            "export", "Export…", lambda: None, "Ctrl+E", icon=sp.SP_DialogSaveButton
+        self.act_export = self._action("export", "Export…", self.export_events, "Ctrl+E", icon="export")
+        self.act_open_recording = self._action(
+            "open_recording", "Open recording…", self.open_recording, "Ctrl+O"
         )
-        self.act_export.setEnabled(False)
-        self.act_export.setToolTip("Export (Ctrl+E): coming soon")
+        self.recordings = RecordingOpener(self.home.paths.recordings_dir, self)
+        self.recordings.failed.connect(lambda text: self.notifications.notify("error", text, key="recording"))
+        self.recordings.imported.connect(self._on_recording_imported)
 
         toolbar = QToolBar("Main", self)
         toolbar.setObjectName("main_toolbar")
@@ -213,6 +226,7 @@ class MainWindow(QMainWindow):
             toolbar.addAction(action)
         toolbar.addSeparator()
         toolbar.addAction(self.act_export)
+        toolbar.addAction(self.act_open_recording)
         self.toolbar = toolbar
         self.addToolBar(toolbar)
 
@@ -227,6 +241,8 @@ class MainWindow(QMainWindow):
         self.rate_chart.setObjectName("rate_chart")
         self.filter_bar = FilterBar()
         self.table = EventTableView()
+        # several rows can be selected, for "export the selected rows"
+        self.table.table.setSelectionMode(self.table.table.SelectionMode.ExtendedSelection)
         self.detail = EventDetail()
         self.detail.setObjectName("event_detail")
 
@@ -279,6 +295,21 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.empty_state if ws.empty else self.main_split)
         self.filter_bar.set_models(ws.models)
         self._update_actions()
+        self._start_services()
+
+    def _start_services(self) -> None:
+        """Keep hosted brokers (the built-in one) running with the app, routes or not."""
+        ws = self.home.workspace
+        if self.tasks.running("services") or not any(
+            name not in self.runtime.services and broker_class(b.kind).hosted for name, b in ws.brokers.items()
+        ):
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop yet: started on the next change
+            self.tasks.start("services", self._run_services())
+
+    async def _run_services(self) -> None:
+        with contextlib.suppress(EventDeskError):  # shown on the broker's node, through its state
+            await self.runtime.start_services()
 
     def _update_actions(self) -> None:
         ws = self.home.workspace
@@ -446,6 +477,42 @@ class MainWindow(QMainWindow):
     def focus_filter(self) -> None:
         self.filter_bar.focus_filter()
 
+    def export_events(self) -> ExportDialog:
+        """The export dialog over the capture, the table's current filter and its selected rows."""
+        dialog = ExportDialog(
+            self.home.capture,
+            models=self.home.workspace.models,
+            table_filter=self.table.model.event_filter,
+            selected=selected_positions(self.table),
+            parent=self,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.exported.connect(
+            lambda r: self.notifications.notify(
+                "success", f"Exported {r.exported:,} events to {r.path}.", key="export"
+            )
+        )
+        dialog.finished.connect(lambda _result: self._forget_dialog(dialog))
+        self.dialogs.append(dialog)
+        dialog.show()
+        return dialog
+
+    def open_recording(self) -> None:
+        """File ▸ Open recording: a stored recording, or an export imported as a new one."""
+        self.recordings.choose()
+
+    def _on_recording_imported(self, result: ImportResult) -> None:
+        bad = (
+            f"; {result.bad_lines:,} bad lines skipped ({result.problems[0].describe()}, …)"
+            if result.bad_lines
+            else ""
+        )
+        self.notifications.notify(
+            "warning" if bad else "success",
+            f"Imported {result.imported:,} events as recording {result.recording.name}{bad}.",
+            key="recording",
+        )
+
     async def _start_model(self, name: str) -> None:
         try:
             await self.runtime.start_model(name)
@@ -540,6 +607,7 @@ class MainWindow(QMainWindow):
         for route in routes:
             await self.runtime.stop_route(route)
         if kind == "broker":
+            await self.runtime.stop_service(name)
             self.runtime.brokers.pop(name, None)
         try:
             removed = self.home.remove(kind, name)
@@ -734,4 +802,5 @@ class MainWindow(QMainWindow):
         for dialog in list(self.dialogs):
             dialog.reject()
         await self.tasks.cancel_all()
+        await self.recordings.shutdown()
         await self.runtime.aclose()

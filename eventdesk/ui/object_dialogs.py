@@ -374,7 +374,8 @@ class BrokerDialog(_TestableDialog):
     object_type = "broker"
 
     def __init__(self, home: Home, name: str | None = None, parent: QWidget | None = None) -> None:
-        self.kinds = broker_kinds()
+        # An external MQTT broker first: the built-in one (kind local) comes with the demo.
+        self.kinds = tuple(sorted(broker_kinds(), key=lambda kind: kind != "mqtt"))
         super().__init__(home, name, parent)
 
     def existing(self) -> dict[str, Any]:

@@ -2,18 +2,24 @@
 
 Memory is bounded: one deque of samples per model, trimmed to the time window; a model that
 sends no sample for a whole window disappears from the plot.
+
+pyqtgraph and numpy take ~0.3 s to import, so the plot is built only once the chart is on screen
+(after the window's first paint) or when it is first needed: launching stays fast.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtGui import QPalette
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QPalette, QShowEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from eventdesk.ui.event_table import model_color
+
+if TYPE_CHECKING:
+    import pyqtgraph as pg
 
 WINDOW_SECONDS = 60.0
 
@@ -27,11 +33,37 @@ class RateChart(QWidget):
         self.max_samples = int(window) * 2 + 2  # hard bound even if samples come faster than 1/s
         self._series: dict[str, deque[tuple[float, float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._plot: pg.PlotWidget | None = None
+        self._legend: pg.LegendItem | None = None
+        self.setMinimumHeight(90)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._plot is None:
+            QTimer.singleShot(0, self, self._ensure_plot)  # after the window's first paint
+
+    @property
+    def plot(self) -> pg.PlotWidget:
+        return self._ensure_plot()
+
+    @property
+    def legend(self) -> pg.LegendItem:
+        self._ensure_plot()
+        assert self._legend is not None
+        return self._legend
+
+    def _ensure_plot(self) -> pg.PlotWidget:
+        if self._plot is not None:
+            return self._plot
+        import pyqtgraph as pg
+
+        window = self.window_seconds
         palette = self.palette()
         text = palette.color(QPalette.ColorRole.Text)
-        self.plot = pg.PlotWidget(self, background=palette.color(QPalette.ColorRole.Base))
-        item = self.plot.getPlotItem()
+        plot = self._plot = pg.PlotWidget(self, background=palette.color(QPalette.ColorRole.Base))
+        item = plot.getPlotItem()
         item.setMenuEnabled(False)
         item.hideButtons()
         item.setMouseEnabled(x=False, y=False)
@@ -44,12 +76,10 @@ class RateChart(QWidget):
             axis = item.getAxis(name)
             axis.setTextPen(text)
             axis.setPen(text)
-        self.legend = item.addLegend(offset=(8, 2), labelTextColor=text, colCount=4)
-        self.plot.setMinimumHeight(90)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        self._legend = item.addLegend(offset=(8, 2), labelTextColor=text, colCount=4)
+        plot.setMinimumHeight(90)
+        self._layout.addWidget(plot)
+        return plot
 
     def models(self) -> list[str]:
         return list(self._series)
@@ -60,6 +90,9 @@ class RateChart(QWidget):
 
     def add_sample(self, t: float, rates: dict[str, float]) -> None:
         """Record one sample per model at time ``t`` (seconds, monotonic) and redraw."""
+        import numpy as np
+        import pyqtgraph as pg
+
         for name, rate in rates.items():
             series = self._series.get(name)
             if series is None:

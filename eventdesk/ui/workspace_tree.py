@@ -7,14 +7,13 @@ backlogs from the window's once-a-second tick. Context menus only *ask* for thin
 
 from __future__ import annotations
 
-from functools import cache
-
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPoint, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QAction, QColor, QIcon, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QMenu, QStyle, QTreeView, QWidget
 
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.workspace import Workspace
+from eventdesk.ui import icons
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -34,20 +33,9 @@ STATE_COLOURS = {
 _URGENCY = [State.ERROR, State.RETRYING, State.CONNECTING, State.STOPPING, State.RUNNING, State.STOPPED]
 
 
-@cache
 def state_icon(state: State) -> QIcon:
-    """A coloured dot: grey stopped, yellow connecting/stopping, green running, orange retrying, red error."""
-    size = 14
-    pixmap = QPixmap(size, size)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    colour = QColor(STATE_COLOURS[state])
-    painter.setPen(colour.darker(130))
-    painter.setBrush(colour)
-    painter.drawEllipse(2, 2, size - 4, size - 4)
-    painter.end()
-    return QIcon(pixmap)
+    """The state's disc from resources/icons/states: colour and mark differ per state."""
+    return icons.state_icon(state)
 
 
 def split_key(key: str) -> tuple[str, str]:
@@ -352,6 +340,9 @@ class WorkspaceTree(QTreeView):
             action = QAction(label, menu)
             action.setObjectName(action_id)
             action.setEnabled(enabled)
+            icon_name = "test-connection" if action_id == "test" else action_id
+            if icon_name in icons.ACTIONS:
+                action.setIcon(icons.icon(icon_name))
             action.triggered.connect(
                 lambda _checked=False, a=action_id, k=kind, n=name: self.actionRequested.emit(a, k, n)
             )

@@ -6,12 +6,13 @@ import json
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.cli.harness import RunProcess, bulk_insert, eventdesk, home_args, ok, put_doc
-from tests.peers.servers import CouchServer, MqttBroker
+from tests.peers.servers import CouchServer, MqttBroker, Received
 
 
 def setup_pipeline(
@@ -46,6 +47,20 @@ def setup_pipeline(
         "--qos",
         str(qos),
     )
+
+
+def covers(expected: set[str]) -> Callable[[list[Received]], bool]:
+    """A predicate: every expected key (the topic's last level) arrived, duplicates aside."""
+    seen: set[str] = set()
+    read = [0]
+
+    def check(messages: list[Received]) -> bool:
+        for m in messages[read[0] :]:
+            seen.add(m.topic.rsplit("/", 1)[1])
+        read[0] = len(messages)
+        return seen >= expected
+
+    return check
 
 
 def wait_running(run: RunProcess) -> None:
@@ -164,7 +179,8 @@ def test_broker_outage_loses_nothing_and_status_shows_backlog(
         assert status["models"]["accounts"]["state"] == "running"
         time.sleep(max(0.0, 10 - (time.monotonic() - (deadline - 15))))  # the broker stays down 10 s in all
         mqtt_broker.start()
-        msgs = sub.wait_for(1500, 60)
+        expected = {f"a-{i:04d}" for i in range(500)} | {f"b-{i:04d}" for i in range(1000)}
+        msgs = sub.wait_until(covers(expected), 60)
     finally:
         assert run.stop() == 0
     ids = Counter(json.loads(m.payload)["_id"] for m in msgs)
@@ -197,7 +213,8 @@ def test_sigkill_and_restart_delivers_everything(
     run2 = RunProcess(home_args(home))
     try:
         wait_running(run2)
-        msgs = sub.wait_for(total, 90)
+        expected = {f"d-{i:05d}" for i in range(total)}
+        msgs = sub.wait_until(covers(expected), 90)
         time.sleep(1)  # let any straggling duplicates arrive before counting them
     finally:
         assert run2.stop() == 0

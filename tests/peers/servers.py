@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +257,17 @@ class Subscriber:
                     raise TimeoutError(
                         f"{len(self.messages)} of {count} messages on {self.topic} after {timeout} s"
                     )
+                self._cond.wait(left)
+            return list(self.messages)
+
+    def wait_until(self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0) -> list[Received]:
+        """Wait until ``predicate(messages)`` holds (e.g. every expected id arrived, duplicates aside)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met with {len(self.messages)} messages on {self.topic}")
                 self._cond.wait(left)
             return list(self.messages)
 

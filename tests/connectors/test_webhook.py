@@ -1,0 +1,354 @@
+"""The webhook connector against its real receiver, the built-in broker and real MQTT clients."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from eventdesk.connectors.webhook import SERVERS, BadRequestError, BodyRules, sign
+from eventdesk.core.capture import Capture
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.errors import ConnectorError
+from eventdesk.core.home import Home
+from eventdesk.core.paths import resolve_paths
+from eventdesk.core.runtime import Runtime
+from tests.cli.harness import RunProcess, home_args, ok
+from tests.peers.servers import Subscriber, free_port, missing_peer
+
+# -- pure logic: how a body becomes events --------------------------------------------------
+
+RULES = BodyRules(datasource="ds", model="m", op_field="op", op_header="X-Event-Op", key_field="id")
+
+
+def test_body_rules_op_from_field_then_header_then_created() -> None:
+    (ev,) = RULES.events(b'{"id": "a", "op": "delete"}', {"X-Event-Op": "updated"})
+    assert (ev.op, ev.key, ev.payload) == ("deleted", "a", {"id": "a", "op": "delete"})
+    (ev,) = RULES.events(b'{"id": 7}', {"X-Event-Op": "modified"})
+    assert (ev.op, ev.key) == ("updated", "7")
+    (ev,) = RULES.events(b'{"id": "a", "_rev": "2-x"}', {})
+    assert (ev.op, ev.rev) == ("created", "2-x")
+
+
+def test_body_rules_array_is_one_event_per_object_in_order() -> None:
+    events = RULES.events(b'[{"id": "a"}, {"id": "b", "op": "updated"}]', {})
+    assert [(e.key, e.op) for e in events] == [("a", "created"), ("b", "updated")]
+    assert events[0].seq < events[1].seq  # monotonic, though never compared by EventDesk itself
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (b'{"id": 1', "invalid JSON"),
+        (b"[]", "empty array"),
+        (b'"text"', "expected a JSON object"),
+        (b'{"name": "x"}', "key field 'id'"),
+        (b'{"id": true}', "key field 'id'"),
+        (b'{"id": "a", "op": "exploded"}', "expected created, updated or deleted"),
+        (b'[{"id": "a"}, 3]', "item 1"),
+    ],
+)
+def test_body_rules_reject_with_a_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(BadRequestError) as info:
+        RULES.events(body, {})
+    assert info.value.status == 400
+    assert reason in info.value.reason
+
+
+# -- the real receiver ------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    home: Home
+    runtime: Runtime
+    url: str
+    broker_port: int
+    topic: str
+
+    async def post(
+        self, body: bytes | str, headers: dict[str, str] | None = None, path: str = "/hooks/accounts"
+    ) -> tuple[int, Any]:
+        data = body.encode() if isinstance(body, str) else body
+        base = self.url.rsplit("/hooks/", 1)[0]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(base + path, data=io.BytesIO(data), headers=headers or {}) as resp,
+        ):
+            text = await resp.text()
+            return resp.status, json.loads(text) if text else None
+
+    def count(self) -> int:
+        return self.home.capture.count("accounts")
+
+
+async def _make_receiver(home: Home, unique_topic: str, secret: str | None = None) -> Receiver:
+    port, broker_port = free_port(), free_port()
+    home.add_datasource("hooks", "webhook", {"port": port}, secret=secret)
+    home.add_model("accounts", "hooks", {})
+    home.add_broker("builtin", "local", {"port": broker_port})
+    home.add_route("r", "accounts", "builtin", {"topic": unique_topic + "/{op}", "format": "seed", "qos": 1})
+    runtime = Runtime(home.workspace, home.capture)
+    await start_and_wait_listening(runtime)
+    return Receiver(home, runtime, f"http://127.0.0.1:{port}/hooks/accounts", broker_port, unique_topic)
+
+
+async def start_and_wait_listening(runtime: Runtime) -> None:
+    """Start every model and return once each one's receiver listens."""
+    listening: set[str] = set()
+    all_listening = asyncio.Event()
+
+    def on_state(key: str, change: StateChange) -> None:
+        if change.state is State.RUNNING and key.startswith("model/"):
+            listening.add(key)
+            if len(listening) == len(runtime.workspace.models):
+                all_listening.set()
+
+    runtime.on_state(on_state)
+    await runtime.start()
+    await asyncio.wait_for(all_listening.wait(), 10)
+
+
+@pytest_asyncio.fixture
+async def receiver(isolated_home: Path, unique_topic: str) -> AsyncIterator[Receiver]:
+    home = Home.open(str(isolated_home))
+    rcv = await _make_receiver(home, unique_topic)
+    yield rcv
+    await rcv.runtime.aclose()
+    home.close()
+    assert SERVERS.get("127.0.0.1", int(rcv.url.split(":")[2].split("/")[0])) is None
+
+
+@pytest_asyncio.fixture
+async def signed_receiver(isolated_home: Path, unique_topic: str) -> AsyncIterator[Receiver]:
+    home = Home.open(str(isolated_home))
+    rcv = await _make_receiver(home, unique_topic, secret="s3cret-shared")
+    yield rcv
+    await rcv.runtime.aclose()
+    home.close()
+
+
+async def _mosquitto_sub(port: int, topic: str, count: int) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Start ``mosquitto_sub -d`` and return once it is subscribed; messages land in the list."""
+    if shutil.which("mosquitto_sub") is None:
+        missing_peer("mosquitto_sub", "apt-get install mosquitto-clients")
+    proc = await asyncio.create_subprocess_exec(
+        "stdbuf", "-oL", "mosquitto_sub", "-d", "-p", str(port), "-t", topic, "-q", "1", "-C", str(count), "-W", "30",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(15):
+        while b"SUBACK" not in (line := await proc.stdout.readline()):
+            assert line, "mosquitto_sub ended before subscribing"
+    return proc, []
+
+
+@pytest.mark.asyncio
+async def test_posted_events_are_captured_then_republished_to_paho_and_mosquitto_sub(
+    receiver: Receiver,
+) -> None:
+    paho = await asyncio.to_thread(Subscriber, port=receiver.broker_port, topic=receiver.topic + "/#", qos=1)
+    proc, _ = await _mosquitto_sub(receiver.broker_port, receiver.topic + "/#", 3)
+    try:
+        status, reply = await receiver.post('{"id": "acc-1", "name": "Asha", "balance": 10}')
+        assert status == 200 and reply["accepted"] == 1
+        assert receiver.count() == 1  # 2xx means captured already
+        status, _ = await receiver.post(
+            '[{"id": "acc-1", "op": "updated", "balance": 20}, {"id": "acc-1", "op": "deleted"}]'
+        )
+        assert status == 200
+        got = await asyncio.to_thread(paho.wait_for, 3)
+        assert [m.topic for m in got] == [
+            f"{receiver.topic}/{op}" for op in ("created", "updated", "deleted")
+        ]
+        assert json.loads(got[0].payload) == {
+            "model": "accounts",
+            "message": {"id": "acc-1", "name": "Asha", "balance": 10},
+        }
+        assert proc.stdout is not None
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+        assert [json.loads(line)["message"]["id"] for line in lines] == ["acc-1"] * 3
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await asyncio.to_thread(paho.close)
+    events = receiver.home.capture.latest(10, models=["accounts"])
+    assert sorted(e.envelope["op"] for e in events) == ["created", "deleted", "updated"]
+    assert all(e.envelope["source"] == {"connector": "webhook"} for e in events)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_posts_are_all_captured(receiver: Receiver) -> None:
+    results = await asyncio.gather(*(receiver.post(json.dumps({"id": f"k{i}"})) for i in range(200)))
+    assert [status for status, _ in results] == [200] * 200
+    assert receiver.count() == 200
+    checkpoint = receiver.home.capture.checkpoint("accounts")
+    assert checkpoint is not None
+
+
+@pytest.mark.asyncio
+async def test_bad_or_missing_signature_is_401_counted_and_nothing_captured(
+    signed_receiver: Receiver,
+) -> None:
+    body = b'{"id": "acc-1"}'
+    status, reply = await signed_receiver.post(body)
+    assert status == 401 and "missing signature" in reply["error"]
+    status, reply = await signed_receiver.post(body, {"X-Hub-Signature-256": sign("wrong", body)})
+    assert status == 401 and "bad signature" in reply["error"]
+    tampered = b'{"id": "acc-2"}'
+    status, _ = await signed_receiver.post(tampered, {"X-Hub-Signature-256": sign("s3cret-shared", body)})
+    assert status == 401
+    assert signed_receiver.count() == 0
+    assert "s3cret" not in json.dumps(reply)
+    runner = signed_receiver.runtime.models["accounts"]
+    connector = runner.connector
+    assert connector is not None and connector.counts.rejected[401] == 3  # type: ignore[attr-defined]
+    status, _ = await signed_receiver.post(body, {"X-Hub-Signature-256": sign("s3cret-shared", body)})
+    assert status == 200
+    assert signed_receiver.count() == 1
+
+
+@pytest.mark.asyncio
+async def test_oversized_invalid_and_misrouted_bodies_are_refused(receiver: Receiver) -> None:
+    status, reply = await receiver.post(b'{"id": "x", "pad": "' + b"a" * (1024 * 1024) + b'"}')
+    assert status == 413 and "limit" in reply["error"]
+    status, reply = await receiver.post('{"id": "x",')
+    assert status == 400 and reply["error"].startswith("invalid JSON")
+    status, reply = await receiver.post('{"name": "no key"}')
+    assert status == 400 and "'id'" in reply["error"]
+    status, reply = await receiver.post('{"id": "x"}', path="/hooks/nothing-here")
+    assert status == 404 and "/hooks/accounts" in reply["error"]
+    assert receiver.count() == 0
+    state = receiver.runtime.state_of("model/accounts")
+    assert state.state is State.RUNNING
+    # The rejection counts reach the model's state within a second.
+    counted = asyncio.Event()
+    receiver.runtime.on_state(
+        lambda key, change: counted.set() if "1 x 413" in (change.detail or "") else None
+    )
+    await asyncio.wait_for(counted.wait(), 5)
+    assert "2 x 400" in (receiver.runtime.state_of("model/accounts").detail or "")
+
+
+@pytest.mark.asyncio
+async def test_a_taken_port_is_a_terminal_error_naming_port(isolated_home: Path) -> None:
+    home = Home.open(str(isolated_home))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        home.add_datasource("hooks", "webhook", {"port": port})
+        home.add_model("accounts", "hooks", {})
+        runtime = Runtime(home.workspace, home.capture)
+        errors: list[Exception] = []
+        failed = asyncio.Event()
+        runtime.on_terminal(lambda key, exc: (errors.append(exc), failed.set()))
+        await runtime.start_model("accounts")
+        await asyncio.wait_for(failed.wait(), 5)
+        await runtime.aclose()
+    home.close()
+    (error,) = errors
+    assert isinstance(error, ConnectorError) and error.terminal
+    assert error.field == "port" and "already in use" in str(error) and "datasource 'hooks'" in str(error)
+
+
+@pytest.mark.asyncio
+async def test_models_of_one_datasource_share_its_server(isolated_home: Path) -> None:
+    home = Home.open(str(isolated_home))
+    port = free_port()
+    home.add_datasource("hooks", "webhook", {"port": port})
+    home.add_model("accounts", "hooks", {})
+    home.add_model("orders", "hooks", {"path": "/in/orders", "key_field": "order_no"})
+    runtime = Runtime(home.workspace, home.capture)
+    await start_and_wait_listening(runtime)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/in/orders", data=b'{"order_no": 42}') as r:
+                assert r.status == 200
+            await runtime.stop_model("accounts")
+            async with session.post(f"http://127.0.0.1:{port}/hooks/accounts", data=b'{"id": 1}') as r:
+                assert r.status == 404  # its path is gone, the server stays for "orders"
+            async with session.post(f"http://127.0.0.1:{port}/in/orders", data=b'{"order_no": 43}') as r:
+                assert r.status == 200
+    finally:
+        await runtime.aclose()
+    assert [e.envelope["key"] for e in home.capture.latest(5, models=["orders"])] == ["42", "43"]
+    assert SERVERS.get("127.0.0.1", port) is None
+    home.close()
+
+
+# -- at-least-once across SIGKILL --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_post_answered_2xx_is_in_capture_after_sigkill(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port, broker_port = free_port(), free_port()
+    ok(*home_args(home), "demo", "--webhook-port", str(port), "--broker-port", str(broker_port))
+    run = RunProcess(args=home_args(home))
+    try:
+        run.wait_line("running (listening on")
+        acked: list[str] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def sender(lane: int) -> None:
+            i = 0
+            while not stop.is_set():
+                body = json.dumps({"id": f"acc-{lane}-{i}", "balance": i}).encode()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/hooks/accounts",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        if resp.status == 200:
+                            ids = json.loads(resp.read())["ids"]
+                            with lock:
+                                acked.extend(ids)
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    return  # the receiver is gone: a real sender would retry later
+                i += 1
+
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        while True:  # kill it mid-stream, once a few hundred were acknowledged
+            with lock:
+                if len(acked) >= 300:
+                    break
+            threads[0].join(0.01)
+        run.kill()
+        stop.set()
+        for t in threads:
+            t.join(10)
+    finally:
+        if run.proc.poll() is None:
+            run.kill()
+    capture = Capture(resolve_paths(str(home)).capture_file)
+    try:
+        stored = {e.envelope["id"] for e in capture.latest(100_000, models=["accounts"])}
+    finally:
+        capture.close()
+    missing = [i for i in acked if i not in stored]
+    assert len(acked) >= 300
+    assert missing == []
