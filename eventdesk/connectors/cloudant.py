@@ -1,30 +1,49 @@
-"""IBM Cloudant / Apache CouchDB connector: follows a database's ``_changes`` feed."""
+"""IBM Cloudant / Apache CouchDB connector: follows a database's ``_changes`` feed.
+
+One worker thread per running model drives the ``ibmcloudant`` SDK: it reads the backlog in
+``feed=normal`` pages, then follows the continuous feed, and appends the events to a bounded
+buffer; the event loop hands whatever has accumulated to the runtime as one batch (see
+:class:`_ChangeBuffer`). Cancelling ``run`` shuts the thread's sockets down, so it ends at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import queue
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 from ibm_cloud_sdk_core import ApiException
-from ibm_cloud_sdk_core.authenticators import BasicAuthenticator, IAMAuthenticator, NoAuthAuthenticator
+from ibm_cloud_sdk_core.authenticators import (
+    Authenticator,
+    BasicAuthenticator,
+    IAMAuthenticator,
+    NoAuthAuthenticator,
+)
 from ibmcloudant import CouchDbSessionAuthenticator
 from ibmcloudant.cloudant_v1 import CloudantV1
+from ibmcloudant.common import get_sdk_headers
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError, ProtocolError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
-from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
+
+log = logging.getLogger(__name__)
 
 DATASOURCE_SCHEMA = Schema(
     kind="cloudant",
@@ -118,367 +137,822 @@ MODEL_SCHEMA = Schema(
 )
 
 
-log = logging.getLogger(__name__)
-
-TERMINAL_STATUSES = frozenset({400, 401, 403, 404})
-_END = object()
+_RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
-def _op_of(change: dict[str, Any], rev: str | None) -> Op:
-    if change.get("deleted"):
+class _StopRequestedError(Exception):
+    """The run was cancelled: the worker thread unwinds without reporting anything."""
+
+
+class _FeedError(Exception):
+    """The changes feed itself went wrong (an error line, an early end): retried."""
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def since_param(since: Any) -> str:
+    """``since`` for the query string: a string as it is, anything else as JSON (ints as digits).
+
+    The value stays opaque: it is never parsed or compared, only handed back to the server.
+    """
+    if isinstance(since, str):
+        return since
+    return orjson.dumps(since).decode()
+
+
+def op_of(change: dict[str, Any], rev: str | None) -> Op:
+    """``deleted`` when the feed says so; otherwise a hint from the revision number."""
+    if change.get("deleted") is True:
         return "deleted"
-    # A "1-" revision only hints at a creation: create+update between reads arrive as one "2-" change.
+    # "1-" hints at a creation; a create and an update between two reads arrive as one "2-".
     return "created" if rev is not None and rev.startswith("1-") else "updated"
 
 
-def make_service(datasource: DatasourceConfig, secret: str | None) -> CloudantV1:
-    """A CloudantV1 client for ``datasource`` with the authenticator its settings ask for."""
-    s = datasource.settings
-    auth = s["auth"]
-    authenticator: Any
-    if auth == "none":
-        authenticator = NoAuthAuthenticator()
-    elif auth == "basic":
-        authenticator = BasicAuthenticator(s["username"], secret or "")
-    elif auth == "iam":
-        if not secret:
-            raise ConnectorError(
-                "IAM authentication needs an API key", obj=datasource.label, field="secret", terminal=True
+def change_to_event(change: dict[str, Any], *, datasource: str, model: str, database: str) -> Event | None:
+    """The envelope of one ``_changes`` row, or None if the row is not a change."""
+    key = change.get("id")
+    if not isinstance(key, str) or "seq" not in change:
+        return None
+    doc = change.get("doc")
+    rev: Any = None
+    revs = change.get("changes")
+    if isinstance(revs, list) and revs and isinstance(revs[0], dict):
+        rev = revs[0].get("rev")
+    if rev is None and isinstance(doc, dict):
+        rev = doc.get("_rev")
+    rev = None if rev is None else str(rev)
+    deleted = change.get("deleted") is True
+    if doc is None:  # include_docs off: the document's identity is all there is
+        doc = {"_id": key, "_rev": rev, "_deleted": True} if deleted else {"_id": key, "_rev": rev}
+    return Event(
+        datasource=datasource,
+        model=model,
+        op=op_of(change, rev),
+        key=key,
+        rev=rev,
+        seq=change["seq"],
+        payload=doc,
+        source={"connector": "cloudant", "database": database},
+    )
+
+
+def parse_line(line: bytes) -> Any:
+    """One line of the feed as JSON; raises ValueError if it is not JSON.
+
+    What orjson refuses (besides broken JSON: lone UTF-16 surrogates, nesting deeper than
+    1024) could not be captured or republished either, so it is skipped here, not later.
+    """
+    return orjson.loads(line)
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines; a long line is joined once, not once per chunk.
+
+    A line longer than ``max_line`` is dropped (counted in ``dropped``) rather than held in
+    memory without bound.
+    """
+
+    def __init__(self, max_line: int) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._max_line = max_line
+        self._skipping = False
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Return the lines that ``chunk`` completes (without their newline)."""
+        pieces = chunk.split(b"\n")
+        tail = pieces.pop()
+        lines: list[bytes] = []
+        for piece in pieces:
+            if self._skipping:
+                self._skipping = False  # the end of the line being dropped
+                continue
+            if self._parts:
+                self._parts.append(piece)
+                piece = b"".join(self._parts)
+                self._parts = []
+                self._size = 0
+            lines.append(piece)
+        if tail and not self._skipping:
+            self._parts.append(tail)
+            self._size += len(tail)
+            if self._size > self._max_line:
+                self._parts = []
+                self._size = 0
+                self._skipping = True
+                self.dropped += 1
+        return lines
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` masked (secrets shorter than 4 characters would garble it)."""
+    if secret and len(secret) >= 4:
+        return text.replace(secret, "***")
+    return text
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps (causes, contexts, urllib3 reasons, exception args)."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += list(current.args)
+        todo += [x for x in linked if isinstance(x, BaseException)]
+    return seen
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short, plain description of a transport failure (no URLs, no secrets)."""
+    chain = _causes(exc)
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if has(ConnectionRefusedError):
+        return "connection refused (is the server running, and is the URL right?)"
+    if has(NameResolutionError, socket.gaierror):
+        return "cannot resolve the host name"
+    if has(requests.exceptions.ConnectTimeout):
+        return "connecting timed out"
+    if has(ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+        return "the connection was reset"
+    if has(requests.exceptions.ReadTimeout, Urllib3Timeout, TimeoutError):
+        return "no data from the server in time (not even a heartbeat)"
+    if has(requests.exceptions.SSLError):
+        return f"TLS failed: {str(exc)[:200]}"
+    if has(requests.exceptions.ChunkedEncodingError, ProtocolError, _FeedError):
+        return "the server closed the connection"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _is_auth_request(exc: ApiException, service_url: str) -> bool:
+    """Whether the failed request was the authenticator's (``/_session``, IAM), not ours."""
+    url = str(getattr(exc.http_response, "url", "") or "")
+    if not url:
+        return False
+    failed, ours = urlsplit(url), urlsplit(service_url)
+    other_server = (failed.hostname, failed.port) != (ours.hostname, ours.port)
+    return other_server or failed.path.endswith("/_session")
+
+
+def classify(
+    exc: BaseException, datasource: DatasourceConfig, model: ModelConfig | None, secret: str | None
+) -> ConnectorError:
+    """Turn an SDK or network failure into a ConnectorError naming the object and field at fault.
+
+    400/401/403/404 (and other 4xx but 408/425/429) are terminal; the rest is retried.
+    """
+    if isinstance(exc, ConnectorError):
+        return exc
+    settings = datasource.settings
+    url = str(settings.get("url") or "")
+    shown_url = redact_url(url)
+    if not isinstance(exc, ApiException):
+        message = f"connection to {shown_url} failed: {describe_network_error(exc)}"
+        return ConnectorError(scrub(message, secret), obj=datasource.label, field="url")
+
+    status = int(exc.status_code or 0)
+    reason = scrub(str(exc.message or "").strip() or "no reason given", secret)
+    database = None if model is None else str(model.settings.get("database") or model.name)
+    auth = settings.get("auth") or "none"
+
+    def terminal(message: str, obj: str, field: str) -> ConnectorError:
+        return ConnectorError(scrub(message, secret), obj=obj, field=field, terminal=True, status=status)
+
+    retryable = status in _RETRYABLE_4XX or status >= 500
+    if status in (401, 403) or (_is_auth_request(exc, url) and not retryable):
+        if auth == "none":
+            return terminal(
+                f"the server wants credentials (HTTP {status}: {reason}); choose an authentication method",
+                datasource.label,
+                "auth",
             )
-        authenticator = IAMAuthenticator(secret)
-    else:
-        authenticator = CouchDbSessionAuthenticator(s["username"], secret or "")
+        if status == 403 and auth in ("basic", "session"):
+            return terminal(
+                f"user {settings.get('username')!r} may not read this (HTTP 403: {reason})",
+                datasource.label,
+                "username",
+            )
+        return terminal(
+            f"the server rejected the credentials (HTTP {status}: {reason})", datasource.label, "secret"
+        )
+    if status == 404:
+        if model is not None:
+            return terminal(
+                f"database {database!r} does not exist (HTTP 404: {reason})", model.label, "database"
+            )
+        return terminal(f"no CouchDB API at {shown_url} (HTTP 404: {reason})", datasource.label, "url")
+    if status == 400 and model is not None:
+        if model.settings.get("selector") and "database" not in reason.lower():
+            return terminal(f"the server rejected the selector (HTTP 400: {reason})", model.label, "selector")
+        return terminal(
+            f"the server rejected database {database!r} (HTTP 400: {reason})", model.label, "database"
+        )
+    if retryable:
+        what = "is busy" if status == 429 else "failed"
+        message = f"the server {what} (HTTP {status}: {reason})"
+        return ConnectorError(scrub(message, secret), obj=datasource.label, status=status)
+    return terminal(f"the server refused the request (HTTP {status}: {reason})", datasource.label, "url")
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The server's Retry-After in seconds, if it sent a numeric one."""
+    response = getattr(exc, "http_response", None)
+    value = None if response is None else response.headers.get("Retry-After")
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _session_authenticator(username: str, password: str, timeout: float) -> CouchDbSessionAuthenticator:
+    """A CouchDB session authenticator with a login that works with more servers.
+
+    The SDK's login posts only ``username`` (pouchdb-server reads only ``name``: send both),
+    sets no timeout, and on a refusal fails with a bare StopIteration (it looks for the
+    session cookie whatever the status): raise ApiException with the status instead.
+    """
+    authenticator = CouchDbSessionAuthenticator(username, password)
+    manager = authenticator.token_manager
+
+    def request_token() -> Any:
+        response = manager.http_client.request(
+            method="POST",
+            url=manager.url + "/_session",
+            headers=manager.headers,
+            json={"name": username, "username": username, "password": password},
+            cookies=manager.jar,
+            timeout=timeout,
+        )
+        if not response.ok:
+            raise ApiException(response.status_code, http_response=response)
+        return response
+
+    manager.request_token = request_token
+    return authenticator
+
+
+def make_service(datasource: DatasourceConfig, secret: str | None, *, read_timeout: float) -> CloudantV1:
+    """A CloudantV1 client for ``datasource`` with the authenticator its settings ask for."""
+    settings = datasource.settings
+    auth = settings.get("auth") or "none"
+    username = str(settings.get("username") or "")
+    timeout = float(settings.get("timeout") or 60.0)
+
+    def bad(message: str, field: str) -> ConnectorError:
+        return ConnectorError(message, obj=datasource.label, field=field, terminal=True)
+
+    authenticator: Authenticator
+    try:
+        if auth == "none":
+            authenticator = NoAuthAuthenticator()
+        elif auth in ("basic", "session"):
+            if not username:
+                raise bad(f"{auth} authentication needs a username", "username")
+            if not secret:
+                raise bad(f"{auth} authentication needs a password", "secret")
+            if auth == "basic":
+                authenticator = BasicAuthenticator(username, secret)
+            else:
+                authenticator = _session_authenticator(username, secret, timeout)
+        elif auth == "iam":
+            if not secret:
+                raise bad("IAM authentication needs an API key", "secret")
+            authenticator = IAMAuthenticator(secret)
+        else:
+            raise bad(f"unknown authentication method {auth!r}", "auth")
+    except ValueError as exc:  # the SDK's own checks of the credentials
+        raise bad(scrub(f"unusable credentials: {exc}", secret), "secret") from None
     service = CloudantV1(authenticator=authenticator)
-    service.set_service_url(s["url"].rstrip("/"))
-    service.set_enable_gzip_compression(False)
+    try:
+        service.set_service_url(str(settings.get("url") or "").rstrip("/"))
+    except ValueError as exc:
+        raise bad(scrub(f"unusable URL: {exc}", secret), "url") from None
+    service.set_http_config({"timeout": (timeout, read_timeout)})
+    service.set_enable_gzip_compression(False)  # bodies are tiny; plain JSON suits every server
     return service
 
 
-def classify(exc: BaseException, datasource: DatasourceConfig, model: ModelConfig | None) -> ConnectorError:
-    """Turn an SDK or network failure into a ConnectorError naming the object and field at fault."""
-    if isinstance(exc, ConnectorError):
-        return exc
-    url = datasource.settings["url"]
-    if isinstance(exc, ApiException):
-        status = int(exc.status_code or 0)
-        reason = (exc.message or "").strip() or "no reason given"
-        if status in (401, 403):
-            field = "secret" if datasource.settings["auth"] != "none" else "auth"
-            return ConnectorError(
-                f"the server refused the credentials (HTTP {status}: {reason})",
-                obj=datasource.label,
-                field=field,
-                terminal=True,
-                status=status,
-            )
-        if status == 404 and model is not None:
-            return ConnectorError(
-                f"database {model.settings['database']!r} does not exist on {url} (HTTP 404)",
-                obj=model.label,
-                field="database",
-                terminal=True,
-                status=status,
-            )
-        if status == 404:
-            return ConnectorError(
-                f"{url} is not a CouchDB/Cloudant server (HTTP 404)",
+def _check_connection(datasource: DatasourceConfig, secret: str | None, model: ModelConfig | None) -> str:
+    """The blocking half of :meth:`CloudantConnector.test_connection`."""
+    timeout = float(datasource.settings.get("timeout") or 60.0)
+    service = make_service(datasource, secret, read_timeout=timeout)
+    try:
+        try:
+            info = service.get_server_information().get_result()
+        except Exception as exc:
+            raise classify(exc, datasource, None, secret) from None
+        if not isinstance(info, dict) or "version" not in info:
+            raise ConnectorError(
+                f"{redact_url(str(datasource.settings.get('url')))} does not answer like a CouchDB server",
                 obj=datasource.label,
                 field="url",
                 terminal=True,
-                status=status,
             )
-        if status == 400:
-            field = "selector" if model is not None and model.settings.get("selector") else "database"
-            return ConnectorError(
-                f"the server rejected the request (HTTP 400: {reason})",
-                obj=model.label if model else datasource.label,
-                field=field,
-                terminal=True,
-                status=status,
-            )
-        if status == 429:
-            return ConnectorError(
-                "rate limited by the server (HTTP 429)", obj=datasource.label, field="url", status=status
-            )
-        return ConnectorError(
-            f"server error (HTTP {status}: {reason})", obj=datasource.label, field="url", status=status
+        summary = f"CouchDB-compatible server {info['version']}"
+        vendor = info.get("vendor")
+        if isinstance(vendor, dict) and vendor.get("name"):
+            summary += f" ({vendor['name']})"
+        if model is not None:
+            database = str(model.settings.get("database") or model.name)
+            try:
+                db_info = service.get_database_information(db=database).get_result()
+            except Exception as exc:
+                raise classify(exc, datasource, model, secret) from None
+            count = db_info.get("doc_count", "?") if isinstance(db_info, dict) else "?"
+            summary += f", database {database!r} with {count} document{'' if count == 1 else 's'}"
+        elif (datasource.settings.get("auth") or "none") != "none":
+            try:  # GET / needs no credentials on CouchDB: ask who we are
+                session = service.get_session_information().get_result()
+            except Exception as exc:
+                raise classify(exc, datasource, None, secret) from None
+            user = (session.get("userCtx") or {}).get("name") if isinstance(session, dict) else None
+            if user:
+                summary += f", signed in as {user!r}"
+        return summary
+    finally:
+        service.get_http_client().close()
+
+
+class _SocketTracker:
+    """The sockets one run's HTTP client connected, so the loop can shut them down under it.
+
+    Shutting a socket down wakes a thread blocked reading it, also while it waits for
+    response headers (CouchDB and pouchdb-server send a continuous feed's headers only with
+    the first change or heartbeat); closing does not.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets = [s for s in self._sockets if s.fileno() != -1]
+            self._sockets.append(sock)
+            closed = self._closed
+        if closed:  # connected just after stop(): fail this request too
+            self._shutdown(sock)
+
+    def shutdown_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            # The plain socket's shutdown, also for TLS: SSLSocket's would race the reader.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    tracker: ClassVar[_SocketTracker]
+
+    def connect(self) -> None:
+        super().connect()
+        if self.sock is not None:
+            self.tracker.add(self.sock)
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    tracker: ClassVar[_SocketTracker]
+
+    def connect(self) -> None:
+        super().connect()
+        if self.sock is not None:
+            self.tracker.add(self.sock)
+
+
+def _track_sockets(service: CloudantV1, tracker: _SocketTracker) -> None:
+    """Make every connection of ``service`` (made without a proxy) report to ``tracker``."""
+    http = type("RunHTTPConnection", (_TrackedHTTPConnection,), {"tracker": tracker})
+    https = type("RunHTTPSConnection", (_TrackedHTTPSConnection,), {"tracker": tracker})
+    service.http_adapter.poolmanager.pool_classes_by_scheme = {
+        "http": type("RunHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+        "https": type("RunHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
+    }
+
+
+class _ChangeBuffer:
+    """Events read by the worker thread and not yet handed to the runtime.
+
+    The worker blocks while ``limit`` events wait (back-pressure then reaches the server
+    through TCP); the loop takes whatever has accumulated, so a batch grows with the backlog
+    (up to batch_size) while a lone change is handed over at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._cond = threading.Condition()
+        self._events: list[Event] = []
+        self._limit = limit
+        self._closed = False
+
+    def put(self, events: list[Event]) -> bool:
+        """Append ``events`` (worker thread); False once the buffer is closed."""
+        with self._cond:
+            while len(self._events) >= self._limit and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._events.extend(events)
+            return True
+
+    def take(self, count: int) -> list[Event]:
+        """Remove and return up to ``count`` events (loop thread; never waits)."""
+        with self._cond:
+            batch = self._events[:count]
+            if batch:
+                del self._events[:count]
+                self._cond.notify_all()
+            return batch
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _FeedRun:
+    """One call of :meth:`CloudantConnector.run`: a worker thread and the loop side feeding it.
+
+    The worker opens the continuous feed, parses lines into the buffer and reconnects with
+    backoff; the loop side delivers batches. Only the loop side calls ``host``.
+    """
+
+    def __init__(self, connector: CloudantConnector, since: Any, loop: asyncio.AbstractEventLoop) -> None:
+        settings = connector.model.settings
+        self.connector = connector
+        self.loop = loop
+        self.database = str(settings.get("database") or connector.model.name)
+        self.batch_size = int(settings.get("batch_size") or 1000)
+        self.include_docs = bool(settings.get("include_docs", True))
+        self.selector = settings.get("selector")
+        # Where the next connection starts: the last seq read (and buffered) in this run.
+        self.position: Any = (settings.get("since") or "now") if since is None else since
+        self.buffer = _ChangeBuffer(2 * self.batch_size)
+        self.stop_event = threading.Event()
+        self.stopping = False  # loop side: no state reports once set
+        self.wake = asyncio.Event()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.inflight: asyncio.Future[None] | None = None
+        self.sockets = _SocketTracker()
+        self._lock = threading.Lock()
+        self._response: requests.Response | None = None
+        self._opened = False
+        self._running_reported = False
+        self._ended = False
+        self.thread = threading.Thread(
+            target=self._main, name=f"eventdesk-cloudant-{connector.model.name}", daemon=True
         )
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return ConnectorError(f"cannot reach {url}: {_short(exc)}", obj=datasource.label, field="url")
-    if isinstance(exc, requests.exceptions.Timeout):
-        return ConnectorError(f"no answer from {url} in time", obj=datasource.label, field="url")
-    return ConnectorError(f"{type(exc).__name__}: {_short(exc)}", obj=datasource.label, field="url")
 
+    # -- loop side ---------------------------------------------------------------------------
+    async def deliver_until_done(self) -> None:
+        """Hand batches to the host until the worker ends; re-raise its terminal error."""
+        host = self.connector.host
+        while True:
+            batch = self.buffer.take(self.batch_size)
+            if batch:
+                self.inflight = asyncio.ensure_future(host.deliver(batch, batch[-1].seq))
+                # Shielded: cancelling run() must not cut a delivery in half; stop() awaits it.
+                await asyncio.shield(self.inflight)
+                self.inflight = None
+            elif self.finished.done():
+                self.finished.result()
+                return
+            else:
+                await self.wake.wait()
+                self.wake.clear()
 
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    for marker in (
-        "Connection refused",
-        "Connection reset",
-        "Name or service not known",
-        "Read timed out",
-        "Remote end closed",
-        "Connection aborted",
-        "timed out",
-    ):
-        if marker in text:
-            return marker.lower()
-    return text[:200]
+    async def stop(self) -> None:
+        """End the worker within STOP_TIMEOUT: close its socket under it, finish a delivery."""
+        deadline = time.monotonic() + self.connector.STOP_TIMEOUT
+        self.stopping = True
+        self.stop_event.set()
+        self.buffer.close()
+        self.sockets.shutdown_all()
+        self._abort_response()
+        inflight = self.inflight
+        if inflight is not None:
+            if not inflight.done():
+                await asyncio.wait({inflight})
+            if not inflight.cancelled():
+                inflight.exception()  # a failure is the host's to report; retrieved so asyncio stays quiet
+        if not self.finished.done():
+            await asyncio.wait({self.finished}, timeout=max(0.0, deadline - time.monotonic()))
+        if self.finished.done():
+            self.finished.exception()  # retrieved: nobody else will
+            self.thread.join(0.1)  # it has already called back; only its return is left
+        if self.thread.is_alive():
+            log.warning(
+                "%s: the reader thread is still connecting; it ends on its own", self.connector.model.label
+            )
+
+    def _finish(self, error: BaseException | None) -> None:
+        if not self.finished.done():
+            if error is None:
+                self.finished.set_result(None)
+            else:
+                self.finished.set_exception(error)
+        self.wake.set()
+
+    def _set_state(self, change: StateChange) -> None:
+        if not self.stopping:
+            self.connector.host.set_state(change)
+
+    def _abort_response(self) -> None:
+        """Shut the current response's socket down (the one path left when a proxy is used)."""
+        with self._lock:
+            response = self._response
+        if response is None:
+            return
+        connection = getattr(response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _call_loop(self, callback: Any, *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    def _report(self, change: StateChange) -> None:
+        self._call_loop(self._set_state, change)
+
+    def _main(self) -> None:
+        error: BaseException | None = None
+        service: CloudantV1 | None = None
+        connector = self.connector
+        try:
+            service = make_service(
+                connector.datasource, connector.secret, read_timeout=2 * connector.HEARTBEAT_MS / 1000
+            )
+            _track_sockets(service, self.sockets)
+            self._follow(service)
+        except _StopRequestedError:
+            pass
+        except ConnectorError as exc:
+            error = exc
+        except Exception as exc:  # a bug or an SDK surprise (unless stop() broke a read on purpose)
+            if not self.stop_event.is_set():
+                log.exception("%s: the changes reader failed", connector.model.label)
+                error = ConnectorError(
+                    scrub(f"unexpected {type(exc).__name__}: {exc}", connector.secret),
+                    obj=connector.model.label,
+                    terminal=True,
+                )
+        finally:
+            if service is not None:
+                service.get_http_client().close()
+            self._call_loop(self._finish, error)
+
+    def _follow(self, service: CloudantV1) -> None:
+        connector = self.connector
+        attempt = 0
+        while True:
+            opened_at = time.monotonic()
+            try:
+                self._read_once(service)
+            except _StopRequestedError:
+                raise
+            except (ApiException, requests.RequestException, ProtocolError, OSError, _FeedError) as exc:
+                if self.stop_event.is_set():
+                    raise _StopRequestedError from None
+                error = classify(exc, connector.datasource, connector.model, connector.secret)
+                if error.terminal:
+                    raise error from None
+                if self._opened and time.monotonic() - opened_at >= 1.0:
+                    attempt = 0  # it worked for a while: start the backoff over
+                base = min(connector.BACKOFF_CAP, connector.BACKOFF_START * 2**attempt)
+                delay = base / 2 + random.uniform(0, base / 2)
+                hint = _retry_after(exc)
+                if hint is not None:
+                    delay = max(delay, min(connector.BACKOFF_CAP, hint))
+                attempt += 1
+                log.info("%s: %s; retrying in %.1f s", connector.model.label, error.describe(), delay)
+                self._report(StateChange(State.RETRYING, detail=error.describe(), retry_in=round(delay, 3)))
+                self._running_reported = False
+                if self.stop_event.wait(delay):
+                    raise _StopRequestedError from None
+            else:  # the server ended the feed cleanly (last_seq): reopen, gently if it was at once
+                attempt = 0
+                if time.monotonic() - opened_at < 1.0 and self.stop_event.wait(connector.BACKOFF_START):
+                    raise _StopRequestedError
+
+    def _read_once(self, service: CloudantV1) -> None:
+        """Catch up from ``position`` in pages, then follow the continuous feed until it ends."""
+        self._opened = False
+        self._ended = False
+        if self.position == "now":  # pin "now" so a reconnect does not skip what happened meanwhile
+            info = service.get_database_information(db=self.database).get_result()
+            if isinstance(info, dict) and info.get("update_seq") is not None:
+                self.position = info["update_seq"]
+        self._catch_up(service)
+        with self._open_feed(service, feed="continuous") as response:
+            splitter = LineSplitter(self.connector.MAX_LINE_BYTES)
+            for chunk in response.iter_content(chunk_size=None):
+                if self.stop_event.is_set():
+                    raise _StopRequestedError
+                dropped = splitter.dropped
+                lines = splitter.feed(chunk)
+                if splitter.dropped != dropped:
+                    log.warning(
+                        "%s: skipped a change longer than %d bytes",
+                        self.connector.model.label,
+                        self.connector.MAX_LINE_BYTES,
+                    )
+                if lines:
+                    self._accept(self._parse_lines(lines))
+            if not self._ended:
+                raise _FeedError("the server closed the changes feed")
+
+    def _catch_up(self, service: CloudantV1) -> None:
+        """Read the backlog as ``feed=normal`` pages: about twice as fast as a continuous feed.
+
+        A page that is not valid JSON ends the catch-up: the continuous feed, read line by
+        line, then skips just the bad change.
+        """
+        limit = min(max(self.batch_size, 100), 1000)  # bounds the memory one page takes
+        while True:
+            with self._open_feed(service, feed="normal", limit=limit) as response:
+                body = b"".join(response.iter_content(chunk_size=None))
+            if self.stop_event.is_set():
+                raise _StopRequestedError
+            try:
+                page = parse_line(body)
+            except ValueError as exc:
+                log.warning(
+                    "%s: a page of changes is not JSON (%s); reading change by change",
+                    self.connector.model.label,
+                    exc,
+                )
+                return
+            rows = page.get("results") if isinstance(page, dict) else None
+            if not isinstance(rows, list):
+                log.warning(
+                    "%s: unexpected page of changes; reading change by change", self.connector.model.label
+                )
+                return
+            self._accept(rows)
+            if page.get("last_seq") is not None:
+                self.position = page["last_seq"]
+            if len(rows) < limit or page.get("pending") == 0:
+                return
+
+    @contextlib.contextmanager
+    def _open_feed(
+        self, service: CloudantV1, *, feed: str, limit: int | None = None
+    ) -> Iterator[requests.Response]:
+        """POST ``_changes`` from ``position`` as a stream the loop side can abort.
+
+        Built like ``post_changes_as_stream`` but by hand for one reason: pouchdb-server reads
+        a ``_selector`` filter's selector only from the query string (and crashes without it),
+        CouchDB and Cloudant only from the body; CouchDB ignores unknown query parameters, so
+        the selector goes in both.
+        """
+        params: dict[str, Any] = {
+            "feed": feed,
+            "include_docs": self.include_docs,
+            "since": since_param(self.position),
+            "limit": limit,
+        }
+        if feed == "continuous":
+            params["heartbeat"] = self.connector.HEARTBEAT_MS
+        body: dict[str, Any] = {}
+        if self.selector:
+            params["filter"] = "_selector"
+            params["selector"] = json.dumps(self.selector, separators=(",", ":"))
+            body["selector"] = self.selector
+        headers = get_sdk_headers(
+            service_name=service.DEFAULT_SERVICE_NAME,
+            service_version="V1",
+            operation_id="post_changes_as_stream",
+        )
+        # identity: a gzip stream holds lines back until its compressor flushes.
+        headers.update(
+            {"Accept": "application/json", "Accept-Encoding": "identity", "Content-Type": "application/json"}
+        )
+        (db,) = service.encode_path_vars(self.database)
+        request = service.prepare_request(
+            method="POST", url=f"/{db}/_changes", headers=headers, params=params, data=json.dumps(body)
+        )
+        response: requests.Response = service.send(request, stream=True).get_result()
+        with self._lock:
+            if self.stop_event.is_set():
+                response.close()
+                raise _StopRequestedError
+            self._response = response
+        try:
+            self._opened = True
+            if not self._running_reported:
+                self._running_reported = True
+                self._report(StateChange(State.RUNNING))
+            yield response
+        finally:
+            with self._lock:
+                self._response = None
+            response.close()
+
+    def _parse_lines(self, lines: list[bytes]) -> list[Any]:
+        """The JSON rows of ``lines``; heartbeats dropped, non-JSON lines skipped with a warning."""
+        rows: list[Any] = []
+        for line in lines:
+            if not line.strip():
+                continue  # heartbeat
+            try:
+                rows.append(parse_line(line))
+            except ValueError as exc:
+                log.warning(
+                    "%s: skipped a line of the changes feed that is not JSON (%d bytes): %s",
+                    self.connector.model.label,
+                    len(line),
+                    exc,
+                )
+        return rows
+
+    def _accept(self, rows: list[Any]) -> None:
+        """Buffer the changes among ``rows`` and move ``position`` past them."""
+        label = self.connector.model.label
+        names = {
+            "datasource": self.connector.datasource.name,
+            "model": self.connector.model.name,
+            "database": self.database,
+        }
+        events: list[Event] = []
+        position = self.position
+        feed_error: str | None = None
+        for row in rows:
+            if not isinstance(row, dict):
+                log.warning("%s: skipped a row of the changes feed that is not an object", label)
+            elif "id" in row:
+                event = change_to_event(row, **names)
+                if event is None:
+                    log.warning("%s: skipped a change without a usable id or seq", label)
+                    continue
+                events.append(event)
+                position = event.seq
+            elif "last_seq" in row:
+                position = row["last_seq"]
+                self._ended = True
+            elif "error" in row:
+                feed_error = f"the changes feed reported {row.get('error')}: {row.get('reason')}"
+                break
+            else:
+                log.warning("%s: skipped a row of the changes feed that is not a change", label)
+        if events:
+            if not self.buffer.put(events):
+                raise _StopRequestedError
+            self._call_loop(self.wake.set)
+        self.position = position
+        if feed_error is not None:
+            raise _FeedError(feed_error)
 
 
 class CloudantConnector(Connector):
-    """Follows ``_changes`` (continuous feed, documents included) of one database.
+    """Follows the ``_changes`` feed of one database: backlog in pages, then continuous.
 
-    It drives ``post_changes_as_stream`` itself rather than the SDK's ChangesFollower: the
-    follower's ``stop()`` can block for a whole long poll and ``start_one_off()`` never ends
-    against pouchdb-server; a continuous stream gives the lowest latency and can be closed at
-    once. A reader thread parses lines into a bounded queue (back-pressure reaches the server
-    through TCP); a delivery thread hands whatever has accumulated to the runtime as one batch.
+    It drives the SDK's HTTP calls itself instead of using ChangesFollower, whose
+    ``start_one_off()`` never ends against pouchdb-server and whose ``stop()`` can block for
+    a whole long poll: a continuous stream read in a worker thread gives the lowest latency,
+    and shutting its socket down stops it at once.
     """
 
     kind: ClassVar[str] = "cloudant"
     datasource_schema: ClassVar[Schema] = DATASOURCE_SCHEMA
     model_schema: ClassVar[Schema] = MODEL_SCHEMA
 
-    heartbeat_ms: ClassVar[int] = 5000
-    backoff_start: ClassVar[float] = 0.2
-    backoff_cap: ClassVar[float] = 10.0
-    stop_join: ClassVar[float] = 0.8
+    HEARTBEAT_MS: ClassVar[int] = 5000
+    """The server sends an empty line this often; silence for twice as long is a dead link."""
+    BACKOFF_START: ClassVar[float] = 0.2
+    BACKOFF_CAP: ClassVar[float] = 10.0
+    STOP_TIMEOUT: ClassVar[float] = 0.8
+    """How long a cancelled run waits for its worker thread (on top of a delivery in flight)."""
+    MAX_LINE_BYTES: ClassVar[int] = 64 * 1024 * 1024
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._stop = threading.Event()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4 * int(self.model.settings["batch_size"]))
-        self._response: Any = None
-        self._response_lock = threading.Lock()
-
-    # -- the loop side -----------------------------------------------------------------------
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def finish(error: BaseException | None) -> None:
-            if not done.done():
-                if error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(error)
-
-        reader = threading.Thread(
-            target=self._read_forever,
-            args=(since, loop, finish),
-            name=f"cloudant-read:{self.model.name}",
-            daemon=True,
-        )
-        sender = threading.Thread(
-            target=self._deliver_forever,
-            args=(loop, finish),
-            name=f"cloudant-deliver:{self.model.name}",
-            daemon=True,
-        )
-        reader.start()
-        sender.start()
+        self.host.set_state(StateChange(State.CONNECTING))
+        feed = _FeedRun(self, since, loop)
+        feed.thread.start()
         try:
-            await done
+            await feed.deliver_until_done()
         finally:
-            self._stop.set()
-            self._abort_stream()
-            await loop.run_in_executor(None, self._join, (reader, sender))
-
-    def _join(self, threads: tuple[threading.Thread, ...]) -> None:
-        deadline = time.monotonic() + self.stop_join
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-            if t.is_alive():
-                log.debug("thread %s still ends its read; it exits at the next heartbeat", t.name)
-
-    def _abort_stream(self) -> None:
-        """Make a blocked read in the reader thread fail now (closing alone does not wake it)."""
-        with self._response_lock:
-            response = self._response
-        if response is None:
-            return
-        raw = getattr(response, "raw", None)
-        conn = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(Exception):
-            response.close()
-
-    # -- threads ---------------------------------------------------------------------------
-    def _set_state(self, loop: asyncio.AbstractEventLoop, change: StateChange) -> None:
-        loop.call_soon_threadsafe(self.host.set_state, change)
-
-    def _read_forever(
-        self, since: Any, loop: asyncio.AbstractEventLoop, finish: Callable[[BaseException | None], None]
-    ) -> None:
-        try:
-            service = make_service(self.datasource, self.secret)
-        except ConnectorError as exc:
-            loop.call_soon_threadsafe(finish, exc)
-            return
-        attempt = 0
-        position = since
-        while not self._stop.is_set():
-            try:
-                for change in self._stream(service, position, loop):
-                    attempt = 0
-                    if "seq" in change:
-                        position = change["seq"]
-                    self._put(change)
-                if self._stop.is_set():
-                    return
-                raise ConnectorError(
-                    "the server ended the change feed", obj=self.datasource.label, field="url"
-                )
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                error = classify(exc, self.datasource, self.model)
-                if error.terminal:
-                    loop.call_soon_threadsafe(finish, error)
-                    return
-                attempt += 1
-                delay = min(self.backoff_cap, self.backoff_start * 2 ** (attempt - 1))
-                delay *= random.uniform(0.5, 1.0)
-                log.info("%s: %s; retrying in %.1f s", self.model.label, error.detail, delay)
-                self._set_state(loop, StateChange(State.RETRYING, error.describe(), retry_in=delay))
-                if self._stop.wait(delay):
-                    return
-
-    def _stream(
-        self, service: CloudantV1, since: Any, loop: asyncio.AbstractEventLoop
-    ) -> Iterator[dict[str, Any]]:
-        settings = self.model.settings
-        selector = settings.get("selector")
-        timeout = float(self.datasource.settings["timeout"])
-        read_timeout = max(2.5 * self.heartbeat_ms / 1000, 1.0)
-        response = service.post_changes_as_stream(
-            db=settings["database"],
-            feed="continuous",
-            heartbeat=self.heartbeat_ms,
-            include_docs=bool(settings["include_docs"]),
-            since="now" if since is None else str(since),
-            filter="_selector" if selector else None,
-            selector=selector if selector else None,
-            headers={"Accept-Encoding": "identity"},
-            timeout=(min(timeout, 10.0), read_timeout),
-        ).get_result()
-        with self._response_lock:
-            self._response = response
-        try:
-            if self._stop.is_set():
-                return
-            self._set_state(loop, StateChange(State.RUNNING))
-            for line in response.iter_lines(chunk_size=None):
-                if self._stop.is_set():
-                    return
-                if not line:
-                    continue  # heartbeat
-                try:
-                    change = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    log.warning(
-                        "%s: skipped a change line that is not JSON (%d bytes)", self.model.label, len(line)
-                    )
-                    continue
-                if not isinstance(change, dict):
-                    continue
-                if "error" in change:
-                    raise ConnectorError(
-                        f"the change feed reported {change.get('error')}: {change.get('reason')}",
-                        obj=self.model.label,
-                        field="database",
-                    )
-                if "last_seq" in change and "id" not in change:
-                    return  # the server closed the feed; resume from the last seq
-                yield change
-        finally:
-            with self._response_lock:
-                self._response = None
-            response.close()
-
-    def _put(self, item: Any) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _deliver_forever(
-        self, loop: asyncio.AbstractEventLoop, finish: Callable[[BaseException | None], None]
-    ) -> None:
-        batch_size = int(self.model.settings["batch_size"])
-        ds_name = self.datasource.name
-        model_name = self.model.name
-        database = self.model.settings["database"]
-        source = {"connector": self.datasource.kind, "database": database}
-        try:
-            while not self._stop.is_set():
-                try:
-                    first = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                changes = [first]
-                while len(changes) < batch_size:
-                    try:
-                        changes.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                events = []
-                for change in changes:
-                    doc = change.get("doc")
-                    revs = change.get("changes") or []
-                    rev = (doc or {}).get("_rev") or (revs[0].get("rev") if revs else None)
-                    events.append(
-                        Event(
-                            datasource=ds_name,
-                            model=model_name,
-                            op=_op_of(change, rev),
-                            key=str(change.get("id")),
-                            rev=rev,
-                            seq=change.get("seq"),
-                            payload=doc if doc is not None else {"_id": change.get("id"), "_rev": rev},
-                            source=source,
-                        )
-                    )
-                if self._stop.is_set():
-                    return  # not delivered: the checkpoint did not move, so these are read again
-                future = asyncio.run_coroutine_threadsafe(
-                    self.host.deliver(events, changes[-1].get("seq")), loop
-                )
-                future.result()
-        except Exception as exc:  # a capture failure is terminal for this model: never skip events
-            if not self._stop.is_set():
-                log.exception("%s: delivery failed", self.model.label)
-                loop.call_soon_threadsafe(
-                    finish,
-                    ConnectorError(f"could not store events: {exc}", obj=self.model.label, terminal=True),
-                )
+            await feed.stop()
 
     @classmethod
     async def test_connection(
         cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig | None = None
     ) -> str:
-        def check() -> str:
-            try:
-                service = make_service(datasource, secret)
-                info = service.get_server_information().get_result()
-                version = info.get("version", "?")
-                vendor = (info.get("vendor") or {}).get("name", "CouchDB-compatible server")
-                summary = f"{vendor} {version} at {datasource.settings['url']}"
-                if datasource.settings["auth"] != "none":
-                    service.get_session_information().get_result()
-                if model is not None:
-                    db = service.get_database_information(db=model.settings["database"]).get_result()
-                    summary += (
-                        f"; database {model.settings['database']!r} has {db.get('doc_count', '?')} documents"
-                    )
-                return summary
-            except Exception as exc:
-                raise classify(exc, datasource, model) from None
-
-        return await asyncio.to_thread(check)
+        """Ask for the server's (and the database's) info; raise ConnectorError if that fails."""
+        return await asyncio.to_thread(_check_connection, datasource, secret, model)

@@ -1,0 +1,619 @@
+"""The Cloudant/CouchDB connector against a real pouchdb-server (and a fault proxy before it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import http.server
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from eventdesk.connectors.cloudant import (
+    CloudantConnector,
+    LineSplitter,
+    change_to_event,
+    since_param,
+)
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.envelope import Event
+from eventdesk.core.errors import ConnectorError
+from eventdesk.core.workspace import DatasourceConfig, ModelConfig
+from tests.peers.fault_proxy import FaultProxy
+from tests.peers.servers import CouchServer, free_port, start_couch, stop_process
+
+PASSWORD = "s3cret-Pa55word"
+
+
+class FastCloudant(CloudantConnector):
+    """Short backoff and heartbeat so fault tests take a second, not a minute."""
+
+    BACKOFF_START: ClassVar[float] = 0.05
+    BACKOFF_CAP: ClassVar[float] = 0.4
+    HEARTBEAT_MS: ClassVar[int] = 1000
+
+
+class FakeHost:
+    """The runtime's side of the contract: records batches and states, checks the thread."""
+
+    def __init__(self, deliver_delay: float = 0.0) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.batches: list[tuple[list[Event], Any]] = []
+        self.states: list[StateChange] = []
+        self.deliver_delay = deliver_delay
+        self.delivering = asyncio.Event()
+
+    async def deliver(self, events: list[Event], checkpoint: Any) -> None:
+        assert threading.get_ident() == self._loop_thread
+        self.delivering.set()
+        if self.deliver_delay:
+            await asyncio.sleep(self.deliver_delay)
+        self.batches.append((list(events), checkpoint))
+
+    def set_state(self, change: StateChange) -> None:
+        assert threading.get_ident() == self._loop_thread, "set_state called off the loop thread"
+        self.states.append(change)
+
+    @property
+    def events(self) -> list[Event]:
+        return [e for batch, _ in self.batches for e in batch]
+
+    def keys(self) -> set[str]:
+        return {e.key for e in self.events}
+
+    def count(self, state: State) -> int:
+        return sum(1 for s in self.states if s.state == state)
+
+    async def wait(self, what: str, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                states = [(s.state.value, s.detail) for s in self.states]
+                raise AssertionError(
+                    f"timed out waiting for {what}; states={states}, keys={sorted(self.keys())}"
+                )
+            await asyncio.sleep(0.01)
+
+    async def wait_keys(self, keys: set[str], timeout: float = 15.0) -> None:
+        await self.wait(f"keys {sorted(keys)}", lambda: keys <= self.keys(), timeout)
+
+    async def wait_state(self, state: State, at_least: int = 1, timeout: float = 15.0) -> None:
+        await self.wait(f"{at_least} x {state.value}", lambda: self.count(state) >= at_least, timeout)
+
+
+def make_connector(
+    host: FakeHost,
+    url: str,
+    database: str,
+    *,
+    cls: type[CloudantConnector] = CloudantConnector,
+    auth: str = "none",
+    username: str = "",
+    secret: str | None = None,
+    selector: Any = None,
+    batch_size: int = 1000,
+    include_docs: bool = True,
+) -> CloudantConnector:
+    datasource = DatasourceConfig(
+        "prod", "cloudant", {"url": url, "auth": auth, "username": username, "timeout": 10.0}
+    )
+    model = ModelConfig(
+        "accounts",
+        "prod",
+        {
+            "database": database,
+            "since": "now",
+            "include_docs": include_docs,
+            "selector": selector,
+            "batch_size": batch_size,
+        },
+    )
+    return cls(datasource=datasource, model=model, secret=secret, host=host)
+
+
+@contextlib.asynccontextmanager
+async def running(connector: CloudantConnector, since: Any) -> AsyncIterator[asyncio.Task[None]]:
+    """Run the connector in a task; cancel it (as the runtime does) on the way out."""
+    task = asyncio.create_task(connector.run(since))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def put(couch: CouchServer, db: str, doc_id: str, body: dict[str, Any]) -> str:
+    answer = json.loads(couch.request("PUT", f"/{db}/{doc_id}", json.dumps(body).encode()))
+    return str(answer["rev"])
+
+
+def server_changes(couch: CouchServer, db: str) -> list[dict[str, Any]]:
+    return list(json.loads(couch.request("GET", f"/{db}/_changes"))["results"])
+
+
+# -- the feed -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_create_update_delete_give_op_key_rev_seq_and_payload(
+    couch: CouchServer, couch_db: str
+) -> None:
+    host = FakeHost()
+    async with running(make_connector(host, couch.url, couch_db), "now"):
+        await host.wait_state(State.RUNNING)
+        rev1 = put(couch, couch_db, "acct-1", {"name": "Ada", "region": "Pune"})
+        await host.wait_keys({"acct-1"})
+        rev2 = put(couch, couch_db, "acct-1", {"_rev": rev1, "name": "Ada L.", "region": "Pune"})
+        await host.wait("the update", lambda: len(host.events) >= 2)
+        rev3 = json.loads(couch.request("DELETE", f"/{couch_db}/acct-1?rev={rev2}"))["rev"]
+        await host.wait("the deletion", lambda: len(host.events) >= 3)
+
+    created, updated, deleted = host.events
+    assert [e.op for e in host.events] == ["created", "updated", "deleted"]
+    assert [e.rev for e in host.events] == [rev1, rev2, rev3]
+    assert {e.key for e in host.events} == {"acct-1"}
+    assert created.payload == {"_id": "acct-1", "_rev": rev1, "name": "Ada", "region": "Pune"}
+    assert updated.payload["name"] == "Ada L."
+    assert deleted.payload["_deleted"] is True
+    assert all(e.datasource == "prod" and e.model == "accounts" for e in host.events)
+    assert created.source == {"connector": "cloudant", "database": couch_db}
+    # seq is the server's own value, stored as it came (pouchdb-server: an integer)
+    assert deleted.seq == server_changes(couch, couch_db)[-1]["seq"]
+    for batch, checkpoint in host.batches:
+        assert checkpoint == batch[-1].seq
+    assert [s.state for s in host.states[:2]] == [State.CONNECTING, State.RUNNING]
+
+
+@pytest.mark.asyncio
+async def test_since_zero_replays_history_and_now_does_not(couch: CouchServer, couch_db: str) -> None:
+    for i in range(3):
+        put(couch, couch_db, f"old-{i}", {"i": i})
+
+    everything = FakeHost()
+    async with running(make_connector(everything, couch.url, couch_db), "0"):
+        await everything.wait_keys({"old-0", "old-1", "old-2"})
+
+    only_new = FakeHost()
+    async with running(make_connector(only_new, couch.url, couch_db), "now"):
+        await only_new.wait_state(State.RUNNING)
+        put(couch, couch_db, "new-1", {"i": 9})
+        await only_new.wait_keys({"new-1"})
+    assert only_new.keys() == {"new-1"}
+
+
+@pytest.mark.asyncio
+async def test_resume_from_checkpoint_delivers_only_later_changes(couch: CouchServer, couch_db: str) -> None:
+    for i in range(3):
+        put(couch, couch_db, f"a-{i}", {"i": i})
+    first = FakeHost()
+    async with running(make_connector(first, couch.url, couch_db), "0"):
+        await first.wait_keys({"a-0", "a-1", "a-2"})
+    checkpoint = first.batches[-1][1]
+
+    put(couch, couch_db, "b-0", {"i": 10})
+    put(couch, couch_db, "b-1", {"i": 11})
+    second = FakeHost()
+    async with running(make_connector(second, couch.url, couch_db), checkpoint):
+        await second.wait_keys({"b-0", "b-1"})
+    assert [e.key for e in second.events] == ["b-0", "b-1"]
+
+
+@pytest.mark.asyncio
+async def test_2000_docs_bulk_inserted_while_running_arrive_in_batches(
+    couch: CouchServer, couch_db: str
+) -> None:
+    host = FakeHost()
+    async with running(make_connector(host, couch.url, couch_db, batch_size=500), "now"):
+        await host.wait_state(State.RUNNING)
+        docs = [{"_id": f"bulk-{i:04d}", "n": i} for i in range(2000)]
+        await asyncio.to_thread(
+            couch.request, "POST", f"/{couch_db}/_bulk_docs", json.dumps({"docs": docs}).encode()
+        )
+        await host.wait("2,000 documents", lambda: len(host.keys()) >= 2000, timeout=30)
+
+    assert host.keys() == {f"bulk-{i:04d}" for i in range(2000)}
+    sizes = [len(batch) for batch, _ in host.batches]
+    assert max(sizes) > 1 and max(sizes) <= 500
+    assert len(host.events) == 2000  # nothing twice within one run
+    for batch, checkpoint in host.batches:
+        assert checkpoint == batch[-1].seq
+
+
+@pytest.mark.asyncio
+async def test_selector_is_evaluated_by_the_server(couch: CouchServer, couch_db: str) -> None:
+    put(couch, couch_db, "old-blr", {"region": "Bangalore"})
+    put(couch, couch_db, "old-pun", {"region": "Pune"})
+    host = FakeHost()
+    connector = make_connector(host, couch.url, couch_db, selector={"region": "Bangalore"})
+    async with running(connector, "0"):
+        await host.wait_keys({"old-blr"})
+        put(couch, couch_db, "new-pun", {"region": "Pune"})
+        put(couch, couch_db, "new-blr", {"region": "Bangalore"})
+        await host.wait_keys({"new-blr"})
+    assert host.keys() == {"old-blr", "new-blr"}
+
+
+@pytest.mark.asyncio
+async def test_without_documents_the_payload_is_the_identity(couch: CouchServer, couch_db: str) -> None:
+    host = FakeHost()
+    async with running(make_connector(host, couch.url, couch_db, include_docs=False), "now"):
+        await host.wait_state(State.RUNNING)
+        rev = put(couch, couch_db, "plain", {"secret-field": 1})
+        await host.wait_keys({"plain"})
+    assert host.events[0].payload == {"_id": "plain", "_rev": rev}
+
+
+@pytest.mark.asyncio
+async def test_huge_document_is_delivered_whole(couch: CouchServer, couch_db: str) -> None:
+    big = "x" * (2 * 1024 * 1024)
+    host = FakeHost()
+    async with running(make_connector(host, couch.url, couch_db), "now"):
+        await host.wait_state(State.RUNNING)
+        await asyncio.to_thread(put, couch, couch_db, "huge", {"blob": big})
+        put(couch, couch_db, "small", {"after": True})
+        await host.wait_keys({"huge", "small"})
+    assert host.events[0].payload["blob"] == big
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_cancel_returns_at_once_and_leaves_no_thread(couch: CouchServer, couch_db: str) -> None:
+    before = set(threading.enumerate())
+    host = FakeHost()
+    task = asyncio.create_task(make_connector(host, couch.url, couch_db).run("now"))
+    await host.wait_state(State.RUNNING)
+    put(couch, couch_db, "one", {"n": 1})
+    await host.wait_keys({"one"})  # the continuous stream is open and idle now
+
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    assert set(threading.enumerate()) == before
+
+
+@pytest.mark.asyncio
+async def test_cancel_before_any_change_is_also_prompt(couch: CouchServer, couch_db: str) -> None:
+    # pouchdb-server (like CouchDB) sends a continuous feed's headers only with the first
+    # change or heartbeat: the stop must not wait for them.
+    before = set(threading.enumerate())
+    host = FakeHost()
+    task = asyncio.create_task(make_connector(host, couch.url, couch_db).run("now"))
+    await host.wait_state(State.RUNNING)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    assert set(threading.enumerate()) == before
+
+
+@pytest.mark.asyncio
+async def test_cancel_during_delivery_completes_that_batch_and_delivers_nothing_more(
+    couch: CouchServer, couch_db: str
+) -> None:
+    host = FakeHost(deliver_delay=0.3)
+    task = asyncio.create_task(make_connector(host, couch.url, couch_db, batch_size=1).run("now"))
+    await host.wait_state(State.RUNNING)
+    for i in range(5):
+        put(couch, couch_db, f"d-{i}", {"i": i})
+    await host.delivering.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.key for e in host.events] == ["d-0"]  # the batch in flight was committed
+    await asyncio.sleep(0.4)  # would a stray delivery still land? (nothing to wait on: it must not)
+    assert [e.key for e in host.events] == ["d-0"]
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_cut_connection_is_retried_and_nothing_is_lost(
+    couch: CouchServer, couch_db: str, fault_proxy: Callable[[int], FaultProxy]
+) -> None:
+    proxy = fault_proxy(couch.port)
+    host = FakeHost()
+    async with running(make_connector(host, proxy.url, couch_db, cls=FastCloudant), "now"):
+        await host.wait_state(State.RUNNING)
+        put(couch, couch_db, "before", {"n": 1})
+        await host.wait_keys({"before"})
+
+        proxy.cut()
+        await host.wait_state(State.RETRYING, at_least=3)  # it kept trying while cut
+        put(couch, couch_db, "during-1", {"n": 2})
+        put(couch, couch_db, "during-2", {"n": 3})
+        proxy.heal()
+        await host.wait_keys({"during-1", "during-2"})
+        put(couch, couch_db, "after", {"n": 4})
+        await host.wait_keys({"after"})
+
+    retrying = [s for s in host.states if s.state == State.RETRYING]
+    assert all(s.retry_in is not None and 0 < s.retry_in <= FastCloudant.BACKOFF_CAP for s in retrying)
+    assert all(proxy.url in (s.detail or "") for s in retrying)
+    assert "reset" in (retrying[0].detail or "") or "closed" in (retrying[0].detail or "")
+    last_retry = max(i for i, s in enumerate(host.states) if s.state == State.RETRYING)
+    assert State.RUNNING in [s.state for s in host.states[last_retry:]]
+    assert sorted(e.key for e in host.events) == ["after", "before", "during-1", "during-2"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [429, 500])
+async def test_http_error_bursts_are_retried_and_nothing_is_lost(
+    couch: CouchServer, couch_db: str, fault_proxy: Callable[[int], FaultProxy], status: int
+) -> None:
+    proxy = fault_proxy(couch.port)
+    put(couch, couch_db, "old", {"n": 0})
+    proxy.fail_with(status, 3)  # the first requests fail
+    host = FakeHost()
+    async with running(make_connector(host, proxy.url, couch_db, cls=FastCloudant), "0"):
+        await host.wait_keys({"old"})
+        assert proxy.failed_requests == 3
+        assert f"HTTP {status}" in (host.states[1].detail or "")
+
+        proxy.fail_with(status, 2)  # then a burst while the stream is open
+        proxy.drop_connections()
+        put(couch, couch_db, "during", {"n": 1})
+        await host.wait_keys({"during"})
+        put(couch, couch_db, "after", {"n": 2})
+        await host.wait_keys({"after"})
+    assert proxy.failed_requests == 5
+    assert sorted(host.keys()) == ["after", "during", "old"]
+
+
+@pytest.mark.asyncio
+async def test_nothing_listening_is_retried_with_a_clear_detail() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    host = FakeHost()
+    async with running(make_connector(host, url, "accounts", cls=FastCloudant), "now") as task:
+        await host.wait_state(State.RETRYING, at_least=2)
+        assert not task.done()
+    detail = host.states[1].detail or ""
+    assert "datasource 'prod'" in detail and "field 'url'" in detail
+    assert url in detail and "connection refused" in detail
+
+    with pytest.raises(ConnectorError, match="connection refused") as caught:
+        await CloudantConnector.test_connection(make_connector(host, url, "x").datasource, None)
+    assert caught.value.terminal is False and caught.value.field == "url"
+
+
+@pytest.mark.asyncio
+async def test_unknown_database_is_terminal_and_names_the_database(couch: CouchServer) -> None:
+    host = FakeHost()
+    connector = make_connector(host, couch.url, "no-such-db")
+    with pytest.raises(ConnectorError) as caught:
+        await asyncio.wait_for(connector.run("now"), 10)
+    error = caught.value
+    assert error.terminal and error.field == "database" and error.obj == "model 'accounts'"
+    assert "no-such-db" in str(error) and error.status == 404
+
+    with pytest.raises(ConnectorError) as again:
+        await CloudantConnector.test_connection(connector.datasource, None, connector.model)
+    assert again.value.terminal and again.value.field == "database"
+
+
+@pytest.fixture
+def secured_couch(tmp_path: Path) -> Iterator[CouchServer]:
+    """A pouchdb-server of this test's own with an admin (so credentials are checked)."""
+    server = start_couch(tmp_path)
+    try:
+        server.request("PUT", "/_config/admins/admin", json.dumps(PASSWORD).encode())
+        server.request("PUT", "/guarded", auth=("admin", PASSWORD))
+        yield server
+    finally:
+        stop_process(server.proc)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("auth", ["basic", "session"])
+async def test_wrong_password_is_terminal_names_the_secret_and_never_shows_it(
+    secured_couch: CouchServer, auth: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "Wr0ng-Passw0rd-" + uuid.uuid4().hex[:6]
+    # At DEBUG the SDK turns on http.client's wire log (process-wide): undo that afterwards.
+    monkeypatch.setattr(http.client.HTTPConnection, "debuglevel", 0)
+    monkeypatch.setattr(http.client, "print", print, raising=False)
+    caplog.set_level(logging.DEBUG)
+    host = FakeHost()
+    connector = make_connector(
+        host, secured_couch.url, "guarded", auth=auth, username="admin", secret=wrong, cls=FastCloudant
+    )
+    with pytest.raises(ConnectorError) as caught:
+        await asyncio.wait_for(connector.run("now"), 10)
+    error = caught.value
+    assert error.terminal and error.field == "secret" and error.status == 401
+    assert error.obj == "datasource 'prod'"
+    assert wrong not in str(error) and wrong not in caplog.text
+
+    with pytest.raises(ConnectorError) as again:
+        await CloudantConnector.test_connection(connector.datasource, wrong, connector.model)
+    assert again.value.field == "secret" and wrong not in str(again.value)
+
+    summary = await CloudantConnector.test_connection(connector.datasource, PASSWORD, connector.model)
+    assert "database 'guarded'" in summary
+    assert PASSWORD not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_right_password_follows_the_feed(secured_couch: CouchServer) -> None:
+    host = FakeHost()
+    connector = make_connector(
+        host, secured_couch.url, "guarded", auth="basic", username="admin", secret=PASSWORD
+    )
+    async with running(connector, "now"):
+        await host.wait_state(State.RUNNING)
+        secured_couch.request(
+            "PUT", "/guarded/doc", json.dumps({"ok": True}).encode(), auth=("admin", PASSWORD)
+        )
+        await host.wait_keys({"doc"})
+
+
+@pytest.mark.asyncio
+async def test_connection_summary(couch: CouchServer, couch_db: str) -> None:
+    put(couch, couch_db, "one", {})
+    host = FakeHost()
+    connector = make_connector(host, couch.url, couch_db)
+    summary = await CloudantConnector.test_connection(connector.datasource, None, connector.model)
+    assert summary.startswith("CouchDB-compatible server 4.2.0")
+    assert summary.endswith(f"database {couch_db!r} with 1 document")
+
+
+@pytest.mark.asyncio
+async def test_missing_credentials_are_named_before_connecting() -> None:
+    host = FakeHost()
+    connector = make_connector(host, "http://127.0.0.1:9", "db", auth="basic", username="admin")
+    with pytest.raises(ConnectorError) as caught:
+        await connector.run("now")
+    assert caught.value.terminal and caught.value.field == "secret"
+
+
+# -- malformed feeds (a stub server: pouchdb-server never sends them) ------------------------
+
+MALFORMED_FEED = [
+    b'{"seq":1,"id":"good-1","changes":[{"rev":"1-a"}],"doc":{"_id":"good-1","_rev":"1-a"}}\n',
+    b"<html>this is not JSON</html>\n",
+    b'{"seq":2,"id":"good-2","changes":[{"rev":"1-b"}],"doc":{"_id":"good-2","n":[[[[1]]]]}}\n',
+    b'["an", "array"]\n',
+    b'{"seq":5,"id":"lone-surrogate","changes":[{"rev":"1-d"}],"doc":{"s":"\\ud800"}}\n',
+    b'{"seq":3,"changes":[]}\n',
+    b'{"seq":4,"id":"good-3","changes":[{"rev":"2-c"}],"deleted":true}\n',
+]
+
+
+class _StubCouch(http.server.BaseHTTPRequestHandler):
+    """Serves MALFORMED_FEED as a continuous feed; refuses any selector with HTTP 400."""
+
+    protocol_version = "HTTP/1.1"
+    paths: ClassVar[list[str]]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, body: Any, status: int = 200) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        self._json({"db_name": "stub", "update_seq": 0, "doc_count": 0})
+
+    def do_POST(self) -> None:
+        self.paths.append(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if b"selector" in body:
+            self._json({"error": "bad_request", "reason": "invalid operator $nope"}, status=400)
+            return
+        if "feed=continuous" not in self.path:  # nothing new: last_seq is where we started
+            since = parse_qs(urlsplit(self.path).query).get("since", ["0"])[0]
+            self._json({"results": [], "last_seq": since})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for line in [*MALFORMED_FEED, b"\n"]:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+        with contextlib.suppress(OSError):  # hold the feed open until the client goes
+            self.rfile.read(1)
+
+
+@pytest.fixture
+def stub_couch() -> Iterator[tuple[str, list[str]]]:
+    """The stub's URL and the list of request paths it received."""
+    paths: list[str] = []
+    handler = type("StubCouch", (_StubCouch,), {"paths": paths})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", paths
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.asyncio
+async def test_malformed_lines_are_skipped_with_a_warning(
+    stub_couch: tuple[str, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    host = FakeHost()
+    async with running(make_connector(host, stub_couch[0], "stub"), "now"):
+        await host.wait_keys({"good-1", "good-2", "good-3"})
+    assert [e.key for e in host.events] == ["good-1", "good-2", "good-3"]
+    assert [e.seq for e in host.events] == [1, 2, 4]
+    assert host.events[2].op == "deleted"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not JSON" in w for w in warnings)
+    assert any("not an object" in w for w in warnings)
+    assert any("not a change" in w for w in warnings)
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+def test_line_splitter_joins_long_lines_and_drops_over_long_ones() -> None:
+    splitter = LineSplitter(max_line=10)
+    assert splitter.feed(b"ab") == []
+    assert splitter.feed(b"c\nde\n\nf") == [b"abc", b"de", b""]
+    assert splitter.feed(b"ghijklmnopq") == []  # over 10 bytes: dropped
+    assert splitter.feed(b"rest\nok\n") == [b"ok"]
+    assert splitter.dropped == 1
+
+
+def test_since_is_passed_back_untouched() -> None:
+    assert since_param("now") == "now"
+    assert since_param(42) == "42"
+    assert since_param("13-g1AAAAB") == "13-g1AAAAB"
+    assert since_param([1, "x"]) == '[1,"x"]'
+
+
+def test_change_to_event_uses_revision_as_a_hint() -> None:
+    names = {"datasource": "d", "model": "m", "database": "db"}
+    created = change_to_event({"seq": "1-x", "id": "a", "changes": [{"rev": "1-a"}]}, **names)
+    updated = change_to_event({"seq": "2-x", "id": "a", "changes": [{"rev": "3-b"}]}, **names)
+    assert created is not None and created.op == "created" and created.seq == "1-x"
+    assert updated is not None and updated.op == "updated"
+    assert change_to_event({"seq": 1}, **names) is None
+
+
+@pytest.mark.asyncio
+async def test_string_seq_goes_back_to_the_server_untouched(stub_couch: tuple[str, list[str]]) -> None:
+    url, paths = stub_couch
+    host = FakeHost()
+    async with running(make_connector(host, url, "stub"), "13-g1AAAAE7eJzLYWBg"):
+        await host.wait_keys({"good-1"})
+    assert all("since=13-g1AAAAE7eJzLYWBg" in p for p in paths if "_changes" in p)
+
+
+@pytest.mark.asyncio
+async def test_rejected_selector_is_terminal_and_names_the_selector(
+    stub_couch: tuple[str, list[str]],
+) -> None:
+    # pouchdb-server 4.2 crashes on an invalid selector instead of answering 400: a stub does.
+    host = FakeHost()
+    connector = make_connector(host, stub_couch[0], "stub", selector={"n": {"$nope": 1}})
+    with pytest.raises(ConnectorError) as caught:
+        await asyncio.wait_for(connector.run("0"), 10)
+    error = caught.value
+    assert error.terminal and error.field == "selector" and error.obj == "model 'accounts'"
+    assert "invalid operator" in str(error)
