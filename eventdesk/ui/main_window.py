@@ -301,7 +301,8 @@ class MainWindow(QMainWindow):
         """Keep hosted brokers (the built-in one) running with the app, routes or not."""
         ws = self.home.workspace
         if self.tasks.running("services") or not any(
-            name not in self.runtime.services and broker_class(b.kind).hosted for name, b in ws.brokers.items()
+            name not in self.runtime.services and broker_class(b.kind).hosted
+            for name, b in ws.brokers.items()
         ):
             return
         with contextlib.suppress(RuntimeError):  # no running loop yet: started on the next change

@@ -260,14 +260,18 @@ class Subscriber:
                 self._cond.wait(left)
             return list(self.messages)
 
-    def wait_until(self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0) -> list[Received]:
+    def wait_until(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0
+    ) -> list[Received]:
         """Wait until ``predicate(messages)`` holds (e.g. every expected id arrived, duplicates aside)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.messages):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"condition not met with {len(self.messages)} messages on {self.topic}")
+                    raise TimeoutError(
+                        f"condition not met with {len(self.messages)} messages on {self.topic}"
+                    )
                 self._cond.wait(left)
             return list(self.messages)
 
