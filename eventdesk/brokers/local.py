@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import socket
 import threading
@@ -204,6 +205,20 @@ class EmbeddedBroker:
         finally:
             with _quiet_amqtt_shutdown():
                 await asyncio.wait_for(broker.shutdown(), STOP_TIMEOUT)
+            await _abort_leftover_transports(self._loop)
+
+
+async def _abort_leftover_transports(loop: asyncio.AbstractEventLoop) -> None:
+    """amqtt's shutdown leaves some client connections open; close them before the loop ends,
+    or their sockets leak and warn when collected."""
+    for obj in gc.get_objects():
+        if (
+            isinstance(obj, asyncio.Transport)
+            and getattr(obj, "_loop", None) is loop
+            and not obj.is_closing()
+        ):
+            obj.abort()
+    await asyncio.sleep(0)
 
 
 def _is_addr_in_use(error: BaseException) -> bool:
