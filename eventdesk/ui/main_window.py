@@ -104,11 +104,11 @@ class EmptyState(QWidget):
         text.setMinimumHeight(text.heightForWidth(560))
         self.add_datasource = QPushButton("Add datasource…")
         self.add_datasource.setObjectName("empty_add_datasource")
-        self.add_datasource.setDefault(True)
         self.add_broker = QPushButton("Add broker…")
         self.add_broker.setObjectName("empty_add_broker")
         self.open_demo = QPushButton("Open the demo workspace")
         self.open_demo.setObjectName("empty_open_demo")
+        self.open_demo.setDefault(True)  # a newcomer's first click: see the whole job done
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.open_demo)
