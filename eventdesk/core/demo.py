@@ -18,14 +18,16 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.home import Home
 from eventdesk.core.secrets import resolve_secret
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DATASOURCE = "demo-webhook"
 MODEL = "accounts"
@@ -226,6 +228,8 @@ async def send_documents(
     Changes of one key go through one sender, in stream order. Raises ConnectorError naming
     ``port`` when nothing listens at ``url``.
     """
+    import aiohttp  # here, not at module level: the window imports this module at launch
+
     lanes: list[list[bytes]] = [[] for _ in range(max(1, concurrency))]
     for doc in docs:
         lane = int(hashlib.blake2s(str(doc.get("id")).encode(), digest_size=4).hexdigest(), 16)

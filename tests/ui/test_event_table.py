@@ -92,7 +92,7 @@ def test_model_passes_the_model_tester_in_every_state(
 
 def test_model_passes_the_qt_model_tester_while_live(qtmodeltester: Any) -> None:
     model = EventTableModel(max_rows=20)
-    qtmodeltester.check(model)  # Qt's own tester keeps watching every later change
+    qtmodeltester.check(model, force_py=True)  # the tester keeps watching every later change
     for start in range(1, 200, 25):
         model.append(fake(25, start=start))
     model.set_filter(EventFilter(ops=frozenset({"created"})))

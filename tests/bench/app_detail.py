@@ -1,0 +1,172 @@
+"""Benchmark: one 5 MB document in the detail pane (issue: Desktop app, Performance).
+
+Captures a small first revision and a 5 MB second revision of the same key, in two shapes (an
+array of 30,000 objects; one 5 MB string), starts the main window (offscreen) and prints the GUI
+thread's time for:
+  select   selecting the row until the pane shows it (includes the previous-revision lookup)
+  show     ``EventDetail.show_event`` itself (target <= 200 ms)
+  tabs     switching to Text, to Diff and back to Tree (target <= 200 ms each; heavy parts wait)
+  expand   expanding the top node of the JSON tree (lazy: rows are fetched in chunks)
+  on click "Show full text" and "Show diff", which the user asks for (no target; reported)
+and the size notice the pane shows.
+
+Run: .venv/bin/python -m tests.bench.app_detail
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import orjson
+
+from eventdesk.core.envelope import Event
+from eventdesk.core.home import Home
+
+TARGET_BYTES = 5_000_000
+
+
+def big_documents() -> dict[str, tuple[Any, Any]]:
+    """(previous, current) payloads of about 5 MB each, by shape."""
+    item = {"sku": "SKU-000000", "qty": 1, "price": 12.5, "tags": ["a", "b"], "note": "x" * 100}
+    n = TARGET_BYTES // len(orjson.dumps(item)) + 1
+    items = [dict(item, sku=f"SKU-{i:06d}", qty=i % 7) for i in range(n)]
+    changed = [dict(it, qty=it["qty"] + 1) if i % 1000 == 0 else it for i, it in enumerate(items)]
+    return {
+        "array of objects": ({"_id": "big", "items": items[:10]}, {"_id": "big", "items": changed}),
+        "one long string": ({"_id": "long", "text": "short"}, {"_id": "long", "text": "y" * TARGET_BYTES}),
+    }
+
+
+def ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+async def measure(home: Home, shape: str) -> dict[str, Any]:
+    from PySide6.QtWidgets import QApplication
+
+    from eventdesk.ui.app import freeze_startup_heap
+    from eventdesk.ui.event_detail import TAB_DIFF, TAB_TEXT, TAB_TREE
+    from eventdesk.ui.main_window import MainWindow
+    from tests.bench.app_feed import LoopMonitor, until
+
+    window = MainWindow(home)
+    window.show()
+    freeze_startup_heap()
+    table, detail = window.table, window.detail
+    window.main_split.setSizes([200, 300, 300])  # the offscreen screen is 800 px wide
+    QApplication.processEvents()
+    await until(lambda: detail.tree.isVisible() and detail.tree.viewport().height() > 50)  # laid out
+    await until(lambda: not table.model.loading)
+    QApplication.processEvents()
+    out: dict[str, Any] = {}
+
+    def paint() -> None:
+        QApplication.processEvents()
+        detail.repaint()
+
+    monitor = LoopMonitor()
+    monitor.start()
+    detail.tabs.setCurrentIndex(TAB_TREE)
+    last = table.model.rowCount() - 1
+    start = time.perf_counter()
+    table.table.selectRow(last)
+    shown = table.model.event_at(last).pos
+    await until(lambda: detail.current_event is not None and detail.current_event.pos == shown, 0)
+    paint()
+    out["select"] = ms(start)
+    out["select_gap"] = max(monitor.gaps, default=0.0)
+    monitor.stop()
+    event, previous = detail.current_event, detail._previous
+
+    start = time.perf_counter()
+    detail.show_event(event, previous)
+    out["show_event"] = ms(start)
+    start = time.perf_counter()
+    paint()
+    out["show_paint"] = ms(start)
+    for name, tab in (("tab_text", TAB_TEXT), ("tab_diff", TAB_DIFF), ("tab_tree", TAB_TREE)):
+        start = time.perf_counter()
+        detail.tabs.setCurrentIndex(tab)
+        paint()
+        out[name] = ms(start)
+    out["notice_text"] = detail.text_page.notice.text()
+    out["notice_diff"] = detail.diff_page.notice.text()
+    start = time.perf_counter()
+    detail.tree.expand(detail.tree_model.index(detail.tree_model.rowCount() - 1, 0))
+    paint()
+    out["expand"] = ms(start)
+    out["tree_nodes"] = detail.tree_model.nodes_created
+
+    detail.tabs.setCurrentIndex(TAB_TEXT)
+    start = time.perf_counter()
+    assert not detail.text_page.button.isHidden()
+    detail.text_page.button.click()
+    paint()
+    out["full_text"] = ms(start)
+    out["text_chars"] = len(detail.text_shown())
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    start = time.perf_counter()
+    if not detail.diff_page.button.isHidden():
+        detail.diff_page.button.click()
+    paint()
+    out["full_diff"] = ms(start)
+    out["diff_lines"] = detail.diff_shown().count("\n")
+    await window.shutdown()
+    window.close()
+    return out
+
+
+def main() -> None:
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    assert app is not None
+    for shape, (before, after) in big_documents().items():
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Home.open(str(Path(tmp) / "home"))
+            home.add_datasource("couch", "couchdb", {"url": "http://127.0.0.1:5984"})
+            home.add_model("docs", "couch", {"database": "docs"})
+            for rev, payload in (("1-a", before), ("2-b", after)):
+                event = Event(
+                    datasource="couch",
+                    model="docs",
+                    op="updated",
+                    key=payload["_id"],
+                    rev=rev,
+                    seq=rev,
+                    payload=payload,
+                )
+                home.capture.append("docs", [event], rev)
+            size = len(event.to_json())
+            with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+                r = runner.run(measure(home, shape))
+            home.close()
+        print(f"{shape}: envelope {size / 1e6:.1f} MB", flush=True)
+        print(
+            f"  select row -> shown {r['select']:.0f} ms (largest loop gap {r['select_gap']:.0f} ms); "
+            f"show_event {r['show_event']:.0f} ms + paint {r['show_paint']:.0f} ms (target <= 200)",
+            flush=True,
+        )
+        print(
+            f"  tabs: Text {r['tab_text']:.0f} ms, Diff {r['tab_diff']:.0f} ms, Tree {r['tab_tree']:.0f} ms "
+            f"(target <= 200 each); expand top node {r['expand']:.0f} ms ({r['tree_nodes']:,} tree rows made)",
+            flush=True,
+        )
+        print(f"  notices: {r['notice_text']!r} / {r['notice_diff']!r}", flush=True)
+        print(
+            f"  on request: Show full text {r['full_text']:.0f} ms ({r['text_chars']:,} chars), "
+            f"Show diff {r['full_diff']:.0f} ms ({r['diff_lines']:,} lines)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
