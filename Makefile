@@ -33,9 +33,15 @@ lint: setup
 test: setup peers lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+# Benchmarks print figures beside their references and targets (issues 3-6); about 20 minutes.
 bench: setup peers
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.export
+	$(BIN)/python -m tests.bench.webhook
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_feed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_history
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_detail
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_launch
 
 # Packaging (packaging/README.md). Icons: re-render after editing resources/icons/*.svg.
 icons: setup
