@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -333,3 +334,69 @@ def test_wrong_password_and_canary_secret_never_leaks(tmp_path: Path, mqtt_broke
                 assert canary.encode() not in path.read_bytes(), path
     finally:
         stop_process(server.proc)
+
+
+@pytest.mark.slow
+def test_source_cut_for_ten_seconds_mid_stream_loses_nothing(
+    tmp_path: Path,
+    couch: CouchServer,  # type: ignore[no-untyped-def]
+    mqtt_broker: MqttBroker,
+    subscriber,
+    unique_topic: str,
+) -> None:
+    from tests.peers.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(couch.port)
+    db = couch.create_database()
+    home = tmp_path / "home"
+    h = home_args(home)
+    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", proxy.url)
+    ok(*h, "model", "add", "accounts", "--datasource", "couch", "--database", db, "--since", "now")
+    ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", mqtt_broker.url)
+    ok(
+        *h,
+        "route",
+        "add",
+        "out",
+        "--model",
+        "accounts",
+        "--broker",
+        "mosq",
+        "--topic",
+        unique_topic + "/{key}",
+        "--format",
+        "payload",
+    )
+    sub = subscriber(unique_topic + "/#")
+    run = RunProcess(h)
+    try:
+        wait_running(run)
+        stop = threading.Event()
+        written: list[str] = []
+
+        def stream() -> None:  # a steady stream of writes, straight to the server
+            i = 0
+            while not stop.is_set():
+                put_doc(couch, db, f"s-{i:05d}", {"n": i})
+                written.append(f"s-{i:05d}")
+                i += 1
+                stop.wait(0.02)
+
+        writer = threading.Thread(target=stream)
+        writer.start()
+        sub.wait_for(20, 30)
+        mark = len(run.lines)
+        proxy.cut()
+        run.wait_line("model 'accounts': retrying", 20, start=mark)
+        time.sleep(10)  # the outage the issue asks for; writes go on meanwhile
+        assert "datasource 'couch': field 'url'" in run.output()
+        proxy.heal()
+        run.wait_line("model 'accounts': running", 30, start=mark)
+        time.sleep(1)
+        stop.set()
+        writer.join()
+        sub.wait_until(covers(set(written)), 60)
+    finally:
+        assert run.stop() == 0
+        proxy.close()
+    assert len(written) > 300
