@@ -2,23 +2,33 @@
 
 How it is built (DESIGN.md, "Concurrency" and "Delivery semantics"):
 
-- One :class:`_Connection` per TCP connection: a fresh paho client whose network thread is
-  paho's own (``loop_start``) and never reconnects by itself. When the connection ends, the
-  client is thrown away together with whatever paho still holds for it, so nothing is
-  resent behind the route's back: every un-acknowledged future fails with
-  :class:`BrokerDisconnectedError` and the route resends from its capture position.
+- One :class:`_Connection` per TCP connection: a fresh paho client that never reconnects by
+  itself. When the connection ends, the client is thrown away together with whatever paho
+  still holds for it, so nothing is resent behind the route's back: every un-acknowledged
+  future fails with :class:`BrokerDisconnectedError` and the route resends from its capture
+  position.
 - A supervisor task on the asyncio loop (the aiomqtt habit: reconnect lives outside the
   client) opens connections, reports CONNECTING / RUNNING / RETRYING / ERROR, and waits a
   jittered exponential backoff between attempts. Bad credentials, refused or unverifiable
   certificates and similar are terminal (ERROR); everything else is retried.
-- paho callbacks run on paho's thread and only hand data to the loop with
-  ``loop.call_soon_threadsafe``; acknowledgements are handed over in batches. Futures are
-  created, registered (mid -> future) and resolved on the loop thread only, so an
-  acknowledgement that paho sees before ``publish()`` returned its mid is simply processed
-  after the registration.
+- DEVIATION from DESIGN.md ("paho's network loop runs in its own thread"): like aiomqtt,
+  paho is driven by the asyncio loop through its external-loop API (``add_reader`` /
+  ``add_writer`` on its socket, ``loop_misc()`` every second). Only the blocking TCP connect
+  and TLS handshake run on a short-lived thread per attempt. With paho's own thread every
+  publish wrote a byte to a socketpair to wake that thread, and every batch of acks was a
+  thread hand-off; the process is GIL-bound, so that thread cost about 30 % of all samples
+  in a py-spy profile of the backlog drain. Callbacks now run on the loop thread and resolve
+  futures directly. Measured on the 2-core dev machine (backlog of 30,000 docs, QoS 1, same
+  run of the pipeline): threaded 4,600-5,200 docs/s; loop-driven with the bulk reads and
+  the plain-PUBACK fast path below 4,900-5,900 docs/s (together with the route pipelining
+  in the runtime: 7,100-8,800 docs/s). Nothing on the loop blocks: the socket is
+  non-blocking and paho's writes only queue.
+- paho reads each packet with three ``recv`` calls and builds a ReasonCode and Properties
+  for every PUBACK; :class:`_PahoClient` serves reads from one large ``recv`` and shares one
+  ReasonCode/Properties for plain acknowledgements (both rely on paho 2.x internals).
 - The in-flight window (default 1000 QoS > 0 messages, lowered to an MQTT 5 broker's
-  Receive Maximum) is enforced on the loop; paho runs unlimited, because its own limit
-  rescans all queued messages on every acknowledgement.
+  Receive Maximum) is enforced here; paho runs unlimited, because its own limit rescans all
+  queued messages on every acknowledgement.
 """
 
 from __future__ import annotations
@@ -35,11 +45,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, LogLevel, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -200,13 +211,23 @@ class _Params:
     client_cert: str
 
 
+_READ_SIZE = 256 * 1024
+# Shared by every plain acknowledgement (nothing downstream modifies them).
+_ACK_OK = ReasonCode(PacketTypes.PUBACK)
+_ACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
 class _PahoClient(mqtt.Client):
-    """paho's client, telling why a connection attempt failed and when its thread ends."""
+    """paho's client driven by the asyncio loop (paho's external-loop API), reading in bulk.
+
+    paho reads every packet with three ``recv`` calls (command byte, length byte, body);
+    ``_sock_recv`` here serves them from one large read instead, which matters when a
+    thousand PUBACKs arrive at once.
+    """
 
     connect_error: BaseException | None = None
-    loop_error: BaseException | None = None
-    network_thread: threading.Thread | None = None
-    on_loop_end: Callable[[], None] | None = None
+    _rbuf: bytes = b""
+    _rpos: int = 0
 
     def reconnect(self) -> MQTTErrorCode:
         try:
@@ -215,40 +236,60 @@ class _PahoClient(mqtt.Client):
             self.connect_error = exc
             raise
 
-    def loop_forever(self, timeout: float = 1.0, retry_first_connection: bool = False) -> MQTTErrorCode:
-        self.network_thread = threading.current_thread()
-        try:
-            return super().loop_forever(timeout=timeout, retry_first_connection=retry_first_connection)
-        except Exception as exc:
-            # Never let paho's thread die with a traceback; the supervisor reports it.
-            self.loop_error = exc
-            return MQTTErrorCode.MQTT_ERR_UNKNOWN
-        finally:
-            if self.on_loop_end is not None:
-                self.on_loop_end()
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rpos
+        if pos >= len(buf):
+            buf = super()._sock_recv(_READ_SIZE)  # raises BlockingIOError when nothing is there
+            if not buf:
+                return buf  # end of stream
+            pos = 0
+        end = pos + bufsize
+        self._rbuf, self._rpos = buf, end
+        return buf[pos:end]
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        """A plain acknowledgement (just the mid: every 3.1.1 one, a successful 5 one) without
+        building a fresh ReasonCode and Properties for each; anything else goes to paho."""
+        packet = self._in_packet["packet"]
+        if len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _ACK_OK, _ACK_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def buffered(self) -> bool:
+        """Bytes read from the socket and not yet handed to paho (or held by the TLS layer)."""
+        if self._rpos < len(self._rbuf):
+            return True
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
 
 class _Connection:
     """One connection attempt and, if it succeeds, its life until it drops or is stopped.
 
-    The in-flight window (QoS > 0 messages sent but not acknowledged) is kept here, on the
-    loop, rather than by paho: paho's own limit rescans every queued message on each
-    acknowledgement (quadratic under load) and cannot follow an MQTT 5 Receive Maximum.
-    paho is therefore configured without limits and only ever holds the window.
+    The in-flight window (QoS > 0 messages sent but not acknowledged) is kept here rather
+    than by paho: paho's own limit rescans every queued message on each acknowledgement
+    (quadratic under load) and cannot follow an MQTT 5 Receive Maximum. paho is therefore
+    configured without limits and only ever holds the window.
 
-    Methods marked [paho] run on paho's network thread and only hand data to the loop;
-    everything else runs on the loop thread.
+    Only the blocking TCP connect and TLS handshake (paho's ``reconnect()``) run on a
+    short-lived thread; once the socket is open, paho is driven by the loop (``add_reader``,
+    ``add_writer``, ``loop_misc`` every second) and its callbacks run on the loop thread.
+    Methods marked [connect thread] run on that thread and only hand data to the loop.
     """
 
     def __init__(self, params: _Params, loop: asyncio.AbstractEventLoop, max_inflight: int) -> None:
         self.params = params
         self.loop = loop
-        self.connected = False  # loop side: CONNACK accepted and not yet disconnected
-        self.stopping = False  # set on the loop, read by paho's thread
+        self.connected = False  # CONNACK accepted and not yet disconnected
+        self.stopping = False
         self.connected_at = 0.0
         self.window = max_inflight
         self.connack: asyncio.Future[None] = loop.create_future()
-        # Why the connection ended (None: we stopped it), set once paho's loop returned.
+        # Why the connection ended (None: we stopped it), set once its socket is closed.
         self.ended: asyncio.Future[BrokerError | None] = loop.create_future()
         # mid -> (future, qos) of every message handed to paho and not yet acknowledged;
         # ``windowed`` counts those with QoS > 0, which is what the window limits.
@@ -260,14 +301,16 @@ class _Connection:
         self.waiting: collections.deque[tuple[str, bytes, int, bool, asyncio.Future[None]]] = (
             collections.deque()
         )
-        self._acks: list[tuple[int, ReasonCode]] = []
-        self._acks_lock = threading.Lock()
-        self._acks_scheduled = False
-        # [paho] written by paho's thread, read on the loop after a call_soon_threadsafe.
+        self._refill_scheduled = False
         self._refused: ReasonCode | None = None
         self._receive_maximum: int | None = None
         self._disconnect_reason: tuple[bool, ReasonCode] | None = None
         self._handshake_errors: list[str] = []
+        self._sock: Any = None  # the socket registered with the loop
+        self._writing = False
+        self._misc_timer: asyncio.TimerHandle | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_error: BaseException | None = None
 
         client = _PahoClient(
             CallbackAPIVersion.VERSION2,
@@ -283,14 +326,12 @@ class _Connection:
         if params.ssl_context is not None:
             client.tls_set_context(params.ssl_context)
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_log = self._on_log  # removed once connected: it costs a format per packet
-        client.on_loop_end = self._on_loop_end
         self.client = client
 
-    # -- loop side ----------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         p = self.params
@@ -298,16 +339,125 @@ class _Connection:
             self.client.connect_async(p.host, p.port, keepalive=p.keepalive, clean_start=True)
         else:  # MQTT 3.1.1: clean_session is the client's default
             self.client.connect_async(p.host, p.port, keepalive=p.keepalive)
-        self.client.loop_start()
+        self._thread = threading.Thread(
+            target=self._connect_main, name=f"eventdesk-mqtt-connect-{p.client_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _connect_main(self) -> None:
+        """[connect thread] Open the TCP/TLS connection and send CONNECT (paho blocks here)."""
+        try:
+            self.client.reconnect()
+        except BaseException:  # recorded in client.connect_error; reported by _outcome()
+            self._to_loop(self._socket_closed)
+            return
+        self._to_loop(self._attach)
+
+    def _to_loop(self, callback: Callable[[], None]) -> None:
+        """[connect thread] Run ``callback`` on the loop; quietly drop it if the loop is gone."""
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(callback)
+
+    def _attach(self) -> None:
+        """The socket is open: from now on the loop drives paho."""
+        client = self.client
+        sock = client.socket()
+        if sock is None:  # pragma: no cover - paho closed it already
+            self._socket_closed()
+            return
+        self._sock = sock
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        self.loop.add_reader(sock, self._on_readable)
+        client._registered_write = False  # paho private: CONNECT was written by the connect thread
+        if client.want_write():
+            client._call_socket_register_write()
+        self._misc_timer = self.loop.call_later(1.0, self._misc)
+        if self.stopping:
+            client.disconnect()
+        elif self.client.buffered():  # pragma: no cover - TLS may hold the CONNACK already
+            self._on_readable()
 
     def stop(self) -> None:
-        """Ask paho's thread to end (sends DISCONNECT if connected); returns at once."""
+        """Send DISCONNECT if connected and close; ``ended`` resolves once the socket is closed."""
         if self.stopping:
             return
         self.stopping = True
         self.connected = False
-        if not self.ended.done():
+        if self._sock is not None and not self.ended.done():
             self.client.disconnect()
+        # Still connecting: _attach() disconnects as soon as the connect thread is done.
+
+    async def wait_thread_end(self, timeout: float = 2.0) -> None:
+        thread = self._thread
+        deadline = self.loop.time() + timeout
+        while thread is not None and thread.is_alive():
+            if self.loop.time() > deadline:
+                log.warning(
+                    "%s: the MQTT connect thread did not end within %.1f s", self.params.label, timeout
+                )
+                return
+            await asyncio.sleep(0.002)
+        # Break the client <-> callbacks cycle so nothing waits for the next GC.
+        client = self.client
+        client.on_connect = client.on_disconnect = client.on_publish = client.on_log = None
+        client.on_socket_close = client.on_socket_register_write = client.on_socket_unregister_write = None
+
+    # -- loop-driven I/O ---------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        self._guard(self._read)
+
+    def _read(self) -> None:
+        client = self.client
+        rc = client.loop_read()
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and client.buffered():
+            rc = client.loop_read()
+
+    def _on_writable(self) -> None:
+        self._guard(self.client.loop_write)
+
+    def _misc(self) -> None:
+        self._misc_timer = None
+        if self._sock is None:
+            return
+        self._guard(self.client.loop_misc)  # keepalive: sends PINGREQ, or closes a silent connection
+        if self._sock is not None:
+            self._misc_timer = self.loop.call_later(1.0, self._misc)
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if not self._writing and self._sock is not None:
+            self._writing = True
+            self.loop.add_writer(sock, self._on_writable)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(sock)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """paho is about to close the socket: stop watching it; the end is reported next."""
+        if self._writing:
+            self._writing = False
+            self.loop.remove_writer(sock)
+        self.loop.remove_reader(sock)
+        self._sock = None
+        if self._misc_timer is not None:
+            self._misc_timer.cancel()
+            self._misc_timer = None
+        # paho calls on_disconnect around the close; report the end after both.
+        self.loop.call_soon(self._socket_closed)
+
+    def _socket_closed(self) -> None:
+        self.connected = False
+        n = self.fail_pending("the connection to the broker ended before the broker acknowledged the message")
+        if n and not self.stopping:
+            log.info("%s: %d message(s) in flight when the connection dropped", self.params.label, n)
+        if not self.ended.done():
+            self.ended.set_result(self._outcome())
+
+    # -- publishing --------------------------------------------------------------------
 
     def publish(
         self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]
@@ -325,15 +475,20 @@ class _Connection:
                 BrokerError(f"cannot publish to topic {topic!r}: {exc}", obj=self.params.label, terminal=True)
             )
             return
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            future.set_exception(
-                BrokerError(
-                    f"the MQTT client did not take the message: {mqtt.error_string(info.rc)}",
-                    obj=self.params.label,
+        rc = info.rc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:  # the socket closed under us
+                future.set_exception(
+                    BrokerDisconnectedError("not connected to the broker", obj=self.params.label)
                 )
-            )
+            else:
+                future.set_exception(
+                    BrokerError(
+                        f"the MQTT client did not take the message: {mqtt.error_string(rc)}",
+                        obj=self.params.label,
+                    )
+                )
             return
-        # NO_CONN: paho saw the connection drop before we did; the drop fails the future.
         mid = info.mid
         if mid in self.inflight:  # reused mid; the earlier message's ack is still on its way
             self._same_mid.setdefault(mid, collections.deque()).append((future, qos))
@@ -359,84 +514,14 @@ class _Connection:
             future.set_exception(BrokerDisconnectedError(why, obj=self.params.label))
         return len(futures)
 
-    async def wait_thread_end(self, timeout: float = 2.0) -> None:
-        thread = self.client.network_thread
-        deadline = self.loop.time() + timeout
-        while thread is not None and thread.is_alive():
-            if self.loop.time() > deadline:
-                log.warning("%s: paho's network thread did not end within %.1f s", self.params.label, timeout)
-                return
-            await asyncio.sleep(0.002)
-        # Break the client <-> callbacks cycle so its sockets close now, not at the next GC.
-        client = self.client
-        client.on_connect = client.on_connect_fail = client.on_disconnect = None
-        client.on_publish = None
-        client.on_log = None
-        client.on_loop_end = None
-
-    def _connected(self) -> None:
-        if self.stopping or self.ended.done():
-            return
-        if self._receive_maximum is not None and self._receive_maximum < self.window:
-            log.info(
-                "%s: the broker takes at most %d messages in flight", self.params.label, self._receive_maximum
-            )
-            self.window = self._receive_maximum
-        self.connected = True
-        self.connected_at = self.loop.time()
-        if not self.connack.done():
-            self.connack.set_result(None)
-
-    def _disconnected(self) -> None:
-        self.connected = False
-        n = self.fail_pending(
-            "the connection to the broker dropped before the broker acknowledged the message"
-        )
-        if n:
-            log.info("%s: %d message(s) in flight when the connection dropped", self.params.label, n)
-
-    def _drain_acks(self) -> None:
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-            self._acks_scheduled = False
-        inflight, same_mid = self.inflight, self._same_mid
-        for mid, reason in acks:
-            entry = inflight.pop(mid, None)
-            if entry is None:
-                continue  # the connection dropped meanwhile
-            if same_mid:
-                queue = same_mid.get(mid)
-                if queue:
-                    inflight[mid] = queue.popleft()
-                    if not queue:
-                        del same_mid[mid]
-            future, qos = entry
-            if qos:
-                self.windowed -= 1
-            if future.done():
-                continue  # cancelled by its caller
-            if reason.is_failure:
-                future.set_exception(
-                    BrokerError(
-                        f"the broker refused the message: {reason}",
-                        obj=self.params.label,
-                        terminal=reason.value
-                        in (_RC_NOT_AUTHORIZED, _RC_TOPIC_NAME_INVALID, _RC_PAYLOAD_FORMAT_INVALID),
-                    )
-                )
-            else:
-                future.set_result(None)
+    def _refill(self) -> None:
+        """Move waiting messages into the window freed by acknowledgements."""
+        self._refill_scheduled = False
         waiting = self.waiting
         while waiting and self.connected and (not waiting[0][2] or self.windowed < self.window):
             topic, payload, qos, retain, future = waiting.popleft()
             if not future.done():
                 self._send(topic, payload, qos, retain, future)
-
-    def _loop_ended(self) -> None:
-        self.connected = False
-        self.fail_pending("the connection to the broker ended before the broker acknowledged the message")
-        if not self.ended.done():
-            self.ended.set_result(self._outcome())
 
     def _outcome(self) -> BrokerError | None:
         p = self.params
@@ -445,8 +530,8 @@ class _Connection:
             return None
         if client.connect_error is not None:
             return _connect_error(client.connect_error, p)
-        if client.loop_error is not None:
-            return BrokerError(f"the MQTT client failed: {client.loop_error!r}", obj=p.label, field="url")
+        if self._loop_error is not None:
+            return BrokerError(f"the MQTT client failed: {self._loop_error!r}", obj=p.label, field="url")
         if self._refused is not None:
             return _refused_error(self._refused, p)
         if self.connack.done():
@@ -473,12 +558,38 @@ class _Connection:
             detail += f": {self._handshake_errors[-1]}"
         return BrokerError(detail, obj=p.label, field="url")
 
-    # -- paho side ------------------------------------------------------------------------
+    # -- paho callbacks (on the loop thread, inside paho's read/write calls) -------------
 
-    def _to_loop(self, callback: Callable[[], None]) -> None:
-        """[paho] Run ``callback`` on the loop; quietly drop it if the loop is gone."""
-        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
-            self.loop.call_soon_threadsafe(callback)
+    def _guard(self, step: Callable[[], object]) -> None:
+        """Run one paho step; a failure inside paho ends the connection instead of the loop."""
+        try:
+            step()
+        except Exception as exc:
+            log.debug("%s: the MQTT client failed", self.params.label, exc_info=True)
+            if self._loop_error is None:
+                self._loop_error = exc
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                if self._writing:
+                    self._writing = False
+                    self.loop.remove_writer(sock)
+                self.loop.remove_reader(sock)
+                with contextlib.suppress(Exception):
+                    sock.close()
+            self._socket_closed()
+
+    def _connected(self) -> None:
+        if self.stopping or self.ended.done():
+            return
+        if self._receive_maximum is not None and self._receive_maximum < self.window:
+            log.info(
+                "%s: the broker takes at most %d messages in flight", self.params.label, self._receive_maximum
+            )
+            self.window = self._receive_maximum
+        self.connected = True
+        self.connected_at = self.loop.time()
+        if not self.connack.done():
+            self.connack.set_result(None)
 
     def _on_connect(
         self,
@@ -488,7 +599,6 @@ class _Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        """[paho]"""
         client.on_log = None
         if reason_code.is_failure:
             self._refused = reason_code
@@ -499,11 +609,7 @@ class _Connection:
         if self.stopping:
             client.disconnect()
             return
-        self._to_loop(self._connected)
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        """[paho] The TCP/TLS connection could not be opened: end the thread; we retry."""
-        client.loop_stop()  # from paho's own thread: only asks the loop to end
+        self._connected()
 
     def _on_disconnect(
         self,
@@ -513,29 +619,47 @@ class _Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        """[paho]"""
+        """Only noted: the socket's closing reports the end (this may run on the connect thread)."""
         self._disconnect_reason = (flags.is_disconnect_packet_from_server, reason_code)
-        self._to_loop(self._disconnected)
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Properties
     ) -> None:
-        """[paho] Queue the ack; one loop wake-up per batch of acks."""
-        with self._acks_lock:
-            self._acks.append((mid, reason_code))
-            if self._acks_scheduled:
-                return
-            self._acks_scheduled = True
-        self._to_loop(self._drain_acks)
+        """Acknowledged (QoS > 0) or written (QoS 0): resolve the message's future."""
+        entry = self.inflight.pop(mid, None)
+        if entry is None:
+            return  # the connection dropped meanwhile
+        same_mid = self._same_mid
+        if same_mid:
+            queue = same_mid.get(mid)
+            if queue:
+                self.inflight[mid] = queue.popleft()
+                if not queue:
+                    del same_mid[mid]
+        future, qos = entry
+        if qos:
+            self.windowed -= 1
+        if self.waiting and not self._refill_scheduled:
+            self._refill_scheduled = True
+            self.loop.call_soon(self._refill)
+        if future.done():
+            return  # cancelled by its caller
+        if reason_code.is_failure:
+            future.set_exception(
+                BrokerError(
+                    f"the broker refused the message: {reason_code}",
+                    obj=self.params.label,
+                    terminal=reason_code.value
+                    in (_RC_NOT_AUTHORIZED, _RC_TOPIC_NAME_INVALID, _RC_PAYLOAD_FORMAT_INVALID),
+                )
+            )
+        else:
+            future.set_result(None)
 
     def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
-        """[paho] Keep errors seen while connecting (paho's messages carry no password)."""
+        """Keep errors seen while connecting (paho's messages carry no password)."""
         if level in (LogLevel.MQTT_LOG_ERR, LogLevel.MQTT_LOG_WARNING) and len(self._handshake_errors) < 8:
             self._handshake_errors.append(buf)
-
-    def _on_loop_end(self) -> None:
-        """[paho] The network loop returned; the thread ends right after."""
-        self._to_loop(self._loop_ended)
 
 
 def _connect_error(exc: BaseException, p: _Params) -> BrokerError:
@@ -816,9 +940,13 @@ class MqttPublisher(Publisher):
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         if qos not in (0, 1, 2):
             raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
-        loop = self._ensure_loop()
-        future: asyncio.Future[None] = loop.create_future()
         conn = self._conn
+        if conn is not None and conn.connected and not self._closing:  # the hot path
+            future: asyncio.Future[None] = conn.loop.create_future()
+            conn.publish(topic, payload, qos, retain, future)
+            return future
+        loop = self._ensure_loop()
+        future = loop.create_future()
         if conn is None or not conn.connected or self._closing:
             future.set_exception(BrokerDisconnectedError("not connected to the broker", obj=self._label))
             return future

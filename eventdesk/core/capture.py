@@ -102,30 +102,28 @@ class Capture:
 
         Returns the events that were new (a replayed ``(model, key, rev)`` is skipped).
         """
-        added: list[CapturedEvent] = []
         now = utc_now_iso()
+        envs = [ev.to_dict() for ev in events]
+        dumps = orjson.dumps
+        rows = [
+            (ev.id, ev.received_at, ev.datasource, model, ev.op, ev.key, ev.rev, dumps(env))
+            for ev, env in zip(events, envs, strict=True)
+        ]
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                for ev in events:
-                    env = ev.to_dict()
-                    cur.execute(
-                        "INSERT OR IGNORE INTO events (id, received_at, datasource, model, op, key, rev, envelope)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            ev.id,
-                            ev.received_at,
-                            ev.datasource,
-                            model,
-                            ev.op,
-                            ev.key,
-                            ev.rev,
-                            orjson.dumps(env),
-                        ),
-                    )
-                    if cur.rowcount == 1:
-                        added.append(CapturedEvent(int(cur.lastrowid or 0), env))
+                # Positions only grow (AUTOINCREMENT) and nobody else writes inside this
+                # transaction, so the new rows are exactly those after the current maximum.
+                (before,) = cur.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
+                cur.executemany(
+                    "INSERT OR IGNORE INTO events (id, received_at, datasource, model, op, key, rev, envelope)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                new_rows = cur.execute(
+                    "SELECT pos, id FROM events WHERE pos > ? ORDER BY pos", (before,)
+                ).fetchall()
                 if checkpoint is not None:
                     cur.execute(
                         "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"
@@ -136,7 +134,10 @@ class Capture:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return added
+        if len(new_rows) == len(envs):  # the usual case: nothing was a replay
+            return [CapturedEvent(int(pos), env) for (pos, _), env in zip(new_rows, envs, strict=True)]
+        by_id = {ev.id: env for ev, env in zip(events, envs, strict=True)}
+        return [CapturedEvent(int(pos), by_id[ev_id]) for pos, ev_id in new_rows]
 
     def set_route_position(self, route: str, pos: int) -> None:
         with self._lock:
@@ -193,6 +194,25 @@ class Capture:
                 (model, pos, limit),
             ).fetchall()
         return [(int(p), bytes(e)) for p, e in rows]
+
+    def read_route_rows(self, model: str, pos: int, limit: int) -> list[tuple[int, bytes, str, str, str]]:
+        """Like :meth:`read_after`, with the columns a topic is made of:
+        ``(pos, envelope, datasource, op, key)`` (the route then needs no JSON parsing)."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT pos, envelope, datasource, op, key FROM events WHERE model = ? AND pos > ?"
+                " ORDER BY pos LIMIT ?",
+                (model, pos, limit),
+            ).fetchall()
+
+    def save_position_and_read(
+        self, route: str, position: int | None, model: str, pos: int, limit: int
+    ) -> list[tuple[int, bytes, str, str, str]]:
+        """Record ``route``'s position (unless None), then :meth:`read_route_rows`: one call, so
+        a route needs one trip to the capture thread per step."""
+        if position is not None:
+            self.set_route_position(route, position)
+        return self.read_route_rows(model, pos, limit) if limit > 0 else []
 
     def count(self, model: str | None = None, *, after: int = 0) -> int:
         with self._lock:

@@ -22,37 +22,63 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 class _UlidFactory:
-    """Monotonic ULIDs: sortable by creation time, unique within a process."""
+    """Monotonic ULIDs: sortable by creation time, unique within a process.
+
+    The 80 random bits are drawn once per millisecond and incremented within it (the ULID
+    spec's monotonic mode), and the 10 time characters are encoded once per millisecond.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
+        self._time_chars = ""
 
     def __call__(self) -> str:
         with self._lock:
             ms = time.time_ns() // 1_000_000
             if ms <= self._last_ms:
-                ms = self._last_ms
-                self._last_rand += 1
+                self._last_rand = rand = (self._last_rand + 1) & _RAND_MASK
+                prefix = self._time_chars
             else:
-                self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-            self._last_ms = ms
-            value = (ms << 80) | (self._last_rand & ((1 << 80) - 1))
-        chars = []
-        for _ in range(26):
-            chars.append(_CROCKFORD[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+                # The top bit stays clear, so a millisecond has 2**79 increments left.
+                self._last_rand = rand = int.from_bytes(os.urandom(10), "big") >> 1
+                self._last_ms = ms
+                self._time_chars = prefix = _encode(ms, 10)
+        return prefix + _encode(rand, 16)
+
+
+_RAND_MASK = (1 << 80) - 1
+# Crockford base32 of every 10-bit value (two characters), so 16 characters take 8 lookups.
+_PAIRS = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
+
+
+def _encode(value: int, length: int) -> str:
+    """``value`` as ``length`` Crockford base32 characters (``length`` even)."""
+    pairs = _PAIRS
+    parts = []
+    for _ in range(length // 2):
+        parts.append(pairs[value & 1023])
+        value >>= 10
+    return "".join(reversed(parts))
 
 
 new_event_id = _UlidFactory()
 
+_now_cache: tuple[int, str] = (-1, "")
+
 
 def utc_now_iso() -> str:
-    """The current time as ``2026-11-29T10:00:00.123Z``."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """The current time as ``2026-11-29T10:00:00.123Z`` (formatted once per millisecond)."""
+    global _now_cache
+    ms = time.time_ns() // 1_000_000
+    cached = _now_cache
+    if cached[0] == ms:
+        return cached[1]
+    now = datetime.fromtimestamp(ms // 1000, UTC)
+    text = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    _now_cache = (ms, text)
+    return text
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ one named slot per model and per route, cancelled and awaited on stop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Callable
@@ -35,7 +36,8 @@ T = TypeVar("T")
 StateListener = Callable[[str, StateChange], None]
 BatchListener = Callable[[str, list[CapturedEvent]], None]
 
-ROUTE_BATCH = 1000
+ROUTE_BATCH = 1000  # events a route has outstanding at most (sent, or acked and not yet recorded)
+ROUTE_READ_MIN = 250  # while events are in flight, read more only once this many fit
 STOP_TIMEOUT = 2.0
 
 
@@ -225,49 +227,124 @@ class RouteWorker:
                 await link.release()
 
     async def _publish_forever(self, publisher: Publisher) -> None:
-        db = self.runtime.db
-        capture = self.runtime.capture
-        while True:
-            if not publisher.connected:
-                await publisher.wait_connected()
-                self.runtime._set_state(self.key, StateChange(State.RUNNING))
-            self.wake.clear()
-            rows = await db(capture.read_after, self.model, self.position, ROUTE_BATCH)
-            if not rows:
-                if self.runtime.states.get(self.key, StateChange(State.STOPPED)).state is not State.RUNNING:
-                    self.runtime._set_state(self.key, StateChange(State.RUNNING))
-                await self.wake.wait()
-                continue
-            acked = await self._publish_batch(publisher, rows)
-            if acked > self.position:
-                self.position = acked
-                await db(capture.set_route_position, self.name, acked)
+        """Publish from capture in order with up to ROUTE_BATCH events outstanding.
 
-    async def _publish_batch(self, publisher: Publisher, rows: list[tuple[int, bytes]]) -> int:
-        sent: list[tuple[int, asyncio.Future[None]]] = []
-        for pos, raw in rows:
-            env = orjson.loads(raw)
-            payload = raw if self.format == "envelope" else encode_payload(env, self.format)
+        Reading and publishing go on while earlier events wait for their acknowledgement;
+        ``position`` advances only over a contiguous run of acknowledged events, and what
+        follows it is sent again after a reconnect (at-least-once). "Outstanding" counts the
+        events in flight plus those acknowledged but not yet recorded, so a crash resends at
+        most ROUTE_BATCH events.
+        """
+        capture = self.runtime.capture
+        inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        saved = self.position  # the position recorded in capture
+        sent = self.position  # the last position handed to the publisher
+        try:
+            while True:
+                if not publisher.connected:
+                    self._abandon(inflight)
+                    sent = self.position
+                    await publisher.wait_connected()
+                    self.runtime._set_state(self.key, StateChange(State.RUNNING))
+                self.wake.clear()
+                if not self._collect(inflight):  # the connection dropped: resend what followed
+                    sent = self.position
+                    continue
+                room = ROUTE_BATCH - len(inflight)
+                if inflight and room < ROUTE_READ_MIN:
+                    room = 0  # wait for a larger gap rather than read a handful
+                save = self.position if self.position > saved else None
+                rows: list[tuple[int, bytes, str, str, str]] = []
+                if room or save is not None:
+                    rows = await self.runtime.db(
+                        capture.save_position_and_read, self.name, save, self.model, sent, room
+                    )
+                    if save is not None:
+                        saved = save
+                if rows:
+                    sent = self._send(publisher, rows, inflight, sent)
+                    continue
+                if not inflight and self.runtime.state_of(self.key).state is not State.RUNNING:
+                    self.runtime._set_state(self.key, StateChange(State.RUNNING))
+                if room or not inflight or save is None:
+                    await self.wake.wait()
+        except asyncio.CancelledError:
+            # Record what was acknowledged meanwhile (the capture thread runs it before it stops).
+            with contextlib.suppress(Exception):
+                self._collect(inflight)
+                if self.position > saved:
+                    self.runtime._executor.submit(capture.set_route_position, self.name, self.position)
+            raise
+
+    def _send(
+        self,
+        publisher: Publisher,
+        rows: list[tuple[int, bytes, str, str, str]],
+        inflight: collections.deque[tuple[int, asyncio.Future[None]]],
+        sent: int,
+    ) -> int:
+        """Publish ``rows`` in order; returns the last position handed to the publisher."""
+        fmt, qos, retain, model = self.format, self.qos, self.retain, self.model
+        render = self.template.render
+        publish = publisher.publish
+        fut: asyncio.Future[None] | None = None
+        for pos, raw, datasource, op, key in rows:
+            if fmt == "envelope":  # the stored bytes are the payload; the topic comes from columns
+                topic = render({"datasource": datasource, "model": model, "op": op, "key": key})
+                payload = raw
+            else:
+                env = orjson.loads(raw)
+                topic = render(env)
+                payload = encode_payload(env, fmt)
             try:
-                fut = publisher.publish(self.template.render(env), payload, self.qos, self.retain)
+                fut = publish(topic, payload, qos, retain)
             except BrokerDisconnectedError:
                 break
-            sent.append((pos, fut))
-        acked = self.position
+            inflight.append((pos, fut))
+            sent = pos
+        if fut is not None:  # wakes the loop once per step, when its last event is settled
+            fut.add_done_callback(self._settled)
+        return sent
+
+    def _settled(self, _fut: asyncio.Future[None]) -> None:
+        self.wake.set()
+
+    def _collect(self, inflight: collections.deque[tuple[int, asyncio.Future[None]]]) -> bool:
+        """Advance ``position`` over the acknowledged head of ``inflight``.
+
+        False if the connection dropped (everything in flight is then dropped, to be resent);
+        a publish the broker refused raises its BrokerError.
+        """
+        acked = 0
         try:
-            for pos, fut in sent:
-                await fut
-                acked = pos
-                self.published += 1
-        except BrokerDisconnectedError:
-            # Everything after ``acked`` is sent again after reconnecting: at-least-once.
-            for _, fut in sent:
+            while inflight:
+                pos, fut = inflight[0]
                 if not fut.done():
-                    fut.cancel()
-                elif not fut.cancelled():
-                    fut.exception()  # consume, so nothing is reported as "never retrieved"
-        self.meter.add(max(0, len([1 for p, _ in sent if p <= acked])))
-        return acked
+                    break
+                exc = BrokerDisconnectedError("cancelled") if fut.cancelled() else fut.exception()
+                if exc is not None:
+                    self._abandon(inflight)
+                    if isinstance(exc, BrokerDisconnectedError):
+                        return False
+                    raise exc
+                inflight.popleft()
+                self.position = pos
+                acked += 1
+        finally:
+            if acked:
+                self.published += acked
+                self.meter.add(acked)
+        return True
+
+    @staticmethod
+    def _abandon(inflight: collections.deque[tuple[int, asyncio.Future[None]]]) -> None:
+        """Forget everything in flight: it is sent again from ``position``."""
+        for _, fut in inflight:
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # consume, so nothing is reported as "never retrieved"
+        inflight.clear()
 
     async def stop(self) -> None:
         task, self.task = self.task, None
