@@ -26,7 +26,6 @@ import contextlib
 import errno
 import gc
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from importlib.metadata import version
@@ -36,6 +35,7 @@ from eventdesk.brokers.mqtt import SCHEMA as MQTT_SCHEMA
 from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.core.contracts import Publisher, State, StateChange
 from eventdesk.core.errors import BrokerError
+from eventdesk.core.ports import listen_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import BrokerConfig
 
@@ -91,26 +91,13 @@ def port_in_use_error(label: str, host: str, port: int) -> BrokerError:
 
 def check_port_free(host: str, port: int, label: str) -> None:
     """Raise a BrokerError naming ``port`` if nothing could listen on ``host:port`` now."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise BrokerError(
-            f"cannot resolve {host!r}: {exc.strerror}", obj=label, field="host", terminal=True
-        ) from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(addr)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise port_in_use_error(label, host, port) from None
-            raise BrokerError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                obj=label,
-                field="host",
-                terminal=True,
-            ) from None
+    problem = listen_problem(host, port)
+    if problem is None:
+        return
+    field, message, in_use = problem
+    if in_use:
+        raise port_in_use_error(label, host, port)
+    raise BrokerError(message, obj=label, field=field, terminal=True)
 
 
 class EmbeddedBroker:

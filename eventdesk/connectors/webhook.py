@@ -39,6 +39,7 @@ from aiohttp import web
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
+from eventdesk.core.ports import listen_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
@@ -590,26 +591,13 @@ class WebhookConnector(Connector):
 
 def check_port_free(host: str, port: int, label: str) -> None:
     """Raise a ConnectorError naming ``port`` (or ``host``) if nothing could listen there now."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConnectorError(
-            f"cannot resolve {host!r}: {exc.strerror}", obj=label, field="host", terminal=True
-        ) from None
-    family, _, _, _, addr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(addr)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise port_in_use_error(label, host, port) from None
-            raise ConnectorError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                obj=label,
-                field="host",
-                terminal=True,
-            ) from None
+    problem = listen_problem(host, port)
+    if problem is None:
+        return
+    field, message, in_use = problem
+    if in_use:
+        raise port_in_use_error(label, host, port)
+    raise ConnectorError(message, obj=label, field=field, terminal=True)
 
 
 __all__ = [
