@@ -32,7 +32,7 @@ class DemoActions(QObject):
         self.window = window
         self.sample_count = SAMPLE_COUNT
         self.act_send_samples: QAction = window._action(
-            "send_samples", "Send sample events", self.send_samples
+            "send_samples", "Send sample events", self.send_samples, icon="send-samples"
         )
         self.act_send_samples.setToolTip(
             "Post sample account changes (creates, updates, deletes) to a webhook model over HTTP"

@@ -30,6 +30,8 @@ ACTIONS = (
     "export",
     "test-connection",
     "republish",
+    "open-recording",
+    "send-samples",
 )
 APP_ICON = "eventdesk"
 ICON_SIZES = (16, 20, 24, 32, 48, 64)

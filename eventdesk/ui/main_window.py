@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
         self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
         self.act_export = self._action("export", "Export…", self.export_events, "Ctrl+E", icon="export")
         self.act_open_recording = self._action(
-            "open_recording", "Open recording…", self.open_recording, "Ctrl+O"
+            "open_recording", "Open recording…", self.open_recording, "Ctrl+O", icon="open-recording"
         )
         self.recordings = RecordingOpener(self.home.paths.recordings_dir, self)
         self.recordings.failed.connect(lambda text: self.notifications.notify("error", text, key="recording"))
