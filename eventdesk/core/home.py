@@ -82,15 +82,8 @@ class Home:
         secret_env: str | None = None,
         replace: bool = False,
     ) -> DatasourceConfig:
-        old = self.workspace.datasources.get(name)
-        self.workspace.validate_datasource(DatasourceConfig(name, kind, settings))  # before touching secrets
-        if not replace and old is not None:
-            self.workspace.put_datasource(DatasourceConfig(name, kind, settings))  # raises "already exists"
-        ref = self._secret_ref("datasource", name, secret, secret_env)
-        if ref is None and old is not None and replace:
-            ref = old.secret
-        cfg = self.workspace.put_datasource(DatasourceConfig(name, kind, settings, ref), replace=replace)
-        self.save()
+        cfg = self._put_with_secret(DatasourceConfig(name, kind, settings), secret, secret_env, replace)
+        assert isinstance(cfg, DatasourceConfig)
         return cfg
 
     def add_model(
@@ -110,16 +103,41 @@ class Home:
         secret_env: str | None = None,
         replace: bool = False,
     ) -> BrokerConfig:
-        old = self.workspace.brokers.get(name)
-        self.workspace.validate_broker(BrokerConfig(name, kind, settings))
+        cfg = self._put_with_secret(BrokerConfig(name, kind, settings), secret, secret_env, replace)
+        assert isinstance(cfg, BrokerConfig)
+        return cfg
+
+    def _put_with_secret(
+        self,
+        cfg: DatasourceConfig | BrokerConfig,
+        secret: str | None,
+        secret_env: str | None,
+        replace: bool,
+    ) -> DatasourceConfig | BrokerConfig:
+        """Validate first, store the secret only then, keep the old secret on a replace without one."""
+        ws = self.workspace
+        is_ds = isinstance(cfg, DatasourceConfig)
+        object_type = "datasource" if is_ds else "broker"
+        old = (ws.datasources if is_ds else ws.brokers).get(cfg.name)
+
+        def put(candidate: DatasourceConfig | BrokerConfig, replace: bool) -> DatasourceConfig | BrokerConfig:
+            if isinstance(candidate, DatasourceConfig):
+                return ws.put_datasource(candidate, replace=replace)
+            return ws.put_broker(candidate, replace=replace)
+
+        if isinstance(cfg, DatasourceConfig):
+            ws.validate_datasource(cfg)
+        else:
+            ws.validate_broker(cfg)
         if not replace and old is not None:
-            self.workspace.put_broker(BrokerConfig(name, kind, settings))
-        ref = self._secret_ref("broker", name, secret, secret_env)
+            put(cfg, False)  # raises "already exists"
+        ref = self._secret_ref(object_type, cfg.name, secret, secret_env)
         if ref is None and old is not None and replace:
             ref = old.secret
-        cfg = self.workspace.put_broker(BrokerConfig(name, kind, settings, ref), replace=replace)
+        cfg.secret = ref
+        stored = put(cfg, replace)
         self.save()
-        return cfg
+        return stored
 
     def add_route(
         self, name: str, model: str, broker: str, settings: dict[str, Any], *, replace: bool = False
