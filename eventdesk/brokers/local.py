@@ -33,9 +33,9 @@ from typing import Any, ClassVar
 
 from eventdesk.brokers.mqtt import SCHEMA as MQTT_SCHEMA
 from eventdesk.brokers.mqtt import MqttPublisher
+from eventdesk.core import ports
 from eventdesk.core.contracts import Publisher, State, StateChange
 from eventdesk.core.errors import BrokerError
-from eventdesk.core.ports import listen_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import BrokerConfig
 
@@ -91,13 +91,7 @@ def port_in_use_error(label: str, host: str, port: int) -> BrokerError:
 
 def check_port_free(host: str, port: int, label: str) -> None:
     """Raise a BrokerError naming ``port`` if nothing could listen on ``host:port`` now."""
-    problem = listen_problem(host, port)
-    if problem is None:
-        return
-    field, message, in_use = problem
-    if in_use:
-        raise port_in_use_error(label, host, port)
-    raise BrokerError(message, obj=label, field=field, terminal=True)
+    ports.check_port_free(host, port, label, BrokerError, port_in_use_error)
 
 
 class EmbeddedBroker:

@@ -194,9 +194,11 @@ def _read_secret(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_add(home: Home, args: argparse.Namespace) -> int:
-    if args.command == "datasource":
-        schema = connector_class(args.kind).datasource_schema
-        cfg = home.add_datasource(
+    if args.command in ("datasource", "broker"):
+        is_ds = args.command == "datasource"
+        schema = connector_class(args.kind).datasource_schema if is_ds else broker_class(args.kind).schema
+        add = home.add_datasource if is_ds else home.add_broker
+        cfg = add(
             args.name,
             args.kind,
             _settings_from(args, schema),
@@ -222,17 +224,6 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             settings.setdefault("database", args.name)
         cfg_m = home.add_model(args.name, args.datasource, settings, replace=args.replace)
         print(f"added {cfg_m.label} on datasource {cfg_m.datasource!r}")
-    elif args.command == "broker":
-        schema = broker_class(args.kind).schema
-        cfg_b = home.add_broker(
-            args.name,
-            args.kind,
-            _settings_from(args, schema),
-            secret=_read_secret(args),
-            secret_env=args.secret_env,
-            replace=args.replace,
-        )
-        print(f"added {cfg_b.label} ({cfg_b.kind}, {_where(cfg_b.settings)})")
     else:
         settings = _settings_from(args, ROUTE_SCHEMA)
         settings["enabled"] = not args.disabled

@@ -36,10 +36,10 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
+from eventdesk.core import ports
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
-from eventdesk.core.ports import listen_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
@@ -591,13 +591,7 @@ class WebhookConnector(Connector):
 
 def check_port_free(host: str, port: int, label: str) -> None:
     """Raise a ConnectorError naming ``port`` (or ``host``) if nothing could listen there now."""
-    problem = listen_problem(host, port)
-    if problem is None:
-        return
-    field, message, in_use = problem
-    if in_use:
-        raise port_in_use_error(label, host, port)
-    raise ConnectorError(message, obj=label, field=field, terminal=True)
+    ports.check_port_free(host, port, label, ConnectorError, port_in_use_error)
 
 
 __all__ = [

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
+
+from eventdesk.core.errors import EventDeskError
 
 
 def listen_problem(host: str, port: int) -> tuple[str, str, bool] | None:
@@ -22,3 +25,20 @@ def listen_problem(host: str, port: int) -> tuple[str, str, bool] | None:
                 return "port", f"{host}:{port} is already in use", True
             return "host", f"cannot listen on {host}:{port}: {exc.strerror or exc}", False
     return None
+
+
+def check_port_free(
+    host: str,
+    port: int,
+    label: str,
+    error: Callable[..., EventDeskError],
+    in_use_error: Callable[[str, str, int], EventDeskError],
+) -> None:
+    """Raise ``in_use_error(label, host, port)``, or ``error(...)`` naming ``host``, if nothing could listen."""
+    problem = listen_problem(host, port)
+    if problem is None:
+        return
+    field, message, in_use = problem
+    if in_use:
+        raise in_use_error(label, host, port)
+    raise error(message, obj=label, field=field, terminal=True)
