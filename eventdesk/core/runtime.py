@@ -38,6 +38,7 @@ BatchListener = Callable[[str, list[CapturedEvent]], None]
 
 ROUTE_BATCH = 1000  # events a route has outstanding at most (sent, or acked and not yet recorded)
 ROUTE_READ_MIN = 250  # while events are in flight, read more only once this many fit
+ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flight acknowledgements
 STOP_TIMEOUT = 2.0
 
 
@@ -191,6 +192,8 @@ class RouteWorker:
         self.position = 0
         self.published = 0
         self.meter = RateMeter()
+        self.inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self.draining = False  # set by stop(): send nothing new, let what is in flight settle
 
     @property
     def key(self) -> str:
@@ -236,7 +239,7 @@ class RouteWorker:
         most ROUTE_BATCH events.
         """
         capture = self.runtime.capture
-        inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        inflight = self.inflight
         saved = self.position  # the position recorded in capture
         sent = self.position  # the last position handed to the publisher
         try:
@@ -250,7 +253,7 @@ class RouteWorker:
                 if not self._collect(inflight):  # the connection dropped: resend what followed
                     sent = self.position
                     continue
-                room = ROUTE_BATCH - len(inflight)
+                room = 0 if self.draining else ROUTE_BATCH - len(inflight)
                 if inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
                 save = self.position if self.position > saved else None
@@ -346,10 +349,19 @@ class RouteWorker:
                 fut.exception()  # consume, so nothing is reported as "never retrieved"
         inflight.clear()
 
-    async def stop(self) -> None:
+    async def stop(self, drain: float = ROUTE_DRAIN_S) -> None:
+        """Stop publishing; wait up to ``drain`` seconds for what is in flight to be acknowledged.
+
+        What is still unacknowledged then stays in capture and is sent again on the next start.
+        """
         task, self.task = self.task, None
         if task is not None and not task.done():
             self.runtime._set_state(self.key, StateChange(State.STOPPING))
+            self.draining = True
+            pending = [fut for _, fut in self.inflight if not fut.done()]
+            link = self.runtime.brokers.get(self.broker)
+            if pending and drain > 0 and link is not None and link.publisher.connected:
+                await asyncio.wait(pending, timeout=drain)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
