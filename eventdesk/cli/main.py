@@ -349,6 +349,7 @@ def _describe_state(key: str, change: StateChange) -> str:
 
 
 async def _run(home: Home, models: list[str] | None) -> int:
+    from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
 
     names = models if models else list(home.workspace.models)
@@ -357,6 +358,7 @@ async def _run(home: Home, models: list[str] | None) -> int:
     if not names:
         raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
     runtime = Runtime(home.workspace, home.capture)
+    tune_for_streaming()
     stop = asyncio.Event()
     failure: list[EventDeskError] = []
 

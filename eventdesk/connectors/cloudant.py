@@ -9,9 +9,11 @@ buffer; the event loop hands whatever has accumulated to the runtime as one batc
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+import queue
 import random
 import socket
 import threading
@@ -583,6 +585,99 @@ class _ChangeBuffer:
             self._cond.notify_all()
 
 
+def page_end(body: bytes) -> tuple[Any, Any] | None:
+    """``(last_seq, pending)`` read from the end of a ``feed=normal`` page without parsing the
+    rest; None if the end is not ``"last_seq": …}`` as CouchDB, Cloudant and PouchDB write it.
+    ``pending`` is None when the server does not send it (PouchDB)."""
+    start = body.rfind(b'"last_seq"')
+    if start < 0:
+        return None
+    try:
+        end = orjson.loads(b"{" + body[start:])
+    except ValueError:
+        return None
+    if not isinstance(end, dict) or end.get("last_seq") is None:
+        return None
+    return end["last_seq"], end.get("pending")
+
+
+_FetchedPage = tuple[bytes, Any]  # the page's bytes; the since of the page fetched after it (or None)
+
+
+class _PageFetcher:
+    """Reads a backlog's ``feed=normal`` pages one ahead of their reader, on its own thread.
+
+    A page's ``last_seq`` is read from its end as soon as its bytes are in, and the next
+    request goes out at once: the server prepares page N+1 while page N is parsed and
+    captured (serially the server sat idle for a third of a backlog drain). At most
+    ``AHEAD`` pages wait. The fetcher stops by itself after a page whose end it cannot read
+    (the reader then parses it and starts a new fetcher from its ``last_seq``) or that
+    makes no progress; its errors are raised by :meth:`get` in the reader's thread.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, run: _FeedRun, service: CloudantV1, since: Any, limit: int) -> None:
+        self.run = run
+        self.service = service
+        self.since = since
+        self.limit = limit
+        self.pages: queue.Queue[_FetchedPage | BaseException] = queue.Queue(self.AHEAD)
+        self.closed = threading.Event()
+        self.thread = threading.Thread(
+            target=self._main, name=f"{threading.current_thread().name}-pages", daemon=True
+        )
+        self.thread.start()
+
+    def _main(self) -> None:
+        since = self.since
+        try:
+            while not self.closed.is_set():
+                with self.run._open_feed(
+                    self.service, feed="normal", limit=self.limit, since=since
+                ) as response:
+                    body = b"".join(response.iter_content(chunk_size=None))
+                end = page_end(body)
+                next_since = None if end is None or end[1] == 0 or end[0] == since else end[0]
+                if not self._put((body, next_since)) or next_since is None:
+                    return
+                since = next_since
+        except BaseException as exc:  # handed to the reader, which classifies it
+            self._put(exc)
+
+    def _put(self, item: _FetchedPage | BaseException) -> bool:
+        while not self.closed.is_set():
+            try:
+                self.pages.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> _FetchedPage:
+        """The next page (raises the fetcher's error; _StopRequestedError once stopping)."""
+        while True:
+            if self.run.stop_event.is_set():
+                raise _StopRequestedError
+            try:
+                item = self.pages.get(timeout=0.05)
+            except queue.Empty:
+                if not self.thread.is_alive() and self.pages.empty():
+                    raise _FeedError("the page reader ended unexpectedly") from None
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            return item
+
+    def close(self) -> None:
+        """Stop reading ahead and wait for the thread (at most one page's request)."""
+        self.closed.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.pages.get_nowait()
+        self.thread.join()
+
+
 class _FeedRun:
     """One call of :meth:`CloudantConnector.run`: a worker thread and the loop side feeding it.
 
@@ -605,7 +700,8 @@ class _FeedRun:
         self.stopping = False  # loop side: no state reports once set
         self.wake = asyncio.Event()
         self.finished: asyncio.Future[None] = loop.create_future()
-        self.inflight: asyncio.Future[None] | None = None
+        # Deliveries made and not yet committed, oldest first (the host commits them in order).
+        self.deliveries: collections.deque[asyncio.Future[None]] = collections.deque()
         self.sockets = _SocketTracker()
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
@@ -620,13 +716,17 @@ class _FeedRun:
     async def deliver_until_done(self) -> None:
         """Hand batches to the host until the worker ends; re-raise its terminal error."""
         host = self.connector.host
+        pending = self.deliveries
         while True:
-            batch = self.buffer.take(self.batch_size)
-            if batch:
-                self.inflight = asyncio.ensure_future(host.deliver(batch, batch[-1].seq))
-                # Shielded: cancelling run() must not cut a delivery in half; stop() awaits it.
-                await asyncio.shield(self.inflight)
-                self.inflight = None
+            while len(pending) < self.connector.DELIVERIES_AHEAD:
+                batch = self.buffer.take(self.batch_size)
+                if not batch:
+                    break
+                pending.append(asyncio.ensure_future(host.deliver(batch, batch[-1].seq)))
+            if pending:
+                # Shielded: cancelling run() must not cut a delivery in half; stop() awaits them.
+                await asyncio.shield(pending[0])
+                pending.popleft()
             elif self.finished.done():
                 self.finished.result()
                 return
@@ -642,12 +742,12 @@ class _FeedRun:
         self.buffer.close()
         self.sockets.shutdown_all()
         self._abort_response()
-        inflight = self.inflight
-        if inflight is not None:
-            if not inflight.done():
-                await asyncio.wait({inflight})
-            if not inflight.cancelled():
-                inflight.exception()  # a failure is the host's to report; retrieved so asyncio stays quiet
+        deliveries = list(self.deliveries)
+        if deliveries:
+            await asyncio.wait(deliveries)
+            for delivery in deliveries:
+                if not delivery.cancelled():
+                    delivery.exception()  # a failure is the host's to report; retrieved so asyncio stays quiet
         if not self.finished.done():
             await asyncio.wait({self.finished}, timeout=max(0.0, deadline - time.monotonic()))
         if self.finished.done():
@@ -780,39 +880,48 @@ class _FeedRun:
     def _catch_up(self, service: CloudantV1) -> None:
         """Read the backlog as ``feed=normal`` pages: about twice as fast as a continuous feed.
 
-        A page that is not valid JSON ends the catch-up: the continuous feed, read line by
-        line, then skips just the bad change.
+        A :class:`_PageFetcher` reads the pages ahead, so the server prepares the next page
+        while this thread parses the last one. A page that is not valid JSON ends the
+        catch-up: the continuous feed, read line by line, then skips just the bad change.
         """
         limit = min(max(self.batch_size, 100), 1000)  # bounds the memory one page takes
-        while True:
-            with self._open_feed(service, feed="normal", limit=limit) as response:
-                body = b"".join(response.iter_content(chunk_size=None))
-            if self.stop_event.is_set():
-                raise _StopRequestedError
-            try:
-                page = parse_line(body)
-            except ValueError as exc:
-                log.warning(
-                    "%s: a page of changes is not JSON (%s); reading change by change",
-                    self.connector.model.label,
-                    exc,
-                )
-                return
-            rows = page.get("results") if isinstance(page, dict) else None
-            if not isinstance(rows, list):
-                log.warning(
-                    "%s: unexpected page of changes; reading change by change", self.connector.model.label
-                )
-                return
-            self._accept(rows)
-            if page.get("last_seq") is not None:
-                self.position = page["last_seq"]
-            if len(rows) < limit or page.get("pending") == 0:
-                return
+        fetcher = _PageFetcher(self, service, self.position, limit)
+        try:
+            while True:
+                body, next_since = fetcher.get()
+                if self.stop_event.is_set():
+                    raise _StopRequestedError
+                try:
+                    page = parse_line(body)
+                except ValueError as exc:
+                    log.warning(
+                        "%s: a page of changes is not JSON (%s); reading change by change",
+                        self.connector.model.label,
+                        exc,
+                    )
+                    return
+                rows = page.get("results") if isinstance(page, dict) else None
+                if not isinstance(rows, list):
+                    log.warning(
+                        "%s: unexpected page of changes; reading change by change", self.connector.model.label
+                    )
+                    return
+                self._accept(rows)
+                if page.get("last_seq") is not None:
+                    self.position = page["last_seq"]
+                if len(rows) < limit or page.get("pending") == 0:
+                    return
+                if next_since is None or next_since != self.position:
+                    # The fetcher could not read this page's end (or read ahead from elsewhere):
+                    # start over from what was accepted.
+                    fetcher.close()
+                    fetcher = _PageFetcher(self, service, self.position, limit)
+        finally:
+            fetcher.close()
 
     @contextlib.contextmanager
     def _open_feed(
-        self, service: CloudantV1, *, feed: str, limit: int | None = None
+        self, service: CloudantV1, *, feed: str, limit: int | None = None, since: Any = None
     ) -> Iterator[requests.Response]:
         """POST ``_changes`` from ``position`` as a stream the loop side can abort.
 
@@ -824,7 +933,7 @@ class _FeedRun:
         params: dict[str, Any] = {
             "feed": feed,
             "include_docs": self.include_docs,
-            "since": since_param(self.position),
+            "since": since_param(self.position if since is None else since),
             "limit": limit,
         }
         if feed == "continuous":
@@ -939,6 +1048,9 @@ class CloudantConnector(Connector):
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread (on top of a delivery in flight)."""
     MAX_LINE_BYTES: ClassVar[int] = 64 * 1024 * 1024
+    DELIVERIES_AHEAD: ClassVar[int] = 2
+    """Deliveries pending at once: the next batch is handed over while the last one commits,
+    so the capture thread does not sit idle waiting for the loop's turn."""
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()

@@ -91,10 +91,18 @@ class Capture:
                     (CAPTURE_VERSION,),
                 )
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Routes read through a connection of their own (WAL: readers never wait for a writer),
+        # so a route catching up does not queue behind the appends of its model.
+        self._route_lock = threading.Lock()
+        self._route_db: sqlite3.Connection | None = None
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._route_lock:
+            if self._route_db is not None:
+                self._route_db.close()
+                self._route_db = None
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, model: str, events: Sequence[Event], checkpoint: Any) -> list[CapturedEvent]:
@@ -197,22 +205,22 @@ class Capture:
 
     def read_route_rows(self, model: str, pos: int, limit: int) -> list[tuple[int, bytes, str, str, str]]:
         """Like :meth:`read_after`, with the columns a topic is made of:
-        ``(pos, envelope, datasource, op, key)`` (the route then needs no JSON parsing)."""
-        with self._lock:
-            return self._db.execute(
+        ``(pos, envelope, datasource, op, key)`` (the route then needs no JSON parsing).
+
+        Reads through the routes' own connection: safe to call while another thread appends.
+        """
+        with self._route_lock:
+            db = self._route_db
+            if db is None:
+                db = self._route_db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+                )
+                db.execute("PRAGMA busy_timeout=5000")
+            return db.execute(
                 "SELECT pos, envelope, datasource, op, key FROM events WHERE model = ? AND pos > ?"
                 " ORDER BY pos LIMIT ?",
                 (model, pos, limit),
             ).fetchall()
-
-    def save_position_and_read(
-        self, route: str, position: int | None, model: str, pos: int, limit: int
-    ) -> list[tuple[int, bytes, str, str, str]]:
-        """Record ``route``'s position (unless None), then :meth:`read_route_rows`: one call, so
-        a route needs one trip to the capture thread per step."""
-        if position is not None:
-            self.set_route_position(route, position)
-        return self.read_route_rows(model, pos, limit) if limit > 0 else []
 
     def count(self, model: str | None = None, *, after: int = 0) -> int:
         with self._lock:

@@ -51,7 +51,9 @@ class ConnectorHost(Protocol):
 
         Returns once both are committed in one transaction. Connectors await it (or wait on
         it from their thread with ``run_coroutine_threadsafe``) before reading further: this
-        is the pipeline's back-pressure.
+        is the pipeline's back-pressure. A connector may make its next call before an earlier
+        one returned: calls commit in the order they were made, and once one fails every
+        later one fails too, so a checkpoint never moves past a batch that was not captured.
         """
 
     def set_state(self, change: StateChange) -> None:

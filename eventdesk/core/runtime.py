@@ -74,15 +74,29 @@ class ModelRunner:
         self.task: asyncio.Task[None] | None = None
         self.connector: Connector | None = None
         self.error: EventDeskError | None = None
+        self.append_failed: BaseException | None = None  # set on the capture thread
 
     @property
     def key(self) -> str:
         return f"model/{self.name}"
 
     async def deliver(self, events: list[Event], checkpoint: Any) -> None:
-        added = await self.runtime.db(self.runtime.capture.append, self.name, events, checkpoint)
+        added = await self.runtime.db(self._append, events, checkpoint)
         self.meter.add(len(added))
         self.runtime._appended(self.name, added)
+
+    def _append(self, events: list[Event], checkpoint: Any) -> list[CapturedEvent]:
+        """[capture thread] Append a batch, unless an earlier one failed: deliveries may queue
+        up behind each other, and a later batch's checkpoint must not skip a lost one."""
+        if self.append_failed is not None:
+            raise ConnectorError(
+                f"not captured: an earlier batch failed ({self.append_failed})", obj=f"model {self.name!r}"
+            )
+        try:
+            return self.runtime.capture.append(self.name, events, checkpoint)
+        except BaseException as exc:
+            self.append_failed = exc
+            raise
 
     def set_state(self, change: StateChange) -> None:
         self.runtime._set_state(self.key, change)
@@ -96,6 +110,7 @@ class ModelRunner:
         checkpoint = await self.runtime.db(self.runtime.capture.checkpoint, self.name)
         since = checkpoint if checkpoint is not None else model.settings.get("since", "now")
         self.error = None
+        self.append_failed = None
         self.connector = cls(datasource=ds, model=model, secret=secret, host=self)
         self.set_state(StateChange(State.CONNECTING))
         self.task = asyncio.create_task(self._run(self.connector, since), name=f"connector:{self.name}")
@@ -194,6 +209,7 @@ class RouteWorker:
         self.meter = RateMeter()
         self.inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self.draining = False  # set by stop(): send nothing new, let what is in flight settle
+        self.saving: asyncio.Future[None] | None = None  # the last position save submitted
 
     @property
     def key(self) -> str:
@@ -256,28 +272,37 @@ class RouteWorker:
                 room = 0 if self.draining else ROUTE_BATCH - len(inflight)
                 if inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
-                save = self.position if self.position > saved else None
-                rows: list[tuple[int, bytes, str, str, str]] = []
-                if room or save is not None:
-                    rows = await self.runtime.db(
-                        capture.save_position_and_read, self.name, save, self.model, sent, room
-                    )
-                    if save is not None:
-                        saved = save
-                if rows:
-                    sent = self._send(publisher, rows, inflight, sent)
-                    continue
+                if self.position > saved:
+                    saved = self.position
+                    self._save_position(saved)
+                if room:
+                    rows = await self.runtime.read_for_route(capture.read_route_rows, self.model, sent, room)
+                    if rows:
+                        sent = self._send(publisher, rows, inflight, sent)
+                        continue
                 if not inflight and self.runtime.state_of(self.key).state is not State.RUNNING:
                     self.runtime._set_state(self.key, StateChange(State.RUNNING))
-                if room or not inflight or save is None:
-                    await self.wake.wait()
+                await self.wake.wait()
         except asyncio.CancelledError:
-            # Record what was acknowledged meanwhile (the capture thread runs it before it stops).
+            # Record what was acknowledged meanwhile; stop() waits for it.
             with contextlib.suppress(Exception):
                 self._collect(inflight)
                 if self.position > saved:
-                    self.runtime._executor.submit(capture.set_route_position, self.name, self.position)
+                    self._save_position(self.position)
             raise
+
+    def _save_position(self, pos: int) -> None:
+        """Record ``pos`` on the capture thread, in order, without waiting for it."""
+        saving = asyncio.wrap_future(
+            self.runtime._executor.submit(self.runtime.capture.set_route_position, self.name, pos)
+        )
+        saving.add_done_callback(self._saved)
+        self.saving = saving
+
+    def _saved(self, saving: asyncio.Future[None]) -> None:
+        if not saving.cancelled() and saving.exception() is not None:
+            # Not fatal: the route resends from the last position recorded (at-least-once).
+            log.warning("%s: could not record its position: %s", f"route {self.name!r}", saving.exception())
 
     def _send(
         self,
@@ -365,6 +390,8 @@ class RouteWorker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.saving is not None:  # the last position save (the capture thread runs them in order)
+            await asyncio.wait({self.saving})
         self.runtime._set_state(self.key, StateChange(State.STOPPED))
 
 
@@ -375,6 +402,7 @@ class Runtime:
         self.workspace = workspace
         self.capture = capture
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventdesk-capture")
+        self._route_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventdesk-route-read")
         self.models: dict[str, ModelRunner] = {}
         self.routes: dict[str, RouteWorker] = {}
         self.brokers: dict[str, BrokerLink] = {}
@@ -390,6 +418,11 @@ class Runtime:
         """Run a capture call on the capture thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def read_for_route(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a route's capture read on the route-reading thread (it never waits for appends)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._route_reader, lambda: fn(*args, **kwargs))
 
     def on_state(self, listener: StateListener) -> None:
         self._state_listeners.append(listener)
@@ -502,6 +535,7 @@ class Runtime:
         for name in list(self.services):
             await self.stop_service(name)
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._route_reader.shutdown)
         await loop.run_in_executor(None, self._executor.shutdown)
 
     # -- status ----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ qasync is imported here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
+from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
 from eventdesk.ui.icons import app_icon
 
@@ -39,16 +39,6 @@ def _install_excepthook() -> None:
             box.show()
 
     sys.excepthook = hook
-
-
-def freeze_startup_heap() -> None:
-    """Keep the garbage collector's full passes off what start-up made (modules, Qt wrappers).
-
-    Those objects live as long as the app, and one full pass over them takes ~80 ms: a stall of
-    the window every few seconds under load (tests/bench/app_feed.py). Frozen, a full pass only
-    walks the events and rows that come and go.
-    """
-    gc.freeze()
 
 
 def _screenshot_then_quit(window: QWidget, quit_event: asyncio.Event) -> None:
@@ -84,7 +74,7 @@ async def _main(home_dir: str | None) -> int:
     window = MainWindow(home, defer_close=True)
     window.closeRequested.connect(quit_event.set)
     window.show()
-    freeze_startup_heap()
+    tune_for_streaming()
     _screenshot_then_quit(window, quit_event)
     try:
         await quit_event.wait()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from eventdesk.core.capture import CapturedEvent
 from eventdesk.core.contracts import State
 from eventdesk.core.envelope import Event
+from eventdesk.core.errors import ConnectorError
 from eventdesk.core.home import Home
-from eventdesk.core.runtime import Runtime
+from eventdesk.core.runtime import ModelRunner, Runtime
 from tests.peers.servers import MqttBroker, Subscriber, free_port
 
 
@@ -55,5 +59,37 @@ async def test_stopping_a_route_waits_for_in_flight_acks_and_records_them(
     assert home.capture.route_position("out") == rows[-1].pos  # every ack was recorded, nothing to resend
     msgs = await asyncio.to_thread(sub.wait_for, 500, 15)
     assert [orjson.loads(m.payload)["i"] for m in msgs] == list(range(500))
+    await runtime.aclose()
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_after_a_failed_batch_later_deliveries_fail_and_the_checkpoint_stays(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home.open(str(isolated_home))
+    home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
+    home.add_model("accounts", "hooks", {})
+    runtime = Runtime(home.workspace, home.capture)
+    runner = ModelRunner(runtime, "accounts")
+    real_append = home.capture.append
+    calls: list[Any] = []
+
+    def append_failing_once(model: str, events: list[Event], checkpoint: Any) -> list[CapturedEvent]:
+        calls.append(checkpoint)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_append(model, events, checkpoint)
+
+    monkeypatch.setattr(home.capture, "append", append_failing_once)
+    events = captured_events(4)
+    # Two deliveries pending at once, as a connector makes them: the second queues behind the first.
+    first = asyncio.ensure_future(runner.deliver(events[:2], 2))
+    second = asyncio.ensure_future(runner.deliver(events[2:], 4))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], sqlite3.OperationalError)
+    assert isinstance(results[1], ConnectorError) and "an earlier batch failed" in str(results[1])
+    assert calls == [2]  # the second batch never reached capture
+    assert home.capture.checkpoint("accounts") is None and home.capture.count() == 0
     await runtime.aclose()
     home.close()

@@ -41,6 +41,7 @@ def runtime(filled: Home, tree: WorkspaceTree) -> Iterator[Runtime]:
     rt.on_state(tree.tree_model.set_state)
     yield rt
     rt._executor.shutdown(wait=True)
+    rt._route_reader.shutdown(wait=True)
 
 
 def test_tree_model_passes_qtmodeltester(qtmodeltester, tree: WorkspaceTree) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,24 @@
+"""How Python's cycle collector runs while events stream (``eventdesk run`` and the app)."""
+
+from __future__ import annotations
+
+import gc
+
+# Young-generation threshold: net container allocations between two young passes (default 700).
+YOUNG_THRESHOLD = 50_000
+
+
+def tune_for_streaming() -> None:
+    """Freeze what start-up made and let the cycle collector run less often.
+
+    Events are acyclic dicts and lists, freed by reference counting the moment they are
+    published; the collector only hunts cycles. With the default threshold it ran a young
+    pass every 700 allocations -- a few per page of 1,000 changes, each walking every young
+    event still buffered -- and in a py-spy profile of the backlog drain that showed up as
+    the largest single cost (``eventdesk run`` drained 100,000 changes at 17-21k docs/s with
+    the default, 24-25k with this). Frozen, the start-up heap (modules, Qt wrappers) is never
+    walked again: one full pass over it took ~80 ms, a visible stall of the window.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
