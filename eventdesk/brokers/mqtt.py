@@ -571,52 +571,23 @@ class _Connection:
             self._send(topic, payload, qos, retain, future)
 
     def _send(self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]) -> None:
-        if qos < 2:
-            self._send_lean(topic, payload, qos, retain, future)
-            return
+        """Hand one message to paho: QoS 0 and 1 the lean way, QoS 2 through paho's publish()."""
+        label = self.params.label
         try:
-            info = self.client.publish(topic, payload, qos, retain)
-        except ValueError as exc:
-            future.set_exception(
-                BrokerError(f"cannot publish to topic {topic!r}: {exc}", obj=self.params.label, terminal=True)
-            )
-            return
-        rc = info.rc
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:  # the socket closed under us
-                future.set_exception(
-                    BrokerDisconnectedError("not connected to the broker", obj=self.params.label)
+            if self._sock is None:  # the socket closed under us
+                raise BrokerDisconnectedError("not connected to the broker", obj=label)
+            try:
+                mid = (
+                    self.client.publish_lean(topic, payload, qos, retain)
+                    if qos < 2
+                    else self._publish_qos2(topic, payload, retain)
                 )
-            else:
-                future.set_exception(
-                    BrokerError(
-                        f"the MQTT client did not take the message: {mqtt.error_string(rc)}",
-                        obj=self.params.label,
-                    )
-                )
-            return
-        mid = info.mid
-        if mid in self.inflight:  # reused mid; the earlier message's ack is still on its way
-            self._same_mid.setdefault(mid, collections.deque()).append((future, qos))
-        else:
-            self.inflight[mid] = (future, qos)
-        if qos:
-            self.windowed += 1
-
-    def _send_lean(
-        self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]
-    ) -> None:
-        if self._sock is None:  # the socket closed under us
-            future.set_exception(
-                BrokerDisconnectedError("not connected to the broker", obj=self.params.label)
-            )
-            return
-        try:
-            mid = self.client.publish_lean(topic, payload, qos, retain)
-        except ValueError as exc:
-            future.set_exception(
-                BrokerError(f"cannot publish to topic {topic!r}: {exc}", obj=self.params.label, terminal=True)
-            )
+            except ValueError as exc:
+                raise BrokerError(
+                    f"cannot publish to topic {topic!r}: {exc}", obj=label, terminal=True
+                ) from None
+        except BrokerError as exc:
+            future.set_exception(exc)
             return
         if qos:
             if mid in self.inflight:  # reused mid; the earlier message's ack is still on its way
@@ -625,10 +596,21 @@ class _Connection:
                 self.inflight[mid] = (future, qos)
             self.windowed += 1
         else:
-            self._chunk.futures.append(future)
-        if not self._flush_scheduled:
+            self._chunk.futures.append(future)  # settled once its chunk is written
+        if qos < 2 and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
+
+    def _publish_qos2(self, topic: str, payload: bytes, retain: bool) -> int:
+        info = self.client.publish(topic, payload, 2, retain)
+        rc = info.rc
+        if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            raise BrokerDisconnectedError("not connected to the broker", obj=self.params.label)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerError(
+                f"the MQTT client did not take the message: {mqtt.error_string(rc)}", obj=self.params.label
+            )
+        return info.mid
 
     def _flush(self) -> None:
         """Queue this loop turn's lean publishes as one write."""
