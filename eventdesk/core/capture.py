@@ -10,6 +10,8 @@ worker thread so the event loop never waits on SQLite.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import sqlite3
 import threading
@@ -49,6 +51,19 @@ CREATE TABLE IF NOT EXISTS states (
 """
 
 CAPTURE_VERSION = "1"
+
+_EVENT_COLUMNS = 8
+# Rows per INSERT statement. One multi-row INSERT is one sqlite3_step, so the GIL is released
+# and taken back once per chunk; ``executemany`` does that once per row, and each time it
+# takes the GIL back it can wait a whole switch interval (5 ms) behind a busy thread.
+INSERT_ROWS = 500
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_sql(rows: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
+    columns = "id, received_at, datasource, model, op, key, rev, envelope"
+    return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values}"  # noqa: S608 - placeholders only
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,8 @@ class Capture:
                     (CAPTURE_VERSION,),
                 )
         self._db.execute("PRAGMA busy_timeout=5000")
+        variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._insert_rows = max(1, min(INSERT_ROWS, variables // _EVENT_COLUMNS))
         # Routes read through a connection of their own (WAL: readers never wait for a writer),
         # so a route catching up does not queue behind the appends of its model.
         self._route_lock = threading.Lock()
@@ -124,11 +141,10 @@ class Capture:
                 # Positions only grow (AUTOINCREMENT) and nobody else writes inside this
                 # transaction, so the new rows are exactly those after the current maximum.
                 (before,) = cur.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
-                cur.executemany(
-                    "INSERT OR IGNORE INTO events (id, received_at, datasource, model, op, key, rev, envelope)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                step = self._insert_rows
+                for start in range(0, len(rows), step):
+                    chunk = rows[start : start + step]
+                    cur.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
                 new_rows = cur.execute(
                     "SELECT pos, id FROM events WHERE pos > ? ORDER BY pos", (before,)
                 ).fetchall()

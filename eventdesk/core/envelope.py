@@ -25,30 +25,36 @@ class _UlidFactory:
     """Monotonic ULIDs: sortable by creation time, unique within a process.
 
     The 80 random bits are drawn once per millisecond and incremented within it (the ULID
-    spec's monotonic mode), and the 10 time characters are encoded once per millisecond.
+    spec's monotonic mode). The 10 time characters and the first 12 random ones are encoded
+    once per millisecond (or when an increment carries into them); each id encodes only its
+    last four characters.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
         self._last_rand = 0
-        self._time_chars = ""
+        self._prefix = ""  # the time characters and the random part's top 60 bits, encoded
 
     def __call__(self) -> str:
         with self._lock:
             ms = time.time_ns() // 1_000_000
             if ms <= self._last_ms:
-                self._last_rand = rand = (self._last_rand + 1) & _RAND_MASK
-                prefix = self._time_chars
+                rand = self._last_rand = (self._last_rand + 1) & _RAND_MASK
+                if rand & _LOW_MASK == 0:  # the increment carried into the top bits
+                    self._prefix = self._prefix[:10] + _encode(rand >> 20, 12)
             else:
                 # The top bit stays clear, so a millisecond has 2**79 increments left.
-                self._last_rand = rand = int.from_bytes(os.urandom(10), "big") >> 1
+                rand = self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
                 self._last_ms = ms
-                self._time_chars = prefix = _encode(ms, 10)
-        return prefix + _encode(rand, 16)
+                self._prefix = _encode(ms, 10) + _encode(rand >> 20, 12)
+            prefix = self._prefix
+        low = rand & _LOW_MASK
+        return prefix + _PAIRS[low >> 10] + _PAIRS[low & 1023]
 
 
 _RAND_MASK = (1 << 80) - 1
+_LOW_MASK = (1 << 20) - 1  # the random part's last four characters
 # Crockford base32 of every 10-bit value (two characters), so 16 characters take 8 lookups.
 _PAIRS = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
 
