@@ -561,18 +561,24 @@ class _ChangeBuffer:
         self._closed = False
 
     def put(self, events: list[Event]) -> bool:
-        """Append ``events`` (worker thread); False once the buffer is closed."""
+        """Append ``events`` (worker thread). True if the buffer was empty: only then may the
+        loop be waiting for it (otherwise it takes these with the events already there).
+        Raises _StopRequestedError once the buffer is closed."""
         with self._cond:
             while len(self._events) >= self._limit and not self._closed:
                 self._cond.wait()
             if self._closed:
-                return False
+                raise _StopRequestedError
+            was_empty = not self._events
             self._events.extend(events)
-            return True
+            return was_empty
 
-    def take(self, count: int) -> list[Event]:
-        """Remove and return up to ``count`` events (loop thread; never waits)."""
+    def take(self, count: int, at_least: int = 1) -> list[Event]:
+        """Remove and return up to ``count`` events, none if fewer than ``at_least`` wait
+        (loop thread; never waits)."""
         with self._cond:
+            if len(self._events) < at_least:
+                return []
             batch = self._events[:count]
             if batch:
                 del self._events[:count]
@@ -719,7 +725,9 @@ class _FeedRun:
         pending = self.deliveries
         while True:
             while len(pending) < self.connector.DELIVERIES_AHEAD:
-                batch = self.buffer.take(self.batch_size)
+                # A delivery is committing: hand over the next one only if it is full (a backlog);
+                # a live trickle waits and goes as one larger batch, in fewer transactions.
+                batch = self.buffer.take(self.batch_size, self.batch_size if pending else 1)
                 if not batch:
                     break
                 pending.append(asyncio.ensure_future(host.deliver(batch, batch[-1].seq)))
@@ -1019,10 +1027,8 @@ class _FeedRun:
                 break
             else:
                 log.warning("%s: skipped a row of the changes feed that is not a change", label)
-        if events:
-            if not self.buffer.put(events):
-                raise _StopRequestedError
-            self._call_loop(self.wake.set)
+        if events and self.buffer.put(events):
+            self._call_loop(self.wake.set)  # one wake-up per batch the loop will take, not per chunk
         self.position = position
         if feed_error is not None:
             raise _FeedError(feed_error)
