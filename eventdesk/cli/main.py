@@ -88,7 +88,25 @@ def _add_secret_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose flags come from the kinds' settings schemas (loading every kind's module --
+# aiohttp, amqtt, the Cloudant SDK -- takes ~0.3 s, which `run` and the app need not pay).
+_SCHEMA_COMMANDS = frozenset({"datasource", "model", "broker"})
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (skipping the global options), or None."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--home":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``with_kinds=False`` leaves out the kinds' settings flags (for
+    commands that do not take them)."""
     parser = argparse.ArgumentParser(
         prog="eventdesk",
         description="Watch and republish the change events of other systems. "
@@ -103,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    cschemas = [connector_class(k).datasource_schema for k in connector_kinds()]
-    mschemas = [connector_class(k).model_schema for k in connector_kinds()]
-    bschemas = [broker_class(k).schema for k in broker_kinds()]
+    ckinds = connector_kinds() if with_kinds else []
+    cschemas = [connector_class(k).datasource_schema for k in ckinds]
+    mschemas = [connector_class(k).model_schema for k in ckinds]
+    bschemas = [broker_class(k).schema for k in broker_kinds()] if with_kinds else []
 
     p = sub.add_parser("datasource", help="add a datasource")
     psub = p.add_subparsers(dest="action", required=True)
@@ -396,7 +415,8 @@ def _command_modules() -> list[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(with_kinds=_command_of(argv) in _SCHEMA_COMMANDS).parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command is None:
