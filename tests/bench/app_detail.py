@@ -51,14 +51,14 @@ def ms(start: float) -> float:
 async def measure(home: Home, shape: str) -> dict[str, Any]:
     from PySide6.QtWidgets import QApplication
 
-    from eventdesk.ui.app import freeze_startup_heap
+    from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.ui.event_detail import TAB_DIFF, TAB_TEXT, TAB_TREE
     from eventdesk.ui.main_window import MainWindow
     from tests.bench.app_feed import LoopMonitor, until
 
     window = MainWindow(home)
     window.show()
-    freeze_startup_heap()
+    tune_for_streaming()
     table, detail = window.table, window.detail
     window.main_split.setSizes([200, 300, 300])  # the offscreen screen is 800 px wide
     QApplication.processEvents()

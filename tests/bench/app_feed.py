@@ -248,8 +248,8 @@ class LoopMonitor:
 
 
 async def feed_app(root: Path, rate: float, seconds: float, diagnose: bool = False) -> dict[str, Any]:
+    from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.home import Home
-    from eventdesk.ui.app import freeze_startup_heap
     from eventdesk.ui.main_window import MainWindow
 
     GeneratorConnector.rate, GeneratorConnector.seconds = rate, seconds
@@ -258,7 +258,7 @@ async def feed_app(root: Path, rate: float, seconds: float, diagnose: bool = Fal
     home.add_model("stream", "gen", {})
     window = MainWindow(home)
     window.show()
-    freeze_startup_heap()  # as the app does right after showing its window
+    tune_for_streaming()  # as the app does right after showing its window
     shown = {"events": 0, "batches": 0}
 
     def on_batch(events: list[Any]) -> None:

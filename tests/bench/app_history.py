@@ -82,7 +82,7 @@ async def measure(home_dir: str, started: float) -> dict[str, Any]:
     from PySide6.QtWidgets import QApplication
 
     from eventdesk.core.filters import EventFilter
-    from eventdesk.ui.app import freeze_startup_heap
+    from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.ui.main_window import MainWindow
     from tests.bench.app_feed import LoopMonitor, until
 
@@ -93,7 +93,7 @@ async def measure(home_dir: str, started: float) -> dict[str, Any]:
     home = Home.open(home_dir)
     window = MainWindow(home)
     window.show()
-    freeze_startup_heap()
+    tune_for_streaming()
     out["constructed"] = time.monotonic() - t0
     model = window.table.model
     await until(lambda: not model.loading)

@@ -183,8 +183,8 @@ async def soak(
     from PySide6.QtWidgets import QApplication
 
     from eventdesk.core.contracts import State
+    from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.home import Home
-    from eventdesk.ui.app import freeze_startup_heap
     from eventdesk.ui.main_window import MainWindow
 
     asyncio.current_task().set_name(SOAK_TASK)  # type: ignore[union-attr]
@@ -198,7 +198,7 @@ async def soak(
     home.add_route("docs-out", "docs", "mosquitto", {"topic": topic + "/{key}", "enabled": True})
     window = MainWindow(home)
     window.show()
-    freeze_startup_heap()
+    tune_for_streaming()
     wake = WakeUps()
     try:
         window.start_model("docs")
