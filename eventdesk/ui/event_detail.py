@@ -11,8 +11,16 @@ import html
 from typing import Any
 
 import orjson
-from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QSyntaxHighlighter, QTextCharFormat
+from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QGuiApplication,
+    QSyntaxHighlighter,
+    QTextCharFormat,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -31,6 +39,7 @@ from eventdesk.ui.event_table import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
 
 LARGE_PAYLOAD = 1_000_000
+FILL_STEP = 200_000  # characters of a long text laid out per turn of the event loop
 FIRST_REVISION = "First revision seen of this key."
 NO_CHANGE = "The payload did not change since the previous revision."
 TAB_TREE, TAB_TEXT, TAB_DIFF = range(3)
@@ -110,6 +119,13 @@ class _LazyTextPage(QWidget):
         self.text.setReadOnly(True)
         self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.text.setUndoRedoEnabled(False)  # read-only: an undo stack would copy every piece
+        self._fill_text = ""
+        self._fill_pos = 0
+        self._fill_notice = ""
+        self._fill_timer = QTimer(self)
+        self._fill_timer.setInterval(0)
+        self._fill_timer.timeout.connect(self._fill_step)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.notice, 1)
@@ -125,8 +141,41 @@ class _LazyTextPage(QWidget):
         self.notice.setVisible(bool(notice))
         self.button.setVisible(button)
 
-    def set_text(self, text: str) -> None:
-        self.text.setPlainText(text)
+    @property
+    def filling(self) -> bool:
+        """True while a long text is still going in, a piece per turn of the event loop."""
+        return self._fill_timer.isActive()
+
+    def set_text(self, text: str, notice: str = "") -> None:
+        """Show ``text`` (and then ``notice``). A text longer than FILL_STEP goes in by pieces
+        cut at line ends, one per turn of the event loop, so the window keeps responding while
+        megabytes are laid out; the notice shows how far it got meanwhile."""
+        self._fill_timer.stop()
+        self._fill_text, self._fill_pos = "", 0
+        first_cut = text.find("\n", FILL_STEP)
+        if first_cut < 0 or first_cut > len(text) - FILL_STEP:  # short, or one piece anyway
+            self.text.setPlainText(text)  # (Qt lays a multi-megabyte line out fastest at once)
+            self.show_notice(notice)
+            return
+        self.text.clear()
+        self._fill_text, self._fill_notice = text, notice
+        self._fill_step()
+        self._fill_timer.start()
+
+    def _fill_step(self) -> None:
+        text, pos = self._fill_text, self._fill_pos
+        end = text.find("\n", pos + FILL_STEP)
+        end = len(text) if end < 0 else end
+        cursor = QTextCursor(self.text.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(text[pos:end])
+        self._fill_pos = end
+        if end < len(text):
+            self.show_notice(f"Showing the text… {end * 100 // len(text)} % of {_human_size(len(text))}")
+            return
+        self._fill_timer.stop()
+        self._fill_text = ""
+        self.show_notice(self._fill_notice)
 
 
 class EventDetail(QWidget):
@@ -279,16 +328,16 @@ class EventDetail(QWidget):
             return
         self._text_done = True
         notice = f"{_human_size(self._size)}" if self.large else ""
-        self.text_page.show_notice(notice)
-        self.text_page.set_text(pretty_json(self._event.envelope.get("payload")))
+        self.text_page.show_notice("")
+        self.text_page.set_text(pretty_json(self._event.envelope.get("payload")), notice)
 
     def _render_diff(self) -> None:
         if self._event is None or self._previous is None:
             return
         self._diff_done = True
         diff = unified_payload_diff(self._previous, self._event)
-        self.diff_page.show_notice("" if diff else NO_CHANGE)
-        self.diff_page.set_text(diff)
+        self.diff_page.show_notice("")
+        self.diff_page.set_text(diff, "" if diff else NO_CHANGE)
 
     def text_shown(self) -> str:
         return self.text_page.text.toPlainText()

@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication
 
 from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.envelope import Event
-from eventdesk.ui.event_detail import FIRST_REVISION, TAB_DIFF, TAB_TEXT, EventDetail
+from eventdesk.ui.event_detail import FIRST_REVISION, TAB_DIFF, TAB_TEXT, EventDetail, pretty_json
 from eventdesk.ui.json_tree import JsonTreeModel
 
 pytestmark = pytest.mark.gui
@@ -90,7 +90,7 @@ def big_document() -> dict[str, Any]:
     return {"meta": {"count": len(rows)}, "rows": rows, "blob": "x" * 500_000}
 
 
-def test_five_megabyte_payload_is_shown_lazily(detail: EventDetail) -> None:
+def test_five_megabyte_payload_is_shown_lazily(detail: EventDetail, qtbot: Any) -> None:
     payload = big_document()
     event = CapturedEvent(1, {"model": "m", "op": "created", "key": "big", "rev": "1", "payload": payload})
     detail.tabs.setCurrentIndex(TAB_TEXT)
@@ -102,9 +102,12 @@ def test_five_megabyte_payload_is_shown_lazily(detail: EventDetail) -> None:
     assert "MB" in detail.text_page.notice.text() and detail.text_page.button.isVisible()
     assert detail.text_shown() == ""
 
-    detail.text_page.button.click()  # on request, the whole text, never cut
-    assert len(detail.text_shown()) > 5_000_000
-    assert detail.text_shown().rstrip().endswith("}")
+    detail.text_page.button.click()  # on request, the whole text, never cut, in pieces
+    assert detail.text_page.filling and "Showing the text" in detail.text_page.notice.text()
+    assert 0 < len(detail.text_shown()) < 5_000_000  # the first piece is in, the window answers
+    qtbot.waitUntil(lambda: not detail.text_page.filling, timeout=30_000)
+    assert detail.text_shown() == pretty_json(payload)
+    assert detail.text_page.notice.text().endswith("MB") and "Showing" not in detail.text_page.notice.text()
 
     detail.tabs.setCurrentIndex(0)
     rows_index = model.index(1, 0)
@@ -153,3 +156,18 @@ def test_tree_model_passes_the_qt_model_tester_while_fetching(qtmodeltester: Any
     while model.canFetchMore(a):
         model.fetchMore(a)
     assert model.rowCount(a) == 4
+
+
+def test_another_event_stops_a_long_text_half_way_in(detail: EventDetail, qtbot: Any) -> None:
+    big = CapturedEvent(
+        1, {"model": "m", "op": "created", "key": "big", "rev": "1", "payload": big_document()}
+    )
+    small = CapturedEvent(2, {"model": "m", "op": "created", "key": "small", "rev": "1", "payload": {"n": 1}})
+    detail.tabs.setCurrentIndex(TAB_TEXT)
+    detail.show_event(big, None)
+    detail.text_page.button.click()
+    assert detail.text_page.filling
+    detail.show_event(small, None)
+    assert not detail.text_page.filling
+    qtbot.wait(50)  # a stray piece of the big text would land now
+    assert detail.text_shown() == pretty_json({"n": 1})
