@@ -59,6 +59,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--bom", action="store_true", help="CSV: start with a UTF-8 BOM (for spreadsheet programs)"
     )
+    p.add_argument(
+        "--guard-formulas",
+        action="store_true",
+        help="CSV: put ' before text cells starting with = + - @ tab or CR, so spreadsheet programs "
+        "show them instead of running them as formulas (the payload column keeps the exact value)",
+    )
     _add_scope_flags(p)
     p.set_defaults(handler=cmd_export)
 
@@ -176,6 +182,7 @@ def cmd_export(home: Home, args: argparse.Namespace) -> int:
                 args.format,
                 scope,
                 csv_bom=args.bom,
+                csv_guard_formulas=args.guard_formulas,
                 progress=progress if line.enabled else None,
             )
         finally:

@@ -213,12 +213,15 @@ def export_events(
     scope: EventScope | None = None,
     *,
     csv_bom: bool = False,
+    csv_guard_formulas: bool = False,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> ExportResult:
     """Export the events of ``scope`` from ``capture`` to ``out``; blocking, run it off the loop.
 
-    Raises :class:`ConfigError` for a bad format, scope or target (naming the field) and
+    ``csv_guard_formulas`` protects spreadsheet users from cells that would run as formulas
+    (see :func:`cell`); off by default, because the file then no longer holds those text values
+    exactly. Raises :class:`ConfigError` for a bad format, scope or target (naming the field) and
     :class:`~eventdesk.core.errors.JobCancelledError` when ``cancel`` is set; neither leaves a file behind.
     """
     target = check_target(Path(out))
@@ -241,7 +244,9 @@ def export_events(
         elif chosen == "json":
             _write_json(fh, selection, meter)
         elif chosen == "csv":
-            columns = _write_csv(fh, selection, meter, payload_keys, bom=csv_bom)
+            columns = _write_csv(
+                fh, selection, meter, payload_keys, bom=csv_bom, guard_formulas=csv_guard_formulas
+            )
         else:
             columns = _write_parquet(fh, selection, meter)
         meter.tick()  # a cancel during the last chunk still wins
@@ -313,17 +318,33 @@ def _payload_keys(selection: Selection, meter: _Meter) -> list[str]:
     return list(seen)
 
 
-def cell(value: Any) -> str:
-    """How one value looks in a CSV cell: strings as they are, null empty, the rest as JSON."""
+# What a spreadsheet program takes for the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: Any, guard_formulas: bool = False) -> str:
+    """How one value looks in a CSV cell: strings as they are, null empty, the rest as JSON.
+
+    With ``guard_formulas``, a string that a spreadsheet would run as a formula gets a leading
+    ``'`` (shown as text there; the exact value is still in the ``payload`` JSON column).
+    """
     if value is None:
         return ""
     if isinstance(value, str):
+        if guard_formulas and value.startswith(FORMULA_STARTS):
+            return "'" + value
         return value
     return orjson.dumps(value).decode()
 
 
 def _write_csv(
-    fh: IO[bytes], selection: Selection, meter: _Meter, payload_keys: list[str], *, bom: bool
+    fh: IO[bytes],
+    selection: Selection,
+    meter: _Meter,
+    payload_keys: list[str],
+    *,
+    bom: bool,
+    guard_formulas: bool,
 ) -> tuple[str, ...]:
     text = io.TextIOWrapper(fh, encoding="utf-8-sig" if bom else "utf-8", newline="", write_through=False)
     try:
@@ -340,9 +361,9 @@ def _write_csv(
         for _pos, raw, env in selection:
             e = env if env is not None else orjson.loads(raw)
             payload = e.get("payload")
-            row = [cell(e.get(name)) for name in ENVELOPE_COLUMNS]
+            row = [cell(e.get(name), guard_formulas) for name in ENVELOPE_COLUMNS]
             if isinstance(payload, dict):
-                row.extend(cell(payload.get(k)) for k in payload_keys)
+                row.extend(cell(payload.get(k), guard_formulas) for k in payload_keys)
             else:
                 row.extend("" for _ in payload_keys)
             row.append(dumps(payload).decode())

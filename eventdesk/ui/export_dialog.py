@@ -178,6 +178,12 @@ class ExportDialog(QDialog):
             item.setToolTip("Needs pyarrow: pip install 'eventdesk[parquet]'")
         self.bom_check = QCheckBox("Start with a UTF-8 BOM (for spreadsheet programs)")
         self.bom_check.setVisible(False)
+        self.guard_check = QCheckBox("Keep spreadsheet programs from running cells as formulas")
+        self.guard_check.setToolTip(
+            "Text cells starting with = + - @ tab or CR get a leading ' (shown as text); "
+            "the payload column keeps the exact value"
+        )
+        self.guard_check.setVisible(False)
         self.path_edit = QLineEdit(str((default_dir or Path.home()) / "eventdesk-export.jsonl"))
         self.browse_button = QPushButton("Browse…")
         self.browse_button.clicked.connect(self.browse)
@@ -189,6 +195,7 @@ class ExportDialog(QDialog):
         out_form = QFormLayout(out_box)
         out_form.addRow("Format", self.format_combo)
         out_form.addRow("", self.bom_check)
+        out_form.addRow("", self.guard_check)
         out_form.addRow("File", file_row)
 
         # -- progress and buttons
@@ -276,7 +283,7 @@ class ExportDialog(QDialog):
             self._show_error(exc.describe())
             return
         out = Path(self.path_edit.text().strip()).expanduser()
-        fmt, bom = self.fmt, self.bom_check.isChecked()
+        fmt, bom, guard = self.fmt, self.bom_check.isChecked(), self.guard_check.isChecked()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[ExportResult] = loop.create_future()
         cancel = self._cancel = threading.Event()
@@ -298,7 +305,14 @@ class ExportDialog(QDialog):
                 capture = Capture(path, readonly=True)
                 try:
                     result = export_events(
-                        capture, out, fmt, scope, csv_bom=bom, progress=report, cancel=cancel
+                        capture,
+                        out,
+                        fmt,
+                        scope,
+                        csv_bom=bom,
+                        csv_guard_formulas=guard,
+                        progress=report,
+                        cancel=cancel,
                     )
                 finally:
                     capture.close()
@@ -364,7 +378,13 @@ class ExportDialog(QDialog):
         self._busy = running
         self.export_button.setEnabled(not running)
         self.cancel_button.setText("Cancel" if running else "Close")
-        for widget in (self.format_combo, self.path_edit, self.browse_button, self.bom_check):
+        for widget in (
+            self.format_combo,
+            self.path_edit,
+            self.browse_button,
+            self.bom_check,
+            self.guard_check,
+        ):
             widget.setEnabled(not running)
         for button in self.scope_group.buttons():
             button.setEnabled(not running and (button is not self.scope_selected or bool(self.selected)))
@@ -377,6 +397,7 @@ class ExportDialog(QDialog):
     def _format_changed(self) -> None:
         fmt = self.fmt
         self.bom_check.setVisible(fmt == "csv")
+        self.guard_check.setVisible(fmt == "csv")
         text = self.path_edit.text().strip()
         if text:
             path = Path(text)

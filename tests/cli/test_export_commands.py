@@ -82,6 +82,19 @@ def test_export_scope_flags_and_csv(home: Path, tmp_path: Path) -> None:
         assert row["payload.text"] == expected[row["key"]]["payload"]["text"]  # type: ignore[index]
 
 
+def test_export_guard_formulas_flag(home: Path, tmp_path: Path) -> None:
+    h = Home.open(str(home))
+    h.capture.import_events([make(100, formula="=1+2")])
+    h.close()
+    for flags, expected in (((), "=1+2"), (("--guard-formulas",), "'=1+2")):
+        out = tmp_path / f"out{len(flags)}.csv"
+        ok(*home_args(home), "export", "--out", str(out), "--model", "accounts", *flags)
+        with out.open(encoding="utf-8", newline="") as fh:
+            rows = {r["key"]: r for r in csv.DictReader(fh)}
+        assert rows["k100"]["payload.formula"] == expected
+    assert "--guard-formulas" in ok("export", "--help")
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [

@@ -291,3 +291,25 @@ def test_joined_windows_keep_capture_order_across_models(tmp_path: Path) -> None
     joined = b"\n".join(j for _n, j in cap.iter_joined(b"\n", models=["b", "a"], span=7))
     assert joined.split(b"\n") == expected
     cap.close()
+
+
+def test_csv_formula_guard_marks_only_text_a_spreadsheet_would_run(tmp_path: Path) -> None:
+    cap = Capture(tmp_path / "guard.sqlite3")
+    risky = ['=HYPERLINK("http://x")', "+1+2", "-2+3+cmd|' /C calc'!A0", "@SUM(A1)", "\tTAB", "\rCR"]
+    safe = ["plain", "a=b", "", "'already quoted"]
+    texts = risky + safe
+    cap.import_events([make(i, text=t, amount=-5) for i, t in enumerate(texts)])
+    plain, guarded = tmp_path / "plain.csv", tmp_path / "guarded.csv"
+    export_events(cap, plain)
+    export_events(cap, guarded, csv_guard_formulas=True)
+    cap.close()
+
+    def rows(path: Path) -> list[dict[str, str]]:
+        with path.open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+    assert [r["payload.text"] for r in rows(plain)] == texts  # off by default: exact values
+    got = rows(guarded)
+    assert [r["payload.text"] for r in got] == ["'" + t for t in risky] + safe
+    assert {r["payload.amount"] for r in got} == {"-5"}  # numbers are not text: left alone
+    assert [json.loads(r["payload"])["text"] for r in got] == texts  # the JSON column stays exact

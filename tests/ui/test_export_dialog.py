@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,13 +71,33 @@ def test_export_runs_to_completion_with_progress(
     assert not dialog.isVisible()  # accepted
 
 
+def test_csv_with_the_formula_guard_checked(
+    qtbot: QtBot, dialog_for: list[ExportDialog], capture: Capture, tmp_path: Path
+) -> None:
+    capture.import_events([make_event("accounts", "k1", 1, payload={"cmd": "=1+2", "note": "fine"})])
+    dialog = make_dialog(dialog_for, qtbot, capture)
+    dialog.set_format("csv")
+    assert dialog.guard_check.isVisible() and not dialog.guard_check.isChecked()  # exact values by default
+    dialog.guard_check.setChecked(True)
+    out = tmp_path / "guarded.csv"
+    dialog.path_edit.setText(str(out))
+    with qtbot.waitSignal(dialog.exported, timeout=10_000):
+        qtbot.mouseClick(dialog.export_button, Qt.MouseButton.LeftButton)
+    with out.open(encoding="utf-8", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert (row["payload.cmd"], row["payload.note"]) == ("'=1+2", "fine")
+    dialog.set_format("json")
+    assert not dialog.guard_check.isVisible()
+
+
 def test_cancel_leaves_no_file(
     qtbot: QtBot, dialog_for: list[ExportDialog], capture: Capture, tmp_path: Path
 ) -> None:
     capture.import_events([make_event("accounts", f"k{i}", i) for i in range(40_000)])
     dialog = make_dialog(dialog_for, qtbot, capture)
     dialog.set_format("csv")  # two passes: long enough to cancel midway
-    assert dialog.bom_check.isVisible()
+    assert dialog.bom_check.isVisible() and dialog.guard_check.isVisible()
+    dialog.guard_check.setChecked(True)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     dialog.path_edit.setText(str(out_dir / "all.csv"))
