@@ -36,7 +36,13 @@ TARGET_BYTES = 5_000_000
 
 def big_documents() -> dict[str, tuple[Any, Any]]:
     """(previous, current) payloads of about 5 MB each, by shape."""
-    item = {"sku": "SKU-000000", "qty": 1, "price": 12.5, "tags": ["a", "b"], "note": "x" * 100}
+    item: dict[str, Any] = {
+        "sku": "SKU-000000",
+        "qty": 1,
+        "price": 12.5,
+        "tags": ["a", "b"],
+        "note": "x" * 100,
+    }
     n = TARGET_BYTES // len(orjson.dumps(item)) + 1
     items = [dict(item, sku=f"SKU-{i:06d}", qty=i % 7) for i in range(n)]
     changed = [dict(it, qty=it["qty"] + 1) if i % 1000 == 0 else it for i, it in enumerate(items)]

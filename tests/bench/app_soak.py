@@ -80,7 +80,7 @@ class WakeUps:
             counter.aio[counter.describe_callback(handle)] += 1
             original(handle)
 
-        asyncio.events.Handle._run = run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = run  # type: ignore[method-assign,assignment]
 
     @staticmethod
     def describe_qobject(obj: Any) -> str:

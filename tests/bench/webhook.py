@@ -119,12 +119,13 @@ class CountingSubscriber:
 
     def __init__(self, port: int, topic: str, qos: int, expected: int) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self.expected = expected
         self.count = 0
         self.done = threading.Event()
         subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time_ns()}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{time.time_ns()}")
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)

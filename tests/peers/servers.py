@@ -220,17 +220,18 @@ class Subscriber:
 
     def __post_init__(self) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
             clean_session=False,
         )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho takes float seconds
         self.client.connect("127.0.0.1", self.port, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(10):
