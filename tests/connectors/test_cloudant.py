@@ -22,6 +22,7 @@ from eventdesk.connectors.cloudant import (
     CloudantConnector,
     LineSplitter,
     change_to_event,
+    page_end,
     since_param,
 )
 from eventdesk.core.contracts import State, StateChange
@@ -620,3 +621,19 @@ async def test_rejected_selector_is_terminal_and_names_the_selector(
     error = caught.value
     assert error.terminal and error.field == "selector" and error.obj == "model 'accounts'"
     assert "invalid operator" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"results":[{"seq":1,"id":"a"}],"last_seq":"2-g1A","pending":5}', ("2-g1A", 5)),  # CouchDB
+        (b'{"results":[\n{"seq":1,"id":"a"}\n],\n"last_seq":7,"pending":0}\n', (7, 0)),  # with newlines
+        (b'{"results":[{"seq":3,"id":"a"}],"last_seq":3}', (3, None)),  # PouchDB: no "pending"
+        (b'{"results":[{"seq":1,"doc":{"last_seq":"mine"}}],"last_seq":9}', (9, None)),  # a doc's field
+        (b'{"results":[{"seq":1,"doc":{"last_seq":"mine"}}]}', None),  # cut short: no top-level end
+        (b'{"results":[],"last_seq":', None),  # not JSON
+        (b"garbage", None),
+    ],
+)
+def test_page_end_reads_last_seq_without_parsing_the_page(body: bytes, expected: object) -> None:
+    assert page_end(body) == expected
