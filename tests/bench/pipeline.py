@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.cli.harness import RunProcess, bulk_insert, home_args, ok
+from tests.cli.harness import RunProcess, bulk_insert, home_args, setup_pipeline
 from tests.peers.servers import MqttBroker, Subscriber, free_port, start_couch, stop_process
 
 
@@ -100,26 +100,7 @@ class Bench:
     def pipeline(self, db: str, *, qos: int, since: str, topic: str) -> Path:
         self.n += 1
         home = self.root / f"home{self.n}"
-        h = home_args(home)
-        ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", self.couch.url)
-        ok(*h, "model", "add", "accounts", "--datasource", "couch", "--database", db, "--since", since)
-        ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", self.broker.url)
-        ok(
-            *h,
-            "route",
-            "add",
-            "out",
-            "--model",
-            "accounts",
-            "--broker",
-            "mosq",
-            "--topic",
-            topic + "/{key}",
-            "--format",
-            "envelope",
-            "--qos",
-            str(qos),
-        )
+        setup_pipeline(home, self.couch.url, db, self.broker, topic=topic + "/{key}", qos=qos, since=since)
         return home
 
     def docs(self, prefix: str, count: int, size: int = 200) -> list[dict[str, object]]:

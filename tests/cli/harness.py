@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.peers.servers import CouchServer
+from tests.peers.servers import CouchServer, MqttBroker
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -127,3 +127,25 @@ def put_doc(couch: CouchServer, db: str, doc_id: str, body: dict[str, object]) -
 
 def home_args(home: Path) -> tuple[str, ...]:
     return ("--home", str(home))
+
+
+def setup_pipeline(
+    home: Path,
+    source_url: str,
+    db: str,
+    broker: MqttBroker,
+    *,
+    topic: str,
+    fmt: str = "envelope",
+    qos: int = 1,
+    since: str = "now",
+    model: str = "accounts",
+) -> None:
+    """Add, through the CLI, the couchdb datasource ``couch`` at ``source_url``, a model on
+    ``db``, the mqtt broker ``mosq`` and the route ``out`` between them."""
+    h = home_args(home)
+    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", source_url)
+    ok(*h, "model", "add", model, "--datasource", "couch", "--database", db, "--since", since)
+    ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", broker.url)
+    route = ("--model", model, "--broker", "mosq", "--topic", topic, "--format", fmt, "--qos", str(qos))
+    ok(*h, "route", "add", "out", *route)

@@ -12,42 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.harness import RunProcess, bulk_insert, eventdesk, home_args, ok, put_doc
+from tests.cli.harness import RunProcess, bulk_insert, eventdesk, home_args, ok, put_doc, setup_pipeline
 from tests.peers.servers import CouchServer, MqttBroker, Received
-
-
-def setup_pipeline(
-    home: Path,
-    couch: CouchServer,
-    db: str,
-    broker: MqttBroker,
-    *,
-    topic: str,
-    fmt: str = "envelope",
-    qos: int = 1,
-    since: str = "now",
-    model: str = "accounts",
-) -> None:
-    h = home_args(home)
-    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", couch.url)
-    ok(*h, "model", "add", model, "--datasource", "couch", "--database", db, "--since", since)
-    ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", broker.url)
-    ok(
-        *h,
-        "route",
-        "add",
-        "out",
-        "--model",
-        model,
-        "--broker",
-        "mosq",
-        "--topic",
-        topic,
-        "--format",
-        fmt,
-        "--qos",
-        str(qos),
-    )
 
 
 def covers(expected: set[str]) -> Callable[[list[Received]], bool]:
@@ -72,7 +38,7 @@ def wait_running(run: RunProcess) -> None:
 def test_seed_demo(tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, subscriber) -> None:  # type: ignore[no-untyped-def]
     db = couch.create_database("accounts")
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic="/v1/subutest", fmt="seed")
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic="/v1/subutest", fmt="seed")
     sub = subscriber("/v1/subutest")
     run = RunProcess(home_args(home))
     try:
@@ -98,7 +64,7 @@ def test_create_update_delete_ops(
 ) -> None:
     db = couch.create_database()
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic=unique_topic + "/{model}/{op}")
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{model}/{op}")
     sub = subscriber(unique_topic + "/#")
     run = RunProcess(home_args(home))
     try:
@@ -134,7 +100,7 @@ def test_ten_thousand_documents_all_arrive(
 ) -> None:
     db = couch.create_database()
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload")
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload")
     sub = subscriber(unique_topic + "/#")
     run = RunProcess(home_args(home))
     try:
@@ -157,7 +123,7 @@ def test_broker_outage_loses_nothing_and_status_shows_backlog(
 ) -> None:
     db = couch.create_database()
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload", qos=1)
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload", qos=1)
     sub = subscriber(unique_topic + "/#")
     run = RunProcess(home_args(home))
     try:
@@ -200,7 +166,7 @@ def test_sigkill_and_restart_delivers_everything(
 ) -> None:
     db = couch.create_database()
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload", qos=1)
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload", qos=1)
     sub = subscriber(unique_topic + "/#")
     run = RunProcess(home_args(home))
     total = 4000
@@ -261,7 +227,7 @@ def test_unreachable_broker_is_reported_and_capture_continues(
 ) -> None:
     db = couch.create_database()
     home = tmp_path / "home"
-    setup_pipeline(home, couch, db, mqtt_broker, topic=unique_topic)
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic)
     mqtt_broker.stop()
     run = RunProcess(home_args(home))
     try:
@@ -349,24 +315,8 @@ def test_source_cut_for_ten_seconds_mid_stream_loses_nothing(
     proxy = FaultProxy(couch.port)
     db = couch.create_database()
     home = tmp_path / "home"
+    setup_pipeline(home, proxy.url, db, mqtt_broker, topic=unique_topic + "/{key}", fmt="payload")
     h = home_args(home)
-    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", proxy.url)
-    ok(*h, "model", "add", "accounts", "--datasource", "couch", "--database", db, "--since", "now")
-    ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", mqtt_broker.url)
-    ok(
-        *h,
-        "route",
-        "add",
-        "out",
-        "--model",
-        "accounts",
-        "--broker",
-        "mosq",
-        "--topic",
-        unique_topic + "/{key}",
-        "--format",
-        "payload",
-    )
     sub = subscriber(unique_topic + "/#")
     run = RunProcess(h)
     try:
