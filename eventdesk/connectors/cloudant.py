@@ -1,15 +1,15 @@
 """IBM Cloudant / Apache CouchDB connector: follows a database's ``_changes`` feed.
 
 One worker thread per running model drives the ``ibmcloudant`` SDK: it reads the backlog in
-``feed=normal`` pages, then follows the continuous feed, and appends the events to a bounded
-buffer; the event loop hands whatever has accumulated to the runtime as one batch (see
-:class:`_ChangeBuffer`). Cancelling ``run`` shuts the thread's sockets down, so it ends at once.
+``feed=normal`` pages, then follows the continuous feed, and puts the events into the
+runtime's :class:`~eventdesk.core.intake.Intake`, from which the capture thread appends
+whatever has accumulated as one batch. Cancelling ``run`` shuts the thread's sockets down, so
+it ends at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -42,6 +42,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
+from eventdesk.core.intake import IntakeClosedError
 from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
@@ -546,51 +547,6 @@ def _track_sockets(service: CloudantV1, tracker: _SocketTracker) -> None:
     }
 
 
-class _ChangeBuffer:
-    """Events read by the worker thread and not yet handed to the runtime.
-
-    The worker blocks while ``limit`` events wait (back-pressure then reaches the server
-    through TCP); the loop takes whatever has accumulated, so a batch grows with the backlog
-    (up to batch_size) while a lone change is handed over at once.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._cond = threading.Condition()
-        self._events: list[Event] = []
-        self._limit = limit
-        self._closed = False
-
-    def put(self, events: list[Event]) -> bool:
-        """Append ``events`` (worker thread). True if the buffer was empty: only then may the
-        loop be waiting for it (otherwise it takes these with the events already there).
-        Raises _StopRequestedError once the buffer is closed."""
-        with self._cond:
-            while len(self._events) >= self._limit and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                raise _StopRequestedError
-            was_empty = not self._events
-            self._events.extend(events)
-            return was_empty
-
-    def take(self, count: int, at_least: int = 1) -> list[Event]:
-        """Remove and return up to ``count`` events, none if fewer than ``at_least`` wait
-        (loop thread; never waits)."""
-        with self._cond:
-            if len(self._events) < at_least:
-                return []
-            batch = self._events[:count]
-            if batch:
-                del self._events[:count]
-                self._cond.notify_all()
-            return batch
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
 def page_end(body: bytes) -> tuple[Any, Any] | None:
     """``(last_seq, pending)`` read from the end of a ``feed=normal`` page without parsing the
     rest; None if the end is not ``"last_seq": …}`` as CouchDB, Cloudant and PouchDB write it.
@@ -687,8 +643,9 @@ class _PageFetcher:
 class _FeedRun:
     """One call of :meth:`CloudantConnector.run`: a worker thread and the loop side feeding it.
 
-    The worker opens the continuous feed, parses lines into the buffer and reconnects with
-    backoff; the loop side delivers batches. Only the loop side calls ``host``.
+    The worker opens the continuous feed, parses lines into the host's intake and reconnects
+    with backoff; the loop side waits for it to end and stops it. Only the loop side calls
+    ``host``.
     """
 
     def __init__(self, connector: CloudantConnector, since: Any, loop: asyncio.AbstractEventLoop) -> None:
@@ -701,13 +658,10 @@ class _FeedRun:
         self.selector = settings.get("selector")
         # Where the next connection starts: the last seq read (and buffered) in this run.
         self.position: Any = (settings.get("since") or "now") if since is None else since
-        self.buffer = _ChangeBuffer(2 * self.batch_size)
+        self.intake = connector.host.intake(self.batch_size)
         self.stop_event = threading.Event()
         self.stopping = False  # loop side: no state reports once set
-        self.wake = asyncio.Event()
         self.finished: asyncio.Future[None] = loop.create_future()
-        # Deliveries made and not yet committed, oldest first (the host commits them in order).
-        self.deliveries: collections.deque[asyncio.Future[None]] = collections.deque()
         self.sockets = _SocketTracker()
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
@@ -719,43 +673,31 @@ class _FeedRun:
         )
 
     # -- loop side ---------------------------------------------------------------------------
-    async def deliver_until_done(self) -> None:
-        """Hand batches to the host until the worker ends; re-raise its terminal error."""
-        host = self.connector.host
-        pending = self.deliveries
-        while True:
-            while len(pending) < self.connector.DELIVERIES_AHEAD:
-                # A delivery is committing: hand over the next one only if it is full (a backlog);
-                # a live trickle waits and goes as one larger batch, in fewer transactions.
-                batch = self.buffer.take(self.batch_size, self.batch_size if pending else 1)
-                if not batch:
-                    break
-                pending.append(asyncio.ensure_future(host.deliver(batch, batch[-1].seq)))
-            if pending:
-                # Shielded: cancelling run() must not cut a delivery in half; stop() awaits them.
-                await asyncio.shield(pending[0])
-                pending.popleft()
-            elif self.finished.done():
-                self.finished.result()
-                return
-            else:
-                await self.wake.wait()
-                self.wake.clear()
+    async def wait_done(self) -> None:
+        """Wait until the worker ends or a batch cannot be captured; re-raise the error.
+
+        What the worker put before it ended is captured before this returns.
+        """
+        intake = self.intake
+        await asyncio.wait({self.finished, intake.failure}, return_when=asyncio.FIRST_COMPLETED)
+        if not intake.failure.done():
+            await intake.drained()
+        failure = intake.retrieve_failure()
+        if failure is not None:
+            raise failure
+        self.finished.result()
 
     async def stop(self) -> None:
-        """End the worker within STOP_TIMEOUT: close its socket under it, finish a delivery."""
+        """End the worker within STOP_TIMEOUT: close its socket under it; what it had read is
+        still captured (at most the intake's limit, one or two batches)."""
         deadline = time.monotonic() + self.connector.STOP_TIMEOUT
         self.stopping = True
         self.stop_event.set()
-        self.buffer.close()
+        self.intake.close()
         self.sockets.shutdown_all()
         self._abort_response()
-        deliveries = list(self.deliveries)
-        if deliveries:
-            await asyncio.wait(deliveries)
-            for delivery in deliveries:
-                if not delivery.cancelled():
-                    delivery.exception()  # a failure is the host's to report; retrieved so asyncio stays quiet
+        await self.intake.drained()
+        self.intake.retrieve_failure()  # the host reports it; retrieved so asyncio stays quiet
         if not self.finished.done():
             await asyncio.wait({self.finished}, timeout=max(0.0, deadline - time.monotonic()))
         if self.finished.done():
@@ -772,7 +714,6 @@ class _FeedRun:
                 self.finished.set_result(None)
             else:
                 self.finished.set_exception(error)
-        self.wake.set()
 
     def _set_state(self, change: StateChange) -> None:
         if not self.stopping:
@@ -1027,8 +968,13 @@ class _FeedRun:
                 break
             else:
                 log.warning("%s: skipped a row of the changes feed that is not a change", label)
-        if events and self.buffer.put(events):
-            self._call_loop(self.wake.set)  # one wake-up per batch the loop will take, not per chunk
+        if events:
+            try:
+                self.intake.put(events)
+            except IntakeClosedError:  # stopping
+                raise _StopRequestedError from None
+            except Exception:  # an earlier batch could not be captured: the loop side reports it
+                raise _StopRequestedError from None
         self.position = position
         if feed_error is not None:
             raise _FeedError(feed_error)
@@ -1054,9 +1000,6 @@ class CloudantConnector(Connector):
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread (on top of a delivery in flight)."""
     MAX_LINE_BYTES: ClassVar[int] = 64 * 1024 * 1024
-    DELIVERIES_AHEAD: ClassVar[int] = 2
-    """Deliveries pending at once: the next batch is handed over while the last one commits,
-    so the capture thread does not sit idle waiting for the loop's turn."""
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -1064,7 +1007,7 @@ class CloudantConnector(Connector):
         feed = _FeedRun(self, since, loop)
         feed.thread.start()
         try:
-            await feed.deliver_until_done()
+            await feed.wait_done()
         finally:
             await feed.stop()
 

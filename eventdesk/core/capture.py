@@ -76,6 +76,20 @@ class CapturedEvent:
     envelope: dict[str, Any]
 
 
+RouteRow = tuple[int, bytes, str, str, str]
+"""What a route publishes from: ``(pos, envelope JSON, datasource, op, key)``."""
+
+
+@dataclass(slots=True)
+class Appended:
+    """What one append stored: the model's last position before it, the new events, and the
+    same events as route rows."""
+
+    after: int
+    events: list[CapturedEvent]
+    rows: list[RouteRow]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredState:
     object: str
@@ -129,12 +143,19 @@ class Capture:
 
         Returns the events that were new (a replayed ``(model, key, rev)`` is skipped).
         """
+        return self.append_rows(model, events, checkpoint).events
+
+    def append_rows(self, model: str, events: Sequence[Event], checkpoint: Any) -> Appended:
+        """:meth:`append`, also returning what a route publishes the new events from: their
+        rows as :meth:`read_route_rows` would read them, and the model's last position before
+        them (so a route that has read up to there may take the rows without reading them)."""
         now = utc_now_iso()
         envs = [ev.to_dict() for ev in events]
         dumps = orjson.dumps
+        raws = [dumps(env) for env in envs]
         rows = [
-            (ev.id, ev.received_at, ev.datasource, model, ev.op, ev.key, ev.rev, dumps(env))
-            for ev, env in zip(events, envs, strict=True)
+            (ev.id, ev.received_at, ev.datasource, model, ev.op, ev.key, ev.rev, raw)
+            for ev, raw in zip(events, raws, strict=True)
         ]
         with self._lock:
             cur = self._db.cursor()
@@ -143,6 +164,9 @@ class Capture:
                 # Positions only grow (AUTOINCREMENT) and nobody else writes inside this
                 # transaction, so the new rows are exactly those after the current maximum.
                 (before,) = cur.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
+                (after,) = cur.execute(
+                    "SELECT COALESCE(MAX(pos), 0) FROM events WHERE model = ?", (model,)
+                ).fetchone()
                 step = self._insert_rows
                 for start in range(0, len(rows), step):
                     chunk = rows[start : start + step]
@@ -160,10 +184,22 @@ class Capture:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        if len(new_rows) == len(envs):  # the usual case: nothing was a replay
-            return [CapturedEvent(int(pos), env) for (pos, _), env in zip(new_rows, envs, strict=True)]
-        by_id = {ev.id: env for ev, env in zip(events, envs, strict=True)}
-        return [CapturedEvent(int(pos), by_id[ev_id]) for pos, ev_id in new_rows]
+        if len(new_rows) == len(events):  # the usual case: nothing was a replay
+            return Appended(
+                int(after),
+                [CapturedEvent(int(pos), env) for (pos, _), env in zip(new_rows, envs, strict=True)],
+                [
+                    (int(pos), raw, ev.datasource, ev.op, ev.key)
+                    for (pos, _), ev, raw in zip(new_rows, events, raws, strict=True)
+                ],
+            )
+        index = {ev.id: i for i, ev in enumerate(events)}
+        kept = [(int(pos), index[ev_id]) for pos, ev_id in new_rows]
+        return Appended(
+            int(after),
+            [CapturedEvent(pos, envs[i]) for pos, i in kept],
+            [(pos, raws[i], events[i].datasource, events[i].op, events[i].key) for pos, i in kept],
+        )
 
     def set_route_position(self, route: str, pos: int) -> None:
         with self._lock:
@@ -221,7 +257,7 @@ class Capture:
             ).fetchall()
         return [(int(p), bytes(e)) for p, e in rows]
 
-    def read_route_rows(self, model: str, pos: int, limit: int) -> list[tuple[int, bytes, str, str, str]]:
+    def read_route_rows(self, model: str, pos: int, limit: int) -> list[RouteRow]:
         """Like :meth:`read_after`, with the columns a topic is made of:
         ``(pos, envelope, datasource, op, key)`` (the route then needs no JSON parsing).
 

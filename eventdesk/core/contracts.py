@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from eventdesk.core.envelope import Event
+    from eventdesk.core.intake import Intake
     from eventdesk.core.settings_schema import Schema
     from eventdesk.core.workspace import BrokerConfig, DatasourceConfig, ModelConfig
 
@@ -55,6 +56,12 @@ class ConnectorHost(Protocol):
         one returned: calls commit in the order they were made, and once one fails every
         later one fails too, so a checkpoint never moves past a batch that was not captured.
         """
+
+    def intake(self, batch_size: int) -> Intake:
+        """For a connector that reads in a worker thread: an :class:`Intake` that thread puts
+        events into. The capture thread appends them in batches of up to ``batch_size`` (each
+        batch's checkpoint is its last event's ``seq``), in order, without a turn of the loop;
+        the same commit rules as :meth:`deliver` hold."""
 
     def set_state(self, change: StateChange) -> None:
         """Report a state change (called on the loop thread)."""

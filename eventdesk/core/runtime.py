@@ -18,10 +18,11 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from eventdesk.core.capture import Capture, CapturedEvent
+from eventdesk.core.capture import Appended, Capture, CapturedEvent, RouteRow
 from eventdesk.core.contracts import Connector, Publisher, State, StateChange
 from eventdesk.core.envelope import Event, encode_payload
 from eventdesk.core.errors import BrokerDisconnectedError, ConnectorError, EventDeskError
+from eventdesk.core.intake import Intake
 from eventdesk.core.rate import RateMeter
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import resolve_secret
@@ -39,6 +40,10 @@ BatchListener = Callable[[str, list[CapturedEvent]], None]
 ROUTE_BATCH = 1000  # events a route has outstanding at most (sent, or acked and not yet recorded)
 ROUTE_READ_MIN = 250  # while events are in flight, read more only once this many fit
 ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flight acknowledgements
+# Rows (and bytes of envelopes) a route keeps from the batches just committed, so that while it
+# keeps up it publishes them without reading capture; beyond that it reads capture.
+ROUTE_TAIL = 2 * ROUTE_BATCH
+ROUTE_TAIL_BYTES = 8 * 1024 * 1024
 STOP_TIMEOUT = 2.0
 
 
@@ -81,11 +86,25 @@ class ModelRunner:
         return f"model/{self.name}"
 
     async def deliver(self, events: list[Event], checkpoint: Any) -> None:
-        added = await self.runtime.db(self._append, events, checkpoint)
-        self.meter.add(len(added))
-        self.runtime._appended(self.name, added)
+        self._announce(await self.runtime.db(self._append, events, checkpoint))
 
-    def _append(self, events: list[Event], checkpoint: Any) -> list[CapturedEvent]:
+    def intake(self, batch_size: int) -> Intake:
+        """An :class:`Intake` for a connector reading in a thread: its batches go straight to
+        the capture thread, and the loop hears of each once it is committed."""
+        return Intake(
+            store=self._store, executor=self.runtime._executor, loop=self.loop, batch_size=batch_size
+        )
+
+    def _store(self, events: list[Event], checkpoint: Any) -> None:
+        """[capture thread] Append a batch from an intake and tell the loop."""
+        appended = self._append(events, checkpoint)
+        self.loop.call_soon_threadsafe(self._announce, appended)
+
+    def _announce(self, appended: Appended) -> None:
+        self.meter.add(len(appended.events))
+        self.runtime._appended(self.name, appended)
+
+    def _append(self, events: list[Event], checkpoint: Any) -> Appended:
         """[capture thread] Append a batch, unless an earlier one failed: deliveries may queue
         up behind each other, and a later batch's checkpoint must not skip a lost one."""
         if self.append_failed is not None:
@@ -93,7 +112,7 @@ class ModelRunner:
                 f"not captured: an earlier batch failed ({self.append_failed})", obj=f"model {self.name!r}"
             )
         try:
-            return self.runtime.capture.append(self.name, events, checkpoint)
+            return self.runtime.capture.append_rows(self.name, events, checkpoint)
         except BaseException as exc:
             self.append_failed = exc
             raise
@@ -210,6 +229,11 @@ class RouteWorker:
         self.inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self.draining = False  # set by stop(): send nothing new, let what is in flight settle
         self.saving: asyncio.Future[None] | None = None  # the last position save submitted
+        # The rows of this model just committed: exactly the model's rows after ``tail_after``
+        # (None: nothing known yet), see offer().
+        self.tail: collections.deque[RouteRow] = collections.deque()
+        self.tail_after: int | None = None
+        self.tail_bytes = 0
 
     @property
     def key(self) -> str:
@@ -276,7 +300,11 @@ class RouteWorker:
                     saved = self.position
                     self._save_position(saved)
                 if room:
-                    rows = await self.runtime.read_for_route(capture.read_route_rows, self.model, sent, room)
+                    rows = self._take_tail(sent, room)
+                    if rows is None:  # not (all) kept: read them from capture
+                        rows = await self.runtime.read_for_route(
+                            capture.read_route_rows, self.model, sent, room
+                        )
                     if rows:
                         sent = self._send(publisher, rows, inflight, sent)
                         continue
@@ -290,6 +318,44 @@ class RouteWorker:
                 if self.position > saved:
                     self._save_position(self.position)
             raise
+
+    def offer(self, appended: Appended) -> None:
+        """A batch of this route's model was committed: keep its rows and wake up.
+
+        While the route keeps up, it publishes these rows without reading capture, which
+        saves a thread hand-off and a query per batch on the live path. The tail stays exactly
+        the model's rows after ``tail_after``: a batch that does not follow it (``after``
+        differs, say after a reader-side gap) starts it over; it is trimmed from the front.
+        """
+        rows = appended.rows
+        tail = self.tail
+        end = tail[-1][0] if tail else self.tail_after
+        if end is None or appended.after != end:
+            tail.clear()
+            self.tail_bytes = 0
+            self.tail_after = appended.after
+        tail.extend(rows)
+        self.tail_bytes += sum(len(row[1]) for row in rows)
+        while tail and (len(tail) > ROUTE_TAIL or self.tail_bytes > ROUTE_TAIL_BYTES):
+            dropped = tail.popleft()
+            self.tail_bytes -= len(dropped[1])
+            self.tail_after = dropped[0]
+        self.wake.set()
+
+    def _take_tail(self, sent: int, room: int) -> list[RouteRow] | None:
+        """Up to ``room`` of the model's rows after ``sent`` from the tail ([] if none are
+        known); None if the tail does not reach back to ``sent`` (they are in capture)."""
+        after = self.tail_after
+        if after is None or sent < after:
+            return None
+        tail = self.tail
+        while tail and tail[0][0] <= sent:  # already read from capture
+            self.tail_bytes -= len(tail.popleft()[1])
+        count = min(room, len(tail))
+        rows = [tail.popleft() for _ in range(count)]
+        self.tail_bytes -= sum(len(row[1]) for row in rows)
+        self.tail_after = rows[-1][0] if rows else max(after, sent)
+        return rows
 
     def _save_position(self, pos: int) -> None:
         """Record ``pos`` on the capture thread, in order, without waiting for it."""
@@ -307,7 +373,7 @@ class RouteWorker:
     def _send(
         self,
         publisher: Publisher,
-        rows: list[tuple[int, bytes, str, str, str]],
+        rows: list[RouteRow],
         inflight: collections.deque[tuple[int, asyncio.Future[None]]],
         sent: int,
     ) -> int:
@@ -446,13 +512,14 @@ class Runtime:
         for listener in self._terminal_listeners:
             listener(key, error)
 
-    def _appended(self, model: str, added: list[CapturedEvent]) -> None:
+    def _appended(self, model: str, appended: Appended) -> None:
+        added = appended.events
         if not added:
             return
         self.total.add(len(added))
         for worker in self.routes.values():
             if worker.model == model:
-                worker.wake.set()
+                worker.offer(appended)
         for listener in self._batch_listeners:
             listener(model, added)
 

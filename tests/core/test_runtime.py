@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eventdesk.core.capture import CapturedEvent
+from eventdesk.core.capture import Appended
 from eventdesk.core.contracts import State
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import ConnectorError
@@ -29,6 +29,17 @@ def captured_events(count: int) -> list[Event]:
     ]
 
 
+def routed_home(path: Path, broker: MqttBroker, topic: str) -> Home:
+    """Model ``accounts`` (of a webhook datasource never started) routed as ``out`` to ``broker``
+    under ``topic``/{key}, payload format, QoS 1."""
+    home = Home.open(str(path))
+    home.add_datasource("hooks", "webhook", {"port": free_port()})
+    home.add_model("accounts", "hooks", {})
+    home.add_broker("mosq", "mqtt", {"url": f"mqtt://127.0.0.1:{broker.port}"})
+    home.add_route("out", "accounts", "mosq", {"topic": topic + "/{key}", "format": "payload", "qos": 1})
+    return home
+
+
 @pytest.mark.asyncio
 async def test_stopping_a_route_waits_for_in_flight_acks_and_records_them(
     isolated_home: Path,
@@ -36,13 +47,7 @@ async def test_stopping_a_route_waits_for_in_flight_acks_and_records_them(
     subscriber: Callable[..., Subscriber],
     unique_topic: str,
 ) -> None:
-    home = Home.open(str(isolated_home))
-    home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
-    home.add_model("accounts", "hooks", {})
-    home.add_broker("mosq", "mqtt", {"url": f"mqtt://127.0.0.1:{mqtt_broker.port}"})
-    home.add_route(
-        "out", "accounts", "mosq", {"topic": unique_topic + "/{key}", "format": "payload", "qos": 1}
-    )
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
     rows = home.capture.append("accounts", captured_events(500), checkpoint=None)
     runtime = Runtime(home.workspace, home.capture)
@@ -72,16 +77,16 @@ async def test_after_a_failed_batch_later_deliveries_fail_and_the_checkpoint_sta
     home.add_model("accounts", "hooks", {})
     runtime = Runtime(home.workspace, home.capture)
     runner = ModelRunner(runtime, "accounts")
-    real_append = home.capture.append
+    real_append = home.capture.append_rows
     calls: list[Any] = []
 
-    def append_failing_once(model: str, events: list[Event], checkpoint: Any) -> list[CapturedEvent]:
+    def append_failing_once(model: str, events: list[Event], checkpoint: Any) -> Appended:
         calls.append(checkpoint)
         if len(calls) == 1:
             raise sqlite3.OperationalError("disk I/O error")
         return real_append(model, events, checkpoint)
 
-    monkeypatch.setattr(home.capture, "append", append_failing_once)
+    monkeypatch.setattr(home.capture, "append_rows", append_failing_once)
     events = captured_events(4)
     # Two deliveries pending at once, as a connector makes them: the second queues behind the first.
     first = asyncio.ensure_future(runner.deliver(events[:2], 2))
@@ -91,5 +96,48 @@ async def test_after_a_failed_batch_later_deliveries_fail_and_the_checkpoint_sta
     assert isinstance(results[1], ConnectorError) and "an earlier batch failed" in str(results[1])
     assert calls == [2]  # the second batch never reached capture
     assert home.capture.checkpoint("accounts") is None and home.capture.count() == 0
+    await runtime.aclose()
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_a_route_that_keeps_up_publishes_new_batches_without_reading_capture(
+    isolated_home: Path,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
+    sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
+    reads: list[int] = []
+    real_read = home.capture.read_route_rows
+
+    def counting_read(model: str, pos: int, limit: int) -> list[Any]:
+        rows = real_read(model, pos, limit)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(home.capture, "read_route_rows", counting_read)
+    runtime = Runtime(home.workspace, home.capture)
+    runner = ModelRunner(runtime, "accounts")
+    events = captured_events(40)
+    await runtime.start_route("out")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while not reads and loop.time() < deadline:  # noqa: ASYNC110 - its first read of capture (empty)
+        await asyncio.sleep(0.01)
+    assert reads == [0]
+    for i in range(0, 20, 5):  # the live path: each batch goes from the commit to the broker
+        await runner.deliver(events[i : i + 5], i + 4)
+        await asyncio.to_thread(sub.wait_for, i + 5, 15)
+    assert sum(reads) == 0, f"the route read capture for batches it was handed: {reads}"
+    # A gap: events stored without the route hearing of them (another writer). The next batch
+    # it hears of does not follow what it kept, so it reads capture and misses nothing.
+    await asyncio.to_thread(home.capture.append, "accounts", events[20:30], 29)
+    await runner.deliver(events[30:], 39)
+    msgs = await asyncio.to_thread(sub.wait_for, 40, 15)
+    assert [orjson.loads(m.payload)["i"] for m in msgs] == list(range(40))
+    assert sum(reads) == 20
     await runtime.aclose()
     home.close()
