@@ -14,7 +14,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# Byte-compiled like a pip install is: this machine sets PYTHONDONTWRITEBYTECODE, and without
+# it every `eventdesk` start compiles the package again (~70 ms of each `run`).
 setup: $(STAMP)
+	@$(BIN)/python -m compileall -q eventdesk
 
 peers: tests/peers/node_modules/.package-lock.json
 

@@ -303,7 +303,11 @@ class _PahoClient(mqtt.Client):
         buf += topic_bytes
         mid = 0
         if qos:
-            mid = self._mid_generate()
+            # paho's _mid_generate() without its lock: every publish happens on the loop thread.
+            mid = self._last_mid + 1
+            if mid == 65536:
+                mid = 1
+            self._last_mid = mid
             buf += mid.to_bytes(2, "big")
         if self._lean_props:
             buf.append(0)  # MQTT 5: no properties

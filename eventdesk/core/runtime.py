@@ -379,17 +379,13 @@ class RouteWorker:
     ) -> int:
         """Publish ``rows`` in order; returns the last position handed to the publisher."""
         fmt, qos, retain, model = self.format, self.qos, self.retain, self.model
-        render = self.template.render
+        render_fields = self.template.render_fields
         publish = publisher.publish
         fut: asyncio.Future[None] | None = None
         for pos, raw, datasource, op, key in rows:
-            if fmt == "envelope":  # the stored bytes are the payload; the topic comes from columns
-                topic = render({"datasource": datasource, "model": model, "op": op, "key": key})
-                payload = raw
-            else:
-                env = orjson.loads(raw)
-                topic = render(env)
-                payload = encode_payload(env, fmt)
+            topic = render_fields(datasource, model, op, key)  # from the columns: no JSON parsing
+            # The stored bytes are the envelope; other formats are made from it.
+            payload = raw if fmt == "envelope" else encode_payload(orjson.loads(raw), fmt)
             try:
                 fut = publish(topic, payload, qos, retain)
             except BrokerDisconnectedError:
