@@ -626,7 +626,13 @@ class _Connection:
         if chunk.futures:
             chunk.on_written = self._on_chunk_written
             self._unwritten.append(chunk)
+        idle = not self._writing  # nothing of an earlier write is waiting for the socket
         self.client.queue_lean(chunk)
+        if idle:
+            # Write now rather than on the loop's next turn (when the writer callback would):
+            # a lone live change reaches the broker ~0.1 ms sooner. What the socket does not
+            # take stays queued and the writer callback sends it.
+            self._guard(self.client.loop_write)
 
     def _on_chunk_written(self) -> None:
         """paho wrote the oldest chunk of lean publishes (its QoS 0 messages are settled)."""

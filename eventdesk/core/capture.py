@@ -63,7 +63,7 @@ INSERT_ROWS = 500
 def _insert_sql(rows: int) -> str:
     values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
     columns = "id, received_at, datasource, model, op, key, rev, envelope"
-    return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values}"  # noqa: S608 - placeholders only
+    return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values} RETURNING pos, id"  # noqa: S608 - placeholders only
 
 
 @dataclass(slots=True)
@@ -161,19 +161,18 @@ class Capture:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                # Positions only grow (AUTOINCREMENT) and nobody else writes inside this
-                # transaction, so the new rows are exactly those after the current maximum.
-                (before,) = cur.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()
                 (after,) = cur.execute(
                     "SELECT COALESCE(MAX(pos), 0) FROM events WHERE model = ?", (model,)
                 ).fetchone()
+                # RETURNING gives the rows inserted (not those a replay skipped), in no set order.
+                new_rows: list[tuple[int, str]] = []
                 step = self._insert_rows
                 for start in range(0, len(rows), step):
                     chunk = rows[start : start + step]
-                    cur.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
-                new_rows = cur.execute(
-                    "SELECT pos, id FROM events WHERE pos > ? ORDER BY pos", (before,)
-                ).fetchall()
+                    new_rows += cur.execute(
+                        _insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk))
+                    ).fetchall()
+                new_rows.sort()
                 if checkpoint is not None:
                     cur.execute(
                         "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"

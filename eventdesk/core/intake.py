@@ -8,8 +8,9 @@ committed batches through ``call_soon_threadsafe``; it never waits on SQLite).
 
 Why not through the loop: a change read by the thread used to wake the loop, which handed
 the batch to the capture thread, which handed it back: three thread hand-offs before a route
-could publish it. On this 2-core VM each hand-off costs ~0.1 ms, a third of what EventDesk
-adds to a change's latency. Batches still grow with the backlog: while one is being
+could publish it. On this 2-core VM each hand-off costs ~0.1-0.2 ms, a third of what
+EventDesk adds to a change's latency. A lone change (a live trickle) is even stored by the
+worker thread itself, leaving one hand-off: to the loop, which publishes it. Batches still grow with the backlog: while one is being
 appended, the next accumulates (up to ``batch_size``), and the worker blocks once ``limit``
 events wait, so back-pressure reaches the server through TCP.
 """
@@ -19,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
 from eventdesk.core.envelope import Event
+
+INLINE_GAP_S = 0.002
+"""A small batch is stored inline only if the previous put was at least this long ago."""
 
 Store = Callable[[list[Event], Any], None]
 """Appends one batch with its checkpoint (called on the capture thread)."""
@@ -35,7 +40,8 @@ class IntakeClosedError(Exception):
 
 
 class Intake:
-    """Events put by one worker thread, stored in order by ``store`` on ``executor``.
+    """Events put by one worker thread, stored in order by ``store`` on ``executor`` (or, for
+    a small batch while the intake is idle, on the worker thread: see ``inline_max``).
 
     ``failure`` (a loop future) gets the exception of a failed append; every later put raises
     it too, and what was waiting is dropped, so no checkpoint moves past a batch that was not
@@ -50,12 +56,17 @@ class Intake:
         loop: asyncio.AbstractEventLoop,
         batch_size: int,
         limit: int | None = None,
+        inline_max: int = 0,
     ) -> None:
         self._store = store
         self._executor = executor
         self._loop = loop
         self.batch_size = max(1, batch_size)
         self.limit = limit if limit is not None else 2 * self.batch_size
+        # Batches of at most this many events, when nothing else of this intake is being
+        # stored, are stored by the putting thread itself (0: always by the executor).
+        self.inline_max = inline_max
+        self._last_put = 0.0  # monotonic time of the last put (worker thread)
         self._cond = threading.Condition()
         self._events: list[Event] = []
         self._job: ThreadFuture[None] | None = None  # the drain step submitted and not yet done
@@ -71,6 +82,7 @@ class Intake:
         """
         if not events:
             return
+        quiet_since = self._last_put
         with self._cond:
             while len(self._events) >= self.limit and not self._closed:
                 self._cond.wait()
@@ -79,8 +91,22 @@ class Intake:
             if self._closed:
                 raise IntakeClosedError
             self._events.extend(events)
-            if self._job is None:
-                self._job = self._executor.submit(self._step)
+            now = self._last_put = time.monotonic()
+            if self._job is not None:
+                return  # the step under way takes these next
+            # Inline only after a quiet spell (no put for INLINE_GAP_S): in a stream the thread
+            # keeps reading while the capture thread stores, and the batches grow.
+            inline = len(self._events) <= self.inline_max and now - quiet_since >= INLINE_GAP_S
+            job = self._job = ThreadFuture() if inline else self._executor.submit(self._step)
+        if inline:
+            # A lone change: store it on this thread, sparing the hand-off to the capture
+            # thread (the Capture's lock keeps SQLite to one thread at a time, and this
+            # intake's batches still go in order: no step of it is under way).
+            job.set_running_or_notify_cancel()
+            try:
+                self._step()
+            finally:
+                job.set_result(None)
 
     # -- capture thread ------------------------------------------------------------------------
     def _step(self) -> None:

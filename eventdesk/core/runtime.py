@@ -45,6 +45,7 @@ ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flig
 ROUTE_TAIL = 2 * ROUTE_BATCH
 ROUTE_TAIL_BYTES = 8 * 1024 * 1024
 STOP_TIMEOUT = 2.0
+INTAKE_INLINE_MAX = 8  # a connector thread stores batches this small itself (core/intake.py)
 
 
 @dataclass
@@ -92,11 +93,15 @@ class ModelRunner:
         """An :class:`Intake` for a connector reading in a thread: its batches go straight to
         the capture thread, and the loop hears of each once it is committed."""
         return Intake(
-            store=self._store, executor=self.runtime._executor, loop=self.loop, batch_size=batch_size
+            store=self._store,
+            executor=self.runtime._executor,
+            loop=self.loop,
+            batch_size=batch_size,
+            inline_max=INTAKE_INLINE_MAX,
         )
 
     def _store(self, events: list[Event], checkpoint: Any) -> None:
-        """[capture thread] Append a batch from an intake and tell the loop."""
+        """[capture or connector thread] Append a batch from an intake and tell the loop."""
         appended = self._append(events, checkpoint)
         self.loop.call_soon_threadsafe(self._announce, appended)
 

@@ -74,10 +74,12 @@ class FakeHost:
         self.batches.append((list(events), checkpoint))
 
     def intake(self, batch_size: int) -> Intake:
-        return Intake(store=self._store, executor=_capture, loop=self.loop, batch_size=batch_size)
+        return Intake(
+            store=self._store, executor=_capture, loop=self.loop, batch_size=batch_size, inline_max=8
+        )
 
     def _store(self, events: list[Event], checkpoint: Any) -> None:
-        assert threading.current_thread().name.startswith(CAPTURE_THREAD), "stored off the capture thread"
+        assert threading.get_ident() != self._loop_thread, "stored on the loop thread"
         self.loop.call_soon_threadsafe(self.delivering.set)
         if self.deliver_delay:
             time.sleep(self.deliver_delay)

@@ -64,3 +64,19 @@ def test_a_failed_batch_leaves_nothing(tmp_path: Path) -> None:
         cap.append("accounts", [ev("c", "1-z"), bad], 2)
     assert cap.count() == 1
     assert cap.checkpoint("accounts") == 1
+
+
+def test_append_rows_returns_what_a_route_would_read(tmp_path: Path) -> None:
+    cap = Capture(tmp_path / "c.sqlite3")
+    cap._insert_rows = 2  # several INSERT statements per batch
+    cap.append("accounts", [ev("a", "1-x"), ev("b", "1-y")], 2)
+    cap.append("orders", [ev("o", "1-a", model="orders")], 1)
+    before = cap.last_pos("accounts")
+    # Replays of a and b among new revisions: only the new ones are stored and returned.
+    batch = [ev("a", "1-x"), ev("c", "1-z"), ev("b", "1-y"), ev("a", "2-x"), ev("d", "1-w")]
+    appended = cap.append_rows("accounts", batch, 7)
+    assert appended.after == before
+    assert [e.envelope["key"] for e in appended.events] == ["c", "a", "d"]
+    assert appended.rows == cap.read_route_rows("accounts", before, 10)
+    assert [row[0] for row in appended.rows] == [e.pos for e in appended.events]
+    assert cap.append_rows("accounts", batch[:3], 7).events == []  # all replays

@@ -140,3 +140,27 @@ async def test_a_failed_append_fails_every_later_put_and_drops_what_waited(
     await intake.drained()
     assert store.batches == [] and store.calls == 1  # nothing after the failed batch was stored
     assert isinstance(intake.retrieve_failure(), OSError)
+
+
+@pytest.mark.asyncio
+async def test_a_lone_change_is_stored_by_the_putting_thread_a_backlog_by_the_capture_thread(
+    capture_thread: ThreadPoolExecutor,
+) -> None:
+    threads: list[str] = []
+
+    def store(batch: list[Event], checkpoint: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    intake = Intake(
+        store=store, executor=capture_thread, loop=asyncio.get_running_loop(), batch_size=100, inline_max=8
+    )
+
+    def worker() -> None:
+        intake.put(events(0, 1))  # idle intake, a lone change: stored right here
+        intake.put(events(1, 50))  # more than inline_max: the capture thread's job
+
+    thread = threading.Thread(target=worker, name="test-reader")
+    thread.start()
+    await asyncio.to_thread(thread.join, 5)
+    await intake.drained()
+    assert threads == ["test-reader", "test-capture_0"]
