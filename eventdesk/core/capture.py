@@ -63,7 +63,7 @@ INSERT_ROWS = 500
 def _insert_sql(rows: int) -> str:
     values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
     columns = "id, received_at, datasource, model, op, key, rev, envelope"
-    return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values} RETURNING pos, id"  # noqa: S608 - placeholders only
+    return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values}"  # noqa: S608 - placeholders only
 
 
 @dataclass(slots=True)
@@ -164,15 +164,26 @@ class Capture:
                 (after,) = cur.execute(
                     "SELECT COALESCE(MAX(pos), 0) FROM events WHERE model = ?", (model,)
                 ).fetchone()
-                # RETURNING gives the rows inserted (not those a replay skipped), in no set order.
-                new_rows: list[tuple[int, str]] = []
+                inserted = 0
                 step = self._insert_rows
                 for start in range(0, len(rows), step):
                     chunk = rows[start : start + step]
-                    new_rows += cur.execute(
-                        _insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk))
+                    cur.execute(_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+                    inserted += cur.rowcount
+                if inserted == len(rows):
+                    # Nothing was a replay: AUTOINCREMENT gave the rows consecutive positions,
+                    # the last one being lastrowid (no query, which costs a GIL hand-off per row).
+                    last = int(cur.lastrowid or 0)
+                    new_rows = [
+                        (pos, ev.id)
+                        for pos, ev in zip(range(last - inserted + 1, last + 1), events, strict=True)
+                    ]
+                else:
+                    # Nobody else writes inside this transaction: the model's rows after its
+                    # previous maximum are exactly the new ones.
+                    new_rows = cur.execute(
+                        "SELECT pos, id FROM events WHERE model = ? AND pos > ? ORDER BY pos", (model, after)
                     ).fetchall()
-                new_rows.sort()
                 if checkpoint is not None:
                     cur.execute(
                         "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"

@@ -69,7 +69,8 @@ def test_a_failed_batch_leaves_nothing(tmp_path: Path) -> None:
 def test_append_rows_returns_what_a_route_would_read(tmp_path: Path) -> None:
     cap = Capture(tmp_path / "c.sqlite3")
     cap._insert_rows = 2  # several INSERT statements per batch
-    cap.append("accounts", [ev("a", "1-x"), ev("b", "1-y")], 2)
+    first = cap.append_rows("accounts", [ev("a", "1-x"), ev("b", "1-y"), ev("e", "1-v")], 2)
+    assert first.after == 0 and first.rows == cap.read_route_rows("accounts", 0, 10)  # all new
     cap.append("orders", [ev("o", "1-a", model="orders")], 1)
     before = cap.last_pos("accounts")
     # Replays of a and b among new revisions: only the new ones are stored and returned.
