@@ -27,7 +27,7 @@ import errno
 import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from typing import Any, ClassVar
 
@@ -320,6 +320,11 @@ class LocalBrokerPublisher(Publisher):
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         return self.inner.publish(topic, payload, qos, retain)
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        return self.inner.publish_many(messages, qos, retain)
 
     async def close(self, timeout: float = 2.0) -> None:
         try:

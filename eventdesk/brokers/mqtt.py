@@ -50,7 +50,7 @@ import secrets
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, cast
@@ -225,6 +225,42 @@ _ACK_OK = ReasonCode(PacketTypes.PUBACK)
 _ACK_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
+class _Batch:
+    """The messages of one :meth:`MqttPublisher.publish_many`: one future for all of them.
+
+    It stands in for each message's future inside a connection (``done``, ``set_result``,
+    ``set_exception``): the n-th acknowledgement resolves it, the first failure fails it. A
+    thousand messages then cost one future instead of a thousand (creating, resolving and
+    checking those was 9 % of the backlog drain's GIL time).
+    """
+
+    __slots__ = ("future", "left")
+
+    def __init__(self, future: asyncio.Future[None], count: int) -> None:
+        self.future = future
+        self.left = count
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def set_result(self, _result: None) -> None:
+        self.left -= 1
+        if self.left <= 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+_Settle = asyncio.Future[None] | _Batch
+"""What a message in a connection settles: its own future, or its batch."""
+
+
+def _future_of(target: _Settle) -> asyncio.Future[None]:
+    return target.future if isinstance(target, _Batch) else target
+
+
 class _Written:
     """Stands in for paho's MQTTMessageInfo on a chunk of lean publishes: paho calls
     ``_set_as_published`` once the chunk is written, which settles its QoS 0 messages."""
@@ -232,7 +268,7 @@ class _Written:
     __slots__ = ("futures", "on_written")
 
     def __init__(self) -> None:
-        self.futures: list[asyncio.Future[None]] = []
+        self.futures: list[_Settle] = []
         self.on_written: Callable[[], None] | None = None
 
     def _set_as_published(self) -> None:
@@ -393,14 +429,12 @@ class _Connection:
         self.ended: asyncio.Future[BrokerError | None] = loop.create_future()
         # mid -> (future, qos) of every message handed to paho and not yet acknowledged;
         # ``windowed`` counts those with QoS > 0, which is what the window limits.
-        self.inflight: dict[int, tuple[asyncio.Future[None], int]] = {}
+        self.inflight: dict[int, tuple[_Settle, int]] = {}
         self.windowed = 0
         # Messages whose mid was reused while the earlier message's ack was still on its way.
-        self._same_mid: dict[int, collections.deque[tuple[asyncio.Future[None], int]]] = {}
+        self._same_mid: dict[int, collections.deque[tuple[_Settle, int]]] = {}
         # Messages waiting for room in the window, in publish order.
-        self.waiting: collections.deque[tuple[str, bytes, int, bool, asyncio.Future[None]]] = (
-            collections.deque()
-        )
+        self.waiting: collections.deque[tuple[str, bytes, int, bool, _Settle]] = collections.deque()
         self._refill_scheduled = False
         # Lean publishes (QoS 0/1): the chunk being encoded this loop turn, and the queued
         # chunks with QoS 0 messages that paho has not written yet (oldest first).
@@ -567,15 +601,13 @@ class _Connection:
 
     # -- publishing --------------------------------------------------------------------
 
-    def publish(
-        self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]
-    ) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool, future: _Settle) -> None:
         if self.waiting or (qos and self.windowed >= self.window):
             self.waiting.append((topic, payload, qos, retain, future))
         else:
             self._send(topic, payload, qos, retain, future)
 
-    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, future: asyncio.Future[None]) -> None:
+    def _send(self, topic: str, payload: bytes, qos: int, retain: bool, future: _Settle) -> None:
         """Hand one message to paho: QoS 0 and 1 the lean way, QoS 2 through paho's publish()."""
         label = self.params.label
         try:
@@ -639,27 +671,33 @@ class _Connection:
         if self._unwritten:
             self._unwritten.popleft()
 
-    def unacked(self) -> list[asyncio.Future[None]]:
-        futures = [f for f, _ in self.inflight.values() if not f.done()]
-        futures.extend(f for f in self._chunk.futures if not f.done())
+    def _pending(self) -> list[_Settle]:
+        """What every message not yet settled settles (a batch once per message of it)."""
+        pending = [f for f, _ in self.inflight.values() if not f.done()]
+        pending.extend(f for f in self._chunk.futures if not f.done())
         for chunk in self._unwritten:
-            futures.extend(f for f in chunk.futures if not f.done())
+            pending.extend(f for f in chunk.futures if not f.done())
         for queue in self._same_mid.values():
-            futures.extend(f for f, _ in queue if not f.done())
-        futures.extend(w[4] for w in self.waiting if not w[4].done())
-        return futures
+            pending.extend(f for f, _ in queue if not f.done())
+        pending.extend(w[4] for w in self.waiting if not w[4].done())
+        return pending
+
+    def unacked(self) -> list[asyncio.Future[None]]:
+        """The futures still waiting for the broker (a batch's once)."""
+        return list(dict.fromkeys(_future_of(target) for target in self._pending()))
 
     def fail_pending(self, why: str) -> int:
-        futures = self.unacked()
+        """Fail every message not yet settled; returns how many there were."""
+        pending = self._pending()
         self.inflight.clear()
         self.windowed = 0
         self._chunk = _Written()
         self._unwritten.clear()
         self._same_mid.clear()
         self.waiting.clear()
-        for future in futures:
-            future.set_exception(BrokerDisconnectedError(why, obj=self.params.label))
-        return len(futures)
+        for target in pending:
+            target.set_exception(BrokerDisconnectedError(why, obj=self.params.label))
+        return len(pending)
 
     def _refill(self) -> None:
         """Move waiting messages into the window freed by acknowledgements."""
@@ -1083,6 +1121,27 @@ class MqttPublisher(Publisher):
                 return
             assert self._changed is not None
             await asyncio.shield(self._changed)
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        conn = self._conn
+        loop = conn.loop if conn is not None else self._ensure_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not messages:
+            future.set_result(None)
+        elif conn is None or not conn.connected or self._closing:
+            future.set_exception(BrokerDisconnectedError("not connected to the broker", obj=self._label))
+        else:
+            batch = _Batch(future, len(messages))
+            publish = conn.publish
+            for topic, payload in messages:
+                publish(topic, payload, qos, retain, batch)
+                if future.done():  # refused (a topic no broker takes): the rest is not sent
+                    break
+        return future
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         if qos not in (0, 1, 2):

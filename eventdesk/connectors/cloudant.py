@@ -40,7 +40,7 @@ from urllib3.exceptions import NameResolutionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from eventdesk.core.contracts import Connector, State, StateChange
-from eventdesk.core.envelope import Event, Op
+from eventdesk.core.envelope import Event, Op, new_event_id, new_event_ids, utc_now_iso
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.intake import IntakeClosedError
 from eventdesk.core.settings_schema import Field, Schema, redact_url
@@ -172,8 +172,20 @@ def op_of(change: dict[str, Any], rev: str | None) -> Op:
     return "created" if rev is not None and rev.startswith("1-") else "updated"
 
 
-def change_to_event(change: dict[str, Any], *, datasource: str, model: str, database: str) -> Event | None:
-    """The envelope of one ``_changes`` row, or None if the row is not a change."""
+def change_to_event(
+    change: dict[str, Any],
+    *,
+    datasource: str,
+    model: str,
+    database: str,
+    event_id: str | None = None,
+    received_at: str | None = None,
+) -> Event | None:
+    """The envelope of one ``_changes`` row, or None if the row is not a change.
+
+    ``event_id`` and ``received_at`` are made here unless given (a reader of many rows makes
+    them in bulk: :func:`~eventdesk.core.envelope.new_event_ids`).
+    """
     key = change.get("id")
     if not isinstance(key, str) or "seq" not in change:
         return None
@@ -197,6 +209,8 @@ def change_to_event(change: dict[str, Any], *, datasource: str, model: str, data
         seq=change["seq"],
         payload=doc,
         source={"connector": "cloudant", "database": database},
+        id=event_id if event_id is not None else new_event_id(),
+        received_at=received_at if received_at is not None else utc_now_iso(),
     )
 
 
@@ -950,11 +964,13 @@ class _FeedRun:
         events: list[Event] = []
         position = self.position
         feed_error: str | None = None
+        ids = iter(new_event_ids(len(rows)))  # one lock and clock read, not one per change
+        received_at = utc_now_iso()
         for row in rows:
             if not isinstance(row, dict):
                 log.warning("%s: skipped a row of the changes feed that is not an object", label)
             elif "id" in row:
-                event = change_to_event(row, **names)
+                event = change_to_event(row, **names, event_id=next(ids), received_at=received_at)
                 if event is None:
                     log.warning("%s: skipped a change without a usable id or seq", label)
                     continue

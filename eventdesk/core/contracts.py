@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -138,6 +138,16 @@ class Publisher(ABC):
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         """Send one message; the future resolves on acknowledgement (QoS >= 1) or acceptance
         (QoS 0), and fails with BrokerDisconnectedError if the connection drops first."""
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        """Send ``(topic, payload)`` messages in order; one future for all of them: it resolves
+        once every one is acknowledged (or accepted), and fails with the first failure (so
+        the caller resends them all: at-least-once). A broker may track the messages more
+        cheaply than one future each; this default publishes them one by one."""
+        futures = [self.publish(topic, payload, qos, retain) for topic, payload in messages]
+        return asyncio.gather(*futures)  # type: ignore[return-value]
 
     @abstractmethod
     async def close(self, timeout: float = 2.0) -> None:

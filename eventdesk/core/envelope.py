@@ -52,6 +52,30 @@ class _UlidFactory:
         low = rand & _LOW_MASK
         return prefix + _PAIRS[low >> 10] + _PAIRS[low & 1023]
 
+    def many(self, count: int) -> list[str]:
+        """``count`` ids at once (one lock, one clock read), as ``count`` calls would give."""
+        pairs = _PAIRS
+        ids: list[str] = []
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._last_ms:
+                rand = int.from_bytes(os.urandom(10), "big") >> 1
+                self._last_ms = ms
+                self._prefix = _encode(ms, 10) + _encode(rand >> 20, 12)
+            else:
+                rand = (self._last_rand + 1) & _RAND_MASK
+                if rand & _LOW_MASK == 0:
+                    self._prefix = self._prefix[:10] + _encode(rand >> 20, 12)
+            prefix = self._prefix
+            for _ in range(count):
+                low = rand & _LOW_MASK
+                ids.append(prefix + pairs[low >> 10] + pairs[low & 1023])
+                rand = (rand + 1) & _RAND_MASK
+                if rand & _LOW_MASK == 0:  # carries into the cached characters
+                    prefix = self._prefix = self._prefix[:10] + _encode(rand >> 20, 12)
+            self._last_rand = (rand - 1) & _RAND_MASK
+        return ids
+
 
 _RAND_MASK = (1 << 80) - 1
 _LOW_MASK = (1 << 20) - 1  # the random part's last four characters
@@ -70,6 +94,7 @@ def _encode(value: int, length: int) -> str:
 
 
 new_event_id = _UlidFactory()
+new_event_ids = new_event_id.many
 
 _now_cache: tuple[int, str] = (-1, "")
 

@@ -231,7 +231,10 @@ class RouteWorker:
         self.position = 0
         self.published = 0
         self.meter = RateMeter()
-        self.inflight: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        # Batches handed to the publisher and not yet settled, oldest first:
+        # (position of the batch's last event, its event count, its future).
+        self.inflight: collections.deque[tuple[int, int, asyncio.Future[None]]] = collections.deque()
+        self.outstanding = 0  # events in those batches
         self.draining = False  # set by stop(): send nothing new, let what is in flight settle
         self.saving: asyncio.Future[None] | None = None  # the last position save submitted
         # The rows of this model just committed: exactly the model's rows after ``tail_after``
@@ -278,10 +281,10 @@ class RouteWorker:
         """Publish from capture in order with up to ROUTE_BATCH events outstanding.
 
         Reading and publishing go on while earlier events wait for their acknowledgement;
-        ``position`` advances only over a contiguous run of acknowledged events, and what
-        follows it is sent again after a reconnect (at-least-once). "Outstanding" counts the
-        events in flight plus those acknowledged but not yet recorded, so a crash resends at
-        most ROUTE_BATCH events.
+        ``position`` advances only over a contiguous run of acknowledged batches (each step
+        reads and sends one), and what follows it is sent again after a reconnect
+        (at-least-once). "Outstanding" counts the events in flight, so a crash resends at most
+        ROUTE_BATCH events (plus those acknowledged whose position save had not committed).
         """
         capture = self.runtime.capture
         inflight = self.inflight
@@ -298,7 +301,7 @@ class RouteWorker:
                 if not self._collect(inflight):  # the connection dropped: resend what followed
                     sent = self.position
                     continue
-                room = 0 if self.draining else ROUTE_BATCH - len(inflight)
+                room = 0 if self.draining else ROUTE_BATCH - self.outstanding
                 if inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
                 if self.position > saved:
@@ -379,33 +382,35 @@ class RouteWorker:
         self,
         publisher: Publisher,
         rows: list[RouteRow],
-        inflight: collections.deque[tuple[int, asyncio.Future[None]]],
+        inflight: collections.deque[tuple[int, int, asyncio.Future[None]]],
         sent: int,
     ) -> int:
-        """Publish ``rows`` in order; returns the last position handed to the publisher."""
-        fmt, qos, retain, model = self.format, self.qos, self.retain, self.model
+        """Publish ``rows`` in order as one batch; returns the last position handed over."""
+        fmt, model = self.format, self.model
         render_fields = self.template.render_fields
-        publish = publisher.publish
-        fut: asyncio.Future[None] | None = None
-        for pos, raw, datasource, op, key in rows:
-            topic = render_fields(datasource, model, op, key)  # from the columns: no JSON parsing
-            # The stored bytes are the envelope; other formats are made from it.
-            payload = raw if fmt == "envelope" else encode_payload(orjson.loads(raw), fmt)
-            try:
-                fut = publish(topic, payload, qos, retain)
-            except BrokerDisconnectedError:
-                break
-            inflight.append((pos, fut))
-            sent = pos
-        if fut is not None:  # wakes the loop once per step, when its last event is settled
-            fut.add_done_callback(self._settled)
-        return sent
+        messages = [
+            (
+                render_fields(datasource, model, op, key),  # from the columns: no JSON parsing
+                # The stored bytes are the envelope; other formats are made from it.
+                raw if fmt == "envelope" else encode_payload(orjson.loads(raw), fmt),
+            )
+            for _, raw, datasource, op, key in rows
+        ]
+        try:
+            fut = publisher.publish_many(messages, self.qos, self.retain)
+        except BrokerDisconnectedError:
+            return sent
+        last = rows[-1][0]
+        inflight.append((last, len(rows), fut))
+        self.outstanding += len(rows)
+        fut.add_done_callback(self._settled)  # wakes the loop once the batch is settled
+        return last
 
     def _settled(self, _fut: asyncio.Future[None]) -> None:
         self.wake.set()
 
-    def _collect(self, inflight: collections.deque[tuple[int, asyncio.Future[None]]]) -> bool:
-        """Advance ``position`` over the acknowledged head of ``inflight``.
+    def _collect(self, inflight: collections.deque[tuple[int, int, asyncio.Future[None]]]) -> bool:
+        """Advance ``position`` over the acknowledged batches at the head of ``inflight``.
 
         False if the connection dropped (everything in flight is then dropped, to be resent);
         a publish the broker refused raises its BrokerError.
@@ -413,7 +418,7 @@ class RouteWorker:
         acked = 0
         try:
             while inflight:
-                pos, fut = inflight[0]
+                pos, count, fut = inflight[0]
                 if not fut.done():
                     break
                 exc = BrokerDisconnectedError("cancelled") if fut.cancelled() else fut.exception()
@@ -423,23 +428,24 @@ class RouteWorker:
                         return False
                     raise exc
                 inflight.popleft()
+                self.outstanding -= count
                 self.position = pos
-                acked += 1
+                acked += count
         finally:
             if acked:
                 self.published += acked
                 self.meter.add(acked)
         return True
 
-    @staticmethod
-    def _abandon(inflight: collections.deque[tuple[int, asyncio.Future[None]]]) -> None:
+    def _abandon(self, inflight: collections.deque[tuple[int, int, asyncio.Future[None]]]) -> None:
         """Forget everything in flight: it is sent again from ``position``."""
-        for _, fut in inflight:
+        for _, _, fut in inflight:
             if not fut.done():
                 fut.cancel()
             elif not fut.cancelled():
                 fut.exception()  # consume, so nothing is reported as "never retrieved"
         inflight.clear()
+        self.outstanding = 0
 
     async def stop(self, drain: float = ROUTE_DRAIN_S) -> None:
         """Stop publishing; wait up to ``drain`` seconds for what is in flight to be acknowledged.
@@ -450,7 +456,7 @@ class RouteWorker:
         if task is not None and not task.done():
             self.runtime._set_state(self.key, StateChange(State.STOPPING))
             self.draining = True
-            pending = [fut for _, fut in self.inflight if not fut.done()]
+            pending = [fut for _, _, fut in self.inflight if not fut.done()]
             link = self.runtime.brokers.get(self.broker)
             if pending and drain > 0 and link is not None and link.publisher.connected:
                 await asyncio.wait(pending, timeout=drain)

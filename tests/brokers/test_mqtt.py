@@ -95,6 +95,44 @@ async def test_five_thousand_qos1_messages_are_all_acked_and_received(
     assert [m.payload[:5] for m in received] == [b"%05d" % i for i in range(n)]  # in order
 
 
+@pytest.mark.parametrize("qos", [0, 1, 2])
+@pytest.mark.asyncio
+async def test_a_batch_resolves_once_every_message_is_settled(
+    qos: int,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+    make_publisher: MakePublisher,
+) -> None:
+    sub = subscriber(unique_topic + "/#", qos=qos)
+    # A window of 50 makes most of the batch wait for room (the refill path).
+    pub, _ = make_publisher(broker_config(mqtt_broker.url))
+    pub.max_inflight = 50
+    await pub.start()
+    await pub.wait_connected()
+    n = 1500
+    batch = pub.publish_many([(f"{unique_topic}/{i}", b"%04d" % i) for i in range(n)], qos, False)
+    assert not batch.done()
+    await asyncio.wait_for(batch, 20)
+    assert batch.result() is None
+    received = await asyncio.to_thread(sub.wait_for, n, 20)
+    assert [m.payload for m in received] == [b"%04d" % i for i in range(n)]  # in order
+    assert await asyncio.wait_for(pub.publish_many([], qos, False), 1) is None
+
+
+@pytest.mark.asyncio
+async def test_a_batch_with_a_topic_no_broker_takes_fails_and_stops_there(
+    mqtt_broker: MqttBroker, unique_topic: str, make_publisher: MakePublisher
+) -> None:
+    pub, _ = make_publisher(broker_config(mqtt_broker.url))
+    await pub.start()
+    await pub.wait_connected()
+    batch = pub.publish_many([(f"{unique_topic}/ok", b"1"), (f"{unique_topic}/+", b"2")], 1, False)
+    with pytest.raises(BrokerError, match="cannot publish to topic") as refused:
+        await asyncio.wait_for(batch, 10)
+    assert refused.value.terminal
+
+
 @pytest.mark.asyncio
 async def test_mqtt5_receive_maximum_is_respected(
     make_broker: MakeBroker,
@@ -169,11 +207,14 @@ async def test_broker_stop_fails_in_flight_then_reconnects(
     await pub.wait_connected()
 
     futures = [pub.publish(unique_topic, b"x" * 300, 1, False) for _ in range(20_000)]
+    batch = pub.publish_many([(unique_topic, b"y" * 300)] * 5000, 1, False)  # queued behind them
     await in_thread(mqtt_broker.stop)
     outcomes = await asyncio.wait_for(settle(futures), 10)
     failures = [e for e in outcomes if e is not None]
     assert failures, "the broker acknowledged all 20,000 before it stopped; nothing was in flight"
     assert all(isinstance(e, BrokerDisconnectedError) for e in failures), {type(e) for e in failures}
+    with pytest.raises(BrokerDisconnectedError):
+        await asyncio.wait_for(batch, 10)  # one future for the batch, failed once
     retrying = await states.wait_for(State.RETRYING, timeout=5)
     assert retrying.detail and retrying.retry_in is not None and retrying.retry_in > 0
     assert not pub.connected
