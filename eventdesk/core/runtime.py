@@ -39,6 +39,9 @@ BatchListener = Callable[[str, list[CapturedEvent]], None]
 
 ROUTE_BATCH = 1000  # events a route has outstanding at most (sent, or acked and not yet recorded)
 ROUTE_READ_MIN = 250  # while events are in flight, read more only once this many fit
+# Events published as one batch (one future): small enough that acknowledged batches free room
+# for the next read while later ones are still in flight.
+ROUTE_SEND_BATCH = 100
 ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flight acknowledgements
 # Rows (and bytes of envelopes) a route keeps from the batches just committed, so that while it
 # keeps up it publishes them without reading capture; beyond that it reads capture.
@@ -385,7 +388,8 @@ class RouteWorker:
         inflight: collections.deque[tuple[int, int, asyncio.Future[None]]],
         sent: int,
     ) -> int:
-        """Publish ``rows`` in order as one batch; returns the last position handed over."""
+        """Publish ``rows`` in order, in batches of ROUTE_SEND_BATCH; returns the last position
+        handed over."""
         fmt, model = self.format, self.model
         render_fields = self.template.render_fields
         messages = [
@@ -396,15 +400,18 @@ class RouteWorker:
             )
             for _, raw, datasource, op, key in rows
         ]
-        try:
-            fut = publisher.publish_many(messages, self.qos, self.retain)
-        except BrokerDisconnectedError:
-            return sent
-        last = rows[-1][0]
-        inflight.append((last, len(rows), fut))
-        self.outstanding += len(rows)
-        fut.add_done_callback(self._settled)  # wakes the loop once the batch is settled
-        return last
+        step = ROUTE_SEND_BATCH
+        for start in range(0, len(rows), step):
+            try:
+                fut = publisher.publish_many(messages[start : start + step], self.qos, self.retain)
+            except BrokerDisconnectedError:
+                break
+            chunk = rows[start : start + step]
+            inflight.append((chunk[-1][0], len(chunk), fut))
+            self.outstanding += len(chunk)
+            sent = chunk[-1][0]
+            fut.add_done_callback(self._settled)  # wakes the route once the batch is settled
+        return sent
 
     def _settled(self, _fut: asyncio.Future[None]) -> None:
         self.wake.set()
