@@ -263,6 +263,54 @@ class LineSplitter:
         return lines
 
 
+class ChunkedBody:
+    """Decodes an HTTP/1.1 chunked body fed in pieces of any size (``Transfer-Encoding: chunked``).
+
+    :meth:`feed` returns the body bytes a piece completes; ``ended`` is set by the last chunk.
+    Raises ValueError on a malformed chunk header.
+    """
+
+    MAX_HEADER = 1024  # a chunk-size line (hex size plus extensions) is never longer
+
+    def __init__(self) -> None:
+        self._pending = b""  # an incomplete chunk-size line
+        self._left = 0  # bytes of the current chunk still to come, its closing CRLF included
+        self.ended = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending + data, b""
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end and not self.ended:
+            left = self._left
+            if left:
+                take = min(left, end - pos)
+                body = min(take, left - 2)  # the last two bytes of a chunk are its CRLF
+                if body > 0:
+                    out.append(data[pos : pos + body])
+                pos += take
+                self._left = left - take
+                continue
+            eol = data.find(b"\r\n", pos)
+            if eol < 0:
+                self._pending = data[pos:]
+                if len(self._pending) > self.MAX_HEADER:
+                    raise ValueError("a chunk header is too long")
+                break
+            size_text = data[pos:eol].split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ValueError(f"bad chunk size {size_text[:20]!r}") from None
+            pos = eol + 2
+            if size == 0:
+                self.ended = True  # trailers, if any, are not needed
+            else:
+                self._left = size + 2
+        return b"".join(out)
+
+
 def scrub(text: str, secret: str | None) -> str:
     """``text`` with ``secret`` masked (secrets shorter than 4 characters would garble it)."""
     if secret and len(secret) >= 4:
@@ -577,6 +625,8 @@ def page_end(body: bytes) -> tuple[Any, Any] | None:
     return end["last_seq"], end.get("pending")
 
 
+READ_SIZE = 1 << 16  # bytes asked of the socket per read of the continuous feed
+
 _FetchedPage = tuple[bytes, Any]  # the page's bytes; the since of the page fetched after it (or None)
 
 
@@ -824,7 +874,7 @@ class _FeedRun:
         self._catch_up(service)
         with self._open_feed(service, feed="continuous") as response:
             splitter = LineSplitter(self.connector.MAX_LINE_BYTES)
-            for chunk in response.iter_content(chunk_size=None):
+            for chunk in self._feed_bytes(response):
                 if self.stop_event.is_set():
                     raise _StopRequestedError
                 dropped = splitter.dropped
@@ -839,6 +889,45 @@ class _FeedRun:
                     self._accept(self._parse_lines(lines))
             if not self._ended:
                 raise _FeedError("the server closed the changes feed")
+
+    def _feed_bytes(self, response: requests.Response) -> Iterator[bytes]:
+        """The continuous feed's body as it arrives, read in bulk.
+
+        CouchDB and PouchDB send each change as its own HTTP chunk; read chunk by chunk
+        (``iter_content``), a stream of changes costs a wake-up, a ``recv`` and urllib3's chunk
+        parsing per change: 0.5 CPU-s per 20,000 changes here, taken from the server that
+        shares the machine. Here the socket's buffered reader is read with ``read1`` (whatever
+        has arrived), the chunks are decoded by :class:`ChunkedBody`, and while changes stream
+        in (reads less than BUSY_GAP_S apart) the thread pauses COALESCE_S before the next read,
+        so one read takes many changes: ~0.1 CPU-s per 20,000, at most COALESCE_S of added
+        delay, and none for a change after a quiet spell. Falls back to ``iter_content`` when
+        the response is not a plain chunked body or urllib3's internals differ.
+        """
+        raw = response.raw
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if not (getattr(raw, "chunked", False) and encoding in ("", "identity") and hasattr(fp, "read1")):
+            yield from response.iter_content(chunk_size=None)
+            return
+        assert fp is not None
+        body = ChunkedBody()
+        connector = self.connector
+        last_read = 0.0
+        while not body.ended:
+            data = fp.read1(READ_SIZE)
+            if not data:
+                raise _FeedError("the server closed the changes feed mid-chunk")
+            try:
+                payload = body.feed(data)
+            except ValueError as exc:
+                raise _FeedError(f"the changes feed is not valid HTTP chunked encoding: {exc}") from None
+            if payload:
+                yield payload
+            now = time.monotonic()
+            streaming = len(data) < READ_SIZE // 4 and now - last_read < connector.BUSY_GAP_S
+            if streaming and self.stop_event.wait(connector.COALESCE_S):
+                raise _StopRequestedError
+            last_read = now
 
     def _catch_up(self, service: CloudantV1) -> None:
         """Read the backlog as ``feed=normal`` pages: about twice as fast as a continuous feed.
@@ -1016,6 +1105,10 @@ class CloudantConnector(Connector):
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread (on top of a delivery in flight)."""
     MAX_LINE_BYTES: ClassVar[int] = 64 * 1024 * 1024
+    BUSY_GAP_S: ClassVar[float] = 0.002
+    """Reads of the continuous feed closer than this mean changes are streaming in..."""
+    COALESCE_S: ClassVar[float] = 0.001
+    """...and the reader then lets this long pass before the next read (see _feed_bytes)."""
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()

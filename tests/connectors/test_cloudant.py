@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from eventdesk.connectors.cloudant import (
+    ChunkedBody,
     CloudantConnector,
     LineSplitter,
     change_to_event,
@@ -236,8 +237,16 @@ async def test_resume_from_checkpoint_delivers_only_later_changes(couch: CouchSe
 
 @pytest.mark.asyncio
 async def test_2000_docs_bulk_inserted_while_running_arrive_in_batches(
-    couch: CouchServer, couch_db: str
+    couch: CouchServer, couch_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    reads: list[int] = []
+    decode = ChunkedBody.feed
+
+    def counting_feed(self: ChunkedBody, data: bytes) -> bytes:
+        reads.append(len(data))
+        return decode(self, data)
+
+    monkeypatch.setattr(ChunkedBody, "feed", counting_feed)
     host = FakeHost()
     async with running(make_connector(host, couch.url, couch_db, batch_size=500), "now"):
         await host.wait_state(State.RUNNING)
@@ -248,6 +257,8 @@ async def test_2000_docs_bulk_inserted_while_running_arrive_in_batches(
         await host.wait("2,000 documents", lambda: len(host.keys()) >= 2000, timeout=30)
 
     assert host.keys() == {f"bulk-{i:04d}" for i in range(2000)}
+    # The continuous feed was read in bulk: far fewer reads than changes (one HTTP chunk each).
+    assert 0 < len(reads) < 1000, len(reads)
     sizes = [len(batch) for batch, _ in host.batches]
     assert max(sizes) > 1 and max(sizes) <= 500
     assert len(host.events) == 2000  # nothing twice within one run
@@ -608,6 +619,27 @@ def test_line_splitter_joins_long_lines_and_drops_over_long_ones() -> None:
     assert splitter.feed(b"ghijklmnopq") == []  # over 10 bytes: dropped
     assert splitter.feed(b"rest\nok\n") == [b"ok"]
     assert splitter.dropped == 1
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 10_000])
+def test_chunked_body_decodes_pieces_of_any_size(piece: int) -> None:
+    parts = [b'{"seq":1,"id":"a"}\n', b"\n", b"x" * 300 + b"\r\n\r\n", b'{"last_seq":3}\n']
+    wire = chunked(*parts) + b"after the end"
+    body = ChunkedBody()
+    out = b"".join(body.feed(wire[i : i + piece]) for i in range(0, len(wire), piece))
+    assert out == b"".join(parts)  # CRLFs inside a chunk's data are data
+    assert body.ended
+
+
+def test_chunked_body_rejects_a_bad_header() -> None:
+    with pytest.raises(ValueError, match="bad chunk size"):
+        ChunkedBody().feed(b"zz\r\nabc\r\n")
+    with pytest.raises(ValueError, match="too long"):
+        ChunkedBody().feed(b"1" * 2000)
 
 
 def test_since_is_passed_back_untouched() -> None:
