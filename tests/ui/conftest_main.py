@@ -50,7 +50,17 @@ def qloop_fixture(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
     loop._QEventLoop__is_running = False  # type: ignore[attr-defined]
     asyncio.events._set_running_loop(None)
     asyncio.set_event_loop(None)
+    timer = loop._timer  # type: ignore[attr-defined]
     loop.close()
+    # qasync kills a closed loop's Qt timers only when each one next fires, which can be in a
+    # later test, on a loop object being torn down (a segfault in its timerEvent was seen once
+    # in CI). Kill them now and let Qt delete the timer object.
+    callbacks = timer._SimpleTimer__callbacks
+    for timer_id in list(callbacks):
+        timer.killTimer(timer_id)
+    callbacks.clear()
+    timer.deleteLater()
+    qapp.processEvents()
 
 
 def run(qtbot: QtBot, coro: Coroutine[Any, Any, T], timeout: int = 5000) -> T:
