@@ -284,8 +284,8 @@ class RouteWorker:
         """Publish from capture in order with up to ROUTE_BATCH events outstanding.
 
         Reading and publishing go on while earlier events wait for their acknowledgement;
-        ``position`` advances only over a contiguous run of acknowledged batches (each step
-        reads and sends one), and what follows it is sent again after a reconnect
+        ``position`` advances only over a contiguous run of acknowledged batches (of up to
+        ROUTE_SEND_BATCH events, one future each), and what follows it is sent again after a reconnect
         (at-least-once). "Outstanding" counts the events in flight, so a crash resends at most
         ROUTE_BATCH events (plus those acknowledged whose position save had not committed).
         """
