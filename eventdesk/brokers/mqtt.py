@@ -1122,6 +1122,9 @@ class MqttPublisher(Publisher):
             assert self._changed is not None
             await asyncio.shield(self._changed)
 
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
+        return self.publish_many(((topic, payload),), qos, retain)
+
     def publish_many(
         self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
     ) -> asyncio.Future[None]:
@@ -1135,28 +1138,13 @@ class MqttPublisher(Publisher):
         elif conn is None or not conn.connected or self._closing:
             future.set_exception(BrokerDisconnectedError("not connected to the broker", obj=self._label))
         else:
-            batch = _Batch(future, len(messages))
+            # A lone message settles its own future; more share one through a _Batch.
+            target: _Settle = future if len(messages) == 1 else _Batch(future, len(messages))
             publish = conn.publish
             for topic, payload in messages:
-                publish(topic, payload, qos, retain, batch)
+                publish(topic, payload, qos, retain, target)
                 if future.done():  # refused (a topic no broker takes): the rest is not sent
                     break
-        return future
-
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
-        if qos not in (0, 1, 2):
-            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
-        conn = self._conn
-        if conn is not None and conn.connected and not self._closing:  # the hot path
-            future: asyncio.Future[None] = conn.loop.create_future()
-            conn.publish(topic, payload, qos, retain, future)
-            return future
-        loop = self._ensure_loop()
-        future = loop.create_future()
-        if conn is None or not conn.connected or self._closing:
-            future.set_exception(BrokerDisconnectedError("not connected to the broker", obj=self._label))
-            return future
-        conn.publish(topic, payload, qos, retain, future)
         return future
 
     async def close(self, timeout: float = 2.0) -> None:

@@ -42,7 +42,6 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op, new_event_id, new_event_ids, utc_now_iso
 from eventdesk.core.errors import ConnectorError
-from eventdesk.core.intake import IntakeClosedError
 from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
@@ -1076,9 +1075,7 @@ class _FeedRun:
         if events:
             try:
                 self.intake.put(events)
-            except IntakeClosedError:  # stopping
-                raise _StopRequestedError from None
-            except Exception:  # an earlier batch could not be captured: the loop side reports it
+            except Exception:  # closed (stopping), or an earlier batch failed: the loop reports it
                 raise _StopRequestedError from None
         self.position = position
         if feed_error is not None:

@@ -68,11 +68,7 @@ class FakeHost:
         self.delivering = asyncio.Event()
 
     async def deliver(self, events: list[Event], checkpoint: Any) -> None:
-        assert threading.get_ident() == self._loop_thread
-        self.delivering.set()
-        if self.deliver_delay:
-            await asyncio.sleep(self.deliver_delay)
-        self.batches.append((list(events), checkpoint))
+        raise AssertionError("the Cloudant connector hands its events over through intake()")
 
     def intake(self, batch_size: int) -> Intake:
         return Intake(
