@@ -23,6 +23,7 @@ from eventdesk.connectors.cloudant import (
     ChunkedBody,
     CloudantConnector,
     LineSplitter,
+    ReadPacer,
     change_to_event,
     page_end,
     since_param,
@@ -691,3 +692,28 @@ async def test_rejected_selector_is_terminal_and_names_the_selector(
 )
 def test_page_end_reads_last_seq_without_parsing_the_page(body: bytes, expected: object) -> None:
     assert page_end(body) == expected
+
+
+def pacer() -> ReadPacer:
+    return ReadPacer(busy_gap=0.002, coalesce=0.001, linger=0.005, linger_rate=2000, full_read=16384)
+
+
+def test_read_pacer_does_not_delay_a_change_after_a_quiet_spell() -> None:
+    p = pacer()
+    assert p.after_read(300, 1, waited=0.5, now=10.0) == 0.0
+    # A trickle of 200 changes/s: every read waits ~5 ms for its change, none is held back.
+    for i in range(1, 50):
+        assert p.after_read(300, 1, waited=0.0049, now=10.0 + i * 0.005) == 0.0
+
+
+def test_read_pacer_coalesces_a_moderate_stream_and_lingers_in_a_fast_one() -> None:
+    p = pacer()
+    p.after_read(300, 1, waited=1.0, now=10.0)
+    # Data already waiting (the read did not block): changes are streaming in.
+    assert p.after_read(600, 2, waited=0.0, now=10.0015) == 0.001  # 2 in 1.5 ms: 1,333/s
+    assert p.after_read(1800, 6, waited=0.0, now=10.0026) == 0.005  # 6 in 1.1 ms: 5,454/s
+    assert p.after_read(9000, 30, waited=0.0, now=10.0078) == 0.005  # 30 in 5.2 ms: 5,769/s
+    assert p.after_read(1500, 5, waited=0.0, now=10.0130) == 0.001  # 5 in 5.2 ms: 961/s
+    # A read that waited ends the stream; a full read means the reader is behind: no pause.
+    assert p.after_read(300, 1, waited=0.003, now=10.020) == 0.0
+    assert p.after_read(60000, 200, waited=0.0, now=10.021) == 0.0
