@@ -42,6 +42,12 @@ ROUTE_READ_MIN = 250  # while events are in flight, read more only once this man
 # Events published as one batch (one future): small enough that acknowledged batches free room
 # for the next read while later ones are still in flight.
 ROUTE_SEND_BATCH = 100
+# A route records its position once this many acknowledged events wait to be recorded, or this
+# long after the first of them: a position save per acknowledged batch was a transaction (and
+# two thread hand-offs) per dozen events in a fast live stream. Both count against ROUTE_BATCH,
+# so a crash still resends at most ROUTE_BATCH events.
+ROUTE_SAVE_EVERY = 250
+ROUTE_SAVE_S = 0.02
 ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flight acknowledgements
 # Rows (and bytes of envelopes) a route keeps from the batches just committed, so that while it
 # keeps up it publishes them without reading capture; beyond that it reads capture.
@@ -238,6 +244,8 @@ class RouteWorker:
         # (position of the batch's last event, its event count, its future).
         self.inflight: collections.deque[tuple[int, int, asyncio.Future[None]]] = collections.deque()
         self.outstanding = 0  # events in those batches
+        self.unsaved = 0  # events acknowledged since the last position save
+        self.save_due: float | None = None  # loop time by which ``position`` is to be saved
         self.draining = False  # set by stop(): send nothing new, let what is in flight settle
         self.saving: asyncio.Future[None] | None = None  # the last position save submitted
         # The rows of this model just committed: exactly the model's rows after ``tail_after``
@@ -286,8 +294,10 @@ class RouteWorker:
         Reading and publishing go on while earlier events wait for their acknowledgement;
         ``position`` advances only over a contiguous run of acknowledged batches (of up to
         ROUTE_SEND_BATCH events, one future each), and what follows it is sent again after a reconnect
-        (at-least-once). "Outstanding" counts the events in flight, so a crash resends at most
-        ROUTE_BATCH events (plus those acknowledged whose position save had not committed).
+        (at-least-once). The events in flight and those acknowledged but not yet recorded
+        (positions are saved every ROUTE_SAVE_EVERY events or ROUTE_SAVE_S) together stay
+        within ROUTE_BATCH, so a crash resends at most ROUTE_BATCH events (plus those whose
+        position save had not committed yet).
         """
         capture = self.runtime.capture
         inflight = self.inflight
@@ -298,18 +308,21 @@ class RouteWorker:
                 if not publisher.connected:
                     self._abandon(inflight)
                     sent = self.position
+                    if self.position > saved:  # what was acknowledged before the drop
+                        saved = self.position
+                        self._save_position(saved)
                     await publisher.wait_connected()
                     self.runtime._set_state(self.key, StateChange(State.RUNNING))
                 self.wake.clear()
                 if not self._collect(inflight):  # the connection dropped: resend what followed
                     sent = self.position
                     continue
-                room = 0 if self.draining else ROUTE_BATCH - self.outstanding
-                if inflight and room < ROUTE_READ_MIN:
-                    room = 0  # wait for a larger gap rather than read a handful
-                if self.position > saved:
+                if self.position > saved and self._save_now():
                     saved = self.position
                     self._save_position(saved)
+                room = 0 if self.draining else ROUTE_BATCH - self.outstanding - self.unsaved
+                if inflight and room < ROUTE_READ_MIN:
+                    room = 0  # wait for a larger gap rather than read a handful
                 if room:
                     rows = self._take_tail(sent, room)
                     if rows is None:  # not (all) kept: read them from capture
@@ -368,8 +381,22 @@ class RouteWorker:
         self.tail_after = rows[-1][0] if rows else max(after, sent)
         return rows
 
+    def _save_now(self) -> bool:
+        """Whether the acknowledged position is to be saved now (ROUTE_SAVE_EVERY, ROUTE_SAVE_S);
+        if not, the route is woken when it is due."""
+        loop = asyncio.get_running_loop()
+        if self.unsaved >= ROUTE_SAVE_EVERY or self.draining:
+            return True
+        if self.save_due is None:
+            self.save_due = loop.time() + ROUTE_SAVE_S
+            loop.call_at(self.save_due, self.wake.set)
+            return False
+        return loop.time() >= self.save_due
+
     def _save_position(self, pos: int) -> None:
         """Record ``pos`` on the capture thread, in order, without waiting for it."""
+        self.unsaved = 0
+        self.save_due = None
         saving = asyncio.wrap_future(
             self.runtime._executor.submit(self.runtime.capture.set_route_position, self.name, pos)
         )
@@ -436,6 +463,7 @@ class RouteWorker:
                     raise exc
                 inflight.popleft()
                 self.outstanding -= count
+                self.unsaved += count
                 self.position = pos
                 acked += count
         finally:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from eventdesk.core import runtime as runtime_module
 from eventdesk.core.capture import Appended
 from eventdesk.core.contracts import State
 from eventdesk.core.envelope import Event
@@ -27,6 +28,22 @@ def captured_events(count: int) -> list[Event]:
         )
         for i in range(count)
     ]
+
+
+def spy_on(
+    monkeypatch: pytest.MonkeyPatch, obj: object, name: str, note: Callable[[tuple[Any, ...], Any], Any]
+) -> list[Any]:
+    """Wrap ``obj.name``; the list returned gets ``note(args, result)`` for each call."""
+    notes: list[Any] = []
+    real = getattr(obj, name)
+
+    def wrapper(*args: Any) -> Any:
+        result = real(*args)
+        notes.append(note(args, result))
+        return result
+
+    monkeypatch.setattr(obj, name, wrapper)
+    return notes
 
 
 def routed_home(path: Path, broker: MqttBroker, topic: str) -> Home:
@@ -110,15 +127,7 @@ async def test_a_route_that_keeps_up_publishes_new_batches_without_reading_captu
 ) -> None:
     home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
-    reads: list[int] = []
-    real_read = home.capture.read_route_rows
-
-    def counting_read(model: str, pos: int, limit: int) -> list[Any]:
-        rows = real_read(model, pos, limit)
-        reads.append(len(rows))
-        return rows
-
-    monkeypatch.setattr(home.capture, "read_route_rows", counting_read)
+    reads = spy_on(monkeypatch, home.capture, "read_route_rows", lambda _args, rows: len(rows))
     runtime = Runtime(home.workspace, home.capture)
     runner = ModelRunner(runtime, "accounts")
     events = captured_events(40)
@@ -139,5 +148,63 @@ async def test_a_route_that_keeps_up_publishes_new_batches_without_reading_captu
     msgs = await asyncio.to_thread(sub.wait_for, 40, 15)
     assert [orjson.loads(m.payload)["i"] for m in msgs] == list(range(40))
     assert sum(reads) == 20
+    await runtime.aclose()
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_a_route_records_its_position_every_few_hundred_events_not_per_batch(
+    isolated_home: Path,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
+    sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
+    saves = spy_on(monkeypatch, home.capture, "set_route_position", lambda args, _: args[1])
+    monkeypatch.setattr(runtime_module, "ROUTE_SAVE_S", 60.0)  # only the count triggers a save
+    runtime = Runtime(home.workspace, home.capture)
+    runner = ModelRunner(runtime, "accounts")
+    events = captured_events(600)
+    await runtime.start_route("out")
+    for i in range(0, 600, 50):  # 12 acknowledged batches...
+        await runner.deliver(events[i : i + 50], i + 49)
+    await asyncio.to_thread(sub.wait_for, 600, 15)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while len(saves) < 2 and loop.time() < deadline:  # noqa: ASYNC110 - saves run on the capture thread
+        await asyncio.sleep(0.01)
+    # ...recorded twice: each time 250 or more events were acknowledged since the last save.
+    assert len(saves) == 2 and 250 <= saves[0] < 300 and 500 <= saves[1] < 550, saves
+    assert runtime.routes["out"].position == 600
+    await runtime.aclose()  # stopping records the rest
+    assert saves[2:] == [600]
+    assert home.capture.route_position("out") == 600
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_a_route_records_a_lull_s_position_soon_after_its_acknowledgement(
+    isolated_home: Path,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+) -> None:
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
+    sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
+    runtime = Runtime(home.workspace, home.capture)
+    runner = ModelRunner(runtime, "accounts")
+    await runtime.start_route("out")
+    await runner.deliver(captured_events(5), 4)
+    await asyncio.to_thread(sub.wait_for, 5, 15)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    # Fewer than ROUTE_SAVE_EVERY events: recorded ROUTE_SAVE_S after the acknowledgement,
+    # while the route keeps running (so `status` in another process sees no backlog).
+    while home.capture.route_position("out") != 5 and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert home.capture.route_position("out") == 5
+    assert runtime.routes["out"].task is not None and not runtime.routes["out"].task.done()
     await runtime.aclose()
     home.close()
