@@ -3,16 +3,17 @@
 Prints each figure beside a reference measured in the same run (issue: Event pipeline):
   live     20,000 docs bulk-inserted while `run` follows (QoS 1 and 0) vs curl on the continuous feed
            (live and backlog count distinct topics with mosquitto_sub; latency uses a paho subscriber);
-           measured twice: with every process free to use both cores (the target), then with the
-           source on core 0 and everything else on the other cores, as with a database on a host
-           of its own (on 2 cores a follower's CPU is otherwise taken from the source)
+           with --source-apart, live is measured again with the source on core 0 and everything
+           else on the other cores, as with a database on a host of its own (on 2 cores a
+           follower's CPU is otherwise taken from the source)
   backlog  100,000 docs already stored, --since 0, QoS 1, vs curl reading feed=normal (counted
            from `run`'s start, and from the first message to the last)
   latency  write -> subscriber at a steady 200 docs/s for 20 s (p50, p99), beside write -> line on a
            raw feed socket (the source alone); writes go over one keep-alive connection
   memory   peak RSS of `run` during the backlog drain
 
-Run: .venv/bin/python -m tests.bench.pipeline [--quick] [--rounds N]  (medians of N rounds, default 7)
+Run: .venv/bin/python -m tests.bench.pipeline [--quick] [--rounds N] [--source-apart]  (medians of N
+rounds, default 9)
 Each live measurement (reference or EventDesk) gets a pouchdb-server of its own, warmed up alike.
 """
 
@@ -357,7 +358,12 @@ def live(bench: Bench, rounds: int, count: int, where: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of live and backlog (medians)")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of live and backlog (medians)")
+    parser.add_argument(
+        "--source-apart",
+        action="store_true",
+        help="measure live again with the source on core 0 and everything else on the other cores",
+    )
     args = parser.parse_args()
     live_n, backlog_n, lat_s = (2000, 5000, 3) if args.quick else (20_000, 100_000, 20)
     med = statistics.median
@@ -365,8 +371,9 @@ def main() -> None:
         bench = Bench(Path(tmp))
         try:
             live(bench, args.rounds, live_n, "")
-            with bench.source_apart():
-                live(bench, args.rounds, live_n, ", the source on a core of its own")
+            if args.source_apart:
+                with bench.source_apart():
+                    live(bench, args.rounds, live_n, ", the source on a core of its own")
             src50, src99, _ = percentiles(bench.source_latency(200, lat_s))
             p50, p99, worst = percentiles(bench.latency(200, lat_s))
             print(
