@@ -36,7 +36,8 @@ lint: setup
 test: setup peers lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
-# Benchmarks print figures beside their references and targets (issues 3-6); about 20 minutes.
+# Benchmarks print figures beside their references and targets (issues 3-6); about 30 minutes
+# (the pipeline alone about 11: 9 rounds, each live measurement on a fresh source).
 bench: setup peers
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.export
