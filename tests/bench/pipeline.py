@@ -3,6 +3,8 @@
 Prints each figure beside a reference measured in the same run (issue: Event pipeline):
   live     20,000 docs bulk-inserted while `run` follows (QoS 1 and 0) vs curl on the continuous feed
            (live and backlog count distinct topics with mosquitto_sub; latency uses a paho subscriber);
+           with --c-pipeline, live also measures C tools republishing the same feed at QoS 1
+           (curl | grep | mosquitto_pub -l, no capture) as a second yardstick;
            with --source-apart, live is measured again with the source on core 0 and everything
            else on the other cores, as with a database on a host of its own (on 2 cores a
            follower's CPU is otherwise taken from the source)
@@ -12,8 +14,8 @@ Prints each figure beside a reference measured in the same run (issue: Event pip
            raw feed socket (the source alone); writes go over one keep-alive connection
   memory   peak RSS of `run` during the backlog drain
 
-Run: .venv/bin/python -m tests.bench.pipeline [--quick] [--rounds N] [--source-apart]  (medians of N
-rounds, default 9)
+Run: .venv/bin/python -m tests.bench.pipeline [--quick] [--rounds N] [--c-pipeline] [--source-apart]
+(medians of N rounds, default 9)
 Each live measurement (reference or EventDesk) gets a pouchdb-server of its own, warmed up alike.
 """
 
@@ -198,6 +200,41 @@ class Bench:
         self.drop(db)
         return count / elapsed
 
+    def c_pipeline_live(self, count: int) -> float:
+        """A second yardstick: C tools republishing the feed, ``curl -sN | grep | mosquitto_pub -l``
+        at QoS 1 (each change line one message, no capture), counted by ``mosquitto_sub -C``."""
+        db = self.couch.create_database("c-live")
+        url = f"{self.couch.url}/{db}/_changes?feed=continuous&include_docs=true&since=now&heartbeat=60000"
+        topic = f"bench/c-live{self.n}-{time.monotonic_ns()}"
+        port = str(self.broker.port)
+        sub = subprocess.Popen(
+            ["mosquitto_sub", "-p", port, "-t", topic, "-q", "1", "-C", str(count)], stdout=subprocess.DEVNULL
+        )
+        feed = subprocess.Popen(
+            ["curl", "-sN", "-H", "Accept-Encoding: identity", url], stdout=subprocess.PIPE
+        )
+        lines = subprocess.Popen(
+            ["grep", "--line-buffered", "-v", "^$"], stdin=feed.stdout, stdout=subprocess.PIPE
+        )
+        pub = subprocess.Popen(
+            ["mosquitto_pub", "-p", port, "-t", topic, "-q", "1", "-l"], stdin=lines.stdout
+        )
+        assert feed.stdout is not None and lines.stdout is not None
+        feed.stdout.close()  # the pipes stay open in the tools only
+        lines.stdout.close()
+        try:
+            time.sleep(0.5)
+            start = time.monotonic()
+            bulk_insert(self.couch, db, self.docs("p", count))
+            sub.wait(300)
+            elapsed = time.monotonic() - start
+        finally:
+            for proc in (feed, lines, pub, sub):
+                proc.kill()
+                proc.wait()
+        self.drop(db)
+        return count / elapsed
+
     def eventdesk_live(self, count: int, qos: int) -> float:
         db = self.couch.create_database("ed-live")
         topic = f"bench/live{self.n}"
@@ -328,13 +365,14 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], ordered[-1]
 
 
-def live(bench: Bench, rounds: int, count: int, where: str) -> None:
-    """Measure the reference and EventDesk (QoS 1 and 0) ``rounds`` times and print the medians."""
+def live(bench: Bench, rounds: int, count: int, where: str, c_pipeline: bool = False) -> None:
+    """Measure the reference and EventDesk (QoS 1 and 0) ``rounds`` times and print the medians;
+    with ``c_pipeline``, also the C tools' pipeline (:meth:`Bench.c_pipeline_live`)."""
     med = statistics.median
     # The machine is shared (2 cores, a single-threaded pouchdb-server): each round measures
     # the reference and EventDesk back to back, each on a fresh server warmed up alike; the
     # medians are compared.
-    curl, q1, q0 = [], [], []
+    curl, q1, q0, tools = [], [], [], []
     for i in range(rounds):
         # The order alternates, so neither side always runs first.
         if i % 2 == 0:
@@ -347,16 +385,20 @@ def live(bench: Bench, rounds: int, count: int, where: str) -> None:
         if i % 2 == 1:
             with bench.fresh_source():
                 curl.append(bench.curl_live(count))
+        if c_pipeline:
+            with bench.fresh_source():
+                tools.append(bench.c_pipeline_live(count))
         print(
             f"  live round{where}: curl {curl[-1]:.0f}, QoS1 {q1[-1]:.0f} ({q1[-1] / curl[-1]:.2f} x), "
-            f"QoS0 {q0[-1]:.0f} docs/s",
+            f"QoS0 {q0[-1]:.0f} docs/s" + (f", C tools QoS1 {tools[-1]:.0f} docs/s" if tools else ""),
             flush=True,
         )
     print(
         f"live{where}    {count} docs, median of {rounds}: curl continuous {med(curl):8.0f} docs/s | "
         f"eventdesk QoS1 {med(q1):8.0f} docs/s ({med(q1) / med(curl):.2f} x, target >= 0.93) | "
         f"QoS0 {med(q0):8.0f} docs/s ({med(q0) / med(curl):.2f} x) | median of the rounds' QoS1 "
-        f"ratios {med(a / b for a, b in zip(q1, curl, strict=True)):.2f} x",
+        f"ratios {med(a / b for a, b in zip(q1, curl, strict=True)):.2f} x"
+        + (f" | C tools QoS1 {med(tools):8.0f} docs/s ({med(tools) / med(curl):.2f} x)" if tools else ""),
         flush=True,
     )
 
@@ -365,6 +407,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--rounds", type=int, default=9, help="rounds of live and backlog (medians)")
+    parser.add_argument(
+        "--c-pipeline",
+        action="store_true",
+        help="in live, also measure curl | grep | mosquitto_pub -l (QoS 1) as a yardstick",
+    )
     parser.add_argument(
         "--source-apart",
         action="store_true",
@@ -376,7 +423,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         try:
-            live(bench, args.rounds, live_n, "")
+            live(bench, args.rounds, live_n, "", c_pipeline=args.c_pipeline)
             if args.source_apart:
                 with bench.source_apart():
                     live(bench, args.rounds, live_n, ", the source on a core of its own")
