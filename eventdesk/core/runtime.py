@@ -301,25 +301,22 @@ class RouteWorker:
         """
         capture = self.runtime.capture
         inflight = self.inflight
-        saved = self.position  # the position recorded in capture
         sent = self.position  # the last position handed to the publisher
         try:
             while True:
                 if not publisher.connected:
                     self._abandon(inflight)
                     sent = self.position
-                    if self.position > saved:  # what was acknowledged before the drop
-                        saved = self.position
-                        self._save_position(saved)
+                    if self.unsaved:  # what was acknowledged before the drop
+                        self._save_position()
                     await publisher.wait_connected()
                     self.runtime._set_state(self.key, StateChange(State.RUNNING))
                 self.wake.clear()
                 if not self._collect(inflight):  # the connection dropped: resend what followed
                     sent = self.position
                     continue
-                if self.position > saved and self._save_now():
-                    saved = self.position
-                    self._save_position(saved)
+                if self.unsaved and self._save_now():
+                    self._save_position()
                 room = 0 if self.draining else ROUTE_BATCH - self.outstanding - self.unsaved
                 if inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
@@ -339,8 +336,8 @@ class RouteWorker:
             # Record what was acknowledged meanwhile; stop() waits for it.
             with contextlib.suppress(Exception):
                 self._collect(inflight)
-                if self.position > saved:
-                    self._save_position(self.position)
+                if self.unsaved:
+                    self._save_position()
             raise
 
     def offer(self, appended: Appended) -> None:
@@ -393,12 +390,12 @@ class RouteWorker:
             return False
         return loop.time() >= self.save_due
 
-    def _save_position(self, pos: int) -> None:
-        """Record ``pos`` on the capture thread, in order, without waiting for it."""
+    def _save_position(self) -> None:
+        """Record ``position`` on the capture thread, in order, without waiting for it."""
         self.unsaved = 0
         self.save_due = None
         saving = asyncio.wrap_future(
-            self.runtime._executor.submit(self.runtime.capture.set_route_position, self.name, pos)
+            self.runtime._executor.submit(self.runtime.capture.set_route_position, self.name, self.position)
         )
         saving.add_done_callback(self._saved)
         self.saving = saving
