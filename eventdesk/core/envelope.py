@@ -37,20 +37,7 @@ class _UlidFactory:
         self._prefix = ""  # the time characters and the random part's top 60 bits, encoded
 
     def __call__(self) -> str:
-        with self._lock:
-            ms = time.time_ns() // 1_000_000
-            if ms <= self._last_ms:
-                rand = self._last_rand = (self._last_rand + 1) & _RAND_MASK
-                if rand & _LOW_MASK == 0:  # the increment carried into the top bits
-                    self._prefix = self._prefix[:10] + _encode(rand >> 20, 12)
-            else:
-                # The top bit stays clear, so a millisecond has 2**79 increments left.
-                rand = self._last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-                self._last_ms = ms
-                self._prefix = _encode(ms, 10) + _encode(rand >> 20, 12)
-            prefix = self._prefix
-        low = rand & _LOW_MASK
-        return prefix + _PAIRS[low >> 10] + _PAIRS[low & 1023]
+        return self.many(1)[0]
 
     def many(self, count: int) -> list[str]:
         """``count`` ids at once (one lock, one clock read), as ``count`` calls would give."""
@@ -59,12 +46,13 @@ class _UlidFactory:
         with self._lock:
             ms = time.time_ns() // 1_000_000
             if ms > self._last_ms:
+                # The top bit stays clear, so a millisecond has 2**79 increments left.
                 rand = int.from_bytes(os.urandom(10), "big") >> 1
                 self._last_ms = ms
                 self._prefix = _encode(ms, 10) + _encode(rand >> 20, 12)
             else:
                 rand = (self._last_rand + 1) & _RAND_MASK
-                if rand & _LOW_MASK == 0:
+                if rand & _LOW_MASK == 0:  # the increment carried into the top bits
                     self._prefix = self._prefix[:10] + _encode(rand >> 20, 12)
             prefix = self._prefix
             for _ in range(count):

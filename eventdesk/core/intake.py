@@ -10,9 +10,10 @@ Why not through the loop: a change read by the thread used to wake the loop, whi
 the batch to the capture thread, which handed it back: three thread hand-offs before a route
 could publish it. On this 2-core VM each hand-off costs ~0.1-0.2 ms, a third of what
 EventDesk adds to a change's latency. A lone change (a live trickle) is even stored by the
-worker thread itself, leaving one hand-off: to the loop, which publishes it. Batches still grow with the backlog: while one is being
-appended, the next accumulates (up to ``batch_size``), and the worker blocks once ``limit``
-events wait, so back-pressure reaches the server through TCP.
+worker thread itself, leaving one hand-off: to the loop, which publishes it. Batches still
+grow with the backlog: while one is being appended, the next accumulates (up to
+``batch_size``), and the worker blocks once ``limit`` events wait, so back-pressure reaches
+the server through TCP.
 """
 
 from __future__ import annotations
