@@ -580,6 +580,9 @@ class _Connection:
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         """paho is about to close the socket: stop watching it; the end is reported next."""
+        if self.loop.is_closed():  # the client is being collected after its loop: nobody listens
+            self._sock = None
+            return
         if self._writing:
             self._writing = False
             self.loop.remove_writer(sock)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 import threading
+import weakref
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -485,3 +488,24 @@ async def test_close_while_retrying_is_prompt(make_broker: MakeBroker, make_publ
     assert loop.time() - started < 1.0
     assert states.states[-1] is State.STOPPED
     assert set(threading.enumerate()) == before
+
+
+def test_a_publisher_abandoned_with_its_loop_is_collected_quietly(
+    mqtt_broker: MqttBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publisher never closed (a crashed caller) whose loop is gone: collecting its paho client
+    closes the socket without calling back into the closed loop (no 'Exception ignored')."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_value))
+    loop = asyncio.new_event_loop()
+    pub = MqttPublisher(config=broker_config(mqtt_broker.url), secret=None, on_state=StateRecorder())
+    loop.run_until_complete(pub.start())
+    loop.run_until_complete(asyncio.wait_for(pub.wait_connected(), 10))
+    conn = pub._conn
+    assert conn is not None and conn.client.socket() is not None  # connected, socket open
+    client = weakref.ref(conn.client)
+    loop.close()
+    del pub, conn
+    gc.collect()
+    assert client() is None
+    assert raised == []

@@ -168,16 +168,20 @@ async def test_a_route_records_its_position_every_few_hundred_events_not_per_bat
     runner = ModelRunner(runtime, "accounts")
     events = captured_events(600)
     await runtime.start_route("out")
-    for i in range(0, 600, 50):  # 12 acknowledged batches...
-        await runner.deliver(events[i : i + 50], i + 49)
-    await asyncio.to_thread(sub.wait_for, 600, 15)
     loop = asyncio.get_running_loop()
+    route = runtime.routes["out"]
+    for i in range(0, 600, 50):  # 12 batches, each acknowledged before the next is captured...
+        await runner.deliver(events[i : i + 50], i + 49)
+        deadline = loop.time() + 15
+        while route.position < i + 50 and loop.time() < deadline:  # noqa: ASYNC110 - acks arrive on the loop
+            await asyncio.sleep(0.005)
+    await asyncio.to_thread(sub.wait_for, 600, 15)
     deadline = loop.time() + 15
     while len(saves) < 2 and loop.time() < deadline:  # noqa: ASYNC110 - saves run on the capture thread
         await asyncio.sleep(0.01)
     # ...recorded twice: each time 250 or more events were acknowledged since the last save.
     assert len(saves) == 2 and 250 <= saves[0] < 300 and 500 <= saves[1] < 550, saves
-    assert runtime.routes["out"].position == 600
+    assert route.position == 600
     await runtime.aclose()  # stopping records the rest
     assert saves[2:] == [600]
     assert home.capture.route_position("out") == 600
