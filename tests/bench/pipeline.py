@@ -17,6 +17,8 @@ Prints each figure beside a reference measured in the same run (issue: Event pip
 Run: .venv/bin/python -m tests.bench.pipeline [--quick] [--rounds N] [--c-pipeline] [--source-apart]
 (medians of N rounds, default 9)
 Each live measurement (reference or EventDesk) gets a pouchdb-server of its own, warmed up alike.
+`run` runs as users run it: with its default scheduling (SCHED_BATCH on Linux, see
+eventdesk/core/cpu_policy.py).
 """
 
 from __future__ import annotations

@@ -49,12 +49,13 @@ class RunProcess:
 
     args: tuple[str, ...] = ()
     env: dict[str, str] | None = None
+    run_args: tuple[str, ...] = ()  # after ``run``
     lines: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eventdesk", *self.args, "run"],
+            [sys.executable, "-m", "eventdesk", *self.args, "run", *self.run_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -88,6 +89,39 @@ def test_create_update_delete_ops(
     assert envs[2]["payload"]["_deleted"] is True
     events = [json.loads(line) for line in ok(*home_args(home), "events", "--json").splitlines()]
     assert [e["op"] for e in events] == ["created", "updated", "deleted"]
+
+
+def run_thread_policies(run: RunProcess) -> set[int]:
+    """The scheduling policy of every thread of ``run``'s process."""
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{run.proc.pid}/task")}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+@pytest.mark.parametrize(
+    ("flag", "policy"), [((), "SCHED_BATCH"), (("--scheduling", "normal"), "SCHED_OTHER")]
+)
+def test_run_threads_yield_to_the_source_unless_told_otherwise(
+    tmp_path: Path,
+    couch: CouchServer,
+    mqtt_broker: MqttBroker,
+    subscriber,  # type: ignore[no-untyped-def]
+    unique_topic: str,
+    flag: tuple[str, ...],
+    policy: str,
+) -> None:
+    db = couch.create_database()
+    home = tmp_path / "home"
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{key}")
+    sub = subscriber(unique_topic + "/#")
+    run = RunProcess(home_args(home), run_args=flag)
+    try:
+        wait_running(run)
+        put_doc(couch, db, "k1", {"v": 1})
+        sub.wait_for(1, 15)  # every thread has started: feed reader, capture, route reader
+        assert run_thread_policies(run) == {getattr(os, policy)}
+        assert len(os.listdir(f"/proc/{run.proc.pid}/task")) >= 4
+    finally:
+        assert run.stop() == 0
 
 
 @pytest.mark.slow
