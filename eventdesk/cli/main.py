@@ -16,6 +16,7 @@ from typing import Any
 
 from eventdesk import __version__
 from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
@@ -186,8 +187,8 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--scheduling",
-        choices=("batch", "normal"),
-        default="batch",
+        choices=SCHEDULING_POLICIES,
+        default=SCHEDULING_POLICIES[0],
         help="Linux CPU scheduling policy of this process: 'batch' (default) never preempts what "
         "runs beside it, such as the database it follows, and gets the same share of the CPU; "
         "'normal' preempts, for the lowest latency on a saturated host (ignored off Linux)",
@@ -376,7 +377,6 @@ def _describe_state(key: str, change: StateChange) -> str:
 
 
 async def _run(home: Home, models: list[str] | None, scheduling: str = "batch") -> int:
-    from eventdesk.core.cpu_policy import apply_scheduling
     from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
 
