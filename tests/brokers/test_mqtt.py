@@ -503,6 +503,8 @@ def test_a_publisher_abandoned_with_its_loop_is_collected_quietly(
     loop.run_until_complete(asyncio.wait_for(pub.wait_connected(), 10))
     conn = pub._conn
     assert conn is not None and conn.client.socket() is not None  # connected, socket open
+    assert conn._thread is not None
+    conn._thread.join(5)  # the connect thread's last frame holds the connection until it ends
     client = weakref.ref(conn.client)
     loop.close()
     del pub, conn
