@@ -189,9 +189,10 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "--scheduling",
         choices=SCHEDULING_POLICIES,
         default=SCHEDULING_POLICIES[0],
-        help="Linux CPU scheduling policy of this process: 'batch' (default) never preempts what "
-        "runs beside it, such as the database it follows, and gets the same share of the CPU; "
-        "'normal' preempts, for the lowest latency on a saturated host (ignored off Linux)",
+        help="Linux CPU scheduling: 'batch' (default) puts this process under SCHED_BATCH, which "
+        "never preempts what runs beside it, such as the database it follows, and gets the same "
+        "share of the CPU; 'normal' leaves the policy it was started with, for the lowest latency "
+        "on a saturated host (ignored off Linux)",
     )
 
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
@@ -376,7 +377,7 @@ def _describe_state(key: str, change: StateChange) -> str:
     return line
 
 
-async def _run(home: Home, models: list[str] | None, scheduling: str = "batch") -> int:
+async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULING_POLICIES[0]) -> int:
     from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
 
