@@ -16,6 +16,7 @@ from tests.peers.servers import (
     MqttBroker,
     Subscriber,
     free_port,
+    missing_peer,
     start_couch,
     stop_process,
 )
@@ -87,3 +88,10 @@ def subscriber(mqtt_broker: MqttBroker) -> Iterator[Callable[..., Subscriber]]:
 @pytest.fixture
 def unique_topic() -> str:
     return f"test/{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def linux_scheduling() -> None:
+    """Tests of the batch scheduling policy need Linux's (fails in CI, skips elsewhere)."""
+    if not hasattr(os, "SCHED_BATCH"):
+        missing_peer("Linux scheduling policies (os.SCHED_BATCH)", "run these tests on Linux")

@@ -96,7 +96,7 @@ def run_thread_policies(run: RunProcess) -> set[int]:
     return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{run.proc.pid}/task")}
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+@pytest.mark.usefixtures("linux_scheduling")
 @pytest.mark.parametrize(
     ("flag", "policy"), [((), "SCHED_BATCH"), (("--scheduling", "normal"), "SCHED_OTHER")]
 )

@@ -10,7 +10,7 @@ import pytest
 
 from eventdesk.core.cpu_policy import apply_scheduling
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="needs Linux scheduling policies")
+pytestmark = pytest.mark.usefixtures("linux_scheduling")
 
 PROBE = """
 import os, sys, threading
