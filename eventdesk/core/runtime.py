@@ -656,6 +656,30 @@ class Runtime:
         await loop.run_in_executor(None, self._route_reader.shutdown)
         await loop.run_in_executor(None, self._executor.shutdown)
 
+    def halt(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop without the event loop, which will not turn again (the app lost its display).
+
+        Waits up to ``timeout`` for the batches connectors already handed to the capture thread
+        (each commits with its checkpoint), then records every route's acknowledged position and
+        every object as stopped. Connector and broker threads end with the process; what they
+        had not handed over is read again from the checkpoint (at-least-once).
+        """
+        with contextlib.suppress(Exception):  # the capture thread runs its queue in order
+            self._executor.submit(lambda: None).result(timeout)
+        capture = self.capture
+        for worker in self.routes.values():
+            with contextlib.suppress(Exception):
+                worker._collect(worker.inflight)  # batches acknowledged since the route last ran
+            stored = capture.route_position(worker.name)
+            if stored is None or worker.position > stored:  # positions only move forward
+                capture.set_route_position(worker.name, worker.position)
+        for key, change in list(self.states.items()):
+            if change.state is not State.STOPPED and change.state is not State.ERROR:
+                self.states[key] = StateChange(State.STOPPED)
+                capture.set_state(key, State.STOPPED.value, None)
+        self._route_reader.shutdown(wait=False)
+        self._executor.shutdown(wait=False)
+
     # -- status ----------------------------------------------------------------------------
     def model_status(self, name: str) -> ModelStatus:
         model = self.workspace.model(name)
