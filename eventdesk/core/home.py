@@ -119,7 +119,8 @@ class Home:
         ws = self.workspace
         is_ds = isinstance(cfg, DatasourceConfig)
         object_type = "datasource" if is_ds else "broker"
-        old = (ws.datasources if is_ds else ws.brokers).get(cfg.name)
+        # An invalid one too: replacing it keeps its secret.
+        old = (ws.stored("datasource") if is_ds else ws.stored("broker")).get(cfg.name)
 
         def put(candidate: DatasourceConfig | BrokerConfig, replace: bool) -> DatasourceConfig | BrokerConfig:
             if isinstance(candidate, DatasourceConfig):

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from eventdesk.core.envelope import PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, NotFoundError
@@ -241,9 +241,19 @@ class Workspace:
         """The invalid objects of one type, by name."""
         return {o.name: o for o in self.invalid.values() if o.object_type == object_type}
 
-    def stored(self, object_type: str) -> dict[str, AnyConfig]:
+    @overload
+    def stored(self, object_type: Literal["datasource"]) -> dict[str, DatasourceConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["model"]) -> dict[str, ModelConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["broker"]) -> dict[str, BrokerConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["route"]) -> dict[str, RouteConfig]: ...
+    @overload
+    def stored(self, object_type: str) -> dict[str, AnyConfig]: ...
+    def stored(self, object_type: str) -> dict[str, Any]:
         """Every object of a type by name, an invalid one as its stored (unvalidated) values."""
-        table: dict[str, AnyConfig] = dict(self._table(object_type))
+        table: dict[str, Any] = dict(self._table(object_type))
         table.update({n: o.config() for n, o in self.invalid_of(object_type).items()})
         return table
 
