@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +166,32 @@ def test_an_invalid_object_can_be_removed_from_the_app(qtbot: QtBot, home: Home,
     assert window.tree.tree_model.item_of("model/accounts") is None
     saved = json.loads(home.paths.workspace_file.read_text())
     assert "accounts" not in saved["models"] and saved["brokers"]["local"]["settings"]["keepalive"] == "often"
+
+
+def test_the_app_shows_why_a_malformed_workspace_file_cannot_be_opened(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "workspace.json").write_text('{"schema_version": 1, "datasources": "x"}')
+    shot = tmp_path / "error.png"
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication, QMessageBox\n"
+        "from eventdesk.ui import app as ui_app\n"
+        "app = QApplication(sys.argv)\n"
+        "def check():\n"
+        "    boxes = [w for w in QApplication.topLevelWidgets() if w.isVisible() and isinstance(w, QMessageBox)]\n"
+        f"    boxes[0].grab().save({str(shot)!r})\n"
+        "    print('BOX', boxes[0].text(), flush=True)\n"
+        "    boxes[0].button(QMessageBox.StandardButton.Ok).click()\n"
+        "QTimer.singleShot(1500, check)\n"
+        f"sys.exit(ui_app.run_app({str(home)!r}))\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    message = f"workspace file {str(home / 'workspace.json')!r}: field 'datasources': expected a JSON object"
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"BOX {message}" in result.stdout
+    assert f"eventdesk: error: {message}" in result.stderr
+    assert shot.stat().st_size > 1000
