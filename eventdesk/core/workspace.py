@@ -429,10 +429,8 @@ class Workspace:
         stored = self.stored(object_type)[name]
 
         def children(object_type: str, key: str, parent: str) -> list[str]:
-            valid = [n for n, c in self._table(object_type).items() if getattr(c, key) == parent]
-            return sorted(
-                valid + [o.name for o in self.invalid_of(object_type).values() if o.ref(key) == parent]
-            )
+            """Valid and invalid objects of ``object_type`` whose ``key`` names ``parent``."""
+            return sorted(n for n, c in self.stored(object_type).items() if getattr(c, key) == parent)
 
         models = (
             [name]
