@@ -177,9 +177,15 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=list(PLURALS), help="only this kind of object")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("remove", help="remove an object (and what depends on it)")
+    p = sub.add_parser("remove", help="remove an object (with --cascade, and what depends on it)")
     p.add_argument("type", choices=OBJECT_TYPES)
     p.add_argument("name")
+    p.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also remove the models and routes that depend on it, with their checkpoints and positions "
+        "(without it, an object with dependants is not removed; they are listed)",
+    )
 
     p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
     p.add_argument(
@@ -265,15 +271,39 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
+    plan = home.removal(args.type, args.name)
+    if plan.dependants and not args.cascade:
+        raise ConfigError(
+            "not removed: removing it also removes "
+            + "; ".join(line for line in plan.describe() if line != plan.label)
+            + ". Add --cascade to remove all of that",
+            obj=plan.label,
+        )
+    home.remove(args.type, args.name, cascade=args.cascade)
+    for line in plan.describe():
+        print(f"removed {line}")
+    return 0
+
+
 def _cmd_list(home: Home, args: argparse.Namespace) -> int:
-    data = home.workspace.to_json()
+    ws = home.workspace
+    data = ws.to_json()
     keys = [args.what] if args.what else list(PLURALS)
     if args.json:
-        print(json.dumps({k: data[k] for k in keys}, indent=2))
+        out: dict[str, Any] = {k: data[k] for k in keys}
+        invalid = {o.key: o.error.describe() for o in ws.invalid.values() if _plural(o.object_type) in keys}
+        if invalid:
+            out["invalid"] = invalid
+        print(json.dumps(out, indent=2))
         return 0
     for k in keys:
         print(f"{k}:")
         for name, entry in data[k].items():
+            bad = ws.invalid.get(f"{PLURALS[k]}/{name}")
+            if bad is not None:
+                print(f"  {name} INVALID: {bad.error.describe()}")
+                continue
             settings = entry.get("settings", {})
             extra = ""
             if k in ("datasources", "brokers"):
@@ -293,6 +323,10 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
         if not data[k]:
             print("  (none)")
     return 0
+
+
+def _plural(object_type: str) -> str:
+    return next(k for k, v in PLURALS.items() if v == object_type)
 
 
 def _status(home: Home) -> dict[str, Any]:
@@ -326,6 +360,20 @@ def _status(home: Home) -> dict[str, Any]:
     for name in home.workspace.brokers:
         st = states.get(f"broker/{name}")
         brokers[name] = {"state": st.state if st else "stopped", "detail": st.detail if st else None}
+    shown: dict[str, dict[str, Any]] = {"model": models, "route": routes, "broker": brokers}
+    for bad in home.workspace.invalid.values():
+        if bad.object_type in shown:
+            shown[bad.object_type][bad.name] = {
+                "model": bad.ref("model"),
+                "broker": bad.ref("broker"),
+                "datasource": bad.ref("datasource"),
+                "enabled": False,
+                "state": "invalid",
+                "detail": bad.error.describe(),
+                "checkpoint": None,
+                "events": 0,
+                "backlog": 0,
+            }
     return {"models": models, "routes": routes, "brokers": brokers}
 
 
@@ -384,6 +432,8 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
     names = models if models else list(home.workspace.models)
     for name in names:
         home.workspace.model(name)
+    for bad in home.workspace.invalid.values():
+        print(f"eventdesk: warning: not started: {bad.error.describe()}", file=sys.stderr, flush=True)
     if not names:
         raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
     runtime = Runtime(home.workspace, home.capture)
@@ -448,9 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "list":
                 return _cmd_list(home, args)
             if args.command == "remove":
-                for label in home.remove(args.type, args.name):
-                    print(f"removed {label}")
-                return 0
+                return _cmd_remove(home, args)
             if args.command == "status":
                 return _cmd_status(home, args)
             if args.command == "events":

@@ -7,7 +7,7 @@ themselves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eventdesk.core.capture import Capture
@@ -18,6 +18,7 @@ from eventdesk.core.workspace import (
     BrokerConfig,
     DatasourceConfig,
     ModelConfig,
+    Removal,
     RouteConfig,
     Workspace,
     load_workspace,
@@ -118,7 +119,8 @@ class Home:
         ws = self.workspace
         is_ds = isinstance(cfg, DatasourceConfig)
         object_type = "datasource" if is_ds else "broker"
-        old = (ws.datasources if is_ds else ws.brokers).get(cfg.name)
+        # An invalid one too: replacing it keeps its secret.
+        old = (ws.stored("datasource") if is_ds else ws.stored("broker")).get(cfg.name)
 
         def put(candidate: DatasourceConfig | BrokerConfig, replace: bool) -> DatasourceConfig | BrokerConfig:
             if isinstance(candidate, DatasourceConfig):
@@ -171,33 +173,28 @@ class Home:
             target.secret = self._secret_ref(object_type, name, secret, secret_env)
         self.save()
 
-    def remove(self, object_type: str, name: str) -> list[str]:
-        ws = self.workspace
-        secrets: list[SecretRef | None] = []
-        models = (
-            [name]
-            if object_type == "model"
-            else [m.name for m in ws.models_of(name)]
-            if object_type == "datasource"
-            else []
-        )
-        routes = (
-            [name]
-            if object_type == "route"
-            else [r.name for r in ws.routes_of_broker(name)]
-            if object_type == "broker"
-            else [r.name for m in models for r in ws.routes_of_model(m)]
-        )
-        if object_type == "datasource":
-            secrets.append(ws.datasource(name).secret)
-        elif object_type == "broker":
-            secrets.append(ws.broker(name).secret)
-        removed = ws.remove(object_type, name)
+    def removal(self, object_type: str, name: str) -> Removal:
+        """What ``remove`` would take away (models, routes, their checkpoints and positions, the
+        secret), without removing anything: what a confirmation shows."""
+        plan = self.workspace.removal(object_type, name)
+        checkpoints = [m for m in plan.models if self.capture.checkpoint(m) is not None]
+        positions = [r for r in plan.routes if self.capture.route_position(r) is not None]
+        return replace(plan, checkpoints=tuple(checkpoints), positions=tuple(positions))
+
+    def remove(self, object_type: str, name: str, *, cascade: bool = False) -> list[str]:
+        """Remove an object; what depends on it goes too only with ``cascade`` (else ConfigError)."""
+        plan = self.workspace.removal(object_type, name)
+        if plan.dependants and not cascade:
+            raise ConfigError(
+                "other objects depend on it: " + ", ".join(plan.dependants) + "; remove them too (cascade) "
+                "or remove them first",
+                obj=plan.label,
+            )
+        removed = self.workspace.remove(object_type, name)
         self.save()
-        for ref in secrets:
-            delete_secret(ref)
-        for m in models:
+        delete_secret(plan.secret)
+        for m in plan.models:
             self.capture.forget(model=m)
-        for r in routes:
+        for r in plan.routes:
             self.capture.forget(route=r)
         return removed

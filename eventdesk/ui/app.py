@@ -22,8 +22,10 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
+from eventdesk.core.errors import ConfigError
 from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
+from eventdesk.ui.async_tasks import dialog_result
 from eventdesk.ui.icons import app_icon
 
 if TYPE_CHECKING:
@@ -130,7 +132,16 @@ async def _main(home_dir: str | None, session: _Session) -> int:
     app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
-    home = session.home = Home.open(home_dir)
+    try:
+        home = session.home = Home.open(home_dir)
+    except ConfigError as exc:  # a malformed workspace file: say which and why, as the CLI does
+        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr, flush=True)
+        box = QMessageBox(QMessageBox.Icon.Critical, "EventDesk: cannot open the workspace", exc.describe())
+        box.setInformativeText(
+            "Fix the file (or put its .bak copy in its place), then start EventDesk again."
+        )
+        await dialog_result(box)
+        return exc.exit_code
     window = session.window = MainWindow(home, defer_close=True)
     window.closeRequested.connect(quit_event.set)
     stop_signals = _StopSignals(asyncio.get_running_loop(), quit_event.set)

@@ -565,35 +565,22 @@ class MainWindow(QMainWindow):
         self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
 
     async def _remove(self, kind: str, name: str) -> None:
-        ws = self.home.workspace
-        models = (
-            [name]
-            if kind == "model"
-            else [m.name for m in ws.models_of(name)]
-            if kind == "datasource"
-            else []
-        )
-        routes = (
-            [name]
-            if kind == "route"
-            else [r.name for r in ws.routes_of_broker(name)]
-            if kind == "broker"
-            else [r.name for m in models for r in ws.routes_of_model(m)]
-        )
-        also = []
-        if models and kind != "model":
-            also.append(f"models: {', '.join(models)}")
-        if routes and kind != "route":
-            also.append(f"routes: {', '.join(routes)}")
+        try:
+            plan = self.home.removal(kind, name)  # the same dry run as `eventdesk remove`
+        except EventDeskError as exc:
+            self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
+            return
+        models, routes = plan.models, plan.routes
         box = QMessageBox(
             QMessageBox.Icon.Question,
             f"Remove {kind}",
-            f"Remove {kind} {name!r}?"
-            + (f"\nThis also removes its {'; '.join(also)}." if also else "")
-            + "\nCaptured events stay in the capture.",
+            f"Remove {kind} {name!r}?\n\nThis removes:\n"
+            + "\n".join(f"\u2022 {line}" for line in plan.describe())
+            + "\n\nCaptured events stay in the capture.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             self,
         )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         self.confirm_box = box
         await dialog_result(box)
         answer = box.standardButton(box.clickedButton())
@@ -611,7 +598,7 @@ class MainWindow(QMainWindow):
             await self.runtime.stop_service(name)
             self.runtime.brokers.pop(name, None)
         try:
-            removed = self.home.remove(kind, name)
+            removed = self.home.remove(kind, name, cascade=True)
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
