@@ -6,6 +6,7 @@ last good version is kept beside it as ``workspace.json.bak``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from eventdesk.core.envelope import PAYLOAD_FORMATS
-from eventdesk.core.errors import ConfigError, NotFoundError
+from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef
 from eventdesk.core.settings_schema import Field, Schema
@@ -131,6 +132,8 @@ class Workspace:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     brokers: dict[str, BrokerConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
+    # The capture this workspace's checkpoints and route positions live in (its meta capture_id).
+    capture_id: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -276,8 +279,10 @@ class Workspace:
                 d["secret"] = ref.to_json()
             return d
 
-        return {
-            "schema_version": SCHEMA_VERSION,
+        head: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.capture_id is not None:
+            head["capture_id"] = self.capture_id
+        return head | {
             "datasources": {
                 n: with_secret({"kind": c.kind, "settings": c.settings}, c.secret)
                 for n, c in sorted(self.datasources.items())
@@ -308,6 +313,10 @@ class Workspace:
                 field="schema_version",
             )
         ws = cls()
+        capture_id = data.get("capture_id")
+        if capture_id is not None and not (isinstance(capture_id, str) and capture_id):
+            raise ConfigError(f"expected a capture id, got {capture_id!r}", obj=source, field="capture_id")
+        ws.capture_id = capture_id
         try:
             for name, d in dict(data.get("datasources") or {}).items():
                 obj = f"datasource {name!r}"
@@ -381,7 +390,9 @@ def save_workspace(ws: Workspace, path: Path) -> None:
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFullError(str(path)) from None
         raise
