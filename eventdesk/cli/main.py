@@ -203,8 +203,8 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "--fresh-capture",
         action="store_true",
         help="start with a new, empty capture (when the workspace's capture is missing, belongs to "
-        "another workspace or is damaged): an existing one is moved aside, never deleted; models start "
-        "from their `since` setting and routes at the end of the new capture",
+        "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
+        "new changes only and routes start at the end of the new capture (nothing is published again)",
     )
 
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
@@ -317,10 +317,10 @@ def _live_states(home: Home) -> dict[str, tuple[str, str | None]]:
         if st.state == State.STOPPED.value or (st.pid is not None and st.pid == live_pid):
             shown[st.object] = (st.state, st.detail)
         else:
-            last = f"{st.state}" + (f": {st.detail}" if st.detail else "")
+            last = st.state + (f": {st.detail}" if st.detail else "")
             shown[st.object] = (
                 State.STOPPED.value,
-                f"runner PID {st.pid} is not running; last seen {st.updated_at} {last}",
+                f"runner PID {st.pid} is not running; last seen {st.updated_at} as {last}",
             )
     return shown
 

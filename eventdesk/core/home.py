@@ -31,8 +31,8 @@ from eventdesk.core.workspace import (
 
 FRESH_CAPTURE_HINT = (
     "start with a fresh capture: `eventdesk run --fresh-capture` (in the app: Start with a fresh"
-    " capture); models then start from their `since` setting and routes at the end of the new"
-    " capture, so nothing captured before is published again"
+    " capture); models then follow new changes only and routes start at the end of the new"
+    " capture, so nothing is published again"
 )
 
 
@@ -120,8 +120,9 @@ class Home:
 
     def start_fresh_capture(self) -> Capture:
         """Replace the capture with a new, empty one (the old file, if any, is moved aside and
-        named in :attr:`capture_notice`); models start from their ``since`` setting and routes
-        at the end."""
+        named in :attr:`capture_notice`). Routes start at its end and models at ``now`` even if
+        their ``since`` setting says otherwise: reading a model's history again would publish
+        it again, and the old checkpoints went with the old capture."""
         if self._capture is not None:
             self._capture.close()
             self._capture = None
@@ -134,6 +135,9 @@ class Home:
         path = self.paths.capture_file
         aside = _move_aside(path)
         capture = Capture(path)
+        for model in self.workspace.models.values():
+            if model.settings.get("since", "now") != "now":
+                capture.append(model.name, [], "now")
         for route in self.workspace.routes.values():
             capture.set_route_position(route.name, capture.last_pos(route.model))
         self._adopt(capture)

@@ -1,0 +1,149 @@
+"""One runner per home, honest status after a crash, a lost or broken capture refused (CLI)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.harness import RunProcess, eventdesk, home_args, ok, put_doc, setup_pipeline
+from tests.peers.servers import CouchServer, MqttBroker
+
+
+def wait_running(run: RunProcess) -> None:
+    run.wait_line("model 'accounts': running", 30)
+    run.wait_line("route 'out': running", 30)
+
+
+def test_a_second_run_and_edits_are_refused_while_a_runner_holds_the_home(
+    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
+) -> None:
+    home = tmp_path / "home"
+    h = home_args(home)
+    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
+    run = RunProcess(h)
+    try:
+        wait_running(run)
+        second = eventdesk(*h, "run", timeout=30)
+        assert second.returncode == 7, second.stderr
+        assert f"`eventdesk run` (PID {run.proc.pid}, since " in second.stderr
+        assert "publish every event twice" in second.stderr
+        assert "Traceback" not in second.stderr
+        edit = eventdesk(*h, "route", "disable", "out")
+        assert edit.returncode == 7
+        assert f"PID {run.proc.pid}" in edit.stderr and "does not reload the workspace" in edit.stderr
+        assert json.loads(ok(*h, "list", "--json"))["routes"]["out"]["settings"]["enabled"] is True
+        assert json.loads(ok(*h, "status", "--json"))["models"]["accounts"]["state"] == "running"
+    finally:
+        assert run.stop() == 0, run.output()
+    ok(*h, "route", "disable", "out")  # the home is free again
+
+
+def test_status_shows_a_killed_runners_objects_as_stopped(
+    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
+) -> None:
+    home = tmp_path / "home"
+    h = home_args(home)
+    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
+    run = RunProcess(h)
+    try:
+        wait_running(run)
+        live = json.loads(ok(*h, "status", "--json"))
+        assert live["models"]["accounts"]["state"] == "running"
+        assert live["routes"]["out"]["state"] == "running"
+    finally:
+        run.kill()
+    pid = run.proc.pid
+    dead = json.loads(ok(*h, "status", "--json"))
+    for obj in (dead["models"]["accounts"], dead["routes"]["out"], dead["brokers"]["mosq"]):
+        assert obj["state"] == "stopped", dead
+        assert obj["detail"].startswith(f"runner PID {pid} is not running; last seen "), obj
+    text = ok(*h, "status")
+    assert f"  accounts: stopped (runner PID {pid} is not running; last seen " in text
+    assert f"  out: stopped (runner PID {pid} is not running; last seen " in text
+
+
+def test_a_deleted_capture_is_refused_and_a_fresh_one_republishes_nothing(
+    tmp_path: Path,
+    couch: CouchServer,
+    mqtt_broker: MqttBroker,
+    subscriber,  # type: ignore[no-untyped-def]
+    unique_topic: str,
+) -> None:
+    db = couch.create_database()
+    home = tmp_path / "home"
+    h = home_args(home)
+    setup_pipeline(home, couch.url, db, mqtt_broker, topic=unique_topic + "/{key}", since="0")
+    sub = subscriber(unique_topic + "/#")
+    put_doc(couch, db, "k1", {"v": 1})
+    run = RunProcess(h)
+    try:
+        wait_running(run)
+        sub.wait_for(1, 15)
+    finally:
+        assert run.stop() == 0, run.output()
+    capture = home / "capture.sqlite3"
+    for path in home.glob("capture.sqlite3*"):
+        path.unlink()
+    for command in (("run",), ("status",), ("events",)):
+        refused = eventdesk(*h, *command, timeout=30)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert f"capture '{capture}'" in refused.stderr and "is missing" in refused.stderr
+        assert "eventdesk run --fresh-capture" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not capture.exists()
+    fresh = RunProcess(h, run_args=("--fresh-capture",))
+    try:
+        fresh.wait_line(f"started a fresh capture at {capture}", 30)
+        wait_running(fresh)
+        put_doc(couch, db, "k2", {"v": 2})
+        sub.wait_until(lambda messages: any(m.topic.endswith("/k2") for m in messages), 15)
+    finally:
+        assert fresh.stop() == 0, fresh.output()
+    assert [m.topic.rsplit("/", 1)[1] for m in sub.messages] == ["k1", "k2"]  # k1 not again
+    again = RunProcess(h)  # the fresh capture is the workspace's own now
+    try:
+        wait_running(again)
+    finally:
+        assert again.stop() == 0, again.output()
+
+
+def test_a_corrupt_capture_gives_a_clear_message_and_no_traceback(
+    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
+) -> None:
+    home = tmp_path / "home"
+    h = home_args(home)
+    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
+    capture = home / "capture.sqlite3"
+    capture.write_bytes(b"not a database, whatever it was" * 100)
+    for command in (("run",), ("status",), ("events",)):
+        refused = eventdesk(*h, *command, timeout=30)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert f"capture '{capture}'" in refused.stderr
+        assert "not a readable capture database" in refused.stderr
+        assert "--fresh-capture" in refused.stderr and ".recover" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    fresh = RunProcess(h, run_args=("--fresh-capture",))
+    try:
+        line = fresh.lines[fresh.wait_line("started a fresh capture", 30)]
+        wait_running(fresh)
+    finally:
+        assert fresh.stop() == 0, fresh.output()
+    kept = Path(line.rsplit("kept as ", 1)[1])
+    assert kept.read_bytes() == b"not a database, whatever it was" * 100  # moved aside, not lost
+
+
+def test_the_home_and_its_files_are_private(
+    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
+) -> None:
+    home = tmp_path / "home"
+    h = home_args(home)
+    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
+    run = RunProcess(h)
+    try:
+        wait_running(run)
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in home.iterdir()}
+    finally:
+        assert run.stop() == 0, run.output()
+    assert oct(home.stat().st_mode & 0o777) == "0o700"
+    assert {"capture.sqlite3", "capture.sqlite3-wal", "workspace.json", "eventdesk.lock"} <= set(modes)
+    assert modes == dict.fromkeys(modes, "0o600")
