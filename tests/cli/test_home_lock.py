@@ -5,21 +5,34 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli.harness import RunProcess, eventdesk, home_args, ok, put_doc, setup_pipeline
+from tests.cli.test_run import wait_running
 from tests.peers.servers import CouchServer, MqttBroker
 
 
-def wait_running(run: RunProcess) -> None:
-    run.wait_line("model 'accounts': running", 30)
-    run.wait_line("route 'out': running", 30)
+@pytest.fixture
+def home(tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str) -> Path:
+    """A home with the pipeline couch -> accounts -> route out -> mosq, never run."""
+    path = tmp_path / "home"
+    setup_pipeline(path, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
+    return path
 
 
-def test_a_second_run_and_edits_are_refused_while_a_runner_holds_the_home(
-    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
-) -> None:
-    home = tmp_path / "home"
+def assert_capture_refused(h: tuple[str, ...], capture: Path, *phrases: str) -> None:
+    """``run``, ``status`` and ``events`` refuse the capture (exit 2), naming it and saying ``phrases``."""
+    for command in ("run", "status", "events"):
+        refused = eventdesk(*h, command, timeout=30)
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert f"capture '{capture}'" in refused.stderr
+        for phrase in phrases:
+            assert phrase in refused.stderr, (command, refused.stderr)
+        assert "Traceback" not in refused.stderr
+
+
+def test_a_second_run_and_edits_are_refused_while_a_runner_holds_the_home(home: Path) -> None:
     h = home_args(home)
-    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
     run = RunProcess(h)
     try:
         wait_running(run)
@@ -38,12 +51,8 @@ def test_a_second_run_and_edits_are_refused_while_a_runner_holds_the_home(
     ok(*h, "route", "disable", "out")  # the home is free again
 
 
-def test_status_shows_a_killed_runners_objects_as_stopped(
-    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
-) -> None:
-    home = tmp_path / "home"
+def test_status_shows_a_killed_runners_objects_as_stopped(home: Path) -> None:
     h = home_args(home)
-    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
     run = RunProcess(h)
     try:
         wait_running(run)
@@ -84,13 +93,8 @@ def test_a_deleted_capture_is_refused_and_a_fresh_one_republishes_nothing(
     capture = home / "capture.sqlite3"
     for path in home.glob("capture.sqlite3*"):
         path.unlink()
-    for command in (("run",), ("status",), ("events",)):
-        refused = eventdesk(*h, *command, timeout=30)
-        assert refused.returncode == 2, (command, refused.stderr)
-        assert f"capture '{capture}'" in refused.stderr and "is missing" in refused.stderr
-        assert "eventdesk run --fresh-capture" in refused.stderr
-        assert "Traceback" not in refused.stderr
-        assert not capture.exists()
+    assert_capture_refused(h, capture, "is missing", "eventdesk run --fresh-capture")
+    assert not capture.exists()  # not silently recreated
     fresh = RunProcess(h, run_args=("--fresh-capture",))
     try:
         fresh.wait_line(f"started a fresh capture at {capture}", 30)
@@ -107,21 +111,11 @@ def test_a_deleted_capture_is_refused_and_a_fresh_one_republishes_nothing(
         assert again.stop() == 0, again.output()
 
 
-def test_a_corrupt_capture_gives_a_clear_message_and_no_traceback(
-    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
-) -> None:
-    home = tmp_path / "home"
+def test_a_corrupt_capture_gives_a_clear_message_and_no_traceback(home: Path) -> None:
     h = home_args(home)
-    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
     capture = home / "capture.sqlite3"
     capture.write_bytes(b"not a database, whatever it was" * 100)
-    for command in (("run",), ("status",), ("events",)):
-        refused = eventdesk(*h, *command, timeout=30)
-        assert refused.returncode == 2, (command, refused.stderr)
-        assert f"capture '{capture}'" in refused.stderr
-        assert "not a readable capture database" in refused.stderr
-        assert "--fresh-capture" in refused.stderr and ".recover" in refused.stderr
-        assert "Traceback" not in refused.stderr
+    assert_capture_refused(h, capture, "not a readable capture database", "--fresh-capture", ".recover")
     fresh = RunProcess(h, run_args=("--fresh-capture",))
     try:
         line = fresh.lines[fresh.wait_line("started a fresh capture", 30)]
@@ -132,12 +126,8 @@ def test_a_corrupt_capture_gives_a_clear_message_and_no_traceback(
     assert kept.read_bytes() == b"not a database, whatever it was" * 100  # moved aside, not lost
 
 
-def test_the_home_and_its_files_are_private(
-    tmp_path: Path, couch: CouchServer, mqtt_broker: MqttBroker, unique_topic: str
-) -> None:
-    home = tmp_path / "home"
+def test_the_home_and_its_files_are_private(home: Path) -> None:
     h = home_args(home)
-    setup_pipeline(home, couch.url, couch.create_database(), mqtt_broker, topic=unique_topic)
     run = RunProcess(h)
     try:
         wait_running(run)
