@@ -21,7 +21,6 @@ from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
-from eventdesk.core.home_lock import holder
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
@@ -307,27 +306,9 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_states(home: Home) -> dict[str, tuple[str, str | None]]:
-    """Each recorded ``(state, detail)``; one recorded by a runner that no longer holds the home
-    (killed, crashed) is shown ``stopped``, saying so."""
-    current = holder(home.paths.lock_file)
-    live_pid = None if current is None else current.pid
-    shown: dict[str, tuple[str, str | None]] = {}
-    for st in home.capture.states():
-        if st.state == State.STOPPED.value or (st.pid is not None and st.pid == live_pid):
-            shown[st.object] = (st.state, st.detail)
-        else:
-            last = st.state + (f": {st.detail}" if st.detail else "")
-            shown[st.object] = (
-                State.STOPPED.value,
-                f"runner PID {st.pid} is not running; last seen {st.updated_at} as {last}",
-            )
-    return shown
-
-
 def _status(home: Home) -> dict[str, Any]:
     cap = home.capture
-    states = _live_states(home)
+    states = home.live_states()
     checkpoints = cap.checkpoints()
     models = {}
     for name, m in home.workspace.models.items():

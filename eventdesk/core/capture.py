@@ -325,6 +325,15 @@ class Capture:
             ).fetchall()
         return [(int(p), bytes(e)) for p, e in rows]
 
+    def events_after(self, pos: int, limit: int) -> list[CapturedEvent]:
+        """The next ``limit`` events of every model after position ``pos`` (a viewer following
+        a capture that another process writes)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT pos, envelope FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
+            ).fetchall()
+        return [CapturedEvent(int(p), orjson.loads(e)) for p, e in rows]
+
     def read_route_rows(self, model: str, pos: int, limit: int) -> list[RouteRow]:
         """Like :meth:`read_after`, with the columns a topic is made of:
         ``(pos, envelope, datasource, op, key)`` (the route then needs no JSON parsing).

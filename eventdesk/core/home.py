@@ -16,7 +16,7 @@ from typing import Any
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import utc_now_iso
 from eventdesk.core.errors import CaptureUnusableError, ConfigError, HomeInUseError
-from eventdesk.core.home_lock import HomeLock
+from eventdesk.core.home_lock import Holder, HomeLock, holder
 from eventdesk.core.paths import Paths, resolve_paths
 from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
 from eventdesk.core.workspace import (
@@ -154,6 +154,27 @@ class Home:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+    def holder(self) -> Holder | None:
+        """Who holds this home now (this process too), or None."""
+        return holder(self.paths.lock_file)
+
+    def live_states(self) -> dict[str, tuple[str, str | None]]:
+        """Each object's recorded ``(state, detail)``; one recorded by a process that no longer
+        holds the home (a runner killed or crashed) is ``stopped``, saying so."""
+        current = self.holder()
+        live_pid = None if current is None else current.pid
+        shown: dict[str, tuple[str, str | None]] = {}
+        for st in self.capture.states():
+            if st.state == "stopped" or (st.pid is not None and st.pid == live_pid):
+                shown[st.object] = (st.state, st.detail)
+            else:
+                last = st.state + (f": {st.detail}" if st.detail else "")
+                shown[st.object] = (
+                    "stopped",
+                    f"runner PID {st.pid} is not running; last seen {st.updated_at} as {last}",
+                )
+        return shown
 
     def save(self) -> None:
         if self.read_only is not None:

@@ -102,7 +102,7 @@ def refusal(current: Holder, home: str, what: str) -> str:
             " (or give this runner another --home)"
         )
     if what == "app":
-        return text + "; the app opens it read only"
+        return text  # the app then opens it read only, and says so
     if current.what == "run":
         return text + (", which does not reload the workspace: stop it, make the change, then start it again")
     return text + "; close it, then make the change"

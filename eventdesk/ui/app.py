@@ -1,5 +1,7 @@
 """Start-up in one place: Qt application, qasync loop, main window, clean quit.
 
+The app takes the home's lock; on a home that ``eventdesk run`` holds it opens read only. A
+capture that is missing, foreign or damaged is refused with the choice of a fresh one.
 qasync is imported here and nowhere else.
 """
 
@@ -10,6 +12,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 
 import qasync
@@ -17,6 +20,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
+from eventdesk.core.errors import CaptureUnusableError
 from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
 from eventdesk.ui.icons import app_icon
@@ -60,7 +64,35 @@ def _screenshot_then_quit(window: QWidget, quit_event: asyncio.Event) -> None:
     QTimer.singleShot(int(os.environ.get(f"{SCREENSHOT_ENV}_AFTER_MS", "2000")), shoot)
 
 
-async def _main(home_dir: str | None) -> int:
+FRESH_CAPTURE_BUTTON = "Start with a fresh capture"
+
+
+def open_home(home_dir: str | None, ask: Callable[[QMessageBox], object] | None = None) -> Home | None:
+    """Open the home for the app (read only if a runner holds it) and its capture; on an
+    unusable capture ask (``ask`` shows the box, default ``exec``) whether to start a fresh one.
+    None: the user chose to quit."""
+    home = Home.open(home_dir, lock="app", read_only_if_held=True)
+    try:
+        home.capture  # noqa: B018 - opening it checks it
+    except CaptureUnusableError as exc:
+        box = QMessageBox(QMessageBox.Icon.Warning, "EventDesk: the capture cannot be used", exc.describe())
+        box.setObjectName("capture_unusable")
+        fresh = None
+        if home.read_only is None:
+            fresh = box.addButton(FRESH_CAPTURE_BUTTON, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+        if ask is None:
+            box.exec()
+        else:
+            ask(box)
+        if fresh is None or box.clickedButton() is not fresh:
+            home.close()
+            return None
+        home.start_fresh_capture()
+    return home
+
+
+async def _main(home: Home) -> int:
     from eventdesk.ui.main_window import MainWindow
 
     app = QApplication.instance()
@@ -70,8 +102,9 @@ async def _main(home_dir: str | None) -> int:
     app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
-    home = Home.open(home_dir)
     window = MainWindow(home, defer_close=True)
+    if home.capture_notice:
+        window.notifications.notify("info", home.capture_notice, key="capture")
     window.closeRequested.connect(quit_event.set)
     window.show()
     tune_for_streaming()
@@ -93,5 +126,8 @@ def run_app(home_dir: str | None = None) -> int:
     QApplication.setDesktopFileName("eventdesk")  # matches resources/eventdesk.desktop (Wayland app id)
     QApplication.setWindowIcon(app_icon())
     _install_excepthook()
+    home = open_home(home_dir)  # before the loop runs: its questions are plain modal boxes
+    if home is None:
+        return 2
     with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
-        return runner.run(_main(home_dir))
+        return runner.run(_main(home))
