@@ -39,6 +39,9 @@ def test_a_full_disk_stops_run_cleanly_and_the_next_run_resumes_without_loss(
         assert rc == 8, output
         assert f"disk full at {home / 'capture.sqlite3'}" in output
         assert "Traceback" not in output and "cannot rollback" not in output, output
+        stopped = json.loads(ok(*h, "status", "--json"))
+        for obj in (stopped["models"]["accounts"], stopped["routes"]["out"]):
+            assert obj["state"] == "stopped", stopped  # recorded so, or its runner is known gone
         filler.unlink()
         again = RunProcess(h)
         try:

@@ -16,7 +16,7 @@ import pytest
 
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import Event
-from eventdesk.core.errors import CaptureUnusableError, HomeInUseError
+from eventdesk.core.errors import CaptureUnusableError, DiskFullError, HomeInUseError
 from eventdesk.core.home import Home
 from eventdesk.core.home_lock import HomeLock, holder
 from eventdesk.core.paths import resolve_paths
@@ -234,3 +234,16 @@ def test_a_corrupt_capture_gives_a_clear_message_and_the_way_out(tmp_path: Path,
     assert str(path) in message
     assert "--fresh-capture" in message and ".recover" in message and "mv " in message
     assert refused.value.exit_code == 2
+
+
+def test_a_full_disk_at_the_lock_or_the_workspace_says_disk_full(tmp_path: Path) -> None:
+    from tests.small_filesystem import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "fs", "1m") as fs:
+        home = Home.open(str(fs / "home"))
+        fill(fs, leave=0)
+        with pytest.raises(DiskFullError, match=f"disk full at {fs / 'home' / 'eventdesk.lock'}"):
+            HomeLock.acquire(home.paths.lock_file, "run")
+        with pytest.raises(DiskFullError, match=f"disk full at {fs / 'home' / 'workspace.json'}"):
+            home.add_datasource("couch", "couchdb", {"url": "http://127.0.0.1:5984"})
+        home.close()
