@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -13,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import CaptureUnusableError, DiskFullError, HomeInUseError
 from eventdesk.core.home import Home
-from eventdesk.core.home_lock import HomeLock, holder
+from eventdesk.core.home_lock import Holder, HomeLock, holder
 from eventdesk.core.paths import resolve_paths
 
 
@@ -247,3 +250,29 @@ def test_a_full_disk_at_the_lock_or_the_workspace_says_disk_full(tmp_path: Path)
         with pytest.raises(DiskFullError, match=f"disk full at {fs / 'home' / 'workspace.json'}"):
             home.add_datasource("couch", "couchdb", {"url": "http://127.0.0.1:5984"})
         home.close()
+
+
+@given(
+    st.one_of(st.text(), st.binary().map(lambda b: b.decode("utf-8", "replace")), st.from_type(dict).map(str))
+)
+def test_any_lock_file_content_reads_as_a_holder(text: str) -> None:
+    current = Holder.parse(text)  # what another process (or anything) left there never raises
+    assert current.describe()
+
+
+@given(st.integers(min_value=1, max_value=2**22), st.sampled_from(["run", "app", "edit"]))
+def test_a_holders_record_reads_back(pid: int, what: str) -> None:
+    current = Holder.parse(json.dumps({"pid": pid, "what": what, "since": "2026-12-06T03:00:00.000Z"}))
+    assert current == Holder(pid, what, "2026-12-06T03:00:00.000Z")
+    assert f"PID {pid}, since 2026-12-06T03:00:00.000Z" in current.describe()
+
+
+@pytest.mark.parametrize("bad", [5, "", ["x"]])
+def test_a_bad_capture_id_in_the_workspace_file_is_named(tmp_path: Path, bad: object) -> None:
+    from eventdesk.core.errors import ConfigError
+    from eventdesk.core.workspace import load_workspace
+
+    path = tmp_path / "workspace.json"
+    path.write_text(json.dumps({"schema_version": 1, "capture_id": bad}))
+    with pytest.raises(ConfigError, match="field 'capture_id'"):
+        load_workspace(path)

@@ -88,12 +88,14 @@ def test_the_app_on_a_home_a_runner_holds_opens_read_only_and_follows_it(
         if target := os.environ.get(SCREENSHOT_ENV):
             window.grab().save(target)
         assert (home_dir / "workspace.json").read_bytes() == workspace_before  # nothing saved
+        assert process.proc.poll() is None  # the runner went on, untouched
+        assert process.stop() == 0, process.output()
+        qtbot.waitUntil(lambda: "has stopped" in banner.message.text(), timeout=5000)
     finally:
         run(qtbot, window.shutdown())
         window.close()
         window.deleteLater()
         home.close()
-    assert process.proc.poll() is None  # the runner went on, untouched
 
 
 def choose(button_text: str):  # type: ignore[no-untyped-def]
