@@ -29,7 +29,8 @@ EXIT_CODES = """\
 exit codes:
   0  success
   1  unexpected error
-  2  invalid input: a setting, name, flag or workspace file (the message names object and field)
+  2  invalid input: a setting, name, flag or workspace file (the message names object and field),
+     or a capture that is missing, belongs to another workspace or is damaged (see --fresh-capture)
   3  a named datasource, model, broker or route does not exist
   4  secret store problem (no usable keyring backend, missing environment variable)
   5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from eventdesk.core.capture import Capture
+from eventdesk.core.contracts import State
 from eventdesk.core.envelope import utc_now_iso
 from eventdesk.core.errors import CaptureUnusableError, ConfigError, HomeInUseError
 from eventdesk.core.home_lock import Holder, HomeLock, holder
@@ -166,12 +167,12 @@ class Home:
         live_pid = None if current is None else current.pid
         shown: dict[str, tuple[str, str | None]] = {}
         for st in self.capture.states():
-            if st.state == "stopped" or (st.pid is not None and st.pid == live_pid):
+            if st.state == State.STOPPED.value or (st.pid is not None and st.pid == live_pid):
                 shown[st.object] = (st.state, st.detail)
             else:
                 last = st.state + (f": {st.detail}" if st.detail else "")
                 shown[st.object] = (
-                    "stopped",
+                    State.STOPPED.value,
                     f"runner PID {st.pid} is not running; last seen {st.updated_at} as {last}",
                 )
         return shown

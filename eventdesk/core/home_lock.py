@@ -80,7 +80,7 @@ def holder(path: Path) -> Holder | None:
     """Who holds the lock at ``path`` now, or None if nobody does (the last holder ended)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # no holder yet, or another user's home
         return None
     try:
         try:
