@@ -97,9 +97,9 @@ def refusal(current: Holder, home: str, what: str) -> str:
     """Why ``what`` may not take a home that ``current`` holds, and what to do."""
     text = f"this home ({home}) is in use by {current.describe()}"
     if what == "run":
+        first = "close it" if current.what == "app" else "stop it"
         return text + (
-            "; a second runner would publish every event twice. Stop it first"
-            " (or give this runner another --home)"
+            f"; a second runner would publish every event twice: {first} first (or give this runner another --home)"
         )
     if what == "app":
         return text  # the app then opens it read only, and says so
