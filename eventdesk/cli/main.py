@@ -10,11 +10,13 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from eventdesk import __version__
+from eventdesk.core.capture import capture_failure
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
@@ -27,11 +29,14 @@ EXIT_CODES = """\
 exit codes:
   0  success
   1  unexpected error
-  2  invalid input: a setting, name, flag or workspace file (the message names object and field)
+  2  invalid input: a setting, name, flag or workspace file (the message names object and field),
+     or a capture that is missing, belongs to another workspace or is damaged (see --fresh-capture)
   3  a named datasource, model, broker or route does not exist
   4  secret store problem (no usable keyring backend, missing environment variable)
   5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)
   6  a broker refused us (credentials, TLS) or a route failed
+  7  the home is in use: another `eventdesk run`, the app or an edit holds it (the message names its PID)
+  8  disk full (the message names the file); committed events are kept, a later run resumes
  130 interrupted
 """
 
@@ -200,6 +205,13 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "share of the CPU; 'normal' leaves the policy it was started with, for the lowest latency "
         "on a saturated host (ignored off Linux)",
     )
+    p.add_argument(
+        "--fresh-capture",
+        action="store_true",
+        help="start with a new, empty capture (when the workspace's capture is missing, belongs to "
+        "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
+        "new changes only and routes start at the end of the new capture (nothing is published again)",
+    )
 
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
     p.add_argument("--json", action="store_true")
@@ -331,15 +343,15 @@ def _plural(object_type: str) -> str:
 
 def _status(home: Home) -> dict[str, Any]:
     cap = home.capture
-    states = {s.object: s for s in cap.states()}
+    states = home.live_states()
     checkpoints = cap.checkpoints()
     models = {}
     for name, m in home.workspace.models.items():
         st = states.get(f"model/{name}")
         models[name] = {
             "datasource": m.datasource,
-            "state": st.state if st else "stopped",
-            "detail": st.detail if st else None,
+            "state": st[0] if st else "stopped",
+            "detail": st[1] if st else None,
             "checkpoint": checkpoints.get(name),
             "events": cap.count(name),
         }
@@ -351,15 +363,15 @@ def _status(home: Home) -> dict[str, Any]:
             "model": r.model,
             "broker": r.broker,
             "enabled": r.enabled,
-            "state": st.state if st else "stopped",
-            "detail": st.detail if st else None,
+            "state": st[0] if st else "stopped",
+            "detail": st[1] if st else None,
             "position": pos,
             "backlog": cap.count(r.model, after=pos),
         }
     brokers = {}
     for name in home.workspace.brokers:
         st = states.get(f"broker/{name}")
-        brokers[name] = {"state": st.state if st else "stopped", "detail": st.detail if st else None}
+        brokers[name] = {"state": st[0] if st else "stopped", "detail": st[1] if st else None}
     shown: dict[str, dict[str, Any]] = {"model": models, "route": routes, "broker": brokers}
     for bad in home.workspace.invalid.values():
         if bad.object_type in shown:
@@ -437,6 +449,8 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
     if not names:
         raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
     runtime = Runtime(home.workspace, home.capture)
+    if home.capture_notice:
+        print(home.capture_notice, flush=True)
     tune_for_streaming()
     apply_scheduling(scheduling)  # before the runtime starts its threads: they inherit it
     stop = asyncio.Event()
@@ -475,6 +489,19 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+# Commands that change the workspace or the capture's positions take the home's lock (one runner,
+# app or edit at a time); those that only read (status, list, events, export, ...) do not.
+_EDIT_COMMANDS = frozenset({"datasource", "model", "broker", "route", "remove"})
+
+
+def _lock_for(args: argparse.Namespace) -> str | None:
+    if args.command == "run":
+        return "run"
+    if args.command in _EDIT_COMMANDS or (args.command == "demo" and getattr(args, "send", None) is None):
+        return "edit"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(with_kinds=_command_of(argv) in _SCHEMA_COMMANDS).parse_args(argv)
@@ -485,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(run_app(args.home))
     try:
-        home = Home.open(args.home)
+        home = Home.open(args.home, lock=_lock_for(args), fresh_capture=getattr(args, "fresh_capture", False))
         try:
             if args.command in ("datasource", "model", "broker"):
                 return _cmd_add(home, args)
@@ -508,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return int(handler(home, args))
             if args.command == "run":
                 return asyncio.run(_run(home, args.models, args.scheduling))
+        except sqlite3.Error as exc:
+            failure = capture_failure(home.paths.capture_file, exc)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             home.close()
     except EventDeskError as exc:

@@ -6,6 +6,7 @@ last good version is kept beside it as ``workspace.json.bak``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from eventdesk.core.envelope import PAYLOAD_FORMATS
-from eventdesk.core.errors import ConfigError, NotFoundError
+from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef
 from eventdesk.core.settings_schema import Field, Schema, json_kind
@@ -232,6 +233,8 @@ class Workspace:
     brokers: dict[str, BrokerConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
     invalid: dict[str, InvalidObject] = field(default_factory=dict)
+    # The capture this workspace's checkpoints and route positions live in (its meta capture_id).
+    capture_id: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -487,9 +490,10 @@ class Workspace:
         }
         for bad in self.invalid.values():
             sections[_SECTIONS[bad.object_type]][bad.name] = bad.raw
-        return {"schema_version": SCHEMA_VERSION} | {
-            section: dict(sorted(entries.items())) for section, entries in sections.items()
-        }
+        head: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.capture_id is not None:
+            head["capture_id"] = self.capture_id
+        return head | {section: dict(sorted(entries.items())) for section, entries in sections.items()}
 
     @classmethod
     def from_json(cls, data: Any, source: str = "workspace") -> Workspace:
@@ -505,6 +509,10 @@ class Workspace:
                 field="schema_version",
             )
         ws = cls()
+        capture_id = data.get("capture_id")
+        if capture_id is not None and not (isinstance(capture_id, str) and capture_id):
+            raise ConfigError(f"expected a capture id, got {capture_id!r}", obj=source, field="capture_id")
+        ws.capture_id = capture_id
         for object_type in OBJECT_TYPES:
             section = _SECTIONS[object_type]
             entries = data.get(section)
@@ -597,7 +605,9 @@ def save_workspace(ws: Workspace, path: Path) -> None:
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFullError(str(path)) from None
         raise

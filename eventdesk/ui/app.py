@@ -1,5 +1,7 @@
 """Start-up in one place: Qt application, qasync loop, main window, clean quit.
 
+The app takes the home's lock; on a home that ``eventdesk run`` holds it opens read only. A
+capture that is missing, foreign or damaged is refused with the choice of a fresh one.
 qasync is imported here and nowhere else.
 """
 
@@ -22,10 +24,9 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
-from eventdesk.core.errors import ConfigError
+from eventdesk.core.errors import CaptureUnusableError, ConfigError
 from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
-from eventdesk.ui.async_tasks import dialog_result
 from eventdesk.ui.icons import app_icon
 
 if TYPE_CHECKING:
@@ -122,7 +123,35 @@ class _Session:
     finished: bool = False
 
 
-async def _main(home_dir: str | None, session: _Session) -> int:
+FRESH_CAPTURE_BUTTON = "Start with a fresh capture"
+
+
+def open_home(home_dir: str | None, ask: Callable[[QMessageBox], object] | None = None) -> Home | None:
+    """Open the home for the app (read only if a runner holds it) and its capture; on an
+    unusable capture ask (``ask`` shows the box, default ``exec``) whether to start a fresh one.
+    None: the user chose to quit."""
+    home = Home.open(home_dir, lock="app", read_only_if_held=True)
+    try:
+        home.capture  # noqa: B018 - opening it checks it
+    except CaptureUnusableError as exc:
+        box = QMessageBox(QMessageBox.Icon.Warning, "EventDesk: the capture cannot be used", exc.describe())
+        box.setObjectName("capture_unusable")
+        fresh = None
+        if home.read_only is None:
+            fresh = box.addButton(FRESH_CAPTURE_BUTTON, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+        if ask is None:
+            box.exec()
+        else:
+            ask(box)
+        if fresh is None or box.clickedButton() is not fresh:
+            home.close()
+            return None
+        home.start_fresh_capture()
+    return home
+
+
+async def _main(home: Home, session: _Session) -> int:
     from eventdesk.ui.main_window import MainWindow
 
     app = QApplication.instance()
@@ -132,17 +161,10 @@ async def _main(home_dir: str | None, session: _Session) -> int:
     app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
-    try:
-        home = session.home = Home.open(home_dir)
-    except ConfigError as exc:  # a malformed workspace file: say which and why, as the CLI does
-        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr, flush=True)
-        box = QMessageBox(QMessageBox.Icon.Critical, "EventDesk: cannot open the workspace", exc.describe())
-        box.setInformativeText(
-            "Fix the file (or put its .bak copy in its place), then start EventDesk again."
-        )
-        await dialog_result(box)
-        return exc.exit_code
+    session.home = home
     window = session.window = MainWindow(home, defer_close=True)
+    if home.capture_notice:
+        window.notifications.notify("info", home.capture_notice, key="capture")
     window.closeRequested.connect(quit_event.set)
     stop_signals = _StopSignals(asyncio.get_running_loop(), quit_event.set)
     window.show()
@@ -170,10 +192,22 @@ def run_app(home_dir: str | None = None) -> int:
     QApplication.setDesktopFileName("eventdesk")  # matches resources/eventdesk.desktop (Wayland app id)
     QApplication.setWindowIcon(app_icon())
     _install_excepthook()
+    try:
+        home = open_home(home_dir)  # before the loop runs: its questions are plain modal boxes
+    except ConfigError as exc:  # a malformed workspace file: say which and why, as the CLI does
+        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr, flush=True)
+        box = QMessageBox(QMessageBox.Icon.Critical, "EventDesk: cannot open the workspace", exc.describe())
+        box.setInformativeText(
+            "Fix the file (or put its .bak copy in its place), then start EventDesk again."
+        )
+        box.exec()
+        return exc.exit_code
+    if home is None:
+        return 2
     session = _Session()
     runner = asyncio.Runner(loop_factory=qasync.QEventLoop)
     try:
-        return runner.run(_main(home_dir, session))
+        return runner.run(_main(home, session))
     except RuntimeError:
         # qasync: "Event loop stopped before Future completed". Qt ended its loop by itself: when
         # the X server goes away, Qt's xcb plugin ends the loop on every later turn too, so the
