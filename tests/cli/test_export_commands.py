@@ -102,6 +102,8 @@ def test_export_guard_formulas_flag(home: Path, tmp_path: Path) -> None:
         (("--out", "{tmp}/x.jsonl", "--since", "last tuesday"), "since"),
         (("--out", "{tmp}/x.jsonl", "--until", "2026-13-01"), "until"),
         (("--out", "{tmp}/x.jsonl", "--filter", "payload.["), "filter"),
+        (("--out", "{tmp}/x.jsonl", "--filter", "foo(bar)"), "filter"),
+        (("--out", "{tmp}/x.jsonl", "--filter", "length(key, op)"), "filter"),
         (("--out", "{tmp}/missing/x.jsonl"), "out"),
         (("--out", "{tmp}"), "out"),
         (("--out", "{tmp}/x.jsonl", "--recording", "nope"), "name"),
