@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import random
+import re
 import socket
 import threading
 import time
@@ -46,6 +47,29 @@ from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
 log = logging.getLogger(__name__)
+
+
+class _HeaderRedactor(logging.Filter):
+    """Masks the values of credential headers in the SDK's HTTP wire log.
+
+    At debug level the IBM SDK turns on ``http.client``'s wire log and sends it to the
+    ``ibm-cloud-sdk-core`` logger after masking ``Authorization``, but not the session
+    cookie (``Cookie``, ``Set-Cookie``): a session is as good as the password while it lasts.
+    """
+
+    _HEADER = re.compile(
+        r"(?i)\b(Cookie|Set-Cookie|Authorization|Proxy-Authorization): (?:(?!\\r\\n)[^\r\n])*"
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "ookie" in message or "uthorization" in message:
+            record.msg = self._HEADER.sub(r"\1: [redacted]", message)
+            record.args = None
+        return True
+
+
+logging.getLogger("ibm-cloud-sdk-core").addFilter(_HeaderRedactor())
 
 DATASOURCE_SCHEMA = Schema(
     kind="cloudant",
