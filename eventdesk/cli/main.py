@@ -32,6 +32,7 @@ exit codes:
   4  secret store problem (no usable keyring backend, missing environment variable)
   5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)
   6  a broker refused us (credentials, TLS) or a route failed
+  7  a file could not be written (disk full, I/O error): nothing half-written is left
  130 interrupted
 """
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import io
 import os
-import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +36,7 @@ from typing import IO, Any
 import orjson
 
 from eventdesk.core.capture import Capture
-from eventdesk.core.errors import ConfigError, JobCancelledError
+from eventdesk.core.errors import ConfigError, JobCancelledError, OutputError
 from eventdesk.core.scope import EventScope, Selection
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -123,11 +125,38 @@ def pyarrow_available() -> bool:
     return True
 
 
-def check_target(path: Path) -> Path:
-    """Raise :class:`ConfigError` (field ``out``) if an export cannot be written to ``path``."""
-    target = Path(path).expanduser()
-    if target.is_dir():
+_NOT_REGULAR = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_special(target: Path) -> None:
+    """Raise ConfigError if ``target`` exists and is not a regular file (never followed)."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
         raise ConfigError(f"{str(target)!r} is a directory; give a file name", obj="export", field="out")
+    for test, what in _NOT_REGULAR:
+        if test(mode):
+            raise ConfigError(
+                f"{str(target)!r} is {what}; an export writes only to a regular file or a new path",
+                obj="export",
+                field="out",
+            )
+
+
+def check_target(path: Path) -> Path:
+    """Raise :class:`ConfigError` (field ``out``) if an export cannot be written to ``path``:
+    its directory is missing or not writable, or it exists and is not a regular file (a
+    FIFO, symbolic link, device or directory is never followed or replaced)."""
+    target = Path(path).expanduser()
+    _refuse_special(target)
     parent = target.parent if str(target.parent) else Path()
     if not parent.is_dir():
         raise ConfigError(f"directory {str(parent)!r} does not exist", obj="export", field="out")
@@ -138,19 +167,88 @@ def check_target(path: Path) -> Path:
     return target
 
 
-@contextlib.contextmanager
-def atomic_output(target: Path) -> Iterator[IO[bytes]]:
-    """A binary file under a temporary name beside ``target``, renamed to it on success only."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+def part_path(target: Path) -> Path:
+    """Where an export to ``target`` is written until it is complete."""
+    return target.with_name(f".{target.name}.part")
+
+
+def _open_part(target: Path) -> int:
+    """Create ``target``'s part file and lock it (the lock marks it as being written).
+
+    A part file left by an export that crashed (nobody holds its lock) is removed first; one
+    that another export is writing is left alone.
+    """
+    tmp = part_path(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(3):
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            _remove_stale_part(tmp)
+            continue
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to {str(target.parent)!r}: {exc.strerror}", obj="export", field="out"
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new and exclusive: cannot be held
+        return fd
+    raise ConfigError(f"cannot create {str(tmp)!r}: it keeps coming back", obj="export", field="out")
+
+
+def _remove_stale_part(tmp: Path) -> None:
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError:  # a symlink or something else in the part file's place
         raise ConfigError(
-            f"cannot write to {str(target.parent)!r}: {exc.strerror}", obj="export", field="out"
+            f"{str(tmp)!r} is in the way and is not an export's part file; remove it",
+            obj="export",
+            field="out",
         ) from None
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            yield fh
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(
+                f"{str(tmp)!r} is in the way and is not an export's part file; remove it",
+                obj="export",
+                field="out",
+            )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another export is writing {str(tmp.with_name(tmp.name[1:-5]))!r}; wait for it to end",
+                obj="export",
+                field="out",
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # ours to remove while we hold its lock
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[IO[bytes]]:
+    """A binary file under a temporary name beside ``target``, renamed to it on success only.
+
+    Raises :class:`OutputError` when the disk is full (or another write error happens); the
+    temporary file is removed and ``target`` is left as it was.
+    """
+    tmp = part_path(target)
+    fd = _open_part(target)
+    try:
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+                yield fh
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"disk full writing {str(target)!r}", obj="export", field="out") from None
+            if exc.errno in (errno.EIO, errno.EFBIG):
+                raise OutputError(
+                    f"cannot write {str(target)!r}: {exc.strerror}", obj="export", field="out"
+                ) from None
+            raise
+        _refuse_special(target)  # checked again: it may have been put there meanwhile
         # No fsync: the rename is atomic against cancellation, errors and a killed process (the
         # capture's own crash model); a power loss may lose a fresh export, which can be made again.
         os.replace(tmp, target)

@@ -6,9 +6,10 @@ import csv
 import json
 import os
 import pty
+import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -17,7 +18,7 @@ import pytest
 from eventdesk.core.capture import Capture
 from eventdesk.core.home import Home
 from tests.cli.harness import cli_env, eventdesk, home_args, ok
-from tests.core.test_export import make
+from tests.core.test_export import make, mounted_small_filesystem
 from tests.peers.servers import MqttBroker, Subscriber
 
 
@@ -216,3 +217,33 @@ def test_replay_bad_input(home: Path, tmp_path: Path) -> None:
         result = eventdesk(*h, "replay", *args)
         assert result.returncode == code, result.stderr
         assert f"field '{field}'" in result.stderr or not field
+
+
+def test_export_to_a_fifo_exits_2_and_leaves_it(home: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    result = eventdesk(*home_args(home), "export", "--out", str(fifo))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"eventdesk: error: export: field 'out': {str(fifo)!r} is a FIFO; "
+        "an export writes only to a regular file or a new path\n"
+    )
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    with mounted_small_filesystem(tmp_path) as mount:
+        yield mount
+
+
+def test_export_to_a_full_disk_exits_7_saying_so(home: Path, tmp_path: Path, small_filesystem: Path) -> None:
+    h = Home.open(str(home))
+    h.capture.import_events([make(100 + i, blob=os.urandom(600).hex()) for i in range(3000)])
+    h.close()
+    target = small_filesystem / "all.jsonl"
+    result = eventdesk(*home_args(home), "export", "--out", str(target))
+    assert result.returncode == 7, result.stderr
+    assert result.stderr == f"eventdesk: error: export: field 'out': disk full writing {str(target)!r}\n"
+    assert list(small_filesystem.iterdir()) == []
+    assert "7  a file could not be written (disk full" in ok("--help")
