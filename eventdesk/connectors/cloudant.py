@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import orjson
 import requests
 from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import (
@@ -40,6 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from eventdesk.core import json_codec
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op, new_event_id, new_event_ids, utc_now_iso
 from eventdesk.core.errors import ConnectorError
@@ -184,7 +184,7 @@ def since_param(since: Any) -> str:
     """
     if isinstance(since, str):
         return since
-    return orjson.dumps(since).decode()
+    return json_codec.dumps(since).decode()
 
 
 def op_of(change: dict[str, Any], rev: str | None) -> Op:
@@ -243,7 +243,7 @@ def parse_line(line: bytes) -> Any:
     What orjson refuses (besides broken JSON: lone UTF-16 surrogates, nesting deeper than
     1024) could not be captured or republished either, so it is skipped here, not later.
     """
-    return orjson.loads(line)
+    return json_codec.loads(line)
 
 
 class LineSplitter:
@@ -640,7 +640,7 @@ def page_end(body: bytes) -> tuple[Any, Any] | None:
     if start < 0:
         return None
     try:
-        end = orjson.loads(b"{" + body[start:])
+        end = json_codec.loads(b"{" + body[start:])
     except ValueError:
         return None
     if not isinstance(end, dict) or end.get("last_seq") is None:

@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.errors import ConfigError, JobCancelledError, OutputError
 from eventdesk.core.scope import EventScope, Selection
@@ -406,7 +405,7 @@ def _write_json(fh: IO[bytes], selection: Selection, meter: _Meter) -> None:
 def _payload_keys(selection: Selection, meter: _Meter) -> list[str]:
     seen: dict[str, None] = {}
     for n, (_pos, raw, env) in enumerate(selection, 1):
-        payload = (env if env is not None else orjson.loads(raw)).get("payload")
+        payload = (env if env is not None else json_codec.loads(raw)).get("payload")
         if isinstance(payload, dict):
             for key in payload:
                 if key not in seen:
@@ -432,7 +431,7 @@ def cell(value: Any, guard_formulas: bool = False) -> str:
         if guard_formulas and value.startswith(FORMULA_STARTS):
             return "'" + value
         return value
-    return orjson.dumps(value).decode()
+    return json_codec.dumps(value).decode()
 
 
 def _write_csv(
@@ -454,10 +453,10 @@ def _write_csv(
             "source",
         )
         writer.writerow(columns)
-        dumps = orjson.dumps
+        dumps = json_codec.dumps
         rows: list[list[str]] = []
         for _pos, raw, env in selection:
-            e = env if env is not None else orjson.loads(raw)
+            e = env if env is not None else json_codec.loads(raw)
             payload = e.get("payload")
             row = [cell(e.get(name), guard_formulas) for name in ENVELOPE_COLUMNS]
             if isinstance(payload, dict):
@@ -498,9 +497,9 @@ def _write_parquet(fh: IO[bytes], selection: Selection, meter: _Meter) -> tuple[
                     values.clear()
                 meter.tick()
 
-        dumps = orjson.dumps
+        dumps = json_codec.dumps
         for _pos, raw, env in selection:
-            e = env if env is not None else orjson.loads(raw)
+            e = env if env is not None else json_codec.loads(raw)
             for n in ("id", "received_at", "datasource", "model", "op", "key"):
                 cols[n].append(str(e.get(n, "")))
             rev = e.get("rev")
@@ -526,7 +525,7 @@ def envelope_from_parquet_row(row: dict[str, Any]) -> dict[str, Any]:
         "op": row["op"],
         "key": row["key"],
         "rev": row["rev"],
-        "seq": orjson.loads(row["seq"]),
-        "payload": orjson.loads(row["payload"]),
-        "source": orjson.loads(row["source"]),
+        "seq": json_codec.loads(row["seq"]),
+        "payload": json_codec.loads(row["payload"]),
+        "source": json_codec.loads(row["source"]),
     }

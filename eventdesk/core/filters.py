@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
-import orjson
 from jmespath import exceptions as jmespath_errors
 from jmespath.functions import Functions
 from jmespath.lexer import Lexer
 from jmespath.parser import ParsedResult
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
 
 __all__ = ["EventFilter", "FilterError", "filter_events", "is_truthy"]
@@ -163,8 +163,8 @@ class EventFilter:
         if payload is None:
             return False
         try:
-            text = orjson.dumps(payload).decode()
-        except (TypeError, orjson.JSONEncodeError):
+            text = json_codec.dumps(payload).decode()
+        except TypeError:
             text = str(payload)
         return needle in text.casefold()
 
