@@ -1239,11 +1239,14 @@ class _FeedRun:
     def _parse_lines(self, lines: list[bytes]) -> list[Any]:
         """The JSON rows of ``lines``; heartbeats dropped, non-JSON lines skipped with a warning."""
         rows: list[Any] = []
+        # One scan for long numbers over all the lines, not one per line.
+        exact = json_codec.needs_exact(b"\n".join(lines))
+        parse = json_codec.loads_exact if exact else json_codec.loads_scanned
         for line in lines:
             if not line.strip():
                 continue  # heartbeat
             try:
-                rows.append(parse_line(line))
+                rows.append(parse(line))
             except ValueError as exc:
                 log.warning(
                     "%s: skipped a line of the changes feed that is not JSON (%d bytes): %s",

@@ -46,13 +46,17 @@ def needs_exact(data: bytes | bytearray | memoryview | str) -> bool:
     """Whether ``data`` may hold a number that orjson cannot read exactly.
 
     A caller with many small documents in one buffer scans the buffer once and then picks
-    :func:`loads_exact` or ``orjson.loads`` for each.
+    :func:`loads_exact` or :func:`loads_scanned` for each.
     """
+    return _RUN in (data.translate(_DIGITS) if type(data) is bytes else _scannable(data))
+
+
+def _scannable(data: bytes | bytearray | memoryview | str) -> bytes | bytearray:
     if isinstance(data, str):
-        data = data.encode()
-    elif isinstance(data, memoryview):
-        data = data.tobytes()
-    return _RUN in data.translate(_DIGITS)
+        return data.encode().translate(_DIGITS)
+    if isinstance(data, memoryview):
+        return data.tobytes().translate(_DIGITS)
+    return data.translate(_DIGITS)
 
 
 def exact_number(text: str) -> float | Decimal:
@@ -69,8 +73,14 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     Integers beyond 64 bits come back as ``int``, decimals a double cannot hold (or beyond
     its range) as :class:`~decimal.Decimal`.
     """
-    if needs_exact(data):
+    if _RUN in (data.translate(_DIGITS) if type(data) is bytes else _scannable(data)):
         return loads_exact(data)
+    return loads_scanned(data)
+
+
+def loads_scanned(data: bytes | bytearray | memoryview | str) -> Any:
+    """:func:`loads` for text that :func:`needs_exact` found free of long numbers (a caller
+    with many documents in one buffer scans the buffer once)."""
     try:
         return orjson.loads(data)
     except JSONDecodeError as exc:
