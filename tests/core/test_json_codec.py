@@ -203,3 +203,34 @@ async def test_a_posted_big_number_is_captured_and_republished_exactly(
     assert message.payload == b'{"model":"accounts","message":{"id":"acc-1",' + PAYLOAD_TEXT[1:] + b"}"
     [captured] = receiver.home.capture.latest(1, models=["accounts"])
     assert captured.envelope["payload"]["big"] == BIG
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    payloads=st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=6), min_size=1, max_size=4)
+)
+def test_arbitrary_payloads_keep_their_numbers_through_capture_export_and_wire(
+    tmp_path_factory: pytest.TempPathFactory, payloads: list[dict[str, Any]]
+) -> None:
+    tmp = tmp_path_factory.mktemp("prop")
+    cap = Capture(tmp / "capture.sqlite3")
+    try:
+        events = [
+            Event(datasource="ds", model="m", op="created", key=f"k{i}", rev=None, seq=i, payload=p)
+            for i, p in enumerate(payloads)
+        ]
+        cap.append("m", events, len(events) - 1)
+        expected = [numbers(p) for p in payloads]
+        assert [numbers(e.envelope["payload"]) for e in cap.latest(10)] == expected
+        export_events(cap, tmp / "x.jsonl")
+        lines = (tmp / "x.jsonl").read_bytes().splitlines()
+        assert [numbers(json_codec.loads(line)["payload"]) for line in lines] == expected
+        export_events(cap, tmp / "x.csv")
+        with (tmp / "x.csv").open(encoding="utf-8", newline="") as fh:
+            cells = [json_codec.loads(row["payload"]) for row in csv.DictReader(fh)]
+        assert [numbers(c) for c in cells] == expected
+        for event, payload in zip(cap.latest(10), expected, strict=True):
+            wire = encode_payload(event.envelope, "seed")
+            assert numbers(json_codec.loads(wire)["message"]) == payload
+    finally:
+        cap.close()
