@@ -194,24 +194,22 @@ def _open_part(target: Path) -> int:
     raise ConfigError(f"cannot create {str(tmp)!r}: it keeps coming back", obj="export", field="out")
 
 
+def _in_the_way(tmp: Path) -> ConfigError:
+    return ConfigError(
+        f"{str(tmp)!r} is in the way and is not an export's part file; remove it", obj="export", field="out"
+    )
+
+
 def _remove_stale_part(tmp: Path) -> None:
     try:
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return
-    except OSError:  # a symlink or something else in the part file's place
-        raise ConfigError(
-            f"{str(tmp)!r} is in the way and is not an export's part file; remove it",
-            obj="export",
-            field="out",
-        ) from None
+    except OSError:  # a symlink in the part file's place
+        raise _in_the_way(tmp) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(
-                f"{str(tmp)!r} is in the way and is not an export's part file; remove it",
-                obj="export",
-                field="out",
-            )
+            raise _in_the_way(tmp)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -235,6 +233,7 @@ def atomic_output(target: Path) -> Iterator[IO[bytes]]:
     """
     tmp = part_path(target)
     fd = _open_part(target)
+    lock = os.dup(fd)  # the same open file: its lock lasts until the rename is done
     try:
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
@@ -255,6 +254,8 @@ def atomic_output(target: Path) -> Iterator[IO[bytes]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)
 
 
 class _Meter:

@@ -422,3 +422,14 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_previous_file(
     assert target.read_text() == "previous export\n"
     assert [p.name for p in small_filesystem.iterdir()] == [target.name]
     cap.close()
+
+
+def test_something_else_in_the_part_files_place_is_left_alone(capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("keep me\n")
+    part = tmp_path / ".x.jsonl.part"
+    part.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError) as info:
+        export_events(capture, tmp_path / "x.jsonl")
+    assert info.value.field == "out" and "is in the way" in info.value.detail
+    assert part.is_symlink() and (tmp_path / "elsewhere").read_text() == "keep me\n"
+    assert not (tmp_path / "x.jsonl").exists()
