@@ -26,6 +26,7 @@ __all__ = [
     "exact_number",
     "loads",
     "loads_exact",
+    "loads_scanned",
     "needs_exact",
 ]
 
