@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventdesk import __version__
+from eventdesk.core import json_codec
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
@@ -362,7 +363,7 @@ def _cmd_events(home: Home, args: argparse.Namespace) -> int:
     for ev in events:
         env = ev.envelope
         if args.json:
-            print(json.dumps(env, ensure_ascii=False))
+            print(json_codec.dumps(env).decode())  # numbers exact: a Decimal is not stdlib JSON
         else:
             print(f"{env['received_at']}  {env['model']:<12} {env['op']:<8} {env['key']}  rev={env['rev']}")
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.home import Home
 from tests.cli.harness import cli_env, eventdesk, home_args, ok
@@ -247,3 +248,12 @@ def test_export_to_a_full_disk_exits_7_saying_so(home: Path, tmp_path: Path, sma
     assert result.stderr == f"eventdesk: error: export: field 'out': disk full writing {str(target)!r}\n"
     assert list(small_filesystem.iterdir()) == []
     assert "7  a file could not be written (disk full" in ok("--help")
+
+
+def test_events_json_shows_big_numbers_exactly(home: Path, tmp_path: Path) -> None:
+    payload = b'{"big":123456789012345678901234567890,"fine":0.10000000000000000555}'
+    h = Home.open(str(home))
+    h.capture.import_events([make(500, exact=json_codec.loads(payload))])
+    h.close()
+    [line] = ok(*home_args(home), "events", "--json", "--limit", "1").splitlines()
+    assert b'"exact":' + payload in line.encode()
