@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventdesk import __version__
+from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
@@ -37,6 +38,7 @@ exit codes:
   6  a broker refused us (credentials, TLS) or a route failed
   7  the home is in use: another `eventdesk run`, the app or an edit holds it (the message names its PID)
   8  disk full (the message names the file); committed events are kept, a later run resumes
+  9  an output file could not be written (disk full, I/O error): nothing half-written is left
  130 interrupted
 """
 
@@ -421,7 +423,7 @@ def _cmd_events(home: Home, args: argparse.Namespace) -> int:
     for ev in events:
         env = ev.envelope
         if args.json:
-            print(json.dumps(env, ensure_ascii=False))
+            print(json_codec.dumps(env).decode())  # numbers exact: a Decimal is not stdlib JSON
         else:
             print(f"{env['received_at']}  {env['model']:<12} {env['op']:<8} {env['key']}  rev={env['rev']}")
     return 0

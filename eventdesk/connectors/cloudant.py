@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import orjson
 import requests
 from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import (
@@ -40,6 +39,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from eventdesk.core import json_codec
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op, new_event_id, new_event_ids, utc_now_iso
 from eventdesk.core.errors import ConnectorError
@@ -62,6 +62,28 @@ def check_database_name(value: object) -> str | None:
         "at most 238 characters)"
     )
 
+
+class _HeaderRedactor(logging.Filter):
+    """Masks the values of credential headers in the SDK's HTTP wire log.
+
+    At debug level the IBM SDK turns on ``http.client``'s wire log and sends it to the
+    ``ibm-cloud-sdk-core`` logger after masking ``Authorization``, but not the session
+    cookie (``Cookie``, ``Set-Cookie``): a session is as good as the password while it lasts.
+    """
+
+    _HEADER = re.compile(
+        r"(?i)\b(Cookie|Set-Cookie|Authorization|Proxy-Authorization): (?:(?!\\r\\n)[^\r\n])*"
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "ookie" in message or "uthorization" in message:
+            record.msg = self._HEADER.sub(r"\1: [redacted]", message)
+            record.args = None
+        return True
+
+
+logging.getLogger("ibm-cloud-sdk-core").addFilter(_HeaderRedactor())
 
 DATASOURCE_SCHEMA = Schema(
     kind="cloudant",
@@ -181,7 +203,7 @@ def since_param(since: Any) -> str:
     """
     if isinstance(since, str):
         return since
-    return orjson.dumps(since).decode()
+    return json_codec.dumps(since).decode()
 
 
 def op_of(change: dict[str, Any], rev: str | None) -> Op:
@@ -234,20 +256,20 @@ def change_to_event(
     )
 
 
-def parse_line(line: bytes) -> Any:
+def parse_line(line: bytes | bytearray) -> Any:
     """One line of the feed as JSON; raises ValueError if it is not JSON.
 
     What orjson refuses (besides broken JSON: lone UTF-16 surrogates, nesting deeper than
     1024) could not be captured or republished either, so it is skipped here, not later.
     """
-    return orjson.loads(line)
+    return json_codec.loads(line)
 
 
 class LineSplitter:
     """Cuts a byte stream into lines; a long line is joined once, not once per chunk.
 
-    A line longer than ``max_line`` is dropped (counted in ``dropped``) rather than held in
-    memory without bound.
+    A line longer than ``max_line`` is dropped (counted in ``dropped``; its first bytes kept
+    in ``dropped_head`` to name it) rather than held in memory without bound.
     """
 
     def __init__(self, max_line: int) -> None:
@@ -256,6 +278,7 @@ class LineSplitter:
         self._max_line = max_line
         self._skipping = False
         self.dropped = 0
+        self.dropped_head = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the lines that ``chunk`` completes (without their newline)."""
@@ -276,6 +299,7 @@ class LineSplitter:
             self._parts.append(tail)
             self._size += len(tail)
             if self._size > self._max_line:
+                self.dropped_head = b"".join(self._parts[:8])[:ROW_HEAD_BYTES]
                 self._parts = []
                 self._size = 0
                 self._skipping = True
@@ -629,7 +653,7 @@ def _track_sockets(service: CloudantV1, tracker: _SocketTracker) -> None:
     }
 
 
-def page_end(body: bytes) -> tuple[Any, Any] | None:
+def page_end(body: bytes | bytearray) -> tuple[Any, Any] | None:
     """``(last_seq, pending)`` read from the end of a ``feed=normal`` page without parsing the
     rest; None if the end is not ``"last_seq": …}`` as CouchDB, Cloudant and PouchDB write it.
     ``pending`` is None when the server does not send it (PouchDB)."""
@@ -637,7 +661,7 @@ def page_end(body: bytes) -> tuple[Any, Any] | None:
     if start < 0:
         return None
     try:
-        end = orjson.loads(b"{" + body[start:])
+        end = json_codec.loads(b"{" + body[start:])
     except ValueError:
         return None
     if not isinstance(end, dict) or end.get("last_seq") is None:
@@ -645,7 +669,86 @@ def page_end(body: bytes) -> tuple[Any, Any] | None:
     return end["last_seq"], end.get("pending")
 
 
+ROW_HEAD_BYTES = 4096  # what is kept of a change too long to read, to name it
+
+_PAGE_START = re.compile(rb'\s*\{\s*"results"\s*:\s*\[')
+# A string (group 1 is its closing quote: absent when the text ends inside it) or a bracket.
+_PAGE_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+(")?|[{}\[\]]')
+_JSON_STRING = rb'"(?:[^"\\]|\\.)*"'
+_HEAD_SEQ_ID = re.compile(
+    rb'\s*\{\s*"seq"\s*:\s*('
+    + _JSON_STRING
+    + rb'|-?\d+|\[[^\]]*\])\s*,\s*"id"\s*:\s*('
+    + _JSON_STRING
+    + rb")"
+)
+_HEAD_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*(' + _JSON_STRING + rb")")
+_HEAD_SEQ = re.compile(rb'\s*\{\s*"seq"\s*:\s*(' + _JSON_STRING + rb"|-?\d+|\[[^\]]*\])")
+
+
+def split_page(body: bytes | bytearray) -> tuple[list[bytes], bytes | None]:
+    """The complete rows of a ``feed=normal`` page cut short, and the head of the row it was
+    cut in (None if it was cut between rows or is not a page of changes).
+
+    Works on CouchDB's layout (a row per line) and PouchDB's (one line): strings are skipped
+    whole by a regular expression, so a long row costs a few tokens, not a loop per byte.
+    """
+    start_match = _PAGE_START.match(body)
+    if start_match is None:
+        return [], None
+    rows: list[bytes] = []
+    depth, start = 0, -1
+    for token in _PAGE_TOKEN.finditer(body, start_match.end()):
+        char = body[token.start()]
+        if char == 0x22:  # '"'
+            if token.start(1) < 0:
+                break  # the page was cut inside this string
+            continue
+        if char in b"{[":
+            if depth == 0:
+                start = token.start()
+            depth += 1
+            continue
+        depth -= 1
+        if depth == 0:
+            rows.append(bytes(body[start : token.end()]))
+            start = -1
+        elif depth < 0:
+            break  # the end of "results"
+    head = None if start < 0 else bytes(body[start : start + ROW_HEAD_BYTES])
+    return rows, head
+
+
+def row_identity(head: bytes) -> tuple[str | None, Any]:
+    """``(id, seq)`` read from the start of a change's row, each None when it is not there.
+
+    Only a row that starts with them is trusted (CouchDB writes ``{"seq":…,"id":…``; PouchDB
+    ``{"id":…`` and ``seq`` last): a ``seq`` further in may be a field of the document.
+    """
+    found = _HEAD_SEQ_ID.match(head)
+    if found is not None:
+        seq_text, id_text = found.group(1), found.group(2)
+    else:
+        found_id, found_seq = _HEAD_ID.match(head), _HEAD_SEQ.match(head)
+        id_text = found_id.group(1) if found_id else None
+        seq_text = found_seq.group(1) if found_seq else None
+    try:
+        key = None if id_text is None else json_codec.loads(id_text)
+        seq = None if seq_text is None else json_codec.loads(seq_text)
+    except ValueError:
+        return None, None
+    return (key if isinstance(key, str) else None), seq
+
+
+def describe_row(head: bytes) -> str:
+    """``change 'ID' (seq SEQ)`` as far as the head of its row tells."""
+    key, seq = row_identity(head)
+    what = "a change" if key is None else f"change {key!r}"
+    return what if seq is None else f"{what} (seq {json_codec.dumps(seq).decode()[:80]})"
+
+
 READ_SIZE = 1 << 16  # bytes asked of the socket per read of the continuous feed
+PAGE_READ_SIZE = 1 << 20  # bytes asked per read of a feed=normal page
 
 
 class ReadPacer:
@@ -685,7 +788,9 @@ class ReadPacer:
         return self.coalesce
 
 
-_FetchedPage = tuple[bytes, Any]  # the page's bytes; the since of the page fetched after it (or None)
+# The page's bytes; the since of the page fetched after it (or None); whether it ended (a page
+# cut at MAX_PAGE_BYTES did not).
+_FetchedPage = tuple[bytes | bytearray, Any, bool]
 
 
 class _PageFetcher:
@@ -694,9 +799,11 @@ class _PageFetcher:
     A page's ``last_seq`` is read from its end as soon as its bytes are in, and the next
     request goes out at once: the server prepares page N+1 while page N is parsed and
     captured (serially the server sat idle for a third of a backlog drain). At most
-    ``AHEAD`` pages wait. The fetcher stops by itself after a page whose end it cannot read
-    (the reader then parses it and starts a new fetcher from its ``last_seq``) or that
-    makes no progress; its errors are raised by :meth:`get` in the reader's thread.
+    ``AHEAD`` pages wait. A page is read as it arrives and cut at ``MAX_PAGE_BYTES`` (a
+    server or proxy may send one that never ends). The fetcher stops by itself after a page
+    whose end it cannot read or that was cut (the reader then parses it and starts a new
+    fetcher from its ``last_seq``) or that makes no progress; its errors are raised by
+    :meth:`get` in the reader's thread.
     """
 
     AHEAD = 2
@@ -720,14 +827,29 @@ class _PageFetcher:
                 with self.run._open_feed(
                     self.service, feed="normal", limit=self.limit, since=since
                 ) as response:
-                    body = b"".join(response.iter_content(chunk_size=None))
+                    body, ended = self._read_page(response)
+                if not ended:
+                    self._put((body, None, False))
+                    return
                 end = page_end(body)
                 next_since = None if end is None or end[1] == 0 or end[0] == since else end[0]
-                if not self._put((body, next_since)) or next_since is None:
+                if not self._put((body, next_since, True)) or next_since is None:
                     return
                 since = next_since
         except BaseException as exc:  # handed to the reader, which classifies it
             self._put(exc)
+
+    def _read_page(self, response: requests.Response) -> tuple[bytearray, bool]:
+        """The page's body as it arrives, and whether it ended before ``MAX_PAGE_BYTES``."""
+        cap = self.run.connector.MAX_PAGE_BYTES
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=PAGE_READ_SIZE):
+            body += chunk
+            if len(body) > cap:
+                return body, False
+            if self.closed.is_set():
+                raise _StopRequestedError
+        return body, True
 
     def _put(self, item: _FetchedPage | BaseException) -> bool:
         while not self.closed.is_set():
@@ -938,11 +1060,12 @@ class _FeedRun:
                 dropped = splitter.dropped
                 lines = splitter.feed(chunk)
                 if splitter.dropped != dropped:
-                    log.warning(
-                        "%s: skipped a change longer than %d bytes",
-                        self.connector.model.label,
-                        self.connector.MAX_LINE_BYTES,
+                    message = (
+                        f"skipped {describe_row(splitter.dropped_head)}: "
+                        f"its line is longer than {self.connector.MAX_LINE_BYTES // (1 << 20)} MB"
                     )
+                    log.warning("%s: %s", self.connector.model.label, message)
+                    self._report(StateChange(State.RUNNING, detail=message))
                 if lines:
                     self._accept(self._parse_lines(lines))
             if not self._ended:
@@ -1004,9 +1127,17 @@ class _FeedRun:
         fetcher = _PageFetcher(self, service, self.position, limit)
         try:
             while True:
-                body, next_since = fetcher.get()
+                body, next_since, ended = fetcher.get()
                 if self.stop_event.is_set():
                     raise _StopRequestedError
+                if not ended:
+                    fetcher.close()
+                    progressed = self._take_cut_page(body)
+                    body = b""  # not held while the next page is read
+                    if not progressed:
+                        return
+                    fetcher = _PageFetcher(self, service, self.position, limit)
+                    continue
                 try:
                     page = parse_line(body)
                 except ValueError as exc:
@@ -1034,6 +1165,41 @@ class _FeedRun:
                     fetcher = _PageFetcher(self, service, self.position, limit)
         finally:
             fetcher.close()
+
+    def _take_cut_page(self, body: bytes | bytearray) -> bool:
+        """Accept the complete changes of a page cut at MAX_PAGE_BYTES and step over a change
+        too long to read; False when that makes no progress (then the continuous feed,
+        read line by line, takes over)."""
+        label = self.connector.model.label
+        limit_mb = self.connector.MAX_PAGE_BYTES // (1 << 20)
+        rows, head = split_page(body)
+        before = self.position
+        log.warning(
+            "%s: a page of changes went past %d MB without ending; taking the %d complete changes in it",
+            label,
+            limit_mb,
+            len(rows),
+        )
+        self._accept(self._parse_lines(rows))
+        if head is not None:
+            _key, seq = row_identity(head)
+            what = describe_row(head)
+            if seq is not None and seq != before:
+                message = f"skipped {what}: its row is longer than {limit_mb} MB"
+                log.warning("%s: %s", label, message)
+                self._report(StateChange(State.RUNNING, detail=message))
+                self.position = seq
+                return True
+            message = f"{what} is longer than {limit_mb} MB; reading the feed change by change"
+        elif rows:
+            return True
+        else:
+            message = (
+                f"a page of changes went past {limit_mb} MB without ending; reading the feed change by change"
+            )
+        log.warning("%s: %s", label, message)
+        self._report(StateChange(State.RUNNING, detail=message))
+        return bool(self.position != before)
 
     @contextlib.contextmanager
     def _open_feed(
@@ -1092,11 +1258,14 @@ class _FeedRun:
     def _parse_lines(self, lines: list[bytes]) -> list[Any]:
         """The JSON rows of ``lines``; heartbeats dropped, non-JSON lines skipped with a warning."""
         rows: list[Any] = []
+        # One scan for long numbers over all the lines, not one per line.
+        exact = json_codec.needs_exact(b"\n".join(lines))
+        parse = json_codec.loads_exact if exact else json_codec.loads_scanned
         for line in lines:
             if not line.strip():
                 continue  # heartbeat
             try:
-                rows.append(parse_line(line))
+                rows.append(parse(line))
             except ValueError as exc:
                 log.warning(
                     "%s: skipped a line of the changes feed that is not JSON (%d bytes): %s",
@@ -1167,6 +1336,9 @@ class CloudantConnector(Connector):
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread (on top of a delivery in flight)."""
     MAX_LINE_BYTES: ClassVar[int] = 64 * 1024 * 1024
+    """A change longer than this is skipped (and reported) rather than held in memory..."""
+    MAX_PAGE_BYTES: ClassVar[int] = 64 * 1024 * 1024
+    """...and a page of the backlog is cut here: its complete changes are taken."""
     BUSY_GAP_S: ClassVar[float] = 0.002
     """A read of the continuous feed that waited less than this means changes stream in..."""
     COALESCE_S: ClassVar[float] = 0.001

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import orjson
 from aiohttp import web
 
-from eventdesk.core import ports
+from eventdesk.core import json_codec, ports
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
@@ -226,8 +226,8 @@ class BodyRules:
         if not body.strip():
             raise BadRequestError(400, "the body is empty; expected a JSON object")
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            data = json_codec.loads(body)
+        except json_codec.JSONDecodeError as exc:
             raise BadRequestError(400, f"invalid JSON: {exc}") from None
         docs = data if isinstance(data, list) else [data]
         if not docs:

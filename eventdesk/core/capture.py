@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.envelope import Event, utc_now_iso
 from eventdesk.core.errors import CaptureUnusableError, DiskFullError, EventDeskError
 from eventdesk.core.paths import FILE_MODE, make_private
@@ -198,7 +197,7 @@ class Capture:
         them (so a route that has read up to there may take the rows without reading them)."""
         now = utc_now_iso()
         envs = [ev.to_dict() for ev in events]
-        dumps = orjson.dumps
+        dumps = json_codec.dumps
         raws = [dumps(env) for env in envs]
         rows = [
             (ev.id, ev.received_at, ev.datasource, model, ev.op, ev.key, ev.rev, raw)
@@ -235,7 +234,7 @@ class Capture:
                     cur.execute(
                         "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"
                         " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
-                        (model, orjson.dumps(checkpoint), now),
+                        (model, json_codec.dumps(checkpoint), now),
                     )
                 cur.execute("COMMIT")
             except BaseException as exc:
@@ -301,7 +300,7 @@ class Capture:
     def checkpoint(self, model: str) -> Any:
         with self._lock:
             row = self._db.execute("SELECT seq FROM checkpoints WHERE model = ?", (model,)).fetchone()
-        return None if row is None else orjson.loads(row[0])
+        return None if row is None else json_codec.loads(row[0])
 
     def route_position(self, route: str) -> int | None:
         with self._lock:
@@ -332,7 +331,7 @@ class Capture:
             rows = self._db.execute(
                 "SELECT pos, envelope FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
             ).fetchall()
-        return [CapturedEvent(int(p), orjson.loads(e)) for p, e in rows]
+        return [CapturedEvent(int(p), json_codec.loads(e)) for p, e in rows]
 
     def read_route_rows(self, model: str, pos: int, limit: int) -> list[RouteRow]:
         """Like :meth:`read_after`, with the columns a topic is made of:
@@ -371,7 +370,7 @@ class Capture:
         sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - clauses are ours, values bound
         with self._lock:
             rows = self._db.execute(sql, (*params, limit)).fetchall()
-        return [CapturedEvent(int(p), orjson.loads(e)) for p, e in reversed(rows)]
+        return [CapturedEvent(int(p), json_codec.loads(e)) for p, e in reversed(rows)]
 
     def previous_revision(self, model: str, key: str, pos: int) -> CapturedEvent | None:
         """The latest earlier event of the same key (for "diff against previous revision")."""
@@ -380,12 +379,12 @@ class Capture:
                 "SELECT pos, envelope FROM events WHERE model = ? AND key = ? AND pos < ? ORDER BY pos DESC LIMIT 1",
                 (model, key, pos),
             ).fetchone()
-        return None if row is None else CapturedEvent(int(row[0]), orjson.loads(row[1]))
+        return None if row is None else CapturedEvent(int(row[0]), json_codec.loads(row[1]))
 
     def get(self, pos: int) -> CapturedEvent | None:
         with self._lock:
             row = self._db.execute("SELECT pos, envelope FROM events WHERE pos = ?", (pos,)).fetchone()
-        return None if row is None else CapturedEvent(int(row[0]), orjson.loads(row[1]))
+        return None if row is None else CapturedEvent(int(row[0]), json_codec.loads(row[1]))
 
     def iter_raw(
         self,
@@ -503,7 +502,7 @@ class Capture:
                             ev.op,
                             ev.key,
                             ev.rev,
-                            orjson.dumps(ev.to_dict()),
+                            json_codec.dumps(ev.to_dict()),
                         ),
                     )
                     added += cur.rowcount
@@ -521,7 +520,7 @@ class Capture:
     def checkpoints(self) -> dict[str, Any]:
         with self._lock:
             rows = self._db.execute("SELECT model, seq FROM checkpoints").fetchall()
-        return {m: orjson.loads(s) for m, s in rows}
+        return {m: json_codec.loads(s) for m, s in rows}
 
     @staticmethod
     def _where(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
+from eventdesk.core import json_codec
 
 Op = Literal["created", "updated", "deleted"]
 OPS: tuple[Op, ...] = ("created", "updated", "deleted")
@@ -130,7 +130,7 @@ class Event:
         }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        return json_codec.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -152,7 +152,7 @@ class Event:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Event:
-        return cls.from_dict(orjson.loads(raw))
+        return cls.from_dict(json_codec.loads(raw))
 
 
 def encode_payload(envelope: dict[str, Any], fmt: str) -> bytes:
@@ -161,9 +161,9 @@ def encode_payload(envelope: dict[str, Any], fmt: str) -> bytes:
     ``seed`` is exactly the seed post's ``{"model": <model>, "message": <doc>}``.
     """
     if fmt == "envelope":
-        return orjson.dumps(envelope)
+        return json_codec.dumps(envelope)
     if fmt == "seed":
-        return orjson.dumps({"model": envelope["model"], "message": envelope["payload"]})
+        return json_codec.dumps({"model": envelope["model"], "message": envelope["payload"]})
     if fmt == "payload":
-        return orjson.dumps(envelope["payload"])
+        return json_codec.dumps(envelope["payload"])
     raise ValueError(f"unknown payload format {fmt!r}; expected one of {', '.join(PAYLOAD_FORMATS)}")

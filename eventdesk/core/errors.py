@@ -80,6 +80,12 @@ class BrokerDisconnectedError(BrokerError):
     """The broker connection dropped while messages were in flight; they will be sent again."""
 
 
+class OutputError(EventDeskError):
+    """A file could not be written (disk full, I/O error); nothing half-written is left behind."""
+
+    exit_code = 9
+
+
 class JobCancelledError(EventDeskError):
     """A long job (export, import, replay) was cancelled by the user; it left nothing half-done."""
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import io
 import os
-import secrets
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
-from eventdesk.core.errors import ConfigError, JobCancelledError
+from eventdesk.core.errors import ConfigError, JobCancelledError, OutputError
 from eventdesk.core.scope import EventScope, Selection
 
 FORMATS = ("jsonl", "json", "csv", "parquet")
@@ -123,11 +124,38 @@ def pyarrow_available() -> bool:
     return True
 
 
-def check_target(path: Path) -> Path:
-    """Raise :class:`ConfigError` (field ``out``) if an export cannot be written to ``path``."""
-    target = Path(path).expanduser()
-    if target.is_dir():
+_NOT_REGULAR = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_special(target: Path) -> None:
+    """Raise ConfigError if ``target`` exists and is not a regular file (never followed)."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
         raise ConfigError(f"{str(target)!r} is a directory; give a file name", obj="export", field="out")
+    for test, what in _NOT_REGULAR:
+        if test(mode):
+            raise ConfigError(
+                f"{str(target)!r} is {what}; an export writes only to a regular file or a new path",
+                obj="export",
+                field="out",
+            )
+
+
+def check_target(path: Path) -> Path:
+    """Raise :class:`ConfigError` (field ``out``) if an export cannot be written to ``path``:
+    its directory is missing or not writable, or it exists and is not a regular file (a
+    FIFO, symbolic link, device or directory is never followed or replaced)."""
+    target = Path(path).expanduser()
+    _refuse_special(target)
     parent = target.parent if str(target.parent) else Path()
     if not parent.is_dir():
         raise ConfigError(f"directory {str(parent)!r} does not exist", obj="export", field="out")
@@ -138,19 +166,87 @@ def check_target(path: Path) -> Path:
     return target
 
 
+def part_path(target: Path) -> Path:
+    """Where an export to ``target`` is written until it is complete."""
+    return target.with_name(f".{target.name}.part")
+
+
+def _open_part(target: Path) -> int:
+    """Create ``target``'s part file and lock it (the lock marks it as being written).
+
+    A part file left by an export that crashed (nobody holds its lock) is removed first; one
+    that another export is writing is left alone.
+    """
+    tmp = part_path(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(3):
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            _remove_stale_part(tmp)
+            continue
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write to {str(target.parent)!r}: {exc.strerror}", obj="export", field="out"
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new and exclusive: cannot be held
+        return fd
+    raise ConfigError(f"cannot create {str(tmp)!r}: it keeps coming back", obj="export", field="out")
+
+
+def _in_the_way(tmp: Path) -> ConfigError:
+    return ConfigError(
+        f"{str(tmp)!r} is in the way and is not an export's part file; remove it", obj="export", field="out"
+    )
+
+
+def _remove_stale_part(tmp: Path) -> None:
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError:  # a symlink in the part file's place
+        raise _in_the_way(tmp) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _in_the_way(tmp)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another export is writing {str(tmp.with_name(tmp.name[1:-5]))!r}; wait for it to end",
+                obj="export",
+                field="out",
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # ours to remove while we hold its lock
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(target: Path) -> Iterator[IO[bytes]]:
-    """A binary file under a temporary name beside ``target``, renamed to it on success only."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    """A binary file under a temporary name beside ``target``, renamed to it on success only.
+
+    Raises :class:`OutputError` when the disk is full (or another write error happens); the
+    temporary file is removed and ``target`` is left as it was.
+    """
+    tmp = part_path(target)
+    fd = _open_part(target)
+    lock = os.dup(fd)  # the same open file: its lock lasts until the rename is done
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write to {str(target.parent)!r}: {exc.strerror}", obj="export", field="out"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-            yield fh
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+                yield fh
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise OutputError(f"disk full writing {str(target)!r}", obj="export", field="out") from None
+            if exc.errno in (errno.EIO, errno.EFBIG):
+                raise OutputError(
+                    f"cannot write {str(target)!r}: {exc.strerror}", obj="export", field="out"
+                ) from None
+            raise
+        _refuse_special(target)  # checked again: it may have been put there meanwhile
         # No fsync: the rename is atomic against cancellation, errors and a killed process (the
         # capture's own crash model); a power loss may lose a fresh export, which can be made again.
         os.replace(tmp, target)
@@ -158,6 +254,8 @@ def atomic_output(target: Path) -> Iterator[IO[bytes]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(lock)
 
 
 class _Meter:
@@ -308,7 +406,7 @@ def _write_json(fh: IO[bytes], selection: Selection, meter: _Meter) -> None:
 def _payload_keys(selection: Selection, meter: _Meter) -> list[str]:
     seen: dict[str, None] = {}
     for n, (_pos, raw, env) in enumerate(selection, 1):
-        payload = (env if env is not None else orjson.loads(raw)).get("payload")
+        payload = (env if env is not None else json_codec.loads(raw)).get("payload")
         if isinstance(payload, dict):
             for key in payload:
                 if key not in seen:
@@ -334,7 +432,7 @@ def cell(value: Any, guard_formulas: bool = False) -> str:
         if guard_formulas and value.startswith(FORMULA_STARTS):
             return "'" + value
         return value
-    return orjson.dumps(value).decode()
+    return json_codec.dumps(value).decode()
 
 
 def _write_csv(
@@ -356,10 +454,10 @@ def _write_csv(
             "source",
         )
         writer.writerow(columns)
-        dumps = orjson.dumps
+        dumps = json_codec.dumps
         rows: list[list[str]] = []
         for _pos, raw, env in selection:
-            e = env if env is not None else orjson.loads(raw)
+            e = env if env is not None else json_codec.loads(raw)
             payload = e.get("payload")
             row = [cell(e.get(name), guard_formulas) for name in ENVELOPE_COLUMNS]
             if isinstance(payload, dict):
@@ -400,9 +498,9 @@ def _write_parquet(fh: IO[bytes], selection: Selection, meter: _Meter) -> tuple[
                     values.clear()
                 meter.tick()
 
-        dumps = orjson.dumps
+        dumps = json_codec.dumps
         for _pos, raw, env in selection:
-            e = env if env is not None else orjson.loads(raw)
+            e = env if env is not None else json_codec.loads(raw)
             for n in ("id", "received_at", "datasource", "model", "op", "key"):
                 cols[n].append(str(e.get(n, "")))
             rev = e.get("rev")
@@ -428,7 +526,7 @@ def envelope_from_parquet_row(row: dict[str, Any]) -> dict[str, Any]:
         "op": row["op"],
         "key": row["key"],
         "rev": row["rev"],
-        "seq": orjson.loads(row["seq"]),
-        "payload": orjson.loads(row["payload"]),
-        "source": orjson.loads(row["source"]),
+        "seq": json_codec.loads(row["seq"]),
+        "payload": json_codec.loads(row["payload"]),
+        "source": json_codec.loads(row["source"]),
     }

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
-import orjson
 from jmespath import exceptions as jmespath_errors
+from jmespath.functions import Functions
+from jmespath.lexer import Lexer
 from jmespath.parser import ParsedResult
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
 
 __all__ = ["EventFilter", "FilterError", "filter_events", "is_truthy"]
@@ -46,9 +48,55 @@ def is_truthy(value: Any) -> bool:
 _JMESPATH_DEFAULT_MESSAGE = "Invalid jmespath expression"
 
 
+_SIGNATURES: dict[str, tuple[dict[str, Any], ...]] = {
+    name: entry["signature"] for name, entry in Functions().FUNCTION_TABLE.items()
+}
+_OPENERS = frozenset({"lparen", "lbracket", "lbrace", "filter"})
+_CLOSERS = frozenset({"rparen", "rbracket", "rbrace"})
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _check_functions(expression: str) -> None:
+    """Raise FilterError for a call of an unknown function or with the wrong number of
+    arguments: jmespath finds both only when it evaluates the call, and a filter whose every
+    evaluation fails would silently match nothing. Runs on an expression that compiled."""
+    tokens = list(Lexer().tokenize(expression))
+    for i, token in enumerate(tokens[:-1]):
+        if token["type"] != "unquoted_identifier" or tokens[i + 1]["type"] != "lparen":
+            continue
+        name, start = token["value"], token["start"]
+        signature = _SIGNATURES.get(name)
+        if signature is None:
+            known = ", ".join(sorted(_SIGNATURES))
+            raise FilterError(f"unknown function {name}(); the functions are {known}", start)
+        depth, args = 0, 0
+        for inner in tokens[i + 2 :]:
+            kind = inner["type"]
+            if depth == 0 and kind == "rparen":
+                break
+            if args == 0:
+                args = 1  # the call has an argument
+            if kind in _OPENERS:
+                depth += 1
+            elif kind in _CLOSERS:
+                depth -= 1
+            elif depth == 0 and kind == "comma":
+                args += 1
+        variadic = bool(signature) and bool(signature[-1].get("variadic"))
+        wanted = len(signature)
+        if (variadic and args < wanted) or (not variadic and args != wanted):
+            expected = f"at least {_plural(wanted, 'argument')}" if variadic else _plural(wanted, "argument")
+            raise FilterError(f"{name}() takes {expected}, not {args}", start)
+
+
 def _compile_expression(expression: str) -> ParsedResult:
     try:
-        return jmespath.compile(expression)
+        compiled = jmespath.compile(expression)
+        _check_functions(expression)
+        return compiled
     except jmespath_errors.LexerError as exc:
         raise FilterError(f"{exc.message}", exc.lexer_position) from None
     except jmespath_errors.IncompleteExpressionError:
@@ -115,8 +163,8 @@ class EventFilter:
         if payload is None:
             return False
         try:
-            text = orjson.dumps(payload).decode()
-        except (TypeError, orjson.JSONEncodeError):
+            text = json_codec.dumps(payload).decode()
+        except TypeError:
             text = str(payload)
         return needle in text.casefold()
 

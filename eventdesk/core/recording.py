@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import OPS, Event, utc_now_iso
 from eventdesk.core.errors import ConfigError, JobCancelledError, NotFoundError
@@ -143,8 +142,8 @@ def _read_jsonl(source: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield n, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
+                yield n, json_codec.loads(line)
+            except json_codec.JSONDecodeError as exc:
                 yield n, _BadJson(f"{exc.msg} (column {exc.colno})")
 
 
@@ -164,8 +163,8 @@ def _read_json(source: Path) -> Iterator[tuple[int, Any]]:
                 if body in (b"]", b""):
                     continue
                 try:
-                    value = orjson.loads(body.removesuffix(b","))
-                except orjson.JSONDecodeError:
+                    value = json_codec.loads(body.removesuffix(b","))
+                except json_codec.JSONDecodeError:
                     break  # not one element per line after all: read the rest as text
                 yield n, value
                 done_until = n
@@ -176,7 +175,7 @@ def _read_json(source: Path) -> Iterator[tuple[int, Any]]:
 
 def _read_json_text(source: Path, skip_until: int = 0) -> Iterator[tuple[int, Any]]:
     text = source.read_text(encoding="utf-8-sig")
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_float=json_codec.exact_number)
     i = _skip_ws(text, 0)
     if i >= len(text) or text[i] != "[":
         raise ConfigError(
@@ -224,7 +223,7 @@ def _read_parquet(source: Path) -> Iterator[tuple[int, Any]]:
             n += 1
             try:
                 yield n, envelope_from_parquet_row(row)
-            except (KeyError, orjson.JSONDecodeError) as exc:
+            except (KeyError, json_codec.JSONDecodeError) as exc:
                 yield n, _BadJson(f"not an EventDesk Parquet row: {exc}")
 
 

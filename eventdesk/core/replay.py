@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.contracts import Publisher, StateChange
 from eventdesk.core.envelope import PAYLOAD_FORMATS, encode_payload
@@ -251,7 +250,7 @@ def _take(
 ) -> list[tuple[bytes, dict[str, Any]]]:
     out = []
     for _pos, raw, env in it:
-        out.append((raw, env if env is not None else orjson.loads(raw)))
+        out.append((raw, env if env is not None else json_codec.loads(raw)))
         if len(out) >= n:
             break
     return out

@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Appended, Capture, CapturedEvent, RouteRow
 from eventdesk.core.contracts import Connector, Publisher, State, StateChange
 from eventdesk.core.envelope import Event, encode_payload
@@ -432,7 +431,7 @@ class RouteWorker:
             (
                 render_fields(datasource, model, op, key),  # from the columns: no JSON parsing
                 # The stored bytes are the envelope; other formats are made from it.
-                raw if fmt == "envelope" else encode_payload(orjson.loads(raw), fmt),
+                raw if fmt == "envelope" else encode_payload(json_codec.loads(raw), fmt),
             )
             for _, raw, datasource, op, key in rows
         ]

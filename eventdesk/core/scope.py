@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import OPS
 from eventdesk.core.errors import ConfigError
@@ -185,12 +184,12 @@ class Selection:
             self.scanned += 1
             env: dict[str, Any] | None = None
             if not sql_side:
-                env = orjson.loads(raw)
+                env = json_codec.loads(raw)
                 if not _in_sql_scope(env, s):
                     continue
             if flt is not None:
                 if env is None:
-                    env = orjson.loads(raw)
+                    env = json_codec.loads(raw)
                 if not flt.matches(env):
                     continue
             yield pos, raw, env

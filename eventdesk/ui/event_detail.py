@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
 from eventdesk.ui.event_table import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
@@ -47,7 +48,7 @@ TAB_TREE, TAB_TEXT, TAB_DIFF = range(3)
 
 def pretty_json(value: Any, *, sort_keys: bool = False) -> str:
     option = orjson.OPT_INDENT_2 | (orjson.OPT_SORT_KEYS if sort_keys else 0)
-    return orjson.dumps(value, option=option, default=str).decode()
+    return json_codec.dumps(value, option=option, default=str).decode()
 
 
 def unified_payload_diff(previous: CapturedEvent, current: CapturedEvent) -> str:
@@ -258,7 +259,7 @@ class EventDetail(QWidget):
             self.diff_page.show_notice("")
             return
         payload = event.envelope.get("payload")
-        self._size = len(orjson.dumps(payload, default=str))
+        self._size = len(json_codec.dumps(payload, default=str))
         self.header.setText(self._header_html(event))
         self.tree_model.set_document(payload)
         if self.tree_model.rowCount() == 1:
@@ -321,7 +322,7 @@ class EventDetail(QWidget):
     def _previous_size(self) -> int:
         if self._previous is None:
             return 0
-        return len(orjson.dumps(self._previous.envelope.get("payload"), default=str))
+        return len(json_codec.dumps(self._previous.envelope.get("payload"), default=str))
 
     def _render_text(self) -> None:
         if self._event is None:
@@ -363,7 +364,7 @@ class EventDetail(QWidget):
 
     def filter_expression(self, index: QModelIndex) -> str:
         """``<path> == `<json value>``` for a scalar node."""
-        value = orjson.dumps(self.tree_model.value_of(index), default=str).decode().replace("`", "\\`")
+        value = json_codec.dumps(self.tree_model.value_of(index), default=str).decode().replace("`", "\\`")
         return f"{self.tree_model.path_of(index)} == `{value}`"
 
     @staticmethod

@@ -13,6 +13,8 @@ import orjson
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from eventdesk.core import json_codec
+
 FETCH_CHUNK = 200
 VALUE_CHARS = 500
 TOOLTIP_CHARS = 2000
@@ -240,4 +242,4 @@ class JsonTreeModel(QAbstractItemModel):
 
     def json_of(self, index: Index) -> str:
         """The node's value as pretty JSON (the full value, never cut)."""
-        return orjson.dumps(self.value_of(index), option=orjson.OPT_INDENT_2, default=str).decode()
+        return json_codec.dumps(self.value_of(index), option=orjson.OPT_INDENT_2, default=str).decode()

@@ -6,19 +6,22 @@ import csv
 import json
 import os
 import pty
+import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.home import Home
 from tests.cli.harness import cli_env, eventdesk, home_args, ok
 from tests.core.test_export import make
 from tests.peers.servers import MqttBroker, Subscriber
+from tests.small_filesystem import small_filesystem as mounted_small_filesystem
 
 
 @pytest.fixture
@@ -102,6 +105,8 @@ def test_export_guard_formulas_flag(home: Path, tmp_path: Path) -> None:
         (("--out", "{tmp}/x.jsonl", "--since", "last tuesday"), "since"),
         (("--out", "{tmp}/x.jsonl", "--until", "2026-13-01"), "until"),
         (("--out", "{tmp}/x.jsonl", "--filter", "payload.["), "filter"),
+        (("--out", "{tmp}/x.jsonl", "--filter", "foo(bar)"), "filter"),
+        (("--out", "{tmp}/x.jsonl", "--filter", "length(key, op)"), "filter"),
         (("--out", "{tmp}/missing/x.jsonl"), "out"),
         (("--out", "{tmp}"), "out"),
         (("--out", "{tmp}/x.jsonl", "--recording", "nope"), "name"),
@@ -214,3 +219,42 @@ def test_replay_bad_input(home: Path, tmp_path: Path) -> None:
         result = eventdesk(*h, "replay", *args)
         assert result.returncode == code, result.stderr
         assert f"field '{field}'" in result.stderr or not field
+
+
+def test_export_to_a_fifo_exits_2_and_leaves_it(home: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    result = eventdesk(*home_args(home), "export", "--out", str(fifo))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"eventdesk: error: export: field 'out': {str(fifo)!r} is a FIFO; "
+        "an export writes only to a regular file or a new path\n"
+    )
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    with mounted_small_filesystem(tmp_path / "small", "1m") as mount:
+        yield mount
+
+
+def test_export_to_a_full_disk_exits_9_saying_so(home: Path, tmp_path: Path, small_filesystem: Path) -> None:
+    h = Home.open(str(home))
+    h.capture.import_events([make(100 + i, blob=os.urandom(600).hex()) for i in range(3000)])
+    h.close()
+    target = small_filesystem / "all.jsonl"
+    result = eventdesk(*home_args(home), "export", "--out", str(target))
+    assert result.returncode == 9, result.stderr
+    assert result.stderr == f"eventdesk: error: export: field 'out': disk full writing {str(target)!r}\n"
+    assert list(small_filesystem.iterdir()) == []
+    assert "9  an output file could not be written (disk full" in ok("--help")
+
+
+def test_events_json_shows_big_numbers_exactly(home: Path, tmp_path: Path) -> None:
+    payload = b'{"big":123456789012345678901234567890,"fine":0.10000000000000000555}'
+    h = Home.open(str(home))
+    h.capture.import_events([make(500, exact=json_codec.loads(payload))])
+    h.close()
+    [line] = ok(*home_args(home), "events", "--json", "--limit", "1").splitlines()
+    assert b'"exact":' + payload in line.encode()

@@ -25,8 +25,11 @@ from eventdesk.connectors.cloudant import (
     LineSplitter,
     ReadPacer,
     change_to_event,
+    describe_row,
     page_end,
+    row_identity,
     since_param,
+    split_page,
 )
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.envelope import Event
@@ -717,3 +720,119 @@ def test_read_pacer_coalesces_a_moderate_stream_and_lingers_in_a_fast_one() -> N
     # A read that waited ends the stream; a full read means the reader is behind: no pause.
     assert p.after_read(300, 1, waited=0.003, now=10.020) == 0.0
     assert p.after_read(60000, 200, waited=0.0, now=10.021) == 0.0
+
+
+# -- pages that never end -------------------------------------------------------------------
+
+
+class SmallPages(FastCloudant):
+    """Pages cut at 4 MB (instead of 64) so a test streams little."""
+
+    MAX_PAGE_BYTES: ClassVar[int] = 4 << 20
+
+
+def endless_head(couch: CouchServer, db: str, poison: str, *, seq_first: bool) -> tuple[bytes, Any]:
+    """A page that starts with the real rows before ``poison``, then ``poison``'s row, whose
+    document never ends (as a proxy streaming a broken or endless body would send it)."""
+    rows = server_changes(couch, db)
+    index = next(i for i, r in enumerate(rows) if r["id"] == poison)
+    before = [json.dumps(r) for r in rows[:index]]
+    seq = rows[index]["seq"]
+    if seq_first:  # CouchDB's layout: a row per line, seq first
+        start = f'{{"seq":{json.dumps(seq)},"id":{json.dumps(poison)},"changes":[{{"rev":"1-x"}}],'
+    else:  # PouchDB's: one line, seq last
+        start = f'{{"id":{json.dumps(poison)},"changes":[{{"rev":"1-x"}}],'
+    head = '{"results":[\n' + "".join(r + ",\n" for r in before) + start + '"doc":{"_id":"poison","pad":"'
+    return head.encode(), seq
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("seq_first", [True, False], ids=["couchdb-layout", "pouchdb-layout"])
+async def test_a_page_that_never_ends_is_cut_and_the_change_in_it_skipped_by_name(
+    couch: CouchServer,
+    couch_db: str,
+    fault_proxy: Callable[[int], FaultProxy],
+    caplog: pytest.LogCaptureFixture,
+    seq_first: bool,
+) -> None:
+    for i in range(5):
+        put(couch, couch_db, f"doc-{i}", {"n": i})
+    head, seq = endless_head(couch, couch_db, "doc-1", seq_first=seq_first)
+    proxy = fault_proxy(couch.port)
+    proxy.endless_pages(head)
+    host = FakeHost()
+    # With its seq (CouchDB's layout) the change is stepped over; without (PouchDB's), the
+    # continuous feed, read line by line, takes over (and reads the real, small doc-1).
+    expected = ["doc-0", "doc-2", "doc-3", "doc-4"] if seq_first else [f"doc-{i}" for i in range(5)]
+    async with running(make_connector(host, proxy.url, couch_db, cls=SmallPages), 0):
+        await host.wait_keys(set(expected), timeout=60)
+    assert [e.key for e in host.events] == expected
+    assert SmallPages.MAX_PAGE_BYTES <= proxy.streamed < SmallPages.MAX_PAGE_BYTES + (8 << 20)
+    if seq_first:
+        named = f"skipped change 'doc-1' (seq {json.dumps(seq)}): its row is longer than 4 MB"
+    else:
+        named = "change 'doc-1' is longer than 4 MB; reading the feed change by change"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(named in w for w in warnings), warnings
+    assert any(s.state == State.RUNNING and s.detail and named in s.detail for s in host.states), host.states
+
+
+def test_split_page_takes_the_complete_rows_of_a_cut_page() -> None:
+    rows = [
+        {
+            "seq": "1-a",
+            "id": "a",
+            "changes": [{"rev": "1-x"}],
+            "doc": {"s": 'tricky "}{][\\', "n": [1, {"m": 2}]},
+        },
+        {"seq": 2, "id": "b", "doc": {"e": "", "u": "Zürich 東京"}},
+        {"seq": [3, "c"], "id": "c", "deleted": True},
+    ]
+    for layout in ("couch", "pouch"):
+        if layout == "couch":
+            body = (
+                b'{"results":[\n'
+                + b",\n".join(json.dumps(r).encode() for r in rows)
+                + b'\n],\n"last_seq":3}\n'
+            )
+        else:
+            body = json.dumps({"results": rows, "last_seq": 3}, ensure_ascii=False).encode()
+        for cut in range(len(body)):
+            got, head = split_page(body[:cut])
+            assert [json.loads(r) for r in got] == rows[: len(got)]
+            if head is not None:  # cut inside the next row: its beginning
+                row_text = json.dumps(rows[len(got)], ensure_ascii=layout == "couch").encode()
+                assert row_text.startswith(head) and head, (cut, head)
+        whole, head = split_page(body)
+        assert [json.loads(r) for r in whole] == rows and head is None
+    assert split_page(b"<html>") == ([], None)
+
+
+@pytest.mark.parametrize(
+    ("head", "identity", "described"),
+    [
+        (
+            b'{"seq":"12-g1AAA","id":"doc-1","changes":[{"rev"',
+            ("doc-1", "12-g1AAA"),
+            "change 'doc-1' (seq \"12-g1AAA\")",
+        ),
+        (b'{"seq":[3,"x"], "id":"d","doc":{', ("d", [3, "x"]), "change 'd' (seq [3,\"x\"])"),
+        (b'{"seq":7', (None, 7), "a change (seq 7)"),
+        (
+            b'{"id":"doc-1","changes":[{"rev":"1-a"}],"doc":{"seq":99,"pad":"xx',
+            ("doc-1", None),
+            "change 'doc-1'",
+        ),
+        (b'{"doc":{"id":"inner","seq":5}', (None, None), "a change"),
+        (b"xxxx", (None, None), "a change"),
+    ],
+)
+def test_row_identity_trusts_only_the_start_of_a_row(head: bytes, identity: Any, described: str) -> None:
+    assert row_identity(head) == identity
+    assert describe_row(head) == described
+
+
+def test_line_splitter_keeps_the_head_of_a_dropped_line() -> None:
+    splitter = LineSplitter(max_line=10)
+    splitter.feed(b'{"seq":5,"id":"big","doc"')
+    assert splitter.dropped == 1 and describe_row(splitter.dropped_head) == "change 'big' (seq 5)"

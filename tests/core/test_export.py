@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import pytest
 
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import Event
-from eventdesk.core.errors import ConfigError, JobCancelledError
+from eventdesk.core.errors import ConfigError, JobCancelledError, OutputError
 from eventdesk.core.export import (
     ENVELOPE_COLUMNS,
     ExportProgress,
@@ -24,6 +28,8 @@ from eventdesk.core.export import (
 )
 from eventdesk.core.filters import EventFilter
 from eventdesk.core.scope import EventScope, parse_time
+from tests.peers.servers import missing_peer
+from tests.small_filesystem import small_filesystem as mounted_small_filesystem
 
 TRICKY = [
     "plain",
@@ -313,3 +319,97 @@ def test_csv_formula_guard_marks_only_text_a_spreadsheet_would_run(tmp_path: Pat
     assert [r["payload.text"] for r in got] == ["'" + t for t in risky] + safe
     assert {r["payload.amount"] for r in got} == {"-5"}  # numbers are not text: left alone
     assert [json.loads(r["payload"])["text"] for r in got] == texts  # the JSON column stays exact
+
+
+def _special_target(kind: str, path: Path, tmp_path: Path) -> None:
+    """Make ``path`` a FIFO, a symlink (to a file or nowhere) or a device node like /dev/null."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "real.jsonl").write_text("the real file\n")
+        path.symlink_to(tmp_path / "real.jsonl")
+    elif kind == "dangling symlink":
+        path.symlink_to(tmp_path / "nowhere.jsonl")
+    elif kind == "device":
+        if os.geteuid() != 0:
+            missing_peer(
+                "root", "creating a device node (like /dev/null) in a temporary directory needs root"
+            )
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    else:
+        path.mkdir()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling symlink", "device", "directory"])
+def test_export_refuses_a_target_that_is_not_a_regular_file(
+    capture: Capture, tmp_path: Path, kind: str
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "x.jsonl"
+    _special_target(kind, target, tmp_path)
+    before = os.lstat(target)
+    with pytest.raises(ConfigError) as info:
+        export_events(capture, target)
+    assert info.value.field == "out" and info.value.obj == "export"
+    assert str(target) in info.value.detail
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert [p.name for p in out.iterdir()] == ["x.jsonl"]
+    if kind == "symlink":
+        assert (tmp_path / "real.jsonl").read_text() == "the real file\n"
+
+
+def test_a_stale_part_file_is_removed_and_the_export_written(capture: Capture, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".x.jsonl.part").write_bytes(b"half an export from a crash")
+    result = export_events(capture, out / "x.jsonl")
+    assert result.exported == 30
+    assert [p.name for p in out.iterdir()] == ["x.jsonl"]
+    assert read_jsonl(out / "x.jsonl") == all_envelopes(capture)
+
+
+def test_an_export_in_progress_to_the_same_file_is_not_disturbed(capture: Capture, tmp_path: Path) -> None:
+    part = tmp_path / ".x.jsonl.part"
+    part.write_bytes(b"being written")
+    with part.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the export writing it holds it
+        with pytest.raises(ConfigError) as info:
+            export_events(capture, tmp_path / "x.jsonl")
+    assert info.value.field == "out" and "another export" in info.value.detail
+    assert part.read_bytes() == b"being written"
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    with mounted_small_filesystem(tmp_path / "small", "1m") as mount:
+        yield mount
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_a_full_disk_is_a_clear_error_and_leaves_the_previous_file(
+    small_filesystem: Path, tmp_path: Path, fmt: str
+) -> None:
+    cap = Capture(tmp_path / "big.sqlite3")
+    cap.import_events([make(i, blob=os.urandom(600).hex()) for i in range(3000)])  # ~4 MB of JSON
+    target = small_filesystem / f"x.{fmt}"
+    target.write_text("previous export\n")
+    with pytest.raises(OutputError) as info:
+        export_events(cap, target)
+    assert info.value.describe() == f"export: field 'out': disk full writing {str(target)!r}"
+    assert target.read_text() == "previous export\n"
+    assert [p.name for p in small_filesystem.iterdir()] == [target.name]
+    cap.close()
+
+
+def test_something_else_in_the_part_files_place_is_left_alone(capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text("keep me\n")
+    part = tmp_path / ".x.jsonl.part"
+    part.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError) as info:
+        export_events(capture, tmp_path / "x.jsonl")
+    assert info.value.field == "out" and "is in the way" in info.value.detail
+    assert part.is_symlink() and (tmp_path / "elsewhere").read_text() == "keep me\n"
+    assert not (tmp_path / "x.jsonl").exists()

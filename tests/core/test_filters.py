@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jmespath.functions import Functions
 
 from eventdesk.core.capture import CapturedEvent
 from eventdesk.core.filters import EventFilter, FilterError, filter_events, is_truthy
@@ -109,9 +110,25 @@ def test_bad_expression_names_the_column(expression: str, column: int) -> None:
     assert caught.value.describe().startswith(f"column {column + 1}: ")
 
 
-def test_bad_arity_shows_at_search_time_as_no_match() -> None:
-    flt = EventFilter(expression="length(key, op)").compile()
-    assert not flt.matches(envelope())
+@pytest.mark.parametrize(
+    ("expression", "column", "words"),
+    [
+        ("foo(bar)", 0, ("unknown function", "foo()")),
+        ("key == 'a' && lenght(payload) > `1`", 14, ("unknown function", "lenght()")),
+        ("length(key, op)", 0, ("length()", "1 argument", "2")),
+        ("payload.owner | not_null()", 16, ("not_null()", "at least 1")),
+        ("sort_by(payload.items, &n).max_by(@, &n, &m)", 27, ("max_by()", "2 arguments", "3")),
+        ("[?starts_with(key)]", 2, ("starts_with()", "2 arguments", "1")),
+    ],
+)
+def test_unknown_function_or_wrong_arity_is_a_compile_error(
+    expression: str, column: int, words: tuple[str, ...]
+) -> None:
+    with pytest.raises(FilterError) as caught:
+        EventFilter(expression=expression).compile()
+    assert caught.value.position == column
+    for word in words:
+        assert word in caught.value.message
 
 
 def test_matches_raises_for_a_bad_expression_too() -> None:
@@ -149,3 +166,10 @@ def test_filter_events_keeps_order() -> None:
 )
 def test_jmespath_truthiness(value: Any, truthy: bool) -> None:
     assert is_truthy(value) is truthy
+
+
+@pytest.mark.parametrize("name", sorted(Functions().FUNCTION_TABLE))
+def test_every_jmespath_function_with_its_arguments_compiles(name: str) -> None:
+    signature = Functions().FUNCTION_TABLE[name]["signature"]
+    args = ", ".join("[a, {b: c}]" if i == 0 else "&key" for i in range(len(signature)))
+    EventFilter(expression=f"{name}({args})").compile()

@@ -3,7 +3,10 @@
 - ``cut()``: reset every open connection (RST, not FIN) and reset new ones until ``heal()``;
 - ``fail_with(status, count_or_seconds)``: answer the next N requests (an int) or every
   request for that many seconds (a float) with an HTTP error instead of forwarding them;
-- ``drop_connections()``: reset the open connections once, new ones are served normally.
+- ``drop_connections()``: reset the open connections once, new ones are served normally;
+- ``endless_pages(head, count)``: answer the next N ``feed=normal`` ``_changes`` requests
+  that open a connection with a chunked body that starts with ``head`` and never ends
+  (``head`` continued by filler bytes, up to ``ENDLESS_LIMIT``); ``streamed`` counts its bytes.
 
 HTTP faults apply to the first request of each new connection (the answer says
 ``Connection: close``); requests on a connection already being forwarded pass through, so
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _POLL = 0.05  # how often idle threads look at their flags
+ENDLESS_LIMIT = 4 << 30  # an endless body stops here, whatever the client does
 
 
 def _reset(sock: socket.socket) -> None:
@@ -58,6 +62,9 @@ class FaultProxy:
         self._fail_count = 0
         self._fail_until = 0.0
         self.failed_requests = 0  # how many requests got an injected error
+        self._endless_head = b""
+        self._endless_count = 0
+        self.streamed = 0  # bytes of endless bodies sent so far
         self.connections = 0  # how many connections were forwarded
         self._acceptor = threading.Thread(target=self._accept_loop, name="fault-proxy-accept", daemon=True)
         self._acceptor.start()
@@ -96,6 +103,12 @@ class FaultProxy:
             else:
                 self._fail_count, self._fail_until = 0, time.monotonic() + count_or_seconds
 
+    def endless_pages(self, head: bytes, count: int = 1) -> None:
+        """Answer the next ``count`` ``feed=normal`` changes requests (each the first request of
+        its connection) with a body that starts with ``head`` and never ends."""
+        with self._lock:
+            self._endless_head, self._endless_count = head, count
+
     def _take_fault(self) -> int | None:
         with self._lock:
             if self._cut:
@@ -128,6 +141,8 @@ class FaultProxy:
                 _reset(client)
             elif fault is not None:
                 self._spawn(self._answer_error, client, fault)
+            elif self._endless_count > 0:
+                self._spawn(self._maybe_endless, client)
             else:
                 self._spawn(self._forward, client)
 
@@ -165,9 +180,54 @@ class FaultProxy:
         finally:
             client.close()
 
-    def _forward(self, client: socket.socket) -> None:
+    def _maybe_endless(self, client: socket.socket) -> None:
+        """Read the connection's first request head: an endless page, or forward it all."""
+        client.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = client.recv(65536)
+                if not chunk:
+                    client.close()
+                    return
+                data += chunk
+        except OSError:
+            client.close()
+            return
+        client.settimeout(None)
+        request_line = data.split(b"\r\n", 1)[0]
+        with self._lock:
+            endless = b"/_changes" in request_line and b"feed=normal" in request_line
+            endless = endless and self._endless_count > 0
+            if endless:
+                self._endless_count -= 1
+            head = self._endless_head
+        if endless:
+            self._answer_endless(client, head)
+        else:
+            self._forward(client, data)
+
+    def _answer_endless(self, client: socket.socket, head: bytes) -> None:
+        filler = b"x" * 65536
+        try:
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            piece = head
+            while not self._closed.is_set() and self.streamed < ENDLESS_LIMIT:
+                client.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                with self._lock:
+                    self.streamed += len(piece)
+                piece = filler
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def _forward(self, client: socket.socket, initial: bytes = b"") -> None:
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream.sendall(initial)
         except OSError:
             _reset(client)
             return

@@ -50,3 +50,15 @@ def test_cut_resets_connections_until_healed(proxy: FaultProxy) -> None:
         urllib.request.urlopen(proxy.url + "/", timeout=5)
     proxy.heal()
     assert get(proxy.url + "/") == 200
+
+
+def test_endless_page_streams_until_the_client_stops(proxy: FaultProxy, couch: CouchServer) -> None:
+    db = couch.create_database()
+    proxy.endless_pages(b'{"results":[', 1)
+    request = urllib.request.Request(f"{proxy.url}/{db}/_changes?feed=normal", data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.read(12) == b'{"results":['
+        assert len(response.read(5 << 20)) == 5 << 20  # well past any real page of this database
+    assert proxy.streamed >= 5 << 20
+    with urllib.request.urlopen(request, timeout=5) as response:  # the next one is forwarded
+        assert b'"last_seq"' in response.read()

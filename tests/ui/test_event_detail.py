@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -171,3 +172,19 @@ def test_another_event_stops_a_long_text_half_way_in(detail: EventDetail, qtbot:
     assert not detail.text_page.filling
     qtbot.wait(50)  # a stray piece of the big text would land now
     assert detail.text_shown() == pretty_json({"n": 1})
+
+
+def test_big_numbers_are_shown_exactly(detail: EventDetail, capture: Capture) -> None:
+    big, fine = 123456789012345678901234567890, "0.10000000000000000555"
+    first = Event("ds", "accounts", "created", "acc-9", "1-a", "1", {"n": 1})
+    second = Event("ds", "accounts", "updated", "acc-9", "2-a", "2", {"n": big, "x": Decimal(fine)})
+    capture.append("accounts", [first, second], "2")
+    latest = capture.latest(1)[0]
+    detail.show_event(latest, capture.previous_revision("accounts", "acc-9", latest.pos))
+    detail.tabs.setCurrentIndex(TAB_TEXT)
+    assert f'"n": {big}' in detail.text_shown() and f'"x": {fine}' in detail.text_shown()
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    assert f'+  "n": {big},' in detail.diff_shown().splitlines()
+    assert pretty_json({"n": big}) == f'{{\n  "n": {big}\n}}'
+    model = detail.tree_model
+    assert model.json_of(model.index(0, 0)) == str(big)

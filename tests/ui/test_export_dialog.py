@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,6 +142,11 @@ def test_table_scope_selected_rows_and_errors(
     assert dialog.expression_error.isVisible()
     dialog.export_button.click()
     assert "field 'filter'" in dialog.status_label.text()
+    dialog.expression_edit.setText("foo(bar)")
+    assert dialog.expression_error.isVisible()
+    assert "unknown function foo()" in dialog.expression_error.text()
+    dialog.export_button.click()
+    assert "field 'filter'" in dialog.status_label.text() and "foo()" in dialog.status_label.text()
     dialog.expression_edit.setText("")
     dialog.path_edit.setText(str(tmp_path / "missing" / "x.jsonl"))
     dialog.export_button.click()
@@ -206,3 +213,20 @@ def test_main_window_export_action_uses_the_table_selection(
         run(qtbot, window.shutdown())
         window.close()
         window.deleteLater()
+
+
+def test_export_to_a_fifo_shows_the_error_and_leaves_it(
+    qtbot: QtBot, dialog_for: list[ExportDialog], capture: Capture, add_events: MakeEvents, tmp_path: Path
+) -> None:
+    add_events("accounts", 5)
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    dialog = make_dialog(dialog_for, qtbot, capture, models=["accounts"])
+    dialog.path_edit.setText(str(fifo))
+    dialog.export_button.click()
+    qtbot.waitUntil(lambda: "field 'out'" in dialog.status_label.text(), timeout=10_000)
+    assert "is a FIFO" in dialog.status_label.text() and str(fifo) in dialog.status_label.text()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".pipe", "pipe"))) == [
+        "pipe.jsonl"
+    ]

@@ -32,6 +32,16 @@ def test_bad_expression_is_shown_inline_and_not_emitted(qtbot: Any, bar: FilterB
     assert emitted == []
 
 
+def test_unknown_function_is_shown_inline_and_not_emitted(qtbot: Any, bar: FilterBar) -> None:
+    emitted: list[EventFilter] = []
+    bar.filterChanged.connect(emitted.append)
+    with qtbot.waitSignal(bar.errorChanged, timeout=2000) as blocker:
+        bar.expression_edit.setText("foo(bar)")
+    assert blocker.args[0].startswith("column 1: unknown function foo()")
+    assert bar.error_label.isVisible()
+    assert emitted == []
+
+
 def test_valid_expression_is_emitted_and_clears_the_error(qtbot: Any, bar: FilterBar) -> None:
     with qtbot.waitSignal(bar.errorChanged, timeout=2000):
         bar.expression_edit.setText("payload.region ==")
