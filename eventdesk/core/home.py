@@ -13,6 +13,7 @@ from typing import Any
 from eventdesk.core.capture import Capture
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.paths import Paths, resolve_paths
+from eventdesk.core.registry import connector_class
 from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
 from eventdesk.core.workspace import (
     BrokerConfig,
@@ -125,12 +126,13 @@ class Home:
                 return ws.put_datasource(candidate, replace=replace)
             return ws.put_broker(candidate, replace=replace)
 
-        if isinstance(cfg, DatasourceConfig):
-            ws.validate_datasource(cfg)
-        else:
-            ws.validate_broker(cfg)
+        valid = ws.validate_datasource(cfg) if isinstance(cfg, DatasourceConfig) else ws.validate_broker(cfg)
         if not replace and old is not None:
             put(cfg, False)  # raises "already exists"
+        if isinstance(valid, DatasourceConfig):
+            keeps_secret = replace and old is not None and old.secret is not None
+            has_secret = secret is not None or secret_env is not None or keeps_secret
+            connector_class(valid.kind).check_datasource(valid, has_secret)
         ref = self._secret_ref(object_type, cfg.name, secret, secret_env)
         if ref is None and old is not None and replace:
             ref = old.secret
@@ -165,6 +167,8 @@ class Home:
             self.workspace.datasource(name) if object_type == "datasource" else self.workspace.broker(name)
         )
         if secret is None and secret_env is None:
+            if isinstance(target, DatasourceConfig):
+                connector_class(target.kind).check_datasource(target, False)
             delete_secret(target.secret)
             target.secret = None
         else:
