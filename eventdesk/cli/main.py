@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import signal
@@ -215,9 +216,13 @@ def _where(settings: dict[str, Any]) -> str:
     return f"{settings.get('host', '')}:{settings.get('port', '')}" if settings.get("port") else ""
 
 
-def _read_secret(args: argparse.Namespace) -> str | None:
+def _read_secret(args: argparse.Namespace, schema: Schema) -> str | None:
+    """The secret for ``--secret-stdin``: at a terminal asked for without echo, else one line."""
     if not getattr(args, "secret_stdin", False):
         return None
+    if sys.stdin.isatty():
+        label = next((f.title for f in schema.fields if f.secret), "Secret")
+        return getpass.getpass(f"{label} for {args.command} {args.name!r}: ")
     data = sys.stdin.readline()
     return data.rstrip("\r\n")
 
@@ -231,7 +236,7 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             args.name,
             args.kind,
             _settings_from(args, schema),
-            secret=_read_secret(args),
+            secret=_read_secret(args, schema),
             secret_env=args.secret_env,
             replace=args.replace,
         )
