@@ -21,6 +21,7 @@ from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
+from eventdesk.core.secrets import SecretRef, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
 
@@ -270,6 +271,14 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret_note(ref: SecretRef | None, label: str) -> str:
+    """ " (secret set)" only when the secret can be had now (keyring entry, environment variable)."""
+    if ref is None:
+        return ""
+    problem = secret_problem(ref, label)
+    return " (secret set)" if problem is None else f" (secret missing: {problem})"
+
+
 def _cmd_list(home: Home, args: argparse.Namespace) -> int:
     data = home.workspace.to_json()
     keys = [args.what] if args.what else list(PLURALS)
@@ -282,9 +291,9 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
             settings = entry.get("settings", {})
             extra = ""
             if k in ("datasources", "brokers"):
-                extra = f" [{entry['kind']}] {_where(settings)}" + (
-                    " (secret set)" if "secret" in entry else ""
-                )
+                ws = home.workspace
+                cfg = ws.datasources[name] if k == "datasources" else ws.brokers[name]
+                extra = f" [{entry['kind']}] {_where(settings)}" + _secret_note(cfg.secret, cfg.label)
             elif k == "models":
                 extra = f" on {entry['datasource']}" + (
                     f" database {settings['database']}" if "database" in settings else ""

@@ -14,7 +14,7 @@ from eventdesk.core.capture import Capture
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.paths import Paths, resolve_paths
 from eventdesk.core.registry import connector_class
-from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
+from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, migrate_ref, store_secret
 from eventdesk.core.workspace import (
     BrokerConfig,
     DatasourceConfig,
@@ -35,7 +35,9 @@ class Home:
     @classmethod
     def open(cls, home: str | None = None) -> Home:
         paths = resolve_paths(home).ensure()
-        return cls(paths=paths, workspace=load_workspace(paths.workspace_file))
+        opened = cls(paths=paths, workspace=load_workspace(paths.workspace_file))
+        opened.migrate_secrets()
+        return opened
 
     @property
     def capture(self) -> Capture:
@@ -55,9 +57,22 @@ class Home:
         self.workspace = load_workspace(self.paths.workspace_file)
 
     # -- secrets ---------------------------------------------------------------------------
-    @staticmethod
+    def migrate_secrets(self) -> None:
+        """Copy secrets kept under the old keyring accounts, shared by every workspace, to this
+        workspace's own and save the new references (:func:`~eventdesk.core.secrets.migrate_ref`
+        says why the old entries stay). Touches the keyring only for such old references."""
+        ws = self.workspace
+        changed = False
+        for object_type, table in (("datasource", ws.datasources), ("broker", ws.brokers)):
+            for cfg in table.values():
+                ref = migrate_ref(cfg.secret, ws.workspace_id, object_type, cfg.name)
+                if ref != cfg.secret:
+                    cfg.secret, changed = ref, True
+        if changed:
+            self.save()
+
     def _secret_ref(
-        object_type: str, name: str, secret: str | None, secret_env: str | None
+        self, object_type: str, name: str, secret: str | None, secret_env: str | None
     ) -> SecretRef | None:
         obj = f"{object_type} {name!r}"
         if secret is not None and secret_env is not None:
@@ -69,7 +84,7 @@ class Home:
         if secret is not None:
             if not secret:
                 raise ConfigError("the secret is empty", obj=obj, field="secret")
-            return store_secret(object_type, name, secret)
+            return store_secret(object_type, name, secret, workspace_id=self.workspace.workspace_id)
         return None
 
     # -- adding ----------------------------------------------------------------------------

@@ -18,12 +18,13 @@ from typing import Any
 from eventdesk.core.envelope import PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
-from eventdesk.core.secrets import SecretRef
+from eventdesk.core.secrets import SecretRef, new_workspace_id
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.topic_template import DEFAULT_TOPIC, check_template
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OBJECT_TYPES = ("datasource", "model", "broker", "route")
 
 ROUTE_SCHEMA = Schema(
@@ -131,6 +132,9 @@ class Workspace:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     brokers: dict[str, BrokerConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
+    # Namespaces the keyring accounts of this workspace's secrets (see core/secrets.py); a file
+    # without one (older versions) gets a new one, saved with the next change.
+    workspace_id: str = field(default_factory=new_workspace_id)
 
     @property
     def empty(self) -> bool:
@@ -278,6 +282,7 @@ class Workspace:
 
         return {
             "schema_version": SCHEMA_VERSION,
+            "workspace_id": self.workspace_id,
             "datasources": {
                 n: with_secret({"kind": c.kind, "settings": c.settings}, c.secret)
                 for n, c in sorted(self.datasources.items())
@@ -308,6 +313,13 @@ class Workspace:
                 field="schema_version",
             )
         ws = cls()
+        workspace_id = data.get("workspace_id")
+        if workspace_id is not None:
+            if not isinstance(workspace_id, str) or not _WORKSPACE_ID.match(workspace_id):
+                raise ConfigError(
+                    "expected 1-64 letters, digits, '_' or '-'", obj=source, field="workspace_id"
+                )
+            ws.workspace_id = workspace_id
         try:
             for name, d in dict(data.get("datasources") or {}).items():
                 obj = f"datasource {name!r}"
