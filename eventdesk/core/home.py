@@ -7,6 +7,7 @@ themselves.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from eventdesk.core.workspace import (
     load_workspace,
     save_workspace,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,7 +72,12 @@ class Home:
                 if ref != cfg.secret:
                     cfg.secret, changed = ref, True
         if changed:
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # a read-only home still runs, on the copies, this time
+                log.warning(
+                    "%s: the moved secret references are not saved: %s", self.paths.workspace_file, exc
+                )
 
     def _secret_ref(
         self, object_type: str, name: str, secret: str | None, secret_env: str | None

@@ -160,3 +160,18 @@ def test_list_says_secret_set_only_when_the_keyring_holds_it(tmp_path: Path) -> 
     assert "(secret missing: environment variable COUCH_PW is not set)" in ok(*h, "list", "datasources")
     assert "(secret set)" in ok(*h, "list", "datasources", env={"COUCH_PW": "pw"})
     assert eventdesk(*h, "list", "--json").returncode == 0
+
+
+def test_a_home_whose_file_cannot_be_written_still_opens_with_its_old_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring.set_password(SERVICE, "datasource/couch", "old-secret")
+    _old_workspace(tmp_path / "a", "datasource/couch")
+
+    def refuse(self: Home) -> None:
+        raise PermissionError(13, "Permission denied")  # as a read-only mount would (tests run as root)
+
+    monkeypatch.setattr(Home, "save", refuse)
+    home = Home.open(str(tmp_path / "a"))
+    assert resolve_secret(home.workspace.datasource("couch").secret, "datasource 'couch'") == "old-secret"
+    home.close()

@@ -376,3 +376,21 @@ def test_test_connection_can_be_cancelled(
     assert dialog.test.result.text() == "Test cancelled."
     qtbot.waitUntil(lambda: not dialog.tasks.pending)
     assert dialog.test.button.isEnabled()
+
+
+def test_an_unsigned_webhook_on_the_network_is_refused_next_to_the_secret(qtbot: QtBot, home: Home) -> None:
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.name_edit.setText("hooks")
+    dialog.kind_combo.setCurrentText("webhook")
+    assert dialog.form is not None and dialog.secret is not None
+    assert "allow_unsigned" in dialog.form.editors  # the explicit way out is in the form
+    dialog.form.editors["host"].set_value("0.0.0.0")
+    dialog.save_button.click()
+    assert dialog.isVisible() and "hooks" not in home.workspace.datasources
+    assert dialog.secret.error.isVisible()
+    assert "no shared secret is set, and host 0.0.0.0" in dialog.secret.error.text()
+    dialog.form.editors["allow_unsigned"].set_value(True)
+    dialog.save_button.click()
+    assert home.workspace.datasource("hooks").settings["allow_unsigned"] is True
