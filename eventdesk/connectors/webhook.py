@@ -528,7 +528,8 @@ class WebhookServer:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            # A body already in (the common small POST) needs no timer.
+            async with asyncio.timeout(None if request.content.is_eof() else BODY_TIMEOUT):
                 while True:
                     chunk = await request.content.readany()
                     if not chunk:

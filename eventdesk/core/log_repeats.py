@@ -1,4 +1,4 @@
-"""A logging filter that lets the same message through at most once per interval, with a count.
+"""A logging filter that lets the same warning through at most once per interval, with a count.
 
 A flood of one error (a client hammering a receiver, a socket that keeps failing) otherwise
 writes one line per occurrence: stderr grows by megabytes a second and hides everything else.
@@ -18,7 +18,7 @@ _MAX_KINDS = 1000  # distinct kinds remembered; forgetting them all only lets on
 
 
 class RepeatedMessageFilter(logging.Filter):
-    """Pass a record of a given kind at most once per ``interval`` seconds."""
+    """Pass a warning or error of a given kind at most once per ``interval`` seconds."""
 
     def __init__(self, interval: float = DEFAULT_INTERVAL) -> None:
         super().__init__()
@@ -27,6 +27,8 @@ class RepeatedMessageFilter(logging.Filter):
         self._kinds: dict[tuple[str, int, str], tuple[float, int]] = {}  # kind -> (passed at, held)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True  # asked for with -v: shown as it comes
         kind = (record.name, record.levelno, str(record.msg).partition("\n")[0][:200])
         now = time.monotonic()
         with self._lock:
