@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import signal
@@ -23,6 +24,7 @@ from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
+from eventdesk.core.secrets import SecretRef, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
 
@@ -235,9 +237,13 @@ def _where(settings: dict[str, Any]) -> str:
     return f"{settings.get('host', '')}:{settings.get('port', '')}" if settings.get("port") else ""
 
 
-def _read_secret(args: argparse.Namespace) -> str | None:
+def _read_secret(args: argparse.Namespace, schema: Schema) -> str | None:
+    """The secret for ``--secret-stdin``: at a terminal asked for without echo, else one line."""
     if not getattr(args, "secret_stdin", False):
         return None
+    if sys.stdin.isatty():
+        label = next((f.title for f in schema.fields if f.secret), "Secret")
+        return getpass.getpass(f"{label} for {args.command} {args.name!r}: ")
     data = sys.stdin.readline()
     return data.rstrip("\r\n")
 
@@ -251,7 +257,7 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             args.name,
             args.kind,
             _settings_from(args, schema),
-            secret=_read_secret(args),
+            secret=_read_secret(args, schema),
             secret_env=args.secret_env,
             replace=args.replace,
         )
@@ -300,6 +306,14 @@ def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret_note(ref: SecretRef | None, label: str) -> str:
+    """ " (secret set)" only when the secret can be had now (keyring entry, environment variable)."""
+    if ref is None:
+        return ""
+    problem = secret_problem(ref, label)
+    return " (secret set)" if problem is None else f" (secret missing: {problem})"
+
+
 def _cmd_list(home: Home, args: argparse.Namespace) -> int:
     ws = home.workspace
     data = ws.to_json()
@@ -321,9 +335,9 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
             settings = entry.get("settings", {})
             extra = ""
             if k in ("datasources", "brokers"):
-                extra = f" [{entry['kind']}] {_where(settings)}" + (
-                    " (secret set)" if "secret" in entry else ""
-                )
+                ws = home.workspace
+                cfg = ws.datasources[name] if k == "datasources" else ws.brokers[name]
+                extra = f" [{entry['kind']}] {_where(settings)}" + _secret_note(cfg.secret, cfg.label)
             elif k == "models":
                 extra = f" on {entry['datasource']}" + (
                     f" database {settings['database']}" if "database" in settings else ""

@@ -12,6 +12,15 @@ Promises:
 - **Nothing bad reaches capture.** A bad or missing signature (when a shared secret is set)
   is 401 and counted; a body over the limit is 413; invalid JSON or an unusable body is 400
   with the reason.
+- **Hostile clients cost little.** A connection must send its request head within
+  ``HEAD_TIMEOUT`` and its body within ``BODY_TIMEOUT`` (408 otherwise); an idle keep-alive
+  connection is closed after ``IDLE_TIMEOUT``. At most ``connection_limit()`` connections are
+  open per server: one more closes the oldest that has not sent a request yet (or, when every
+  one is in a request, is closed at once), so silent connections never exhaust the file
+  descriptors and a real sender still gets through. The same error is logged at most once
+  per interval, with a count (:mod:`eventdesk.core.log_repeats`).
+- **No unsigned receiver on the network by accident.** Listening on anything but a loopback
+  address without a shared secret is refused unless ``allow_unsigned`` says so.
 - **Group commit.** Concurrent requests for a model queue up while the previous batch is
   being committed and are committed together, so the receiver scales with concurrency
   instead of paying one SQLite transaction per request.
@@ -27,7 +36,9 @@ import asyncio
 import errno
 import hashlib
 import hmac
+import ipaddress
 import logging
+import re
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,21 +46,35 @@ from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from eventdesk.core import json_codec, ports
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
-from eventdesk.core.errors import ConnectorError
+from eventdesk.core.errors import ConfigError, ConnectorError
+from eventdesk.core.log_repeats import throttle
 from eventdesk.core.settings_schema import Field, Schema, check_host
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
+try:
+    import resource
+except ImportError:  # Windows: no file limit to respect
+    resource = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
+http_log = logging.getLogger(__name__ + ".http")  # aiohttp's own messages about our connections
 
 DEFAULT_PORT = 8787
 DEFAULT_MAX_BODY = 1024 * 1024
 MAX_BATCH = 5000  # events committed in one transaction
 STATE_REFRESH = 1.0  # seconds between state updates that only count rejected requests
 SHUTDOWN_TIMEOUT = 1.0
+HEAD_TIMEOUT = 10.0  # seconds from connect to a complete request line and headers
+BODY_TIMEOUT = 30.0  # seconds to receive a whole body
+IDLE_TIMEOUT = 15.0  # seconds an idle keep-alive connection stays open
+MAX_CONNECTIONS = 512  # per server; lowered to a quarter of the file limit (RLIMIT_NOFILE)
+_SIGNATURE = re.compile(r"(?:sha256=)?([0-9a-f]{64})", re.IGNORECASE)
 
 OP_WORDS: dict[str, Op] = {
     "created": "created",
@@ -96,6 +121,14 @@ DATASOURCE_SCHEMA = Schema(
             required=True,
             validator=check_host,
             help="Address to listen on; 0.0.0.0 accepts other machines too (set a shared secret then).",
+        ),
+        Field(
+            "allow_unsigned",
+            "bool",
+            label="Allow unsigned requests from other machines",
+            default=False,
+            help="Listen on a non-loopback address without a shared secret: anyone who can reach "
+            "the port can add events. Off: such a datasource is refused.",
         ),
         Field(
             "port",
@@ -194,14 +227,60 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def signature_problem(secret: str, body: bytes, header: str | None) -> str | None:
+    """Why ``header`` is not the signature of ``body`` with ``secret`` (None: it is).
+
+    Never raises, whatever the header holds (non-ASCII, odd lengths, no ``sha256=``).
+    """
+    if header is None:
+        return "missing signature"
+    match = _SIGNATURE.fullmatch(header.strip())
+    if match is None:
+        return "bad signature (not sha256=<64 hex digits>)"
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, bytes.fromhex(match.group(1))):
+        return "bad signature (it does not match the body)"
+    return None
+
+
 def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    if not header:
-        return False
-    given = header.strip()
-    if given.lower().startswith("sha256="):
-        given = given[7:]
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, given.lower())
+    return signature_problem(secret, body, header) is None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` reaches this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name: it may resolve to any address
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def exposure_problem(settings: dict[str, Any], has_secret: bool) -> str | None:
+    """Why a receiver with these settings must not start (None: it may): other machines can
+    reach it, it has no shared secret, and ``allow_unsigned`` is off. The field at fault is
+    ``secret``."""
+    host = str(settings.get("host", ""))
+    if has_secret or settings.get("allow_unsigned") or is_loopback(host):
+        return None
+    return (
+        f"no shared secret is set, and host {host} accepts requests from other machines: anyone who "
+        "can reach the port could add events. Set a secret, listen on 127.0.0.1, or allow unsigned "
+        "requests explicitly (allow_unsigned, --allow-unsigned)"
+    )
+
+
+def connection_limit() -> int:
+    """Connections one server keeps open: ``MAX_CONNECTIONS``, or a quarter of the file limit."""
+    if resource is None:
+        return MAX_CONNECTIONS
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft // 4))
 
 
 def parse_op(value: Any, where: str) -> Op:
@@ -287,6 +366,74 @@ def port_in_use_error(label: str, host: str, port: int) -> ConnectorError:
 # -- the server shared by a datasource's models ---------------------------------------------
 
 
+class _ClientFaultFilter(logging.Filter):
+    """A request aiohttp could not parse is the client's fault: one warning line naming the
+    problem, not an error with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.msg, record.args = f"{record.msg}: %d %s", (*args, exc.code, exc.message)
+            record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+if not any(isinstance(f, _ClientFaultFilter) for f in http_log.filters):
+    http_log.addFilter(_ClientFaultFilter())
+
+
+class _GuardedServer(web.Server):
+    """aiohttp's low-level server with a connection limit and a deadline for the request head.
+
+    Connections that have not sent a complete request head yet are "fresh", oldest first.
+    One connection over the limit closes the oldest fresh one (a silent or slow client), or
+    itself when every open connection is in a request.
+    """
+
+    def __init__(self, handler: Any, *, label: str, limit: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.label = label
+        self.limit = limit
+        self.open = 0
+        self._fresh: dict[RequestHandler, asyncio.TimerHandle] = {}
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.open += 1
+        if self.open > self.limit:
+            oldest = next(iter(self._fresh), None)
+            if oldest is None:
+                log.warning(
+                    "%s: refused a connection: all %d open ones are in a request", self.label, self.limit
+                )
+                handler.force_close()
+                return
+            log.warning(
+                "%s: %d connections open (the limit): closed the oldest that had sent no request",
+                self.label,
+                self.limit,
+            )
+            self.drop(oldest)
+        loop = asyncio.get_running_loop()
+        self._fresh[handler] = loop.call_later(HEAD_TIMEOUT, self.drop, handler)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self.open -= 1
+        self.request_started(handler)
+        super().connection_lost(handler, exc)
+
+    def request_started(self, handler: RequestHandler) -> None:
+        timer = self._fresh.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def drop(self, handler: RequestHandler) -> None:
+        self.request_started(handler)
+        handler.force_close()
+
+
 @dataclass
 class _Pending:
     events: list[Event]
@@ -307,6 +454,7 @@ class WebhookServer:
         self.users = 0
         self.unknown_paths = 0
         self._runner: web.ServerRunner | None = None
+        self._guard: _GuardedServer | None = None
         self.started: asyncio.Task[None] | None = None
 
     @property
@@ -315,7 +463,16 @@ class WebhookServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        server = web.Server(self._handle, handler_cancellation=False)
+        throttle(__name__, http_log.name, "asyncio")
+        server = _GuardedServer(
+            self._handle,
+            label=self.label,
+            limit=connection_limit(),
+            handler_cancellation=False,
+            keepalive_timeout=IDLE_TIMEOUT,
+            logger=http_log,
+        )
+        self._guard = server
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -349,6 +506,8 @@ class WebhookServer:
             log.info("%s: stopped listening on %s", self.label, self.url)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self._guard is not None:
+            self._guard.request_started(request.protocol)
         endpoint = self.endpoints.get(request.path)
         if endpoint is None:
             self.unknown_paths += 1
@@ -369,14 +528,19 @@ class WebhookServer:
             raise BadRequestError(413, f"the body is {request.content_length} bytes; the limit is {limit}")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise BadRequestError(413, f"the body is over the limit of {limit} bytes")
-            chunks.append(chunk)
+        try:
+            # A body already in (the common small POST) needs no timer.
+            async with asyncio.timeout(None if request.content.is_eof() else BODY_TIMEOUT):
+                while True:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadRequestError(413, f"the body is over the limit of {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise BadRequestError(408, f"the body did not arrive within {BODY_TIMEOUT:g} s") from None
         return b"".join(chunks)
 
 
@@ -471,6 +635,9 @@ class WebhookConnector(Connector):
         return (self._server.url if self._server else "") + self.path
 
     async def run(self, since: Any) -> None:
+        problem = exposure_problem(self.datasource.settings, bool(self.secret))
+        if problem:
+            raise ConnectorError(problem, obj=self.datasource.label, field="secret", terminal=True)
         self._wake = asyncio.Event()
         server = await SERVERS.acquire(self.datasource)
         self._server = server
@@ -544,20 +711,19 @@ class WebhookConnector(Connector):
         if self._state_timer is None:
             loop = asyncio.get_running_loop()
             self._state_timer = loop.call_later(STATE_REFRESH, self._report_state)
-        return _json_response(status, {"error": reason}, close=status == 413)
+        return _json_response(status, {"error": reason}, close=status in (408, 413))
 
     async def receive(self, request: web.BaseRequest, server: WebhookServer) -> web.StreamResponse:
         try:
             body = await server.read_body(request)
-            if self.secret and not signature_ok(
-                self.secret, body, request.headers.get(server.signature_header)
-            ):
-                missing = server.signature_header not in request.headers
-                raise BadRequestError(
-                    401,
-                    f"{'missing' if missing else 'bad'} signature in header {server.signature_header} "
-                    "(expected sha256=<HMAC-SHA256 of the body with the shared secret>)",
-                )
+            if self.secret:
+                problem = signature_problem(self.secret, body, request.headers.get(server.signature_header))
+                if problem:
+                    raise BadRequestError(
+                        401,
+                        f"{problem} in header {server.signature_header} "
+                        "(expected sha256=<HMAC-SHA256 of the body with the shared secret>)",
+                    )
             events = self.rules.events(body, request.headers)
         except BadRequestError as exc:
             return self._reject(exc.status, exc.reason)
@@ -574,6 +740,12 @@ class WebhookConnector(Connector):
             resp.headers["Retry-After"] = "1"
             return resp
         return _json_response(200, {"accepted": len(events), "ids": [ev.id for ev in events]})
+
+    @classmethod
+    def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:
+        problem = exposure_problem(datasource.settings, has_secret)
+        if problem:
+            raise ConfigError(problem, obj=datasource.label, field="secret")
 
     @classmethod
     async def test_connection(
@@ -602,7 +774,9 @@ __all__ = [
     "BodyRules",
     "WebhookConnector",
     "check_port_free",
+    "exposure_problem",
     "model_path",
     "sign",
     "signature_ok",
+    "signature_problem",
 ]

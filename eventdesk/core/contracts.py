@@ -99,6 +99,12 @@ class Connector(ABC):
     ) -> str:
         """Check that the datasource (and model, if given) can be reached; return a summary."""
 
+    @classmethod
+    def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:
+        """Checks beyond the settings schema, made when a datasource is added or changed: raise
+        :class:`~eventdesk.core.errors.ConfigError` naming the field (none by default)."""
+        return
+
 
 class Publisher(ABC):
     """Publishes to one broker; see DESIGN.md, "broker"."""

@@ -9,6 +9,7 @@ instead of silently replaced.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 from eventdesk.core.capture import Capture
 from eventdesk.core.contracts import State
 from eventdesk.core.envelope import utc_now_iso
-from eventdesk.core.errors import CaptureUnusableError, ConfigError, HomeInUseError
+from eventdesk.core.errors import CaptureUnusableError, ConfigError, EventDeskError, HomeInUseError
 from eventdesk.core.home_lock import Holder, HomeLock, holder
 from eventdesk.core.paths import Paths, resolve_paths
-from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
+from eventdesk.core.registry import connector_class
+from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, migrate_ref, store_secret
 from eventdesk.core.workspace import (
     BrokerConfig,
     DatasourceConfig,
@@ -30,6 +32,8 @@ from eventdesk.core.workspace import (
     load_workspace,
     save_workspace,
 )
+
+log = logging.getLogger(__name__)
 
 FRESH_CAPTURE_HINT = (
     "start with a fresh capture: `eventdesk run --fresh-capture` (in the app: Start with a fresh"
@@ -79,9 +83,11 @@ class Home:
             if held is not None:
                 held.release()
             raise
-        return cls(
+        opened = cls(
             paths=paths, workspace=workspace, lock=held, read_only=refused, fresh_capture=fresh_capture
         )
+        opened.migrate_secrets()
+        return opened
 
     @property
     def capture(self) -> Capture:
@@ -187,9 +193,27 @@ class Home:
         self.workspace = load_workspace(self.paths.workspace_file)
 
     # -- secrets ---------------------------------------------------------------------------
-    @staticmethod
+    def migrate_secrets(self) -> None:
+        """Copy secrets kept under the old keyring accounts, shared by every workspace, to this
+        workspace's own and save the new references (:func:`~eventdesk.core.secrets.migrate_ref`
+        says why the old entries stay). Touches the keyring only for such old references."""
+        ws = self.workspace
+        changed = False
+        for object_type, table in (("datasource", ws.datasources), ("broker", ws.brokers)):
+            for cfg in table.values():
+                ref = migrate_ref(cfg.secret, ws.workspace_id, object_type, cfg.name)
+                if ref != cfg.secret:
+                    cfg.secret, changed = ref, True
+        if changed and self.read_only is None:  # read only: the copies serve this time
+            try:
+                self.save()
+            except (OSError, EventDeskError) as exc:  # an unwritable home still runs, on the copies
+                log.warning(
+                    "%s: the moved secret references are not saved: %s", self.paths.workspace_file, exc
+                )
+
     def _secret_ref(
-        object_type: str, name: str, secret: str | None, secret_env: str | None
+        self, object_type: str, name: str, secret: str | None, secret_env: str | None
     ) -> SecretRef | None:
         obj = f"{object_type} {name!r}"
         if secret is not None and secret_env is not None:
@@ -201,7 +225,7 @@ class Home:
         if secret is not None:
             if not secret:
                 raise ConfigError("the secret is empty", obj=obj, field="secret")
-            return store_secret(object_type, name, secret)
+            return store_secret(object_type, name, secret, workspace_id=self.workspace.workspace_id)
         return None
 
     # -- adding ----------------------------------------------------------------------------
@@ -259,12 +283,13 @@ class Home:
                 return ws.put_datasource(candidate, replace=replace)
             return ws.put_broker(candidate, replace=replace)
 
-        if isinstance(cfg, DatasourceConfig):
-            ws.validate_datasource(cfg)
-        else:
-            ws.validate_broker(cfg)
+        valid = ws.validate_datasource(cfg) if isinstance(cfg, DatasourceConfig) else ws.validate_broker(cfg)
         if not replace and old is not None:
             put(cfg, False)  # raises "already exists"
+        if isinstance(valid, DatasourceConfig):
+            keeps_secret = replace and old is not None and old.secret is not None
+            has_secret = secret is not None or secret_env is not None or keeps_secret
+            connector_class(valid.kind).check_datasource(valid, has_secret)
         ref = self._secret_ref(object_type, cfg.name, secret, secret_env)
         if ref is None and old is not None and replace:
             ref = old.secret
@@ -299,6 +324,8 @@ class Home:
             self.workspace.datasource(name) if object_type == "datasource" else self.workspace.broker(name)
         )
         if secret is None and secret_env is None:
+            if isinstance(target, DatasourceConfig):
+                connector_class(target.kind).check_datasource(target, False)
             delete_secret(target.secret)
             target.secret = None
         else:

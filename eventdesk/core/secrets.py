@@ -2,12 +2,19 @@
 
 The workspace stores only a :class:`SecretRef`. Nothing here ever writes a secret to a file,
 and no message contains one. keyring's own ``PYTHON_KEYRING_BACKEND`` is honoured.
+
+Keyring accounts are ``<workspace_id>/<object_type>/<name>``: two workspaces (``--home A``,
+``--home B``) may both have a datasource ``couch`` without sharing or overwriting its secret.
+Older workspaces used ``<object_type>/<name>``; :func:`migrate_ref` copies such an entry to
+the new account when the workspace is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +23,8 @@ import keyring.errors
 from keyring.backends import fail
 
 from eventdesk.core.errors import SecretStoreError
+
+log = logging.getLogger(__name__)
 
 SERVICE = "eventdesk"
 
@@ -54,7 +63,17 @@ class SecretRef:
         return "OS keyring" if self.store == "keyring" else f"environment variable {self.name}"
 
 
-def account_for(object_type: str, name: str) -> str:
+def new_workspace_id() -> str:
+    """A random identity for a new workspace; it namespaces the workspace's keyring accounts."""
+    return uuid.uuid4().hex
+
+
+def account_for(workspace_id: str, object_type: str, name: str) -> str:
+    return f"{workspace_id}/{object_type}/{name}"
+
+
+def legacy_account_for(object_type: str, name: str) -> str:
+    """The account older EventDesk versions used, shared by every workspace."""
     return f"{object_type}/{name}"
 
 
@@ -74,12 +93,12 @@ def backend_name() -> str:
     return f"{type(backend).__module__}.{type(backend).__name__}"
 
 
-def store_secret(object_type: str, name: str, secret: str) -> SecretRef:
-    """Put ``secret`` in the keyring for ``object_type/name`` and return its reference."""
+def store_secret(object_type: str, name: str, secret: str, *, workspace_id: str) -> SecretRef:
+    """Put ``secret`` in the keyring for ``object_type/name`` of that workspace; return its reference."""
     obj = f"{object_type} {name!r}"
     if not keyring_usable():
         raise SecretStoreError(NO_BACKEND_HELP, obj=obj, field="secret")
-    account = account_for(object_type, name)
+    account = account_for(workspace_id, object_type, name)
     try:
         keyring.set_password(SERVICE, account, secret)
     except keyring.errors.KeyringError as exc:
@@ -119,6 +138,45 @@ def resolve_secret(ref: SecretRef | None, obj: str) -> str | None:
     if value is None:
         raise SecretStoreError("no secret stored in the keyring; set it again", obj=obj, field="secret")
     return value
+
+
+def secret_problem(ref: SecretRef, obj: str) -> str | None:
+    """Why the secret behind ``ref`` cannot be had now (None: it can). Blocks on the keyring:
+    call it off the UI's loop."""
+    try:
+        resolve_secret(ref, obj)
+    except SecretStoreError as exc:
+        return exc.detail
+    return None
+
+
+def migrate_ref(ref: SecretRef | None, workspace_id: str, object_type: str, name: str) -> SecretRef | None:
+    """The reference to use from now on: an entry under the old shared account
+    (``datasource/couch``) is copied to this workspace's own account.
+
+    The old entry is kept, not deleted: another workspace (another ``--home``, a copy, the
+    ``workspace.json.bak`` beside this one) may still point at it, and nothing can tell. A
+    stale copy in the user's own keyring costs less than a secret lost for a workspace that
+    still needs it; it can be deleted with the keyring's own tools (e.g. Seahorse).
+    Anything else (an env variable, an account already namespaced, no keyring, nothing
+    stored) is returned as it is.
+    """
+    if ref is None or ref.store != "keyring" or ref.name != legacy_account_for(object_type, name):
+        return ref
+    if not keyring_usable():
+        return ref
+    try:
+        value = keyring.get_password(SERVICE, ref.name)
+        if value is None:
+            return ref
+        account = account_for(workspace_id, object_type, name)
+        keyring.set_password(SERVICE, account, value)
+    except keyring.errors.KeyringError as exc:
+        log.warning(
+            "%s %r: secret left under its old keyring account (%s)", object_type, name, type(exc).__name__
+        )
+        return ref
+    return SecretRef("keyring", account)
 
 
 def delete_secret(ref: SecretRef | None) -> None:

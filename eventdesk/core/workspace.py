@@ -19,12 +19,13 @@ from typing import Any, Literal, overload
 from eventdesk.core.envelope import PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
-from eventdesk.core.secrets import SecretRef
+from eventdesk.core.secrets import SecretRef, new_workspace_id
 from eventdesk.core.settings_schema import Field, Schema, json_kind
 from eventdesk.core.topic_template import DEFAULT_TOPIC, check_template
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OBJECT_TYPES = ("datasource", "model", "broker", "route")
 
 ROUTE_SCHEMA = Schema(
@@ -235,6 +236,9 @@ class Workspace:
     invalid: dict[str, InvalidObject] = field(default_factory=dict)
     # The capture this workspace's checkpoints and route positions live in (its meta capture_id).
     capture_id: str | None = None
+    # Namespaces the keyring accounts of this workspace's secrets (see core/secrets.py); a file
+    # without one (older versions) gets a new one, saved with the next change.
+    workspace_id: str = field(default_factory=new_workspace_id)
 
     @property
     def empty(self) -> bool:
@@ -490,7 +494,7 @@ class Workspace:
         }
         for bad in self.invalid.values():
             sections[_SECTIONS[bad.object_type]][bad.name] = bad.raw
-        head: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        head: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "workspace_id": self.workspace_id}
         if self.capture_id is not None:
             head["capture_id"] = self.capture_id
         return head | {section: dict(sorted(entries.items())) for section, entries in sections.items()}
@@ -509,6 +513,13 @@ class Workspace:
                 field="schema_version",
             )
         ws = cls()
+        workspace_id = data.get("workspace_id")
+        if workspace_id is not None:
+            if not isinstance(workspace_id, str) or not _WORKSPACE_ID.match(workspace_id):
+                raise ConfigError(
+                    "expected 1-64 letters, digits, '_' or '-'", obj=source, field="workspace_id"
+                )
+            ws.workspace_id = workspace_id
         capture_id = data.get("capture_id")
         if capture_id is not None and not (isinstance(capture_id, str) and capture_id):
             raise ConfigError(f"expected a capture id, got {capture_id!r}", obj=source, field="capture_id")

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 from eventdesk.core.errors import ConfigError, EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
-from eventdesk.core.secrets import SecretRef, resolve_secret
+from eventdesk.core.secrets import SecretRef, resolve_secret, secret_problem
 from eventdesk.core.settings_schema import Schema
 from eventdesk.core.workspace import (
     ROUTE_SCHEMA,
@@ -241,7 +241,7 @@ class ObjectDialog(QDialog):
         log.error("%s dialog: task %s failed", self.object_type, slot, exc_info=exc)
 
     def done(self, result: int) -> None:
-        for slot in ("test",):
+        for slot in ("test", "secret_check"):
             self.tasks.cancel(slot)
         super().done(result)
 
@@ -304,6 +304,8 @@ class _TestableDialog(ObjectDialog):
             self.kind_combo.setCurrentText(current.kind)
         self.add_row("kind", "Kind", self.kind_combo)
         self.add_secret_row(current.secret if current is not None else None)
+        if current is not None and current.secret is not None:
+            self.check_stored_secret(current.secret)
         self.test = ConnectionTestRow()
         self.extra.addWidget(self.test)
         self.test.button.clicked.connect(self.start_test)
@@ -321,6 +323,20 @@ class _TestableDialog(ObjectDialog):
     def stored_ref(self) -> SecretRef | None:
         current = self.existing().get(self.name) if self.editing else None
         return None if current is None else current.secret
+
+    def check_stored_secret(self, ref: SecretRef) -> None:
+        """Find out whether the stored secret can be had, off the loop (keyring calls block)."""
+        label = f"{self.object_type} {self.name!r}"
+        try:
+            self.tasks.start("secret_check", self._check_stored_secret(ref, label))
+        except RuntimeError:  # no running loop (a script, a test without one): nothing to block
+            assert self.secret is not None
+            self.secret.show_check(secret_problem(ref, label))
+
+    async def _check_stored_secret(self, ref: SecretRef, label: str) -> None:
+        problem = await asyncio.get_running_loop().run_in_executor(None, secret_problem, ref, label)
+        assert self.secret is not None
+        self.secret.show_check(problem)
 
     async def secret_for_test(self) -> str | None:
         assert self.secret is not None

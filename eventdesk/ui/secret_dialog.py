@@ -1,7 +1,9 @@
 """Secrets in the UI: typed into a masked field, stored straight in the keyring, never shown again.
 
-An edit form only says "Secret: set" with Replace… and Remove. Without a usable keyring
-backend the field says so (``NO_BACKEND_HELP``) instead of failing obscurely later.
+An edit form says "Secret: set" (with Replace… and Remove) only once the keyring (or the
+environment variable) was found to hold it; a secret that is gone is reported missing and the
+masked field is offered again. Without a usable keyring backend the field says so
+(``NO_BACKEND_HELP``) instead of failing obscurely later.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class SecretField(QWidget):
     """The secret part of an add/edit form.
 
     ``value()`` is the new secret typed (None: leave as is); ``remove_requested`` asks the
-    dialog to delete the stored one. A stored secret is only ever described, never shown.
+    dialog to delete the stored one. A stored secret is only ever described, never shown,
+    and called "set" only after :meth:`show_check` reported it can be had.
     """
 
     changed = Signal()
@@ -59,6 +62,8 @@ class SecretField(QWidget):
         self.stored = stored
         self.remove_requested = False
         self._replacing = False
+        self.checked = stored is None
+        self.stored_problem: str | None = None
         self.usable = keyring_usable()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -97,17 +102,27 @@ class SecretField(QWidget):
 
     @property
     def entering(self) -> bool:
-        """True while the masked field is offered (new object, or after Replace…)."""
-        return self.stored is None or self._replacing
+        """True while the masked field is offered (new object, a missing secret, or after Replace…)."""
+        return self.stored is None or self._replacing or self.stored_problem is not None
+
+    def show_check(self, problem: str | None) -> None:
+        """What checking the stored secret found: None if it can be had, else why not."""
+        self.checked = True
+        self.stored_problem = problem
+        self._sync()
 
     def _sync(self) -> None:
         from_env = self.stored is not None and self.stored.store == "env"
         self.help.setVisible(not self.usable and not from_env)
-        if from_env:
+        if self.remove_requested:
+            self.status.setText("Secret: will be removed when you save")
+        elif not self.checked:
+            self.status.setText("Secret: checking…")
+        elif self.stored_problem is not None:
+            self.status.setText(f"Secret: missing ({self.stored_problem})")
+        elif from_env:
             assert self.stored is not None
             self.status.setText(f"Secret: from {self.stored.describe()}")
-        elif self.remove_requested:
-            self.status.setText("Secret: will be removed when you save")
         else:
             self.status.setText("Secret: set")
         self.status_row.setVisible(self.stored is not None)

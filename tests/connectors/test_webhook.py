@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+import re
+import resource
+import selectors
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -18,15 +26,20 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from eventdesk.connectors.webhook import SERVERS, BadRequestError, BodyRules, sign
+from eventdesk.connectors import webhook
+from eventdesk.connectors.webhook import SERVERS, BadRequestError, BodyRules, sign, signature_ok
 from eventdesk.core.capture import Capture
 from eventdesk.core.contracts import State, StateChange
-from eventdesk.core.errors import ConnectorError
+from eventdesk.core.errors import ConfigError, ConnectorError
 from eventdesk.core.home import Home
+from eventdesk.core.log_repeats import RepeatedMessageFilter
 from eventdesk.core.paths import resolve_paths
 from eventdesk.core.runtime import Runtime
-from tests.cli.harness import RunProcess, home_args, ok
+from eventdesk.core.workspace import DatasourceConfig
+from tests.cli.harness import RunProcess, cli_env, eventdesk, home_args, ok
 from tests.peers.servers import Subscriber, free_port, missing_peer
 
 # -- pure logic: how a body becomes events --------------------------------------------------
@@ -94,6 +107,10 @@ class Receiver:
 
     def count(self) -> int:
         return self.home.capture.count("accounts")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.split(":")[2].split("/")[0])
 
 
 async def _make_receiver(home: Home, unique_topic: str, secret: str | None = None) -> Receiver:
@@ -248,6 +265,20 @@ async def test_oversized_invalid_and_misrouted_bodies_are_refused(receiver: Rece
     assert "2 x 400" in (receiver.runtime.state_of("model/accounts").detail or "")
 
 
+async def _terminal_error_of(home: Home, model: str) -> ConnectorError:
+    """Start ``model`` and return the terminal error that stops it."""
+    runtime = Runtime(home.workspace, home.capture)
+    errors: list[Exception] = []
+    failed = asyncio.Event()
+    runtime.on_terminal(lambda key, exc: (errors.append(exc), failed.set()))
+    await runtime.start_model(model)
+    await asyncio.wait_for(failed.wait(), 5)
+    await runtime.aclose()
+    (error,) = errors
+    assert isinstance(error, ConnectorError) and error.terminal
+    return error
+
+
 @pytest.mark.asyncio
 async def test_a_taken_port_is_a_terminal_error_naming_port(isolated_home: Path) -> None:
     home = Home.open(str(isolated_home))
@@ -257,16 +288,8 @@ async def test_a_taken_port_is_a_terminal_error_naming_port(isolated_home: Path)
         port = taken.getsockname()[1]
         home.add_datasource("hooks", "webhook", {"port": port})
         home.add_model("accounts", "hooks", {})
-        runtime = Runtime(home.workspace, home.capture)
-        errors: list[Exception] = []
-        failed = asyncio.Event()
-        runtime.on_terminal(lambda key, exc: (errors.append(exc), failed.set()))
-        await runtime.start_model("accounts")
-        await asyncio.wait_for(failed.wait(), 5)
-        await runtime.aclose()
+        error = await _terminal_error_of(home, "accounts")
     home.close()
-    (error,) = errors
-    assert isinstance(error, ConnectorError) and error.terminal
     assert error.field == "port" and "already in use" in str(error) and "datasource 'hooks'" in str(error)
 
 
@@ -352,3 +375,292 @@ def test_a_post_answered_2xx_is_in_capture_after_sigkill(tmp_path: Path) -> None
     missing = [i for i in acked if i not in stored]
     assert len(acked) >= 300
     assert missing == []
+
+
+# -- hostile clients ----------------------------------------------------------------------------
+
+
+def _raw_post(port: int, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """POST with header bytes exactly as given (an HTTP client would refuse or re-encode them)."""
+    head = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    head += [name + b": " + value for name, value in headers]
+    head.append(b"Content-Length: " + str(len(body)).encode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "sha256=ä".encode(),
+        b"sha256=" + "é".encode() * 64,
+        b"sha256=\xff\xfe",
+        "✓".encode(),
+        b"sha256=abc",  # odd length
+        b"sha256=" + b"0" * 64,  # well formed, wrong
+        b"SHA256=" + b"zz" * 32,  # not hex
+        b"sha256=",
+        b"md5=" + b"0" * 32,
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_malformed_or_non_ascii_signature_is_401_with_a_reason_and_no_traceback(
+    signed_receiver: Receiver, header: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, reply = await asyncio.to_thread(
+        _raw_post,
+        signed_receiver.port,
+        "/hooks/accounts",
+        b'{"id": "acc-1"}',
+        [(b"X-Hub-Signature-256", header)],
+    )
+    assert status == 401, reply
+    assert "signature" in json.loads(reply)["error"]
+    assert signed_receiver.count() == 0
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+@given(secret=st.text(min_size=1), body=st.binary(), header=st.one_of(st.none(), st.text()))
+def test_signature_check_never_raises_and_accepts_only_the_right_signature(
+    secret: str, body: bytes, header: str | None
+) -> None:
+    assert signature_ok(secret, body, sign(secret, body))
+    assert signature_ok(secret, body, sign(secret, body).upper().replace("SHA256=", "sha256="))
+    assert isinstance(signature_ok(secret, body, header), bool)
+    if header is not None and header.strip().lower().removeprefix("sha256=") != sign(secret, body)[7:]:
+        assert not signature_ok(secret, body, header)
+
+
+def _signed_webhook_home(home: Path, port: int, secret: str) -> None:
+    ok(*home_args(home), "datasource", "add", "hooks", "--kind", "webhook", "--port", str(port),
+       "--secret-stdin", stdin=secret + "\n")  # fmt: skip
+    ok(*home_args(home), "model", "add", "accounts", "--datasource", "hooks")
+
+
+@pytest.mark.slow
+def test_any_signature_header_or_body_gets_2xx_or_4xx_never_500(tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    _signed_webhook_home(home, port, "s3cret-shared")
+    run = RunProcess(args=home_args(home))
+    try:
+        run.wait_line("running (listening on")
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            header=st.binary(max_size=120).filter(lambda b: b"\r" not in b and b"\n" not in b),
+            body=st.binary(max_size=300),
+            signed=st.booleans(),
+        )
+        def check(header: bytes, body: bytes, signed: bool) -> None:
+            value = sign("s3cret-shared", body).encode() if signed else header
+            status, reply = _raw_post(port, "/hooks/accounts", body, [(b"X-Hub-Signature-256", value)])
+            assert 200 <= status < 500, (status, reply)
+
+        check()
+    finally:
+        rc = run.stop()
+    assert rc == 0
+    assert "Traceback" not in run.output()
+
+
+def _open_silently(port: int, count: int) -> list[socket.socket]:
+    """``count`` TCP connections that never send a byte, connected before it returns."""
+    socks = []
+    for i in range(count):
+        if i % 50 == 0:
+            time.sleep(0.1)  # let the receiver accept them: a full backlog would drop them instead
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + 60  # a SYN dropped on a full backlog is sent again later
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                selector.unregister(key.fileobj)
+    return socks
+
+
+@pytest.mark.slow
+def test_1100_silent_connections_neither_block_a_signed_post_nor_flood_stderr(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        missing_peer("a file limit of 1300 for the test process", "ulimit -Hn 4096")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    home, port = tmp_path / "home", free_port()
+    _signed_webhook_home(home, port, "s3cret-shared")
+    stdout, stderr = (tmp_path / "stdout").open("wb"), (tmp_path / "stderr").open("wb")
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventdesk", *home_args(home), "run"],
+        stdout=stdout, stderr=stderr, env=cli_env(), preexec_fn=limit_files,
+    )  # fmt: skip
+    silent: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            if b"listening on" in (tmp_path / "stdout").read_bytes():
+                break
+            time.sleep(0.1)
+        silent = _open_silently(port, 1100)
+        for i in range(3):
+            body = json.dumps({"id": f"acc-{i}"}).encode()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/hooks/accounts",
+                data=body,
+                headers={"X-Hub-Signature-256": sign("s3cret-shared", body)},
+            )
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.status == 200
+    finally:
+        for sock in silent:
+            sock.close()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+        stdout.close()
+        stderr.close()
+    errors = (tmp_path / "stderr").read_text(errors="replace")
+    assert rc == 0, errors[-3000:]
+    assert len(errors.splitlines()) < 40, errors[:3000]
+    capture = Capture(resolve_paths(str(home)).capture_file)
+    try:
+        assert capture.count("accounts") == 3
+    finally:
+        capture.close()
+
+
+def _closed_by_peer(sock: socket.socket, timeout: float = 10) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.asyncio
+async def test_connections_over_the_limit_close_the_oldest_silent_one(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = receiver.port
+    server = SERVERS.get("127.0.0.1", port)
+    assert server is not None and server._guard is not None
+    monkeypatch.setattr(server._guard, "limit", 4)
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+    try:
+        status, _ = await receiver.post('{"id": "acc-1"}')
+        assert status == 200
+        closed = await asyncio.gather(*(asyncio.to_thread(_closed_by_peer, s, 0.5) for s in silent))
+        assert closed == [True, True, True, False, False, False]  # the three oldest made room
+    finally:
+        for sock in silent:
+            sock.close()
+    assert receiver.count() == 1
+
+
+@pytest_asyncio.fixture
+async def hasty_receiver(
+    isolated_home: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Receiver]:
+    """A receiver that waits 0.3 s for a request head or a body."""
+    monkeypatch.setattr(webhook, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(webhook, "BODY_TIMEOUT", 0.3)
+    home = Home.open(str(isolated_home))
+    rcv = await _make_receiver(home, unique_topic)
+    yield rcv
+    await rcv.runtime.aclose()
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_connection_is_closed_after_the_head_timeout(hasty_receiver: Receiver) -> None:
+    with socket.create_connection(("127.0.0.1", hasty_receiver.port)) as silent:
+        assert await asyncio.to_thread(_closed_by_peer, silent)
+
+
+@pytest.mark.asyncio
+async def test_a_body_that_does_not_arrive_in_time_is_408(hasty_receiver: Receiver) -> None:
+    def post_half_a_body() -> bytes:
+        with socket.create_connection(("127.0.0.1", hasty_receiver.port), timeout=10) as sock:
+            head = b"POST /hooks/accounts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            sock.sendall(head + b'{"id": ')
+            return sock.recv(65536)
+
+    reply = await asyncio.to_thread(post_half_a_body)
+    assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive" in reply
+    assert hasty_receiver.count() == 0
+
+
+def test_repeated_log_messages_pass_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("eventdesk.test.repeats")
+    logger.addFilter(RepeatedMessageFilter(interval=0.2))
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        for i in range(1100):
+            logger.warning("accept failed: %s", i)
+        logger.warning("another kind")
+        time.sleep(0.25)
+        logger.warning("accept failed: %s", "again")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[:2] == ["accept failed: 0", "another kind"]
+    assert re.fullmatch(r"accept failed: again \(and 1,099 more in the last \d\.\d s\)", messages[2])
+    assert len(messages) == 3
+
+
+# -- a receiver on the network needs a secret ----------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "hooks.example.com"])
+def test_a_non_loopback_receiver_without_a_secret_is_refused_naming_datasource_and_field(
+    isolated_home: Path, host: str
+) -> None:
+    home = Home.open(str(isolated_home))
+    with pytest.raises(ConfigError) as info:
+        home.add_datasource("hooks", "webhook", {"host": host, "port": free_port()})
+    assert info.value.obj == "datasource 'hooks'" and info.value.field == "secret"
+    assert f"host {host}" in str(info.value) and "allow_unsigned" in str(info.value)
+    assert "hooks" not in home.workspace.datasources
+    home.add_datasource("hooks", "webhook", {"host": host, "port": free_port()}, secret="s3cret")
+    with pytest.raises(ConfigError, match="field 'secret'"):
+        home.set_secret("datasource", "hooks", None)  # removing it is refused the same way
+    home.add_datasource("open", "webhook", {"host": host, "port": free_port(), "allow_unsigned": True})
+    home.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost"])
+def test_a_loopback_receiver_needs_no_secret(isolated_home: Path, host: str) -> None:
+    home = Home.open(str(isolated_home))
+    home.add_datasource("hooks", "webhook", {"host": host, "port": free_port()})
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_an_unsigned_non_loopback_receiver_does_not_start(isolated_home: Path) -> None:
+    home = Home.open(str(isolated_home))
+    port = free_port()
+    # As a hand-edited or older workspace file would have it: not checked on load.
+    home.workspace.put_datasource(DatasourceConfig("hooks", "webhook", {"host": "0.0.0.0", "port": port}))
+    home.add_model("accounts", "hooks", {})
+    error = await _terminal_error_of(home, "accounts")
+    home.close()
+    assert error.obj == "datasource 'hooks'" and error.field == "secret"
+    assert SERVERS.get("0.0.0.0", port) is None
+
+
+def test_cli_refuses_an_unsigned_public_receiver_unless_allowed(tmp_path: Path) -> None:
+    h = home_args(tmp_path / "home")
+    add = ("datasource", "add", "hooks", "--kind", "webhook", "--host", "0.0.0.0", "--port", str(free_port()))
+    result = eventdesk(*h, *add)
+    assert result.returncode == 2
+    assert "datasource 'hooks': field 'secret'" in result.stderr and "--allow-unsigned" in result.stderr
+    ok(*h, *add, "--allow-unsigned")
+    assert '"allow_unsigned": true' in ok(*h, "list", "--json")

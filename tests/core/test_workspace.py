@@ -31,7 +31,7 @@ def test_round_trip_and_no_secret_in_file() -> None:
     assert "canary-secret-42" not in text
     data = json.loads(text)
     assert data["schema_version"] == 1
-    assert data["datasources"]["couch"]["secret"] == {"keyring": "datasource/couch"}
+    assert data["datasources"]["couch"]["secret"] == {"keyring": f"{data['workspace_id']}/datasource/couch"}
     again = Home.open()
     assert again.workspace.to_json() == home.workspace.to_json()
     assert again.workspace.route("to-subutest").settings == {
@@ -101,10 +101,11 @@ def test_remove_cascades_and_deletes_secret() -> None:
     import keyring
 
     home = _seed_home()
-    assert keyring.get_password("eventdesk", "datasource/couch") == "canary-secret-42"
+    account = f"{home.workspace.workspace_id}/datasource/couch"
+    assert keyring.get_password("eventdesk", account) == "canary-secret-42"
     removed = home.remove("datasource", "couch", cascade=True)
     assert removed == ["route 'to-subutest'", "model 'accounts'", "datasource 'couch'"]
-    assert keyring.get_password("eventdesk", "datasource/couch") is None
+    assert keyring.get_password("eventdesk", account) is None
     assert Home.open().workspace.routes == {}
 
 

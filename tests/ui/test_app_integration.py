@@ -202,7 +202,7 @@ def test_live_events_filter_detail_republish_and_stop(
 
     # a datasource through its dialog: the password goes to the keyring, not to the file
     add_datasource(qtbot, window, server, PASSWORD)
-    assert keyring.get_password("eventdesk", "datasource/couch") == PASSWORD
+    assert keyring.get_password("eventdesk", f"{home.workspace.workspace_id}/datasource/couch") == PASSWORD
     assert PASSWORD not in home.paths.workspace_file.read_text()
     assert not window.showing_empty_state
     add_model(qtbot, window, db)
@@ -323,7 +323,7 @@ def test_wrong_password_shows_on_the_node_and_in_a_banner(
 ) -> None:
     db = create_db(secured_couch, "locked")
     add_datasource(qtbot, window, secured_couch, WRONG)
-    assert keyring.get_password("eventdesk", "datasource/couch") == WRONG
+    assert keyring.get_password("eventdesk", f"{home.workspace.workspace_id}/datasource/couch") == WRONG
     add_model(qtbot, window, db)
     window.act_start_all.trigger()
     qtbot.waitUntil(lambda: node_state(window, f"model/{db}") == "error", timeout=WAIT_MS)

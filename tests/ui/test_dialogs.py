@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from eventdesk.connectors.cloudant import CloudantConnector
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.home import Home
-from eventdesk.core.secrets import NO_BACKEND_HELP
+from eventdesk.core.secrets import NO_BACKEND_HELP, account_for
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 from eventdesk.ui import object_dialogs
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, RouteDialog
@@ -41,6 +41,12 @@ def texts(dialog: Any) -> list[str]:
     return [w.text() for w in dialog.findChildren(QLineEdit)]
 
 
+def stored_account(home: Home, datasource: str) -> str:
+    ref = home.workspace.datasource(datasource).secret
+    assert ref is not None and ref.store == "keyring"
+    return ref.name
+
+
 def test_datasource_dialog_stores_secret_in_keyring_not_in_file(qtbot: QtBot, home: Home) -> None:
     dialog = DatasourceDialog(home)
     qtbot.addWidget(dialog)
@@ -56,10 +62,11 @@ def test_datasource_dialog_stores_secret_in_keyring_not_in_file(qtbot: QtBot, ho
     with qtbot.waitSignal(dialog.saved) as blocker:
         dialog.save_button.click()
     assert blocker.args == ["prod"]
-    assert keyring.get_password("eventdesk", "datasource/prod") == SECRET
+    account = account_for(home.workspace.workspace_id, "datasource", "prod")
+    assert keyring.get_password("eventdesk", account) == SECRET
     text = home.paths.workspace_file.read_text()
     assert SECRET not in text
-    assert '"keyring": "datasource/prod"' in text
+    assert f'"keyring": "{account}"' in text
     assert home.workspace.datasource("prod").settings["url"] == "https://db.example.com"
 
 
@@ -121,7 +128,44 @@ def test_edit_dialog_never_shows_the_secret(qtbot: QtBot, home: Home) -> None:
     assert dialog.secret.input.isVisible() and dialog.secret.input.text() == ""
     dialog.secret.input.setText("new-one")
     dialog.save_button.click()
-    assert keyring.get_password("eventdesk", "datasource/prod") == "new-one"
+    assert keyring.get_password("eventdesk", stored_account(home, "prod")) == "new-one"
+
+
+@pytest.mark.usefixtures("qloop")
+def test_edit_dialog_says_set_only_when_the_keyring_holds_the_secret(qtbot: QtBot, home: Home) -> None:
+    home.add_datasource("prod", "cloudant", {"url": "https://db.example.com"}, secret=SECRET)
+    home.add_datasource("gone", "cloudant", {"url": "https://db.example.com"}, secret=SECRET)
+    keyring.delete_password("eventdesk", stored_account(home, "gone"))
+    here, gone = DatasourceDialog(home, "prod"), DatasourceDialog(home, "gone")
+    for dialog in (here, gone):
+        qtbot.addWidget(dialog)
+        dialog.show()
+    assert here.secret is not None and gone.secret is not None
+    assert here.secret.status.text() == "Secret: checking…"  # the keyring is asked off the loop
+    qtbot.waitUntil(lambda: here.secret.checked and gone.secret.checked)  # type: ignore[union-attr]
+    assert here.secret.status.text() == "Secret: set" and not here.secret.input.isVisible()
+    assert gone.secret.status.text() == "Secret: missing (no secret stored in the keyring; set it again)"
+    assert gone.secret.input.isVisible()  # typed in again right here
+    gone.secret.input.setText("found-again")
+    gone.save_button.click()
+    assert keyring.get_password("eventdesk", stored_account(home, "gone")) == "found-again"
+
+
+@pytest.mark.usefixtures("qloop")
+def test_edit_dialog_reports_a_missing_environment_variable(
+    qtbot: QtBot, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home.add_datasource("prod", "cloudant", {"url": "https://db.example.com"}, secret_env="PROD_PW")
+    dialog = DatasourceDialog(home, "prod")
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.secret.checked)  # type: ignore[union-attr]
+    assert dialog.secret is not None
+    assert dialog.secret.status.text() == "Secret: missing (environment variable PROD_PW is not set)"
+    monkeypatch.setenv("PROD_PW", "from-env")
+    dialog = DatasourceDialog(home, "prod")
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.secret.checked)  # type: ignore[union-attr]
+    assert dialog.secret.status.text() == "Secret: from environment variable PROD_PW"
 
 
 def test_edit_dialog_remove_deletes_the_secret(qtbot: QtBot, home: Home) -> None:
@@ -133,7 +177,10 @@ def test_edit_dialog_remove_deletes_the_secret(qtbot: QtBot, home: Home) -> None
     dialog.secret.remove_button.click()
     assert "removed" in dialog.secret.status.text()
     dialog.save_button.click()
-    assert keyring.get_password("eventdesk", "datasource/prod") is None
+    assert (
+        keyring.get_password("eventdesk", account_for(home.workspace.workspace_id, "datasource", "prod"))
+        is None
+    )
     assert home.workspace.datasource("prod").secret is None
 
 
@@ -159,7 +206,10 @@ def test_secret_dialog_stores_straight_to_keyring(qtbot: QtBot, home: Home) -> N
     dialog.show()
     dialog.field.input.setText(SECRET)
     dialog.save()
-    assert keyring.get_password("eventdesk", "broker/local") == SECRET
+    assert (
+        keyring.get_password("eventdesk", account_for(home.workspace.workspace_id, "broker", "local"))
+        == SECRET
+    )
     assert SECRET not in home.paths.workspace_file.read_text()
 
 
@@ -326,3 +376,21 @@ def test_test_connection_can_be_cancelled(
     assert dialog.test.result.text() == "Test cancelled."
     qtbot.waitUntil(lambda: not dialog.tasks.pending)
     assert dialog.test.button.isEnabled()
+
+
+def test_an_unsigned_webhook_on_the_network_is_refused_next_to_the_secret(qtbot: QtBot, home: Home) -> None:
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.name_edit.setText("hooks")
+    dialog.kind_combo.setCurrentText("webhook")
+    assert dialog.form is not None and dialog.secret is not None
+    assert "allow_unsigned" in dialog.form.editors  # the explicit way out is in the form
+    dialog.form.editors["host"].set_value("0.0.0.0")
+    dialog.save_button.click()
+    assert dialog.isVisible() and "hooks" not in home.workspace.datasources
+    assert dialog.secret.error.isVisible()
+    assert "no shared secret is set, and host 0.0.0.0" in dialog.secret.error.text()
+    dialog.form.editors["allow_unsigned"].set_value(True)
+    dialog.save_button.click()
+    assert home.workspace.datasource("hooks").settings["allow_unsigned"] is True
