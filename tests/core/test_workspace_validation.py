@@ -393,10 +393,11 @@ def test_removing_an_object_with_dependants_needs_cascade_and_the_dry_run_lists_
         home.remove("datasource", "couch")
     assert info.value.obj == "datasource 'couch'"
     assert set(Home.open().workspace.models) == {"accounts"}  # nothing went
-    assert keyring.get_password("eventdesk", "datasource/couch") == "s3cret"
+    account = f"{home.workspace.workspace_id}/datasource/couch"
+    assert keyring.get_password("eventdesk", account) == "s3cret"
 
     assert home.remove("datasource", "couch", cascade=True) == plan.labels
     assert home.capture.route_position("out") is None
-    assert keyring.get_password("eventdesk", "datasource/couch") is None
+    assert keyring.get_password("eventdesk", account) is None
     assert Home.open().workspace.empty is False  # the broker stays
     assert home.remove("broker", "local") == ["broker 'local'"]  # no dependants: no cascade needed
