@@ -309,6 +309,7 @@ def _status(home: Home) -> dict[str, Any]:
             "checkpoint": checkpoints.get(name),
             "events": cap.count(name),
         }
+    quarantined = cap.quarantine_counts()
     routes = {}
     for name, r in home.workspace.routes.items():
         st = states.get(f"route/{name}")
@@ -321,6 +322,7 @@ def _status(home: Home) -> dict[str, Any]:
             "detail": st.detail if st else None,
             "position": pos,
             "backlog": cap.count(r.model, after=pos),
+            "quarantined": quarantined.get(name, 0),
         }
     brokers = {}
     for name in home.workspace.brokers:
@@ -344,7 +346,10 @@ def _cmd_status(home: Home, args: argparse.Namespace) -> int:
     for name, r in status["routes"].items():
         detail = f" ({r['detail']})" if r["detail"] else ""
         flag = "" if r["enabled"] else " disabled"
-        print(f"  {name}: {r['state']}{detail}{flag}  {r['model']} -> {r['broker']} backlog={r['backlog']}")
+        print(
+            f"  {name}: {r['state']}{detail}{flag}  {r['model']} -> {r['broker']} backlog={r['backlog']}"
+            f" quarantined={r['quarantined']}"
+        )
     print("brokers:")
     for name, b in status["brokers"].items():
         detail = f" ({b['detail']})" if b["detail"] else ""
@@ -416,7 +421,11 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``handler(home, args) -> int``
 # on its parsers with ``set_defaults``.
-COMMAND_MODULES: tuple[str, ...] = ("eventdesk.cli.export_commands", "eventdesk.cli.demo_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "eventdesk.cli.export_commands",
+    "eventdesk.cli.demo_commands",
+    "eventdesk.cli.quarantine_commands",
+)
 
 
 def _command_modules() -> list[Any]:
