@@ -258,6 +258,7 @@ class RouteWorker:
         self.on_poison: str = cfg.settings.get("on_poison", "quarantine")
         self.quarantined = 0  # events this route set aside since it started
         self.set_aside: set[int] = set()  # their positions, so a resend does not record them again
+        self.halt: PoisonError | None = None  # on_poison stop: raised once what precedes it is settled
         # Poison detection (see _failed): one event at a time up to this position while set.
         self.isolate_to: int | None = None
         self.drop_pos = -1  # the position at the last connection drop, and how many in a row there
@@ -344,6 +345,8 @@ class RouteWorker:
                 if failure is not None:  # resend what followed (or find the poison in it)
                     sent = await self._failed(failure, sent)
                     continue
+                if self.halt is not None and not inflight:
+                    raise self.halt
                 if not publisher.connected:
                     self._abandon(inflight)
                     sent = self.position
@@ -359,7 +362,7 @@ class RouteWorker:
                     loop.call_at(self.next_poll, self.wake.set)
                     await self._retry_quarantined(publisher)
                     continue
-                room = 0 if self.draining else ROUTE_BATCH - self.outstanding - self.unsaved
+                room = 0 if self.draining or self.halt else ROUTE_BATCH - self.outstanding - self.unsaved
                 if self.isolate_to is not None:
                     room = 0 if inflight or self.draining else 1  # one event at a time
                 elif inflight and room < ROUTE_READ_MIN:
@@ -638,7 +641,12 @@ class RouteWorker:
             if len(message[0]) > topic_max or len(message[1]) > payload_max:
                 problem = publisher.check_message(message[0], message[1], self.qos)
                 if problem is not None:
-                    self._poisoned(rows[i], problem.field or "message", problem.detail, in_order=False)
+                    try:
+                        self._poisoned(rows[i], problem.field or "message", problem.detail, in_order=False)
+                    except PoisonError as stop:  # on_poison stop: send what precedes it, then stop
+                        self.halt = stop
+                        rows, messages = rows[:i], messages[:i]
+                        break
                     messages[i] = None
                     poisoned = True
         if self.isolate_to is not None and rows and messages[0] is not None and publisher.connected:

@@ -5,13 +5,16 @@ routes on an MQTT 3.1.1 and an MQTT 5 connection to a mosquitto that takes packe
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.cli.harness import home_args, ok
 from tests.peers.servers import MqttBroker, free_port
 
+T = TypeVar("T")
 MAX_PACKET = 1_000_000
 BROKER_CONF = f"max_packet_size {MAX_PACKET}\n"
 
@@ -61,3 +64,15 @@ def quarantine(home: Path, *args: str) -> list[dict[str, Any]]:
 
 def status(home: Path) -> dict[str, Any]:
     return dict(json.loads(ok(*home_args(home), "status", "--json")))
+
+
+def poll(read: Callable[[], T], until: Callable[[T], bool], timeout: float = 30.0) -> T:
+    """Read ``read()`` every 0.2 s until ``until`` holds for it; return that reading."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not there after {timeout} s: {value!r}"[:2000])
+        time.sleep(0.2)
