@@ -52,6 +52,7 @@ def _add_schema_flags(
                 continue
             seen.add(f.name)
             help_text = f.help + (f" (default: {f.default})" if f.default not in (None, "") else "")
+            help_text = help_text.replace("%", "%%")  # argparse %-formats help texts
             if f.type == "bool":
                 parser.add_argument(
                     _flag(f),

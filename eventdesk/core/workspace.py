@@ -66,7 +66,8 @@ ROUTE_SCHEMA = Schema(
             default="quarantine",
             choices=ON_POISON,
             help="An event the broker can never take (topic too long, payload over its maximum, a "
-            "permanent refusal): quarantine it and go on (see `eventdesk quarantine`), or stop the route.",
+            "permanent refusal): 'quarantine' sets it aside and goes on (see `eventdesk quarantine`), "
+            "'stop' stops the route.",
         ),
     ),
 )

@@ -101,6 +101,17 @@ def test_quarantine_commands_name_what_is_wrong(tmp_path: Path, mqtt_broker: Mqt
     result = eventdesk(*h, "quarantine", "list", "--route", "nope")
     assert result.returncode == 3 and "route 'nope'" in result.stderr
     assert ok(*h, "quarantine", "list") == "0 event(s) in quarantine\n"
+    result = eventdesk(
+        *h, "route", "add", "bad", "--model", "docs", "--broker", "out-broker", "--on-poison", "skip"
+    )
+    assert result.returncode == 2 and "route 'bad': field 'on_poison'" in result.stderr
+
+
+def test_route_help_says_how_values_are_escaped_in_topics() -> None:
+    help_text = " ".join(ok("route", "add", "--help").split())
+    assert "% / + # NUL and a leading $ become %25 %2F %2B %23 %00 %24" in help_text
+    assert "{key:levels} keeps a value's / as levels" in help_text
+    assert "'stop' stops the route" in help_text
 
 
 def test_on_poison_stop_stops_only_that_route_and_says_which_event(
