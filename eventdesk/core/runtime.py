@@ -218,6 +218,22 @@ class BrokerLink:
         secret = resolve_secret(cfg.secret, cfg.label)
         self.publisher: Publisher = cls(config=cfg, secret=secret, on_state=self._on_state)
         self.started = False
+        # The route sending one event at a time to find a poison (RouteWorker._failed): the other
+        # routes of this broker send nothing meanwhile, so a drop is that event's doing.
+        self.isolating: RouteWorker | None = None
+
+    def release_isolation(self, worker: RouteWorker) -> None:
+        if self.isolating is worker:
+            self.isolating = None
+            for other in self.runtime.routes.values():
+                if other.broker == self.name:
+                    other.wake.set()
+
+    def alone(self, worker: RouteWorker) -> bool:
+        """Whether no other route of this broker has messages in flight."""
+        return not any(
+            w.inflight for w in self.runtime.routes.values() if w.broker == self.name and w is not worker
+        )
 
     @property
     def key(self) -> str:
@@ -259,6 +275,7 @@ class RouteWorker:
         self.quarantined = 0  # events this route set aside since it started
         self.set_aside: set[int] = set()  # their positions, so a resend does not record them again
         self.halt: PoisonError | None = None  # on_poison stop: raised once what precedes it is settled
+        self.link: BrokerLink | None = None
         # Poison detection (see _failed): one event at a time up to this position while set.
         self.isolate_to: int | None = None
         self.drop_pos = -1  # the position at the last connection drop, and how many in a row there
@@ -307,7 +324,7 @@ class RouteWorker:
     async def _run(self) -> None:
         link: BrokerLink | None = None
         try:
-            link = self.runtime._broker_link(self.broker)
+            link = self.link = self.runtime._broker_link(self.broker)
             publisher = await link.acquire()
             stored = await self.runtime.db(self.runtime.capture.route_position, self.name)
             self.position = stored if stored is not None else 0
@@ -321,6 +338,7 @@ class RouteWorker:
             self.runtime._terminal(self.key, exc)
         finally:
             if link is not None:
+                link.release_isolation(self)
                 await link.release()
 
     async def _publish_forever(self, publisher: Publisher) -> None:
@@ -363,8 +381,13 @@ class RouteWorker:
                     await self._retry_quarantined(publisher)
                     continue
                 room = 0 if self.draining or self.halt else ROUTE_BATCH - self.outstanding - self.unsaved
-                if self.isolate_to is not None:
-                    room = 0 if inflight or self.draining else 1  # one event at a time
+                link = self.link
+                if self.isolate_to is not None or (link is not None and link.isolating is not None):
+                    if link is not None and link.isolating is None:
+                        link.isolating = self
+                    isolating = link is None or link.isolating is self
+                    # One event at a time, while the other routes of the broker wait.
+                    room = 0 if inflight or self.draining or not isolating else 1
                 elif inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
                 if room:
@@ -515,6 +538,8 @@ class RouteWorker:
     def _isolated_past(self) -> None:
         if self.isolate_to is not None and self.position >= self.isolate_to:
             self.isolate_to = None
+            if self.link is not None:
+                self.link.release_isolation(self)
             log.info("%s: past the events in flight at the drops; sending in batches again", self.label)
 
     def _message(self, row: RouteRow) -> tuple[str, bytes]:
@@ -649,7 +674,14 @@ class RouteWorker:
                         break
                     messages[i] = None
                     poisoned = True
-        if self.isolate_to is not None and rows and messages[0] is not None and publisher.connected:
+        link = self.link
+        if (
+            self.isolate_to is not None
+            and rows
+            and messages[0] is not None
+            and publisher.connected
+            and (link is None or link.alone(self))  # else a drop may be another route's doing
+        ):
             self.single = (rows[0], asyncio.get_running_loop().time())
         step = ROUTE_SEND_BATCH
         for start in range(0, len(rows), step):
