@@ -325,13 +325,14 @@ class Capture:
         return int(cur.rowcount)
 
     def quarantine_due(self, route: str, limit: int = 100) -> list[RouteRow]:
-        """The rows of ``route``'s entries marked for retry, in capture order (what it publishes from)."""
-        with self._lock:
-            return self._db.execute(
-                "SELECT e.pos, e.envelope, e.datasource, e.op, e.key FROM quarantine q JOIN events e"
-                " ON e.pos = q.pos WHERE q.route = ? AND q.state = ? ORDER BY q.pos LIMIT ?",
-                (route, QUARANTINE_RETRY, limit),
-            ).fetchall()
+        """The rows of ``route``'s entries marked for retry, in capture order (what it publishes
+        from). A running route asks every second: through the routes' own connection, so it
+        never waits for an append."""
+        return self._route_query(
+            "SELECT e.pos, e.envelope, e.datasource, e.op, e.key FROM quarantine q JOIN events e"
+            " ON e.pos = q.pos WHERE q.route = ? AND q.state = ? ORDER BY q.pos LIMIT ?",
+            (route, QUARANTINE_RETRY, limit),
+        )
 
     def quarantine_release(self, route: str, pos: int) -> None:
         """A retried entry was published: it leaves the quarantine."""
@@ -385,6 +386,13 @@ class Capture:
 
         Reads through the routes' own connection: safe to call while another thread appends.
         """
+        return self._route_query(
+            "SELECT pos, envelope, datasource, op, key FROM events WHERE model = ? AND pos > ? ORDER BY pos LIMIT ?",
+            (model, pos, limit),
+        )
+
+    def _route_query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Run a read through the routes' own connection (WAL: it never waits for a writer)."""
         with self._route_lock:
             db = self._route_db
             if db is None:
@@ -392,11 +400,7 @@ class Capture:
                     f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
                 )
                 db.execute("PRAGMA busy_timeout=5000")
-            return db.execute(
-                "SELECT pos, envelope, datasource, op, key FROM events WHERE model = ? AND pos > ?"
-                " ORDER BY pos LIMIT ?",
-                (model, pos, limit),
-            ).fetchall()
+            return db.execute(sql, params).fetchall()
 
     def count(self, model: str | None = None, *, after: int = 0) -> int:
         with self._lock:
