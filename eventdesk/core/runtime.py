@@ -280,7 +280,8 @@ class RouteWorker:
         self.isolate_to: int | None = None
         self.drop_pos = -1  # the position at the last connection drop, and how many in a row there
         self.drops = 0
-        self.single: tuple[RouteRow, float] | None = None  # the lone event in flight, sent at
+        # The lone event in flight, when it was sent, and whether it was alone on the connection.
+        self.single: tuple[RouteRow, float, bool] | None = None
         self.suspect = (-1, 0)  # (position, drops right after it was sent alone)
         self.refused = (-1, 0)  # (position, refusals not called permanent)
         self.next_poll = 0.0  # loop time of the next look for entries to retry
@@ -387,7 +388,7 @@ class RouteWorker:
                         link.isolating = self
                     isolating = link is None or link.isolating is self
                     # One event at a time, while the other routes of the broker wait.
-                    room = 0 if inflight or self.draining or not isolating else 1
+                    room = 0 if inflight or self.draining or self.halt or not isolating else 1
                 elif inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
                 if room:
@@ -435,18 +436,19 @@ class RouteWorker:
             raise failure
         if isinstance(failure, BrokerDisconnectedError):
             if single is not None:
-                row, at = single
-                if asyncio.get_running_loop().time() - at <= POISON_DROP_S:
+                row, at, alone = single
+                if alone and asyncio.get_running_loop().time() - at <= POISON_DROP_S:
                     pos, drops = self.suspect
                     drops = drops + 1 if pos == row[0] else 1
                     self.suspect = (row[0], drops)
                     if drops >= POISON_DROPS:
+                        topic, payload = self._message(row)
                         self._poisoned(
                             row,
                             "message",
                             f"the broker closed the connection each time this message was sent ({drops} times "
-                            f"in a row): too big for it ({len(row[1])} bytes of envelope), or a topic it "
-                            "refuses",
+                            f"in a row): too big for it (a payload of {len(payload)} bytes), or a topic it "
+                            f"refuses ({topic[:100]!r})",
                         )
                 return self.position
             if self.position == self.drop_pos:
@@ -674,15 +676,10 @@ class RouteWorker:
                         break
                     messages[i] = None
                     poisoned = True
-        link = self.link
-        if (
-            self.isolate_to is not None
-            and rows
-            and messages[0] is not None
-            and publisher.connected
-            and (link is None or link.alone(self))  # else a drop may be another route's doing
-        ):
-            self.single = (rows[0], asyncio.get_running_loop().time())
+        if self.isolate_to is not None and rows and messages[0] is not None and publisher.connected:
+            link = self.link
+            alone = link is None or link.alone(self)  # else a drop may be another route's doing
+            self.single = (rows[0], asyncio.get_running_loop().time(), alone)
         step = ROUTE_SEND_BATCH
         for start in range(0, len(rows), step):
             part = messages[start : start + step]
