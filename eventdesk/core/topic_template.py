@@ -9,6 +9,7 @@ lets a value span levels: its ``/`` stay, empty levels become ``_``, the rest is
 
 from __future__ import annotations
 
+import operator
 import string
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,11 @@ class TopicTemplate:
         self._order = tuple(
             (PLACEHOLDERS.index(name), escape_levels if levels else escape_value) for name, levels in fields
         )
+        # The fast path, when no value needs escaping: the values the template takes (one value,
+        # or a tuple of them), scanned at once.
+        self._pick = operator.itemgetter(*(i for i, _ in self._order)) if fields else None
+        self._one = len(fields) == 1
+        self._plain = not any(levels for _, levels in fields)
 
     def render(self, envelope: dict[str, Any]) -> str:
         if self._static:
@@ -107,4 +113,22 @@ class TopicTemplate:
         if self._static:
             return self.template
         values = (datasource, model, op, key)
+        if self._plain and self._pick is not None:
+            # One scan of all the values at once: nearly every topic needs no escaping.
+            picked = self._pick(values)  # the one value, or a tuple of them
+            try:
+                joined = picked if self._one else "".join(picked)
+                clean = bool(joined) and not (
+                    "/" in joined
+                    or "%" in joined
+                    or "+" in joined
+                    or "#" in joined
+                    or "$" in joined
+                    or "\x00" in joined
+                )
+            except TypeError:  # a value that is not a str: the long way
+                clean = False
+            if clean and (self._one or "" not in picked):
+                topic: str = self._format % picked
+                return topic
         return self._format % tuple([escape(values[i]) for i, escape in self._order])
