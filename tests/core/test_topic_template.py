@@ -12,6 +12,7 @@ from paho.mqtt.client import topic_matches_sub
 from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.core.topic_template import (
     DEFAULT_TOPIC,
+    PLACEHOLDERS,
     TopicTemplate,
     check_template,
     escape_value,
@@ -118,3 +119,17 @@ def test_unknown_placeholders_and_format_specs_are_rejected() -> None:
     assert check_template("", validate) == "the topic template is empty"
     assert check_template("t/#/{key}", validate) is not None
     assert check_template(DEFAULT_TOPIC, validate) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    template=_TEMPLATES,
+    values=st.tuples(*[st.one_of(st.text(max_size=8), st.sampled_from(["", "$", "a/b", "%", "ok"]))] * 4),
+)
+def test_the_one_scan_fast_path_renders_as_escaping_each_value_does(
+    template: str, values: tuple[str, str, str, str]
+) -> None:
+    reference = template.format(
+        **{name: escape_value(v) for name, v in zip(PLACEHOLDERS, values, strict=True)}
+    )
+    assert TopicTemplate(template).render_fields(*values) == reference
