@@ -36,7 +36,7 @@ from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.core import ports
 from eventdesk.core.contracts import Publisher, State, StateChange
 from eventdesk.core.errors import BrokerError, PoisonError
-from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.core.settings_schema import Field, Schema, check_host
 from eventdesk.core.workspace import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ SCHEMA = Schema(
             default="127.0.0.1",
             required=True,
             advanced=True,
+            validator=check_host,
             help="127.0.0.1: this machine only. The broker allows anonymous clients.",
         ),
     ),

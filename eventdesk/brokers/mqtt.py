@@ -64,7 +64,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from eventdesk.core.contracts import MAX_TOPIC_BYTES, Publisher, State, StateChange
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
-from eventdesk.core.settings_schema import Field, Schema, redact_url
+from eventdesk.core.settings_schema import Field, Schema, check_pem_file, redact_url
 from eventdesk.core.workspace import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ SCHEMA = Schema(
             "path",
             label="CA file",
             default="",
+            validator=check_pem_file,
             help="PEM file of the CA that signed the broker's certificate.",
         ),
         Field(
@@ -114,6 +115,7 @@ SCHEMA = Schema(
             "path",
             label="Client certificate",
             default="",
+            validator=check_pem_file,
             help="PEM client certificate for mutual TLS.",
         ),
         Field(
@@ -121,6 +123,7 @@ SCHEMA = Schema(
             "path",
             label="Client key",
             default="",
+            validator=check_pem_file,
             help="PEM private key of the client certificate.",
         ),
         Field(

@@ -10,11 +10,13 @@ import asyncio
 import json
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from eventdesk import __version__
+from eventdesk.core.capture import capture_failure
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
@@ -27,11 +29,14 @@ EXIT_CODES = """\
 exit codes:
   0  success
   1  unexpected error
-  2  invalid input: a setting, name, flag or workspace file (the message names object and field)
+  2  invalid input: a setting, name, flag or workspace file (the message names object and field),
+     or a capture that is missing, belongs to another workspace or is damaged (see --fresh-capture)
   3  a named datasource, model, broker or route does not exist
   4  secret store problem (no usable keyring backend, missing environment variable)
   5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)
   6  a broker refused us (credentials, TLS) or a route failed
+  7  the home is in use: another `eventdesk run`, the app or an edit holds it (the message names its PID)
+  8  disk full (the message names the file); committed events are kept, a later run resumes
  130 interrupted
 """
 
@@ -178,9 +183,15 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", choices=list(PLURALS), help="only this kind of object")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("remove", help="remove an object (and what depends on it)")
+    p = sub.add_parser("remove", help="remove an object (with --cascade, and what depends on it)")
     p.add_argument("type", choices=OBJECT_TYPES)
     p.add_argument("name")
+    p.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also remove the models and routes that depend on it, with their checkpoints and positions "
+        "(without it, an object with dependants is not removed; they are listed)",
+    )
 
     p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
     p.add_argument(
@@ -194,6 +205,13 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "never preempts what runs beside it, such as the database it follows, and gets the same "
         "share of the CPU; 'normal' leaves the policy it was started with, for the lowest latency "
         "on a saturated host (ignored off Linux)",
+    )
+    p.add_argument(
+        "--fresh-capture",
+        action="store_true",
+        help="start with a new, empty capture (when the workspace's capture is missing, belongs to "
+        "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
+        "new changes only and routes start at the end of the new capture (nothing is published again)",
     )
 
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
@@ -266,15 +284,39 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
+    plan = home.removal(args.type, args.name)
+    if plan.dependants and not args.cascade:
+        raise ConfigError(
+            "not removed: removing it also removes "
+            + "; ".join(line for line in plan.describe() if line != plan.label)
+            + ". Add --cascade to remove all of that",
+            obj=plan.label,
+        )
+    home.remove(args.type, args.name, cascade=args.cascade)
+    for line in plan.describe():
+        print(f"removed {line}")
+    return 0
+
+
 def _cmd_list(home: Home, args: argparse.Namespace) -> int:
-    data = home.workspace.to_json()
+    ws = home.workspace
+    data = ws.to_json()
     keys = [args.what] if args.what else list(PLURALS)
     if args.json:
-        print(json.dumps({k: data[k] for k in keys}, indent=2))
+        out: dict[str, Any] = {k: data[k] for k in keys}
+        invalid = {o.key: o.error.describe() for o in ws.invalid.values() if _plural(o.object_type) in keys}
+        if invalid:
+            out["invalid"] = invalid
+        print(json.dumps(out, indent=2))
         return 0
     for k in keys:
         print(f"{k}:")
         for name, entry in data[k].items():
+            bad = ws.invalid.get(f"{PLURALS[k]}/{name}")
+            if bad is not None:
+                print(f"  {name} INVALID: {bad.error.describe()}")
+                continue
             settings = entry.get("settings", {})
             extra = ""
             if k in ("datasources", "brokers"):
@@ -296,17 +338,21 @@ def _cmd_list(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
+def _plural(object_type: str) -> str:
+    return next(k for k, v in PLURALS.items() if v == object_type)
+
+
 def _status(home: Home) -> dict[str, Any]:
     cap = home.capture
-    states = {s.object: s for s in cap.states()}
+    states = home.live_states()
     checkpoints = cap.checkpoints()
     models = {}
     for name, m in home.workspace.models.items():
         st = states.get(f"model/{name}")
         models[name] = {
             "datasource": m.datasource,
-            "state": st.state if st else "stopped",
-            "detail": st.detail if st else None,
+            "state": st[0] if st else "stopped",
+            "detail": st[1] if st else None,
             "checkpoint": checkpoints.get(name),
             "events": cap.count(name),
         }
@@ -319,8 +365,8 @@ def _status(home: Home) -> dict[str, Any]:
             "model": r.model,
             "broker": r.broker,
             "enabled": r.enabled,
-            "state": st.state if st else "stopped",
-            "detail": st.detail if st else None,
+            "state": st[0] if st else "stopped",
+            "detail": st[1] if st else None,
             "position": pos,
             "backlog": cap.count(r.model, after=pos),
             "quarantined": quarantined.get(name, 0),
@@ -328,7 +374,22 @@ def _status(home: Home) -> dict[str, Any]:
     brokers = {}
     for name in home.workspace.brokers:
         st = states.get(f"broker/{name}")
-        brokers[name] = {"state": st.state if st else "stopped", "detail": st.detail if st else None}
+        brokers[name] = {"state": st[0] if st else "stopped", "detail": st[1] if st else None}
+    shown: dict[str, dict[str, Any]] = {"model": models, "route": routes, "broker": brokers}
+    for bad in home.workspace.invalid.values():
+        if bad.object_type in shown:
+            shown[bad.object_type][bad.name] = {
+                "model": bad.ref("model"),
+                "broker": bad.ref("broker"),
+                "datasource": bad.ref("datasource"),
+                "enabled": False,
+                "state": "invalid",
+                "detail": bad.error.describe(),
+                "checkpoint": None,
+                "events": 0,
+                "backlog": 0,
+                "quarantined": quarantined.get(bad.name, 0) if bad.object_type == "route" else 0,
+            }
     return {"models": models, "routes": routes, "brokers": brokers}
 
 
@@ -390,9 +451,13 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
     names = models if models else list(home.workspace.models)
     for name in names:
         home.workspace.model(name)
+    for bad in home.workspace.invalid.values():
+        print(f"eventdesk: warning: not started: {bad.error.describe()}", file=sys.stderr, flush=True)
     if not names:
         raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
     runtime = Runtime(home.workspace, home.capture)
+    if home.capture_notice:
+        print(home.capture_notice, flush=True)
     tune_for_streaming()
     apply_scheduling(scheduling)  # before the runtime starts its threads: they inherit it
     stop = asyncio.Event()
@@ -435,6 +500,19 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+# Commands that change the workspace or the capture's positions take the home's lock (one runner,
+# app or edit at a time); those that only read (status, list, events, export, ...) do not.
+_EDIT_COMMANDS = frozenset({"datasource", "model", "broker", "route", "remove"})
+
+
+def _lock_for(args: argparse.Namespace) -> str | None:
+    if args.command == "run":
+        return "run"
+    if args.command in _EDIT_COMMANDS or (args.command == "demo" and getattr(args, "send", None) is None):
+        return "edit"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(with_kinds=_command_of(argv) in _SCHEMA_COMMANDS).parse_args(argv)
@@ -445,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(run_app(args.home))
     try:
-        home = Home.open(args.home)
+        home = Home.open(args.home, lock=_lock_for(args), fresh_capture=getattr(args, "fresh_capture", False))
         try:
             if args.command in ("datasource", "model", "broker"):
                 return _cmd_add(home, args)
@@ -458,9 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "list":
                 return _cmd_list(home, args)
             if args.command == "remove":
-                for label in home.remove(args.type, args.name):
-                    print(f"removed {label}")
-                return 0
+                return _cmd_remove(home, args)
             if args.command == "status":
                 return _cmd_status(home, args)
             if args.command == "events":
@@ -470,6 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return int(handler(home, args))
             if args.command == "run":
                 return asyncio.run(_run(home, args.models, args.scheduling))
+        except sqlite3.Error as exc:
+            failure = capture_failure(home.paths.capture_file, exc)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             home.close()
     except EventDeskError as exc:

@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import random
+import re
 import socket
 import threading
 import time
@@ -46,6 +47,21 @@ from eventdesk.core.settings_schema import Field, Schema, redact_url
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
 log = logging.getLogger(__name__)
+
+# CouchDB's rule for database names, plus the system databases one may follow.
+_DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*$")
+_SYSTEM_DATABASES = frozenset({"_users", "_replicator", "_global_changes"})
+
+
+def check_database_name(value: object) -> str | None:
+    name = str(value)
+    if name in _SYSTEM_DATABASES or (len(name) <= 238 and _DATABASE_NAME.match(name)):
+        return None
+    return (
+        f"not a CouchDB database name: {name!r} (lower-case letter first, then a-z, 0-9, _$()+-/; "
+        "at most 238 characters)"
+    )
+
 
 DATASOURCE_SCHEMA = Schema(
     kind="cloudant",
@@ -101,7 +117,11 @@ MODEL_SCHEMA = Schema(
     description="One database's change feed.",
     fields=(
         Field(
-            "database", "str", required=True, help="The database to follow (defaults to the model's name)."
+            "database",
+            "str",
+            required=True,
+            validator=check_database_name,
+            help="The database to follow (defaults to the model's name).",
         ),
         Field(
             "since",
@@ -123,6 +143,7 @@ MODEL_SCHEMA = Schema(
             "json",
             label="Server-side selector",
             default=None,
+            json_type="object",
             help='A Mango selector evaluated by the server, e.g. {"region": "Bangalore"}.',
         ),
         Field(

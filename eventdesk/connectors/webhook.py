@@ -40,7 +40,7 @@ from eventdesk.core import ports
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event, Op
 from eventdesk.core.errors import ConnectorError
-from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.core.settings_schema import Field, Schema, check_host
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ DATASOURCE_SCHEMA = Schema(
             label="Listen address",
             default="127.0.0.1",
             required=True,
+            validator=check_host,
             help="Address to listen on; 0.0.0.0 accepts other machines too (set a shared secret then).",
         ),
         Field(

@@ -10,11 +10,13 @@ worker thread so the event loop never waits on SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 import orjson
 
 from eventdesk.core.envelope import Event, utc_now_iso
+from eventdesk.core.errors import CaptureUnusableError, DiskFullError, EventDeskError
+from eventdesk.core.paths import FILE_MODE, make_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +79,29 @@ def _insert_sql(rows: int) -> str:
     values = ",".join(["(?,?,?,?,?,?,?,?)"] * rows)
     columns = "id, received_at, datasource, model, op, key, rev, envelope"
     return f"INSERT OR IGNORE INTO events ({columns}) VALUES {values}"  # noqa: S608 - placeholders only
+
+
+def recovery_hint(path: Path) -> str:
+    return (
+        f"move it aside (keep the copy: `mv {path} {path}.broken`) and start with a fresh capture"
+        " (`eventdesk run --fresh-capture`, or in the app: Start with a fresh capture), or try to"
+        f" save its events first with `sqlite3 {path} .recover | sqlite3 {path}.recovered`"
+    )
+
+
+def capture_failure(path: Path, exc: sqlite3.Error) -> EventDeskError | None:
+    """The user-facing error for an SQLite failure on the capture at ``path`` (None: not one of
+    the failures a user can act on)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return DiskFullError(str(path))
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT) or (
+        code is None and isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc)
+    ):
+        return CaptureUnusableError(
+            f"not a readable capture database ({exc}); {recovery_hint(path)}", obj=f"capture {str(path)!r}"
+        )
+    return None
 
 
 @dataclass(slots=True)
@@ -140,11 +167,29 @@ class Capture:
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        try:
+            self._open(readonly)
+        except sqlite3.Error as exc:
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self._db.close()
+            failure = capture_failure(self.path, exc)
+            if failure is None:
+                raise
+            raise failure from None
+        # Routes read through a connection of their own (WAL: readers never wait for a writer),
+        # so a route catching up does not queue behind the appends of its model.
+        self._route_lock = threading.Lock()
+        self._route_db: sqlite3.Connection | None = None
+
+    def _open(self, readonly: bool) -> None:
         if readonly:
             uri = f"file:{self.path}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Private from the first byte (SQLite gives the -wal and -shm files the same mode).
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+            make_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a killed process (our crash model); only a power
@@ -156,13 +201,15 @@ class Capture:
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('capture_version', ?)",
                     (CAPTURE_VERSION,),
                 )
+                # Its identity: the workspace records it, so a lost or swapped capture is noticed.
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('capture_id', ?)", (uuid.uuid4().hex,)
+                )
         self._db.execute("PRAGMA busy_timeout=5000")
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'capture_id'").fetchone()
+        self.capture_id: str | None = None if row is None else str(row[0])
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._insert_rows = max(1, min(INSERT_ROWS, variables // _EVENT_COLUMNS))
-        # Routes read through a connection of their own (WAL: readers never wait for a writer),
-        # so a route catching up does not queue behind the appends of its model.
-        self._route_lock = threading.Lock()
-        self._route_db: sqlite3.Connection | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -226,8 +273,8 @@ class Capture:
                         (model, orjson.dumps(checkpoint), now),
                     )
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                self._abandon(exc)
                 raise
         if len(new_rows) == len(events):  # the usual case: nothing was a replay
             return Appended(
@@ -245,6 +292,17 @@ class Capture:
             [CapturedEvent(pos, envs[i]) for pos, i in kept],
             [(pos, raws[i], events[i].datasource, events[i].op, events[i].key) for pos, i in kept],
         )
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Roll back the failed transaction, if SQLite has not already (it has after a full
+        disk), and raise what a user should see of ``exc``, if it is one of those."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the first failure is the one to report
+                self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            failure = capture_failure(self.path, exc)
+            if failure is not None:
+                raise failure from exc
 
     def set_route_position(self, route: str, pos: int) -> None:
         with self._lock:
@@ -379,6 +437,15 @@ class Capture:
                 (model, pos, limit),
             ).fetchall()
         return [(int(p), bytes(e)) for p, e in rows]
+
+    def events_after(self, pos: int, limit: int) -> list[CapturedEvent]:
+        """The next ``limit`` events of every model after position ``pos`` (a viewer following
+        a capture that another process writes)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT pos, envelope FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
+            ).fetchall()
+        return [CapturedEvent(int(p), orjson.loads(e)) for p, e in rows]
 
     def read_route_rows(self, model: str, pos: int, limit: int) -> list[RouteRow]:
         """Like :meth:`read_after`, with the columns a topic is made of:
@@ -557,8 +624,8 @@ class Capture:
                     )
                     added += cur.rowcount
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                self._abandon(exc)
                 raise
         return added
 

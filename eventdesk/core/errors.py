@@ -94,3 +94,29 @@ class JobCancelledError(EventDeskError):
     """A long job (export, import, replay) was cancelled by the user; it left nothing half-done."""
 
     exit_code = 130
+
+
+class HomeInUseError(EventDeskError):
+    """Another process (``eventdesk run``, the app, an edit) holds the home's lock."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
+
+
+class DiskFullError(EventDeskError):
+    """The disk holding the capture or the workspace is full; nothing committed is lost."""
+
+    exit_code = 8
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"disk full at {path}; free some space, then run again (it resumes where it stopped)"
+        )
+
+
+class CaptureUnusableError(ConfigError):
+    """The capture is missing, belongs to another workspace, or is not a readable database."""

@@ -2,26 +2,39 @@
 
 The CLI and the desktop app both change the workspace only through :class:`Home`, so a
 secret always goes to the store before a reference is saved, and removals clean up after
-themselves.
+themselves. A home opened with ``lock=`` holds the home's lock (one runner, app or edit at a
+time); the workspace records which capture is its own, so a lost or swapped capture is refused
+instead of silently replaced.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from eventdesk.core.capture import Capture
-from eventdesk.core.errors import ConfigError
+from eventdesk.core.contracts import State
+from eventdesk.core.envelope import utc_now_iso
+from eventdesk.core.errors import CaptureUnusableError, ConfigError, HomeInUseError
+from eventdesk.core.home_lock import Holder, HomeLock, holder
 from eventdesk.core.paths import Paths, resolve_paths
 from eventdesk.core.secrets import SecretRef, delete_secret, env_ref, store_secret
 from eventdesk.core.workspace import (
     BrokerConfig,
     DatasourceConfig,
     ModelConfig,
+    Removal,
     RouteConfig,
     Workspace,
     load_workspace,
     save_workspace,
+)
+
+FRESH_CAPTURE_HINT = (
+    "start with a fresh capture: `eventdesk run --fresh-capture` (in the app: Start with a fresh"
+    " capture); models then follow new changes only and routes start at the end of the new"
+    " capture, so nothing is published again"
 )
 
 
@@ -30,24 +43,144 @@ class Home:
     paths: Paths
     workspace: Workspace = field(default_factory=Workspace)
     _capture: Capture | None = None
+    lock: HomeLock | None = None
+    # Set when the home was opened read only because another process holds it.
+    read_only: HomeInUseError | None = None
+    fresh_capture: bool = False
+    # What opening the capture did that the user should hear of (a fresh capture, the old one's new name).
+    capture_notice: str | None = None
 
     @classmethod
-    def open(cls, home: str | None = None) -> Home:
+    def open(
+        cls,
+        home: str | None = None,
+        *,
+        lock: str | None = None,
+        read_only_if_held: bool = False,
+        fresh_capture: bool = False,
+    ) -> Home:
+        """Open a home; with ``lock`` (``run``, ``app``, ``edit``) take its lock first, or open it
+        read only if ``read_only_if_held`` and another process holds it (else raise
+        :class:`HomeInUseError`). ``fresh_capture``: the capture is started anew (the old file,
+        if any, is moved aside, never deleted)."""
         paths = resolve_paths(home).ensure()
-        return cls(paths=paths, workspace=load_workspace(paths.workspace_file))
+        held: HomeLock | None = None
+        refused: HomeInUseError | None = None
+        if lock is not None:
+            try:
+                held = HomeLock.acquire(paths.lock_file, lock, home=str(paths.data_dir))
+            except HomeInUseError as exc:
+                if not read_only_if_held:
+                    raise
+                refused = exc
+        try:
+            workspace = load_workspace(paths.workspace_file)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return cls(
+            paths=paths, workspace=workspace, lock=held, read_only=refused, fresh_capture=fresh_capture
+        )
 
     @property
     def capture(self) -> Capture:
         if self._capture is None:
-            self._capture = Capture(self.paths.capture_file)
+            self._capture = self._open_capture()
         return self._capture
+
+    def _open_capture(self) -> Capture:
+        if self.fresh_capture and self.read_only is None:
+            return self._start_fresh_capture()
+        path = self.paths.capture_file
+        recorded = self.workspace.capture_id
+        obj = f"capture {str(path)!r}"
+        if recorded is not None and not path.exists():
+            raise CaptureUnusableError(
+                f"the workspace's capture (id {recorded}) is missing: deleted or moved? Its events,"
+                " checkpoints and route positions went with it. Put it back, or " + FRESH_CAPTURE_HINT,
+                obj=obj,
+            )
+        capture = Capture(path, readonly=self.read_only is not None)
+        if recorded is None:
+            if self.lock is not None and capture.capture_id is not None:
+                self._adopt(capture)  # a workspace from before capture ids
+        elif capture.capture_id != recorded:
+            found = capture.capture_id
+            capture.close()
+            raise CaptureUnusableError(
+                f"belongs to another workspace (its id is {found}, the workspace's capture is {recorded}):"
+                " its checkpoints and route positions are not this workspace's. Put the right capture"
+                " back, or " + FRESH_CAPTURE_HINT,
+                obj=obj,
+            )
+        return capture
+
+    def _adopt(self, capture: Capture) -> None:
+        self.workspace.capture_id = capture.capture_id
+        self.save()
+
+    def start_fresh_capture(self) -> Capture:
+        """Replace the capture with a new, empty one (the old file, if any, is moved aside and
+        named in :attr:`capture_notice`). Routes start at its end and models at ``now`` even if
+        their ``since`` setting says otherwise: reading a model's history again would publish
+        it again, and the old checkpoints went with the old capture."""
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        self._capture = self._start_fresh_capture()
+        return self._capture
+
+    def _start_fresh_capture(self) -> Capture:
+        if self.read_only is not None:
+            raise self.read_only
+        path = self.paths.capture_file
+        aside = _move_aside(path)
+        capture = Capture(path)
+        for model in self.workspace.models.values():
+            if model.settings.get("since", "now") != "now":
+                capture.append(model.name, [], "now")
+        for route in self.workspace.routes.values():
+            capture.set_route_position(route.name, capture.last_pos(route.model))
+        self._adopt(capture)
+        self.fresh_capture = False
+        self.capture_notice = f"started a fresh capture at {path}" + (
+            f"; the previous one is kept as {aside}" if aside is not None else ""
+        )
+        return capture
 
     def close(self) -> None:
         if self._capture is not None:
             self._capture.close()
             self._capture = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def holder(self) -> Holder | None:
+        """Who holds this home now (this process too), or None."""
+        return holder(self.paths.lock_file)
+
+    def live_states(self) -> dict[str, tuple[str, str | None]]:
+        """Each object's recorded ``(state, detail)``; one recorded by a process that no longer
+        holds the home (a runner killed or crashed) is ``stopped``, saying so."""
+        current = self.holder()
+        live_pid = None if current is None else current.pid
+        shown: dict[str, tuple[str, str | None]] = {}
+        for st in self.capture.states():
+            if st.state == State.STOPPED.value or (st.pid is not None and st.pid == live_pid):
+                shown[st.object] = (st.state, st.detail)
+            else:
+                last = st.state + (f": {st.detail}" if st.detail else "")
+                shown[st.object] = (
+                    State.STOPPED.value,
+                    f"runner PID {st.pid} is not running; last seen {st.updated_at} as {last}",
+                )
+        return shown
 
     def save(self) -> None:
+        if self.read_only is not None:
+            raise self.read_only
         save_workspace(self.workspace, self.paths.workspace_file)
 
     def reload(self) -> None:
@@ -118,7 +251,8 @@ class Home:
         ws = self.workspace
         is_ds = isinstance(cfg, DatasourceConfig)
         object_type = "datasource" if is_ds else "broker"
-        old = (ws.datasources if is_ds else ws.brokers).get(cfg.name)
+        # An invalid one too: replacing it keeps its secret.
+        old = (ws.stored("datasource") if is_ds else ws.stored("broker")).get(cfg.name)
 
         def put(candidate: DatasourceConfig | BrokerConfig, replace: bool) -> DatasourceConfig | BrokerConfig:
             if isinstance(candidate, DatasourceConfig):
@@ -171,33 +305,43 @@ class Home:
             target.secret = self._secret_ref(object_type, name, secret, secret_env)
         self.save()
 
-    def remove(self, object_type: str, name: str) -> list[str]:
-        ws = self.workspace
-        secrets: list[SecretRef | None] = []
-        models = (
-            [name]
-            if object_type == "model"
-            else [m.name for m in ws.models_of(name)]
-            if object_type == "datasource"
-            else []
-        )
-        routes = (
-            [name]
-            if object_type == "route"
-            else [r.name for r in ws.routes_of_broker(name)]
-            if object_type == "broker"
-            else [r.name for m in models for r in ws.routes_of_model(m)]
-        )
-        if object_type == "datasource":
-            secrets.append(ws.datasource(name).secret)
-        elif object_type == "broker":
-            secrets.append(ws.broker(name).secret)
-        removed = ws.remove(object_type, name)
+    def removal(self, object_type: str, name: str) -> Removal:
+        """What ``remove`` would take away (models, routes, their checkpoints and positions, the
+        secret), without removing anything: what a confirmation shows."""
+        plan = self.workspace.removal(object_type, name)
+        checkpoints = [m for m in plan.models if self.capture.checkpoint(m) is not None]
+        positions = [r for r in plan.routes if self.capture.route_position(r) is not None]
+        return replace(plan, checkpoints=tuple(checkpoints), positions=tuple(positions))
+
+    def remove(self, object_type: str, name: str, *, cascade: bool = False) -> list[str]:
+        """Remove an object; what depends on it goes too only with ``cascade`` (else ConfigError)."""
+        plan = self.workspace.removal(object_type, name)
+        if plan.dependants and not cascade:
+            raise ConfigError(
+                "other objects depend on it: " + ", ".join(plan.dependants) + "; remove them too (cascade) "
+                "or remove them first",
+                obj=plan.label,
+            )
+        removed = self.workspace.remove(object_type, name)
         self.save()
-        for ref in secrets:
-            delete_secret(ref)
-        for m in models:
+        delete_secret(plan.secret)
+        for m in plan.models:
             self.capture.forget(model=m)
-        for r in routes:
+        for r in plan.routes:
             self.capture.forget(route=r)
         return removed
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Rename the capture at ``path`` (with its WAL files, which SQLite then finds beside the new
+    name) to ``<name>.aside-<UTC time>``; None if there was none."""
+    if not path.exists():
+        return None
+    stamp = utc_now_iso().replace(":", "").replace("-", "")
+    target = path.with_name(f"{path.name}.aside-{stamp}")
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            extra.rename(target.with_name(target.name + suffix))
+    path.rename(target)
+    return target

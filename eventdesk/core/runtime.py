@@ -295,7 +295,10 @@ class RouteWorker:
         self.inflight: collections.deque[tuple[int, int, asyncio.Future[None]]] = collections.deque()
         self.outstanding = 0  # events in those batches
         self.unsaved = 0  # events acknowledged since the last position save
-        self.save_due: float | None = None  # loop time by which ``position`` is to be saved
+        # The timer that marks ``position`` due for saving ROUTE_SAVE_S after the first unsaved
+        # acknowledgement, and whether it has fired.
+        self.save_timer: asyncio.TimerHandle | None = None
+        self.save_due = False
         self.draining = False  # set by stop(): send nothing new, let what is in flight settle
         self.saving: asyncio.Future[None] | None = None  # the last position save submitted
         # The rows of this model just committed: exactly the model's rows after ``tail_after``
@@ -615,20 +618,29 @@ class RouteWorker:
 
     def _save_now(self) -> bool:
         """Whether the acknowledged position is to be saved now (ROUTE_SAVE_EVERY, ROUTE_SAVE_S);
-        if not, the route is woken when it is due."""
-        loop = asyncio.get_running_loop()
-        if self.unsaved >= ROUTE_SAVE_EVERY or self.draining:
+        if not, the route is woken when it is due.
+
+        The timer itself marks the save due rather than the route comparing clocks when woken:
+        qasync rounds a delay down to whole milliseconds and Qt's coarse timers may fire early,
+        so a wake-up can come a little before the deadline (the save was then never made)."""
+        if self.unsaved >= ROUTE_SAVE_EVERY or self.draining or self.save_due:
             return True
-        if self.save_due is None:
-            self.save_due = loop.time() + ROUTE_SAVE_S
-            loop.call_at(self.save_due, self.wake.set)
-            return False
-        return loop.time() >= self.save_due
+        if self.save_timer is None:
+            self.save_timer = asyncio.get_running_loop().call_later(ROUTE_SAVE_S, self._mark_save_due)
+        return False
+
+    def _mark_save_due(self) -> None:
+        self.save_timer = None
+        self.save_due = True
+        self.wake.set()
 
     def _save_position(self) -> None:
         """Record ``position`` on the capture thread, in order, without waiting for it."""
         self.unsaved = 0
-        self.save_due = None
+        self.save_due = False
+        if self.save_timer is not None:
+            self.save_timer.cancel()
+            self.save_timer = None
         saving = asyncio.wrap_future(
             self.runtime._executor.submit(self.runtime.capture.set_route_position, self.name, self.position)
         )
@@ -916,6 +928,30 @@ class Runtime:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._route_reader.shutdown)
         await loop.run_in_executor(None, self._executor.shutdown)
+
+    def halt(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop without the event loop, which will not turn again (the app lost its display).
+
+        Waits up to ``timeout`` for the batches connectors already handed to the capture thread
+        (each commits with its checkpoint), then records every route's acknowledged position and
+        every object as stopped. Connector and broker threads end with the process; what they
+        had not handed over is read again from the checkpoint (at-least-once).
+        """
+        with contextlib.suppress(Exception):  # the capture thread runs its queue in order
+            self._executor.submit(lambda: None).result(timeout)
+        capture = self.capture
+        for worker in self.routes.values():
+            with contextlib.suppress(Exception):
+                worker._collect(worker.inflight)  # batches acknowledged since the route last ran
+            stored = capture.route_position(worker.name)
+            if stored is None or worker.position > stored:  # positions only move forward
+                capture.set_route_position(worker.name, worker.position)
+        for key, change in list(self.states.items()):
+            if change.state is not State.STOPPED and change.state is not State.ERROR:
+                self.states[key] = StateChange(State.STOPPED)
+                capture.set_state(key, State.STOPPED.value, None)
+        self._route_reader.shutdown(wait=False)
+        self._executor.shutdown(wait=False)
 
     # -- status ----------------------------------------------------------------------------
     def model_status(self, name: str) -> ModelStatus:

@@ -7,7 +7,11 @@ reference to the keyring (or an environment variable) instead.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +40,7 @@ class Field:
     url_schemes: tuple[str, ...] = ()
     validator: Validator | None = None
     advanced: bool = False
+    json_type: Literal["", "object", "array"] = ""
 
     @property
     def secret(self) -> bool:
@@ -55,7 +60,7 @@ class Field:
             value = self.default
         try:
             result = self._convert(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ConfigError(str(exc), obj=obj, field=self.name) from None
         if self.required and result in ("", None):
             raise ConfigError("a value is required", obj=obj, field=self.name)
@@ -70,7 +75,7 @@ class Field:
         if t in ("str", "path", "secret"):
             if not isinstance(value, str):
                 raise TypeError(f"expected text, got {type(value).__name__}")
-            return value
+            return _check_text(value)
         if t == "bool":
             if isinstance(value, bool):
                 return value
@@ -88,6 +93,8 @@ class Field:
                 raise ValueError(
                     f"expected {'a whole number' if t == 'int' else 'a number'}, got {value!r}"
                 ) from None
+            if not math.isfinite(number):
+                raise ValueError(f"expected a finite number, got {value!r}")
             if self.minimum is not None and number < self.minimum:
                 raise ValueError(f"must be at least {self.minimum:g}, got {number:g}")
             if self.maximum is not None and number > self.maximum:
@@ -99,14 +106,7 @@ class Field:
                 raise ValueError(f"must be one of {', '.join(self.choices)}; got {text!r}")
             return text
         if t == "json":
-            if isinstance(value, str):
-                try:
-                    return json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                    ) from None
-            return value
+            return self._convert_json(value)
         if t == "url":
             if not isinstance(value, str):
                 raise TypeError(f"expected a URL, got {type(value).__name__}")
@@ -121,8 +121,31 @@ class Field:
                 raise ValueError(f"invalid port in {redact_url(value)!r}") from None
             if parts.password:
                 raise ValueError("put the password in the secret store, not in the URL")
-            return value
+            problem = check_host(parts.hostname)
+            if problem:
+                raise ValueError(problem)
+            return _check_text(value)
         raise TypeError(f"unknown field type {t}")  # pragma: no cover - schema authoring error
+
+    def _convert_json(self, value: Any) -> Any:
+        """Parse text as JSON; check the kind of JSON this field takes and that it can be saved."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except RecursionError:
+                raise ValueError("invalid JSON: nested too deeply") from None
+        wanted = {"object": dict, "array": list}.get(self.json_type)
+        if wanted is not None and not isinstance(value, wanted):
+            raise ValueError(f"expected a JSON {self.json_type}, got {json_kind(value)}")
+        try:
+            json.dumps(value, allow_nan=False)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        return value
 
 
 @dataclass(frozen=True)
@@ -165,6 +188,72 @@ class Schema:
                 name, message = problem
                 raise ConfigError(message, obj=obj, field=name)
         return result
+
+
+def json_kind(value: Any) -> str:
+    """How a JSON value is named in messages: "a string", "an array", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object" if isinstance(value, dict) else "not JSON"
+
+
+def _check_text(value: str) -> str:
+    """Text that every later consumer (files, sockets, headers) can take: UTF-8, no NUL."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def check_host(host: Any) -> str | None:
+    """None if ``host`` is an IP address or a valid host name, else what is wrong with it."""
+    text = str(host or "")
+    if not text:
+        return "a host name or IP address is required"
+    try:
+        ipaddress.ip_address(text)
+        return None
+    except ValueError:
+        pass
+    try:
+        ascii_name = text.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return f"not a valid host name: {text!r}"
+    labels = ascii_name.rstrip(".").split(".")
+    if len(ascii_name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return f"not a valid host name or IP address: {text!r}"
+    return None
+
+
+def check_pem_file(value: Any) -> str | None:
+    """None if ``value`` is empty or names a readable PEM file, else what is wrong with it."""
+    path = str(value or "")
+    if not path:
+        return None
+    if not os.path.exists(path):
+        return f"no such file: {path!r}"
+    if not os.path.isfile(path):
+        return f"not a file: {path!r}"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError as exc:
+        return f"cannot read {path!r}: {exc.strerror or exc}"
+    if b"-----BEGIN " not in head:
+        return f"not a PEM file (no '-----BEGIN' line): {path!r}"
+    return None
 
 
 def redact_url(url: str) -> str:

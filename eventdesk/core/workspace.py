@@ -6,6 +6,7 @@ last good version is kept beside it as ``workspace.json.bak``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -13,13 +14,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from eventdesk.core.envelope import PAYLOAD_FORMATS
-from eventdesk.core.errors import ConfigError, NotFoundError
+from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef
-from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.core.settings_schema import Field, Schema, json_kind
 from eventdesk.core.topic_template import DEFAULT_TOPIC, ESCAPING_HELP, check_template
 
 SCHEMA_VERSION = 1
@@ -134,43 +135,188 @@ class RouteConfig:
         return bool(self.settings.get("enabled", True))
 
 
+AnyConfig = DatasourceConfig | ModelConfig | BrokerConfig | RouteConfig
+# Where each object type lives in the file, and the key that names its parent object.
+_SECTIONS = {"datasource": "datasources", "model": "models", "broker": "brokers", "route": "routes"}
+
+
+@dataclass
+class InvalidObject:
+    """An object in the workspace file that does not validate: kept as it was read, with the reason.
+
+    It is saved back unchanged, shown marked, and can be replaced (``put_*`` with
+    ``replace=True``) or removed; nothing runs it.
+    """
+
+    object_type: str
+    name: str
+    raw: Any
+    error: ConfigError
+
+    @property
+    def label(self) -> str:
+        return f"{self.object_type} {self.name!r}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.object_type}/{self.name}"
+
+    def ref(self, key: str) -> str | None:
+        """The raw entry's text value at ``key`` (a model's datasource, ...), if it has one."""
+        value = self.raw.get(key) if isinstance(self.raw, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        value = self.raw.get("settings") if isinstance(self.raw, dict) else None
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def secret(self) -> SecretRef | None:
+        try:
+            return SecretRef.from_json(self.raw.get("secret") if isinstance(self.raw, dict) else None, "")
+        except ConfigError:
+            return None
+
+    def config(self) -> AnyConfig:
+        """The stored values as a config object (not valid), e.g. to open them in an edit form."""
+        if self.object_type == "datasource":
+            return DatasourceConfig(self.name, self.ref("kind") or "", self.settings, self.secret)
+        if self.object_type == "model":
+            return ModelConfig(self.name, self.ref("datasource") or "", self.settings)
+        if self.object_type == "broker":
+            return BrokerConfig(self.name, self.ref("kind") or "", self.settings, self.secret)
+        return RouteConfig(self.name, self.ref("model") or "", self.ref("broker") or "", self.settings)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What removing one object takes with it: the dry run behind every removal."""
+
+    object_type: str
+    name: str
+    models: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()
+    secret: SecretRef | None = None
+    checkpoints: tuple[str, ...] = ()  # the models whose checkpoint goes with them
+    positions: tuple[str, ...] = ()  # the routes whose delivery position goes with them
+
+    @property
+    def label(self) -> str:
+        return f"{self.object_type} {self.name!r}"
+
+    @property
+    def labels(self) -> list[str]:
+        """Everything that goes, dependants first, the object itself last."""
+        out = [f"route {r!r}" for r in self.routes if not (self.object_type == "route" and r == self.name)]
+        out += [f"model {m!r}" for m in self.models if not (self.object_type == "model" and m == self.name)]
+        return [*out, self.label]
+
+    @property
+    def dependants(self) -> list[str]:
+        return self.labels[:-1]
+
+    def describe(self) -> list[str]:
+        """One line per thing that goes, in words for a confirmation."""
+
+        def line(label: str, kept: bool, what: str) -> str:
+            return f"{label} and its {what}" if kept else label
+
+        lines = [line(f"route {r!r}", r in self.positions, "delivery position") for r in self.routes]
+        lines += [line(f"model {m!r}", m in self.checkpoints, "checkpoint") for m in self.models]
+        if self.object_type in ("datasource", "broker"):
+            lines.append(self.label)
+        if self.secret is not None and self.secret.store == "keyring":
+            lines.append(f"the secret of {self.label} in the OS keyring")
+        return lines
+
+
 @dataclass
 class Workspace:
-    """All configured objects; every mutation validates before it changes anything."""
+    """All configured objects; every mutation validates before it changes anything.
+
+    Objects of a loaded file that do not validate are kept apart in ``invalid`` (keyed like
+    ``model/NAME``), so the rest of the workspace loads, runs and can be edited.
+    """
 
     datasources: dict[str, DatasourceConfig] = field(default_factory=dict)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     brokers: dict[str, BrokerConfig] = field(default_factory=dict)
     routes: dict[str, RouteConfig] = field(default_factory=dict)
+    invalid: dict[str, InvalidObject] = field(default_factory=dict)
+    # The capture this workspace's checkpoints and route positions live in (its meta capture_id).
+    capture_id: str | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.datasources or self.models or self.brokers or self.routes)
+        return not (self.datasources or self.models or self.brokers or self.routes or self.invalid)
+
+    def invalid_of(self, object_type: str) -> dict[str, InvalidObject]:
+        """The invalid objects of one type, by name."""
+        return {o.name: o for o in self.invalid.values() if o.object_type == object_type}
+
+    @overload
+    def stored(self, object_type: Literal["datasource"]) -> dict[str, DatasourceConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["model"]) -> dict[str, ModelConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["broker"]) -> dict[str, BrokerConfig]: ...
+    @overload
+    def stored(self, object_type: Literal["route"]) -> dict[str, RouteConfig]: ...
+    @overload
+    def stored(self, object_type: str) -> dict[str, AnyConfig]: ...
+    def stored(self, object_type: str) -> dict[str, Any]:
+        """Every object of a type by name, an invalid one as its stored (unvalidated) values."""
+        table: dict[str, Any] = dict(self._table(object_type))
+        table.update({n: o.config() for n, o in self.invalid_of(object_type).items()})
+        return table
+
+    def _table(self, object_type: str) -> dict[str, Any]:
+        if object_type not in _SECTIONS:
+            raise ConfigError(f"unknown object type {object_type!r}", field="type")
+        table: dict[str, Any] = getattr(self, _SECTIONS[object_type])
+        return table
+
+    def _raise_if_invalid(self, object_type: str, name: str) -> None:
+        bad = self.invalid.get(f"{object_type}/{name}")
+        if bad is not None:
+            raise ConfigError(bad.error.detail, obj=bad.error.obj or bad.label, field=bad.error.field)
 
     # -- lookups ---------------------------------------------------------------------------
     def datasource(self, name: str) -> DatasourceConfig:
         try:
             return self.datasources[name]
         except KeyError:
+            self._raise_if_invalid("datasource", name)
             raise NotFoundError("no such datasource", obj=f"datasource {name!r}") from None
 
     def model(self, name: str) -> ModelConfig:
         try:
             return self.models[name]
         except KeyError:
+            self._raise_if_invalid("model", name)
             raise NotFoundError("no such model", obj=f"model {name!r}") from None
 
     def broker(self, name: str) -> BrokerConfig:
         try:
             return self.brokers[name]
         except KeyError:
+            self._raise_if_invalid("broker", name)
             raise NotFoundError("no such broker", obj=f"broker {name!r}") from None
 
     def route(self, name: str) -> RouteConfig:
         try:
             return self.routes[name]
         except KeyError:
+            self._raise_if_invalid("route", name)
             raise NotFoundError("no such route", obj=f"route {name!r}") from None
+
+    def _missing(self, object_type: str, name: str, obj: str) -> ConfigError:
+        """The error for a reference to ``name`` that is not a valid object."""
+        bad = self.invalid.get(f"{object_type}/{name}")
+        if bad is not None:
+            return ConfigError(f"{bad.label} is invalid; fix or remove it first", obj=obj, field=object_type)
+        return NotFoundError(f"{object_type} {name!r} does not exist", obj=obj, field=object_type)
 
     def models_of(self, datasource: str) -> list[ModelConfig]:
         return [m for m in self.models.values() if m.datasource == datasource]
@@ -192,9 +338,7 @@ class Workspace:
     def validate_model(self, cfg: ModelConfig) -> ModelConfig:
         check_name(cfg.name, "model")
         if cfg.datasource not in self.datasources:
-            raise NotFoundError(
-                f"datasource {cfg.datasource!r} does not exist", obj=cfg.label, field="datasource"
-            )
+            raise self._missing("datasource", cfg.datasource, cfg.label)
         ds = self.datasources[cfg.datasource]
         cls = connector_class_for(ds.kind, ds.label)
         settings = cls.model_schema.validate(cfg.settings, cfg.label)
@@ -210,9 +354,9 @@ class Workspace:
     def validate_route(self, cfg: RouteConfig) -> RouteConfig:
         check_name(cfg.name, "route")
         if cfg.model not in self.models:
-            raise NotFoundError(f"model {cfg.model!r} does not exist", obj=cfg.label, field="model")
+            raise self._missing("model", cfg.model, cfg.label)
         if cfg.broker not in self.brokers:
-            raise NotFoundError(f"broker {cfg.broker!r} does not exist", obj=cfg.label, field="broker")
+            raise self._missing("broker", cfg.broker, cfg.label)
         settings = ROUTE_SCHEMA.validate(cfg.settings, cfg.label)
         publisher = broker_class_for(self.brokers[cfg.broker].kind, cfg.label)
         problem = check_template(settings["topic"], publisher.validate_topic)
@@ -222,63 +366,114 @@ class Workspace:
 
     # -- mutation --------------------------------------------------------------------------
     def _check_new(self, table: dict[str, Any], object_type: str, name: str, replace: bool) -> None:
-        if name in table and not replace:
+        if replace:
+            return
+        if name in table:
             raise ConfigError(
                 f"a {object_type} with this name already exists", obj=f"{object_type} {name!r}", field="name"
             )
+        if f"{object_type}/{name}" in self.invalid:
+            raise ConfigError(
+                f"an invalid {object_type} with this name exists; replace or remove it",
+                obj=f"{object_type} {name!r}",
+                field="name",
+            )
+
+    def _stored(self, object_type: str, valid: AnyConfig) -> None:
+        """Keep a validated object; it replaces an invalid one of that name, whose dependants may now
+        validate too."""
+        self._table(object_type)[valid.name] = valid
+        if self.invalid.pop(f"{object_type}/{valid.name}", None) is not None:
+            self._retry_invalid()
 
     def put_datasource(self, cfg: DatasourceConfig, *, replace: bool = False) -> DatasourceConfig:
         self._check_new(self.datasources, "datasource", cfg.name, replace)
         valid = self.validate_datasource(cfg)
-        self.datasources[valid.name] = valid
+        self._stored("datasource", valid)
         return valid
 
     def put_model(self, cfg: ModelConfig, *, replace: bool = False) -> ModelConfig:
         self._check_new(self.models, "model", cfg.name, replace)
         valid = self.validate_model(cfg)
-        self.models[valid.name] = valid
+        self._stored("model", valid)
         return valid
 
     def put_broker(self, cfg: BrokerConfig, *, replace: bool = False) -> BrokerConfig:
         self._check_new(self.brokers, "broker", cfg.name, replace)
         valid = self.validate_broker(cfg)
-        self.brokers[valid.name] = valid
+        self._stored("broker", valid)
         return valid
 
     def put_route(self, cfg: RouteConfig, *, replace: bool = False) -> RouteConfig:
         self._check_new(self.routes, "route", cfg.name, replace)
         valid = self.validate_route(cfg)
-        self.routes[valid.name] = valid
+        self._stored("route", valid)
         return valid
+
+    def _put_entry(self, object_type: str, name: str, entry: Any) -> None:
+        """Add one entry read from the file; if it does not validate, keep it in ``invalid``."""
+        key = f"{object_type}/{name}"
+        try:
+            cfg = _parse_entry(object_type, name, entry)
+            if object_type == "datasource":
+                self.datasources[name] = self.validate_datasource(cfg)  # type: ignore[arg-type]
+            elif object_type == "model":
+                self.models[name] = self.validate_model(cfg)  # type: ignore[arg-type]
+            elif object_type == "broker":
+                self.brokers[name] = self.validate_broker(cfg)  # type: ignore[arg-type]
+            else:
+                self.routes[name] = self.validate_route(cfg)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            self.invalid[key] = InvalidObject(object_type, name, entry, exc)
+        else:
+            self.invalid.pop(key, None)
+
+    def _retry_invalid(self) -> None:
+        """Validate the invalid objects again (one may have failed only because of another)."""
+        for object_type in OBJECT_TYPES:
+            for bad in list(self.invalid_of(object_type).values()):
+                self._put_entry(object_type, bad.name, bad.raw)
+
+    def removal(self, object_type: str, name: str) -> Removal:
+        """What ``remove(object_type, name)`` would remove, without removing anything."""
+        table = self._table(object_type)
+        bad = self.invalid.get(f"{object_type}/{name}")
+        if name not in table and bad is None:
+            raise NotFoundError(f"no such {object_type}", obj=f"{object_type} {name!r}")
+        stored = self.stored(object_type)[name]
+
+        def children(object_type: str, key: str, parent: str) -> list[str]:
+            """Valid and invalid objects of ``object_type`` whose ``key`` names ``parent``."""
+            return sorted(n for n, c in self.stored(object_type).items() if getattr(c, key) == parent)
+
+        models = (
+            [name]
+            if object_type == "model"
+            else children("model", "datasource", name)
+            if object_type == "datasource"
+            else []
+        )
+        if object_type == "route":
+            routes = [name]
+        elif object_type == "broker":
+            routes = children("route", "broker", name)
+        else:
+            routes = sorted({r for m in models for r in children("route", "model", m)})
+        secret = getattr(stored, "secret", None)
+        return Removal(object_type, name, tuple(models), tuple(routes), secret)
 
     def remove(self, object_type: str, name: str) -> list[str]:
         """Remove an object and what depends on it; return labels of everything removed."""
-        removed: list[str] = []
-        if object_type == "datasource":
-            ds = self.datasource(name)
-            for m in self.models_of(name):
-                removed += self.remove("model", m.name)
-            del self.datasources[name]
-            removed.append(ds.label)
-        elif object_type == "model":
-            m = self.model(name)
-            for r in self.routes_of_model(name):
-                removed += self.remove("route", r.name)
-            del self.models[name]
-            removed.append(m.label)
-        elif object_type == "broker":
-            b = self.broker(name)
-            for r in self.routes_of_broker(name):
-                removed += self.remove("route", r.name)
-            del self.brokers[name]
-            removed.append(b.label)
-        elif object_type == "route":
-            r = self.route(name)
-            del self.routes[name]
-            removed.append(r.label)
-        else:
-            raise ConfigError(f"unknown object type {object_type!r}", field="type")
-        return removed
+        plan = self.removal(object_type, name)
+        for r in plan.routes:
+            self.routes.pop(r, None)
+            self.invalid.pop(f"route/{r}", None)
+        for m in plan.models:
+            self.models.pop(m, None)
+            self.invalid.pop(f"model/{m}", None)
+        self._table(object_type).pop(name, None)
+        self.invalid.pop(f"{object_type}/{name}", None)
+        return plan.labels
 
     # -- persistence -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -287,30 +482,36 @@ class Workspace:
                 d["secret"] = ref.to_json()
             return d
 
-        return {
-            "schema_version": SCHEMA_VERSION,
+        sections: dict[str, dict[str, Any]] = {
             "datasources": {
                 n: with_secret({"kind": c.kind, "settings": c.settings}, c.secret)
-                for n, c in sorted(self.datasources.items())
+                for n, c in self.datasources.items()
             },
             "models": {
-                n: {"datasource": c.datasource, "settings": c.settings}
-                for n, c in sorted(self.models.items())
+                n: {"datasource": c.datasource, "settings": c.settings} for n, c in self.models.items()
             },
             "brokers": {
                 n: with_secret({"kind": c.kind, "settings": c.settings}, c.secret)
-                for n, c in sorted(self.brokers.items())
+                for n, c in self.brokers.items()
             },
             "routes": {
                 n: {"model": c.model, "broker": c.broker, "settings": c.settings}
-                for n, c in sorted(self.routes.items())
+                for n, c in self.routes.items()
             },
         }
+        for bad in self.invalid.values():
+            sections[_SECTIONS[bad.object_type]][bad.name] = bad.raw
+        head: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.capture_id is not None:
+            head["capture_id"] = self.capture_id
+        return head | {section: dict(sorted(entries.items())) for section, entries in sections.items()}
 
     @classmethod
     def from_json(cls, data: Any, source: str = "workspace") -> Workspace:
+        """Read a parsed workspace file: a malformed file is a ConfigError naming ``source`` and the
+        key; an object that does not validate is kept in ``invalid``."""
         if not isinstance(data, dict):
-            raise ConfigError("expected a JSON object", obj=source)
+            raise ConfigError(f"expected a JSON object, got {json_kind(data)}", obj=source)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ConfigError(
@@ -319,36 +520,54 @@ class Workspace:
                 field="schema_version",
             )
         ws = cls()
-        try:
-            for name, d in dict(data.get("datasources") or {}).items():
-                obj = f"datasource {name!r}"
-                ws.put_datasource(
-                    DatasourceConfig(
-                        name,
-                        d["kind"],
-                        dict(d.get("settings") or {}),
-                        SecretRef.from_json(d.get("secret"), obj),
-                    )
+        capture_id = data.get("capture_id")
+        if capture_id is not None and not (isinstance(capture_id, str) and capture_id):
+            raise ConfigError(f"expected a capture id, got {capture_id!r}", obj=source, field="capture_id")
+        ws.capture_id = capture_id
+        for object_type in OBJECT_TYPES:
+            section = _SECTIONS[object_type]
+            entries = data.get(section)
+            if entries is None:
+                continue
+            if not isinstance(entries, dict):
+                raise ConfigError(
+                    f"expected a JSON object of {object_type} names, got {json_kind(entries)}",
+                    obj=source,
+                    field=section,
                 )
-            for name, d in dict(data.get("models") or {}).items():
-                ws.put_model(ModelConfig(name, d["datasource"], dict(d.get("settings") or {})))
-            for name, d in dict(data.get("brokers") or {}).items():
-                obj = f"broker {name!r}"
-                ws.put_broker(
-                    BrokerConfig(
-                        name,
-                        d["kind"],
-                        dict(d.get("settings") or {}),
-                        SecretRef.from_json(d.get("secret"), obj),
-                    )
-                )
-            for name, d in dict(data.get("routes") or {}).items():
-                ws.put_route(RouteConfig(name, d["model"], d["broker"], dict(d.get("settings") or {})))
-        except KeyError as exc:
-            raise ConfigError(f"missing key {exc.args[0]!r}", obj=source) from None
-        except (TypeError, AttributeError) as exc:
-            raise ConfigError(f"malformed entry: {exc}", obj=source) from None
+            for name, entry in entries.items():
+                ws._put_entry(object_type, name, entry)
         return ws
+
+
+def _parse_entry(object_type: str, name: str, entry: Any) -> AnyConfig:
+    """One object's entry of the file as a config object; a ConfigError names the key at fault."""
+    obj = f"{object_type} {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"expected a JSON object, got {json_kind(entry)}", obj=obj)
+
+    def text(key: str) -> str:
+        value = entry.get(key)
+        if value is None:
+            raise ConfigError("missing", obj=obj, field=key)
+        if not isinstance(value, str):
+            raise ConfigError(f"expected text, got {json_kind(value)}", obj=obj, field=key)
+        return value
+
+    settings = entry.get("settings")
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"expected a JSON object, got {json_kind(settings)}", obj=obj, field="settings")
+    if object_type == "datasource":
+        return DatasourceConfig(
+            name, text("kind"), dict(settings), SecretRef.from_json(entry.get("secret"), obj)
+        )
+    if object_type == "model":
+        return ModelConfig(name, text("datasource"), dict(settings))
+    if object_type == "broker":
+        return BrokerConfig(name, text("kind"), dict(settings), SecretRef.from_json(entry.get("secret"), obj))
+    return RouteConfig(name, text("model"), text("broker"), dict(settings))
 
 
 def connector_class_for(kind: str, obj: str) -> Any:
@@ -369,14 +588,19 @@ def load_workspace(path: Path) -> Workspace:
     """Read the workspace at ``path``; a missing file is an empty workspace."""
     if not path.exists():
         return Workspace()
+    source = f"workspace file {str(path)!r}"
+    backup = f"the last good copy is {path.name}.bak"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", obj=source) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}); {backup}", obj=source) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"not valid JSON ({exc.msg} at line {exc.lineno}); the last good copy is {path.name}.bak",
-            obj=f"workspace file {str(path)!r}",
-        ) from None
-    return Workspace.from_json(data, source=f"workspace file {str(path)!r}")
+        raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno}); {backup}", obj=source) from None
+    except RecursionError:
+        raise ConfigError(f"JSON nested too deeply; {backup}", obj=source) from None
+    return Workspace.from_json(data, source=source)
 
 
 def save_workspace(ws: Workspace, path: Path) -> None:
@@ -392,7 +616,9 @@ def save_workspace(ws: Workspace, path: Path) -> None:
         if path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFullError(str(path)) from None
         raise

@@ -1,5 +1,7 @@
 """Start-up in one place: Qt application, qasync loop, main window, clean quit.
 
+The app takes the home's lock; on a home that ``eventdesk run`` holds it opens read only. A
+capture that is missing, foreign or damaged is refused with the choice of a fresh one.
 qasync is imported here and nowhere else.
 """
 
@@ -8,18 +10,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import socket
 import sys
 import traceback
-from types import TracebackType
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 import qasync
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
+from eventdesk.core.errors import CaptureUnusableError, ConfigError
 from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
 from eventdesk.ui.icons import app_icon
+
+if TYPE_CHECKING:
+    from eventdesk.ui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +71,87 @@ def _screenshot_then_quit(window: QWidget, quit_event: asyncio.Event) -> None:
     QTimer.singleShot(int(os.environ.get(f"{SCREENSHOT_ENV}_AFTER_MS", "2000")), shoot)
 
 
-async def _main(home_dir: str | None) -> int:
+class _StopSignals:
+    """SIGTERM, SIGINT and SIGHUP ask the app to quit as its window's close does.
+
+    Qt's C++ loop runs no Python between events, so a Python signal handler alone would run only
+    at the next event; the signal's number, written by the interpreter to a wakeup socket, is
+    that event (the loop watches the socket).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_signal: Callable[[], None]) -> None:
+        self._loop = loop
+        self._on_signal = on_signal
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._old = {sig: signal.signal(sig, self._noted) for sig in self.SIGNALS}
+        loop.add_reader(self._read.fileno(), self._readable)
+
+    @staticmethod
+    def _noted(signum: int, frame: FrameType | None) -> None:
+        """The interpreter has written ``signum`` to the wakeup socket; the loop acts on it."""
+
+    def _readable(self) -> None:
+        try:
+            received = self._read.recv(64)
+        except BlockingIOError:
+            return
+        if received:
+            names = ", ".join(signal.Signals(n).name for n in received)
+            log.info("%s: stopping models and routes, then quitting", names)
+            self._on_signal()
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._read.fileno())
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._read.close()
+        self._write.close()
+
+
+@dataclass
+class _Session:
+    """What ``_main`` opened, for a stop without the loop (see :func:`run_app`)."""
+
+    home: Home | None = None
+    window: MainWindow | None = None
+    finished: bool = False
+
+
+FRESH_CAPTURE_BUTTON = "Start with a fresh capture"
+
+
+def open_home(home_dir: str | None, ask: Callable[[QMessageBox], object] | None = None) -> Home | None:
+    """Open the home for the app (read only if a runner holds it) and its capture; on an
+    unusable capture ask (``ask`` shows the box, default ``exec``) whether to start a fresh one.
+    None: the user chose to quit."""
+    home = Home.open(home_dir, lock="app", read_only_if_held=True)
+    try:
+        home.capture  # noqa: B018 - opening it checks it
+    except CaptureUnusableError as exc:
+        box = QMessageBox(QMessageBox.Icon.Warning, "EventDesk: the capture cannot be used", exc.describe())
+        box.setObjectName("capture_unusable")
+        fresh = None
+        if home.read_only is None:
+            fresh = box.addButton(FRESH_CAPTURE_BUTTON, QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+        if ask is None:
+            box.exec()
+        else:
+            ask(box)
+        if fresh is None or box.clickedButton() is not fresh:
+            home.close()
+            return None
+        home.start_fresh_capture()
+    return home
+
+
+async def _main(home: Home, session: _Session) -> int:
     from eventdesk.ui.main_window import MainWindow
 
     app = QApplication.instance()
@@ -70,9 +161,12 @@ async def _main(home_dir: str | None) -> int:
     app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
-    home = Home.open(home_dir)
-    window = MainWindow(home, defer_close=True)
+    session.home = home
+    window = session.window = MainWindow(home, defer_close=True)
+    if home.capture_notice:
+        window.notifications.notify("info", home.capture_notice, key="capture")
     window.closeRequested.connect(quit_event.set)
+    stop_signals = _StopSignals(asyncio.get_running_loop(), quit_event.set)
     window.show()
     tune_for_streaming()
     _screenshot_then_quit(window, quit_event)
@@ -80,9 +174,14 @@ async def _main(home_dir: str | None) -> int:
         await quit_event.wait()
         await window.shutdown()
     finally:
+        stop_signals.close()
         window.close()
         home.close()
+        session.finished = True
     return 0
+
+
+DISPLAY_LOST_EXIT = 1
 
 
 def run_app(home_dir: str | None = None) -> int:
@@ -93,5 +192,49 @@ def run_app(home_dir: str | None = None) -> int:
     QApplication.setDesktopFileName("eventdesk")  # matches resources/eventdesk.desktop (Wayland app id)
     QApplication.setWindowIcon(app_icon())
     _install_excepthook()
-    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
-        return runner.run(_main(home_dir))
+    try:
+        home = open_home(home_dir)  # before the loop runs: its questions are plain modal boxes
+    except ConfigError as exc:  # a malformed workspace file: say which and why, as the CLI does
+        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr, flush=True)
+        box = QMessageBox(QMessageBox.Icon.Critical, "EventDesk: cannot open the workspace", exc.describe())
+        box.setInformativeText(
+            "Fix the file (or put its .bak copy in its place), then start EventDesk again."
+        )
+        box.exec()
+        return exc.exit_code
+    if home is None:
+        return 2
+    session = _Session()
+    runner = asyncio.Runner(loop_factory=qasync.QEventLoop)
+    try:
+        return runner.run(_main(home, session))
+    except RuntimeError:
+        # qasync: "Event loop stopped before Future completed". Qt ended its loop by itself: when
+        # the X server goes away, Qt's xcb plugin ends the loop on every later turn too, so the
+        # normal shutdown (which needs the loop) cannot run. Stop what can be stopped without it.
+        if session.finished or session.home is None:
+            raise
+        _halt(session)
+        # Leave without Qt's teardown: with its X connection broken, destroying the application
+        # aborts the process ("QThread: Destroyed while thread is still running", xcb's event
+        # reader). Everything of ours is recorded and closed by now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(DISPLAY_LOST_EXIT)
+    finally:
+        if session.finished or session.home is None:
+            runner.close()
+
+
+def _halt(session: _Session) -> None:
+    print(
+        "eventdesk: the window system ended the app (display connection lost?); "
+        "stopping models and routes and recording their positions",
+        file=sys.stderr,
+        flush=True,
+    )
+    if session.window is not None:
+        session.window.runtime.halt()
+    assert session.home is not None
+    session.home.close()

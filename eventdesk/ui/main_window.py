@@ -61,6 +61,7 @@ from eventdesk.ui.object_dialogs import (
     describe_error,
 )
 from eventdesk.ui.rate_chart import RateChart
+from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
 from eventdesk.ui.status_bar import StatusSummary, Summary, route_backlogs
 from eventdesk.ui.workspace_tree import WorkspaceTree
@@ -166,9 +167,12 @@ class MainWindow(QMainWindow):
         self.tree.actionRequested.connect(self.do_action)
         self.tree.objectSelected.connect(self._on_tree_selection)
 
+        self.watcher: HomeWatcher | None = None
         self.workspace_changed()
         self.restore_settings()
         self.table.model.load_history(home.capture)
+        if home.read_only is not None:
+            self._enter_read_only(str(home.read_only))
 
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
@@ -297,9 +301,18 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self._start_services()
 
+    def _enter_read_only(self, reason: str) -> None:
+        """Another process holds the home: watch it; start, stop and edit are off."""
+        self.setWindowTitle("EventDesk (read only)")
+        self.notifications.notify("warning", read_only_banner(reason), key=BANNER_KEY)
+        self.watcher = HomeWatcher(self)
+        self._update_actions()
+
     def _start_services(self) -> None:
         """Keep hosted brokers (the built-in one) running with the app, routes or not."""
         ws = self.home.workspace
+        if self.home.read_only is not None:  # the holder runs them
+            return
         if self.tasks.running("services") or not any(
             name not in self.runtime.services and broker_class(b.kind).hosted
             for name, b in ws.brokers.items()
@@ -321,6 +334,22 @@ class MainWindow(QMainWindow):
             any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
             or bool(self.runtime.routes)
         )
+        if self.home.read_only is not None:
+            for action in (
+                self.act_add_datasource,
+                self.act_add_model,
+                self.act_add_broker,
+                self.act_add_route,
+                self.act_start_all,
+                self.act_stop_all,
+            ):
+                action.setEnabled(False)
+            for button in (
+                self.empty_state.add_datasource,
+                self.empty_state.add_broker,
+                self.empty_state.open_demo,
+            ):
+                button.setEnabled(False)
 
     # -- dialogs ---------------------------------------------------------------------------
     def open_dialog(
@@ -426,6 +455,9 @@ class MainWindow(QMainWindow):
     def do_action(self, action: str, kind: str, name: str) -> None:
         """What the tree's context menus ask for."""
         ws = self.home.workspace
+        if self.home.read_only is not None and action != "test":
+            self.notifications.notify("warning", read_only_banner(str(self.home.read_only)), key=BANNER_KEY)
+            return
         if action == "add-datasource":
             self.add_datasource()
         elif action == "add-broker":
@@ -565,35 +597,22 @@ class MainWindow(QMainWindow):
         self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
 
     async def _remove(self, kind: str, name: str) -> None:
-        ws = self.home.workspace
-        models = (
-            [name]
-            if kind == "model"
-            else [m.name for m in ws.models_of(name)]
-            if kind == "datasource"
-            else []
-        )
-        routes = (
-            [name]
-            if kind == "route"
-            else [r.name for r in ws.routes_of_broker(name)]
-            if kind == "broker"
-            else [r.name for m in models for r in ws.routes_of_model(m)]
-        )
-        also = []
-        if models and kind != "model":
-            also.append(f"models: {', '.join(models)}")
-        if routes and kind != "route":
-            also.append(f"routes: {', '.join(routes)}")
+        try:
+            plan = self.home.removal(kind, name)  # the same dry run as `eventdesk remove`
+        except EventDeskError as exc:
+            self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
+            return
+        models, routes = plan.models, plan.routes
         box = QMessageBox(
             QMessageBox.Icon.Question,
             f"Remove {kind}",
-            f"Remove {kind} {name!r}?"
-            + (f"\nThis also removes its {'; '.join(also)}." if also else "")
-            + "\nCaptured events stay in the capture.",
+            f"Remove {kind} {name!r}?\n\nThis removes:\n"
+            + "\n".join(f"\u2022 {line}" for line in plan.describe())
+            + "\n\nCaptured events stay in the capture.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
             self,
         )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         self.confirm_box = box
         await dialog_result(box)
         answer = box.standardButton(box.clickedButton())
@@ -611,7 +630,7 @@ class MainWindow(QMainWindow):
             await self.runtime.stop_service(name)
             self.runtime.brokers.pop(name, None)
         try:
-            removed = self.home.remove(kind, name)
+            removed = self.home.remove(kind, name, cascade=True)
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
@@ -799,6 +818,8 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self._shut_down = True
         self._tick.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.feed.stop()
         for dialog in list(self.dialogs):
             dialog.reject()

@@ -49,6 +49,22 @@ log = logging.getLogger(__name__)
 TEST_TIMEOUT = 30.0
 
 
+def _showable(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
+    """The stored values a form can show: an invalid object's may hold anything, and a number
+    box cannot show what is not a valid number (it then shows the default)."""
+    out: dict[str, Any] = {}
+    for f in schema.fields:
+        if f.name not in values:
+            continue
+        if f.type in ("int", "float"):
+            try:
+                f.coerce(values[f.name], "")
+            except ConfigError:
+                continue
+        out[f.name] = values[f.name]
+    return out
+
+
 def describe_error(exc: BaseException) -> str:
     """The exact error, in words a user can act on (never a secret: our errors carry none)."""
     if isinstance(exc, EventDeskError):
@@ -143,7 +159,7 @@ class ObjectDialog(QDialog):
         self.form = SettingsForm(schema, obj=f"{self.object_type} {self.name!r}")
         start = schema.defaults()
         start.update({k: v for k, v in old.items() if k in start and v not in ("", None)})
-        start.update(values or {})
+        start.update(_showable(schema, values or {}))
         self.form.set_values(start)
         self.form.changed.connect(self.revalidate)
         self.form_holder.addWidget(self.form)
@@ -348,7 +364,7 @@ class DatasourceDialog(_TestableDialog):
         super().__init__(home, name, parent)
 
     def existing(self) -> dict[str, Any]:
-        return dict(self.home.workspace.datasources)
+        return self.home.workspace.stored("datasource")
 
     def schema_of(self, kind: str) -> Schema:
         return connector_class(kind).datasource_schema
@@ -379,7 +395,7 @@ class BrokerDialog(_TestableDialog):
         super().__init__(home, name, parent)
 
     def existing(self) -> dict[str, Any]:
-        return dict(self.home.workspace.brokers)
+        return self.home.workspace.stored("broker")
 
     def schema_of(self, kind: str) -> Schema:
         return broker_class(kind).schema
@@ -413,7 +429,7 @@ class ModelDialog(ObjectDialog):
         datasource: str | None = None,
     ) -> None:
         super().__init__(home, name, parent)
-        current = home.workspace.models.get(name) if name else None
+        current = home.workspace.stored("model").get(name) if name else None
         self.ds_combo = QComboBox()
         self.ds_combo.addItems(sorted(home.workspace.datasources))
         if current is not None:
@@ -429,7 +445,7 @@ class ModelDialog(ObjectDialog):
         self._datasource_changed(self.ds_combo.currentText(), current.settings if current else None)
 
     def existing(self) -> dict[str, Any]:
-        return dict(self.home.workspace.models)
+        return self.home.workspace.stored("model")
 
     def _datasource_changed(self, ds_name: str, values: dict[str, Any] | None = None) -> None:
         ds = self.home.workspace.datasources.get(ds_name)
@@ -483,7 +499,7 @@ class RouteDialog(ObjectDialog):
         model: str | None = None,
     ) -> None:
         super().__init__(home, name, parent)
-        current = home.workspace.routes.get(name) if name else None
+        current = home.workspace.stored("route").get(name) if name else None
         self.fixed_model = model is not None
         self.model_combo = QComboBox()
         self.model_combo.addItems(sorted(home.workspace.models))
@@ -514,7 +530,7 @@ class RouteDialog(ObjectDialog):
         self._targets_changed()
 
     def existing(self) -> dict[str, Any]:
-        return dict(self.home.workspace.routes)
+        return self.home.workspace.stored("route")
 
     def _name_edited(self, _text: str) -> None:
         self._auto_name = False

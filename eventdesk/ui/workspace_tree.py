@@ -18,6 +18,8 @@ from eventdesk.ui import icons
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE = Qt.ItemDataRole.UserRole + 2
 
+INVALID = "invalid"  # the status of an object that does not validate (see Workspace.invalid)
+
 GROUP_DATASOURCES = "group/datasources"
 GROUP_BROKERS = "group/brokers"
 
@@ -65,16 +67,21 @@ class WorkspaceTreeModel(QStandardItemModel):
         folder = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_DirIcon)
         ds_group = self._append(self.invisibleRootItem(), GROUP_DATASOURCES, "Datasources", folder)
         br_group = self._append(self.invisibleRootItem(), GROUP_BROKERS, "Brokers", folder)
-        for ds in sorted(workspace.datasources.values(), key=lambda d: d.name):
-            ds_item = self._append(ds_group, f"datasource/{ds.name}", ds.name)
-            for m in sorted(workspace.models_of(ds.name), key=lambda m: m.name):
-                self._append(ds_item, f"model/{m.name}", m.name)
-        for br in sorted(workspace.brokers.values(), key=lambda b: b.name):
-            br_item = self._append(br_group, f"broker/{br.name}", br.name)
-            for r in sorted(workspace.routes_of_broker(br.name), key=lambda r: r.name):
-                self._append(br_item, f"route/{r.name}", r.name)
-        self._items[GROUP_DATASOURCES][1].setText(f"{len(workspace.datasources)}")
-        self._items[GROUP_BROKERS][1].setText(f"{len(workspace.brokers)}")
+        # Invalid objects are shown too (marked), each under its parent if that is shown.
+        for parent_type, child_type, parent_key, group in (
+            ("datasource", "model", "datasource", ds_group),
+            ("broker", "route", "broker", br_group),
+        ):
+            children = workspace.stored(child_type)
+            for parent in sorted(workspace.stored(parent_type)):
+                parent_item = self._append(group, f"{parent_type}/{parent}", parent)
+                for child in sorted(n for n, c in children.items() if getattr(c, parent_key) == parent):
+                    self._append(parent_item, f"{child_type}/{child}", child)
+            for child in sorted(children):
+                if f"{child_type}/{child}" not in self._items:  # its parent does not exist
+                    self._append(group, f"{child_type}/{child}", child)
+        self._items[GROUP_DATASOURCES][1].setText(f"{len(workspace.stored('datasource'))}")
+        self._items[GROUP_BROKERS][1].setText(f"{len(workspace.stored('broker'))}")
         for key in list(self._items):
             if not key.startswith("group/"):
                 self._refresh(key)
@@ -169,6 +176,9 @@ class WorkspaceTreeModel(QStandardItemModel):
 
     def tooltip(self, key: str) -> str:
         kind, name = split_key(key)
+        bad = self.workspace.invalid.get(key)
+        if bad is not None:
+            return f"{bad.label} is invalid and does not run:\n{bad.error.describe()}\nEdit it to fix it, or remove it."
         change = self.state(key)
         lines = [f"{kind} {name!r}"]
         if kind == "model" and name in self.workspace.models:
@@ -201,8 +211,16 @@ class WorkspaceTreeModel(QStandardItemModel):
         if pair is None:
             return
         item, status = pair
-        change = self.state(key)
         tip = self.tooltip(key)
+        if key in self.workspace.invalid:
+            item.setIcon(state_icon(State.ERROR))
+            item.setData(INVALID, STATE_ROLE)
+            item.setToolTip(tip)
+            status.setText(INVALID)
+            status.setToolTip(tip)
+            status.setForeground(QColor(STATE_COLOURS[State.ERROR]))
+            return
+        change = self.state(key)
         kind, name = split_key(key)
         disabled_route = kind == "route" and not (
             name in self.workspace.routes and self.workspace.routes[name].enabled
@@ -289,6 +307,8 @@ class WorkspaceTree(QTreeView):
             return [("add-datasource", "Add datasource…", True)]
         if key == GROUP_BROKERS:
             return [("add-broker", "Add broker…", True)]
+        if key in ws.invalid:  # it cannot run: fix it or remove it
+            return [("edit", "Edit…", True), ("remove", "Remove…", True)]
         if kind == "datasource":
             has_models = bool(ws.models_of(name))
             return [

@@ -9,6 +9,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -413,9 +414,13 @@ async def test_mutual_tls(make_broker: MakeBroker, make_publisher: MakePublisher
 
 
 @pytest.mark.asyncio
-async def test_bad_tls_settings_fail_before_connecting(make_publisher: MakePublisher, pki: PkiFiles) -> None:
+async def test_bad_tls_settings_fail_before_connecting(
+    make_publisher: MakePublisher, pki: PkiFiles, tmp_path: Path
+) -> None:
+    deleted = tmp_path / "deleted-ca.pem"  # the settings refuse a missing file; this one goes later
+    deleted.write_bytes(pki.ca.read_bytes())
     cases = [
-        ({"url": "mqtts://127.0.0.1:1", "ca_file": "/nonexistent/ca.pem"}, "ca_file"),
+        ({"url": "mqtts://127.0.0.1:1", "ca_file": str(deleted)}, "ca_file"),
         ({"url": "mqtts://127.0.0.1:1", "ca_file": str(pki.client.key)}, "ca_file"),  # not a cert
         ({"url": "mqtt://127.0.0.1:1", "ca_file": str(pki.ca)}, "url"),  # TLS file on a plain URL
         (
@@ -429,7 +434,9 @@ async def test_bad_tls_settings_fail_before_connecting(make_publisher: MakePubli
     ]
     for settings, field in cases:
         url = settings.pop("url")
-        pub, states = make_publisher(broker_config(url, **settings))
+        config = broker_config(url, **settings)
+        deleted.unlink(missing_ok=True)
+        pub, states = make_publisher(config)
         await pub.start()
         with pytest.raises(BrokerError) as caught:
             await asyncio.wait_for(pub.wait_connected(), 5)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from eventdesk.cli.main import _command_of
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventdesk.cli.main import _command_of, main
+from tests.cli.harness import RunProcess, eventdesk, home_args, ok
+from tests.core.test_workspace_validation import _FILE, JSON
+from tests.peers.servers import free_port
 
 
 def test_the_command_is_found_past_the_global_options() -> None:
@@ -24,3 +32,119 @@ def test_commands_without_settings_flags_do_not_load_every_kind(tmp_path: Path) 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-3:] == ["0", "False", "False"], out
+
+
+# -- bad input gets a clear error and the workspace stays usable (items 18, 21, 22) -----------
+
+
+def _home(tmp_path: Path) -> tuple[str, ...]:
+    return home_args(tmp_path / "home")
+
+
+def _workspace_file(tmp_path: Path) -> Path:
+    return tmp_path / "home" / "workspace.json"
+
+
+def test_a_selector_that_is_not_a_json_object_is_refused_and_every_command_still_works(
+    tmp_path: Path,
+) -> None:
+    h = _home(tmp_path)
+    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", "http://127.0.0.1:5984")
+    bad = eventdesk(*h, "model", "add", "accounts", "--datasource", "couch", "--selector", '"str"')
+    assert bad.returncode == 2, bad.stderr
+    assert "model 'accounts': field 'selector': expected a JSON object, got a string" in bad.stderr
+    assert "couch" in ok(*h, "list")
+    ok(*h, "model", "add", "accounts", "--datasource", "couch", "--selector", '{"region": "Bangalore"}')
+    assert "removed model 'accounts'" in ok(*h, "remove", "model", "accounts")
+
+
+def test_an_invalid_object_in_the_file_is_listed_marked_run_skips_it_and_remove_fixes_it(
+    tmp_path: Path,
+) -> None:
+    h = _home(tmp_path)
+    port = str(free_port())
+    ok(*h, "datasource", "add", "hooks", "--kind", "webhook", "--port", port)
+    ok(*h, "model", "add", "orders", "--datasource", "hooks")
+    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", "http://127.0.0.1:5984")
+    ok(*h, "model", "add", "accounts", "--datasource", "couch")
+    path = _workspace_file(tmp_path)
+    data = json.loads(path.read_text())
+    data["models"]["accounts"]["settings"]["selector"] = "str"  # what `--selector '"str"'` stored before
+    path.write_text(json.dumps(data))
+
+    listed = ok(*h, "list")
+    assert "accounts INVALID: model 'accounts': field 'selector': invalid JSON" in listed
+    assert "orders on hooks" in listed
+    as_json = json.loads(ok(*h, "list", "--json"))
+    assert as_json["models"]["accounts"] == data["models"]["accounts"]
+    assert "field 'selector'" in as_json["invalid"]["model/accounts"]
+    assert "accounts: invalid (model 'accounts': field 'selector'" in ok(*h, "status")
+
+    run = RunProcess(h)
+    try:
+        run.wait_line("model 'orders': running")
+        run.wait_line("warning: not started: model 'accounts': field 'selector'")
+    finally:
+        assert run.stop() == 0, run.output()
+
+    named = eventdesk(*h, "run", "--model", "accounts")
+    assert named.returncode == 2 and "model 'accounts': field 'selector'" in named.stderr
+    assert "removed model 'accounts'" in ok(*h, "remove", "model", "accounts")
+    assert "INVALID" not in ok(*h, "list")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"schema_version": 1, "datasources": {"\xff\xfe": {}}}', "not UTF-8 text"),
+        (b'{"schema_version": 1, "datasources": "x"}', "field 'datasources': expected a JSON object"),
+        (b'{"schema_version": 1, "models": [1]}', "field 'models': expected a JSON object"),
+        (b"[]", "expected a JSON object, got an array"),
+        (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
+    ],
+)
+def test_a_malformed_workspace_file_is_a_clear_error_with_exit_2(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    h = _home(tmp_path)
+    ok(*h, "list")
+    path = _workspace_file(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    result = eventdesk(*h, "list")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"eventdesk: error: workspace file {str(path)!r}" in result.stderr
+    assert message in result.stderr
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_FILE | JSON, garbage=st.binary(max_size=3))
+def test_any_workspace_file_lists_or_exits_2_in_process(
+    tmp_path_factory: pytest.TempPathFactory, data: object, garbage: bytes
+) -> None:
+    home = tmp_path_factory.mktemp("home")
+    (home / "workspace.json").write_bytes(json.dumps(data).encode() + garbage)
+    assert main(["--home", str(home), "list"]) in (0, 2)
+    assert main(["--home", str(home), "status"]) in (0, 2)
+
+
+def test_removing_a_datasource_with_models_needs_cascade(tmp_path: Path) -> None:
+    h = _home(tmp_path)
+    ok(*h, "datasource", "add", "couch", "--kind", "couchdb", "--url", "http://127.0.0.1:5984")
+    ok(*h, "model", "add", "accounts", "--datasource", "couch")
+    ok(*h, "broker", "add", "local", "--kind", "mqtt", "--url", "mqtt://127.0.0.1:1883")
+    ok(*h, "route", "add", "out", "--model", "accounts", "--broker", "local", "--topic", "t")
+    refused = eventdesk(*h, "remove", "datasource", "couch")
+    assert refused.returncode == 2, refused.stderr
+    assert "datasource 'couch': not removed: removing it also removes route 'out'" in refused.stderr
+    assert "model 'accounts'" in refused.stderr and "--cascade" in refused.stderr
+    assert "accounts on couch" in ok(*h, "list")
+
+    done = ok(*h, "remove", "datasource", "couch", "--cascade")
+    assert done.splitlines() == [
+        "removed route 'out' and its delivery position",
+        "removed model 'accounts'",
+        "removed datasource 'couch'",
+    ]
+    assert "removed broker 'local'" in ok(*h, "remove", "broker", "local")  # nothing depends on it

@@ -81,3 +81,43 @@ def test_append_rows_returns_what_a_route_would_read(tmp_path: Path) -> None:
     assert appended.rows == cap.read_route_rows("accounts", before, 10)
     assert [row[0] for row in appended.rows] == [e.pos for e in appended.events]
     assert cap.append_rows("accounts", batch[:3], 7).events == []  # all replays
+
+
+def test_a_full_disk_stops_appends_with_disk_full_and_loses_nothing_committed(tmp_path: Path) -> None:
+    from eventdesk.core.errors import DiskFullError
+    from tests.small_filesystem import fill, small_filesystem
+
+    with small_filesystem(tmp_path / "fs", "2m") as fs:
+        cap = Capture(fs / "capture.sqlite3")
+        filler = fill(fs, leave=256 * 1024)
+        body = "x" * 2000
+
+        def batch(n: int) -> list[Event]:
+            return [
+                Event(
+                    datasource="couch",
+                    model="accounts",
+                    op="created",
+                    key=f"k{n}-{i}",
+                    rev="1-a",
+                    seq=n,
+                    payload={"body": body},
+                )
+                for i in range(20)
+            ]
+
+        def append_until_full() -> int:
+            for n in range(1000):
+                cap.append("accounts", batch(n), n)
+            raise AssertionError("1,000 batches of 40 KB fitted in 256 KB")
+
+        with pytest.raises(DiskFullError) as full:  # not "cannot rollback - no transaction is active"
+            append_until_full()
+        committed = cap.checkpoint("accounts") + 1  # the checkpoint moved with each committed batch
+        assert f"disk full at {fs / 'capture.sqlite3'}" in str(full.value)
+        assert committed > 0
+        assert cap.count("accounts") == committed * 20
+        filler.unlink()
+        cap.append("accounts", [ev("after", "1-a")], "after")  # space again: it goes on
+        assert cap.count("accounts") == committed * 20 + 1
+        cap.close()

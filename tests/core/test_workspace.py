@@ -103,7 +103,7 @@ def test_remove_cascades_and_deletes_secret() -> None:
 
     home = _seed_home()
     assert keyring.get_password("eventdesk", "datasource/couch") == "canary-secret-42"
-    removed = home.remove("datasource", "couch")
+    removed = home.remove("datasource", "couch", cascade=True)
     assert removed == ["route 'to-subutest'", "model 'accounts'", "datasource 'couch'"]
     assert keyring.get_password("eventdesk", "datasource/couch") is None
     assert Home.open().workspace.routes == {}

@@ -317,7 +317,7 @@ def test_remove_asks_first(qtbot: QtBot, make_window: MakeWindow, home: Home) ->
     window.do_action("remove", "datasource", "prod")
     qtbot.waitUntil(lambda: window.confirm_box is not None and window.confirm_box.isVisible())
     box = window.confirm_box
-    assert box is not None and "models: accounts" in box.text()
+    assert box is not None and "\u2022 model 'accounts'" in box.text()
     box.button(QMessageBox.StandardButton.Cancel).click()
     qtbot.waitUntil(lambda: window.confirm_box is None)
     assert "prod" in home.workspace.datasources

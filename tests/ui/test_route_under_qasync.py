@@ -1,0 +1,55 @@
+"""Routes under qasync, the app's loop: timers that fire a little early must not lose a save.
+
+qasync turns a timer's delay into whole milliseconds (rounding down) and Qt's coarse timers may
+fire a little early, so a callback scheduled with ``call_at`` can run before ``loop.time()``
+reaches its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+from eventdesk.core.runtime import ModelRunner, Runtime
+from tests.core.test_runtime import captured_events, routed_home
+from tests.peers.servers import MqttBroker, Subscriber
+
+pytestmark = pytest.mark.gui
+
+
+def test_a_trickle_s_route_position_is_recorded_under_qasync(
+    qapp: QApplication,
+    isolated_home: Path,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+) -> None:
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
+    sub = subscriber(unique_topic + "/#")
+    recorded: list[int | None] = []
+
+    async def trickle() -> None:
+        runtime = Runtime(home.workspace, home.capture)
+        runner = ModelRunner(runtime, "accounts")
+        await runtime.start_route("out")
+        events = captured_events(30)
+        for i in range(0, 30, 3):  # a few events at a time, each lot acknowledged before the next
+            await runner.deliver(events[i : i + 3], i + 2)
+            await asyncio.to_thread(sub.wait_for, i + 3, 15)
+            # Fewer than ROUTE_SAVE_EVERY events: recorded ROUTE_SAVE_S (20 ms) after their
+            # acknowledgement while the route keeps running (``status`` in another process reads it).
+            await asyncio.sleep(0.2)
+            recorded.append(home.capture.route_position("out"))
+        route = runtime.routes["out"]
+        assert route.task is not None and not route.task.done()
+        await runtime.aclose()
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(trickle())
+    assert recorded == list(range(3, 33, 3))
+    home.close()
