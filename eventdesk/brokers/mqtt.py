@@ -1101,6 +1101,10 @@ class MqttPublisher(Publisher):
             return "a publish topic may not contain the wildcards + or #"
         if "\x00" in topic:
             return "a topic may not contain the NUL character"
+        if topic[0] == "$":
+            return (
+                "topics starting with $ belong to the broker ($SYS/...); MQTT clients may not publish to them"
+            )
         if len(topic.encode("utf-8")) > 65535:
             return "a topic may be at most 65535 bytes"
         return None

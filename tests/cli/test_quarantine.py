@@ -54,6 +54,7 @@ def test_quarantined_events_can_be_retried_dropped_and_exported(
         assert "1 event(s) dropped" in ok(*h, "quarantine", "drop", "--route", "out", "--pos", str(pos_b))
         assert [e["pos"] for e in quarantine(home)] == [pos_a]
         assert status(home)["routes"]["out"]["quarantined"] == 1
+        assert "backlog=0 quarantined=1" in ok(*h, "status")
         sub.wait_until(lambda got: {"ok-1/v1", "ok-2/v1"} <= {m.topic for m in got})
     finally:
         assert run.stop() == 0
@@ -105,6 +106,12 @@ def test_quarantine_commands_name_what_is_wrong(tmp_path: Path, mqtt_broker: Mqt
         *h, "route", "add", "bad", "--model", "docs", "--broker", "out-broker", "--on-poison", "skip"
     )
     assert result.returncode == 2 and "route 'bad': field 'on_poison'" in result.stderr
+    bad_topic = ("--topic", "$SYS/{key}")
+    result = eventdesk(*h, "route", "add", "bad", "--model", "docs", "--broker", "out-broker", *bad_topic)
+    assert (
+        result.returncode == 2
+        and "route 'bad': field 'topic': topics starting with $ belong" in result.stderr
+    )
 
 
 def test_route_help_says_how_values_are_escaped_in_topics() -> None:
