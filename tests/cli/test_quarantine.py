@@ -84,7 +84,7 @@ def test_quarantined_events_can_be_retried_dropped_and_exported(
     finally:
         sub.close()
         assert run.stop() == 0
-    assert not any(m.topic == "ok-1/v1" for m in got[3:])  # the rest was not sent again
+    assert [m.topic for m in got].count("ok-1/v1") == 1  # the rest was not sent again
 
 
 def test_quarantine_commands_name_what_is_wrong(tmp_path: Path, mqtt_broker: MqttBroker) -> None:
