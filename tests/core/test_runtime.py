@@ -16,7 +16,7 @@ from eventdesk.core import runtime as runtime_module
 from eventdesk.core.capture import Appended
 from eventdesk.core.contracts import Publisher, State
 from eventdesk.core.envelope import Event
-from eventdesk.core.errors import BrokerError, ConnectorError, PoisonError
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, PoisonError
 from eventdesk.core.home import Home
 from eventdesk.core.runtime import ModelRunner, RouteWorker, Runtime
 from eventdesk.core.workspace import ROUTE_SCHEMA, BrokerConfig
@@ -314,4 +314,102 @@ async def test_a_refused_message_in_a_batch_is_found_and_quarantined_and_the_res
     assert entries[0].reason == "field 'topic': not authorized"
     assert entries[1].reason == "field 'message': refused 3 times: quota exceeded"
     await runtime.aclose()
+    home.close()
+
+
+class DroppingPublisher(RefusingPublisher):
+    """A broker stand-in (pure logic: the route's poison search) whose connection drops, failing
+    everything in flight, each time a message to ``poison`` is sent, or each ``every``-th send."""
+
+    def __init__(self, poison: str = "", every: int = 0) -> None:
+        super().__init__(forbidden="", busy="")
+        self.poison, self.every = poison, every
+        self.sends = self.drops = 0
+        self.pending: list[asyncio.Future[None]] = []
+        self.up = asyncio.Event()
+        self.up.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.up.is_set()
+
+    async def wait_connected(self) -> None:
+        await self.up.wait()
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.sends += 1
+        topics = [topic for topic, _ in messages]
+        self.pending.append(future)
+        if self.poison in topics or (self.every and self.sends % self.every == 0):
+            loop.call_soon(self._drop)
+        else:
+            loop.call_soon(self._ack, future, topics)
+        return future
+
+    def _ack(self, future: asyncio.Future[None], topics: list[str]) -> None:
+        if not future.done():
+            self.taken += topics
+            future.set_result(None)
+
+    def _drop(self) -> None:
+        self.drops += 1
+        self.up.clear()
+        for future in self.pending:
+            if not future.done():
+                future.set_exception(BrokerDisconnectedError("the connection dropped"))
+        self.pending.clear()
+        asyncio.get_running_loop().call_later(0.005, self.up.set)
+
+
+async def _publish_all(isolated_home: Path, publisher: Publisher, count: int) -> tuple[Home, RouteWorker]:
+    """Route ``count`` captured events through ``publisher`` until the route is past them all."""
+    home = Home.open(str(isolated_home))
+    home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
+    home.add_model("accounts", "hooks", {})
+    home.add_broker("mosq", "mqtt", {"url": "mqtt://127.0.0.1:1"})  # never used: the route gets the fake
+    home.add_route("out", "accounts", "mosq", {"topic": "t/{key}", "qos": 1})
+    home.capture.append("accounts", captured_events(count), checkpoint=None)
+    runtime = Runtime(home.workspace, home.capture)
+    worker = RouteWorker(runtime, home.workspace.route("out"))
+    task = asyncio.create_task(worker._publish_forever(publisher))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while worker.position < count and loop.time() < deadline:  # noqa: ASYNC110 - no event marks progress
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await runtime.aclose()  # the capture thread wrote what the route submitted
+    return home, worker
+
+
+@pytest.mark.asyncio
+async def test_a_message_the_connection_drops_on_each_time_is_singled_out_and_quarantined(
+    isolated_home: Path,
+) -> None:
+    fake = DroppingPublisher(poison="t/k5")
+    home, worker = await _publish_all(isolated_home, fake, 10)
+    assert worker.position == 10
+    # Two drops with the same first unacknowledged event, then one event at a time: the
+    # poison dropped the connection three times in a row, alone.
+    assert fake.drops == runtime_module.ISOLATE_AFTER_DROPS + runtime_module.POISON_DROPS
+    assert sorted(set(fake.taken)) == sorted(f"t/k{i}" for i in range(10) if i != 5)
+    entries = home.capture.quarantine_entries("out")
+    assert [(e.key, e.field, e.attempts) for e in entries] == [("k5", "message", 1)]
+    assert "closed the connection each time this message was sent (3 times in a row)" in entries[0].reason
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_connection_drops_that_follow_no_message_quarantine_nothing(isolated_home: Path) -> None:
+    fake = DroppingPublisher(every=3)  # drops whatever is being sent: a broker restarting often
+    home, worker = await _publish_all(isolated_home, fake, 1500)
+    assert worker.position == 1500
+    assert fake.drops > 10
+    assert set(fake.taken) == {f"t/k{i}" for i in range(1500)}
+    assert home.capture.quarantine_entries("out") == []
     home.close()
