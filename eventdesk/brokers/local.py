@@ -35,7 +35,7 @@ from eventdesk.brokers.mqtt import SCHEMA as MQTT_SCHEMA
 from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.core import ports
 from eventdesk.core.contracts import Publisher, State, StateChange
-from eventdesk.core.errors import BrokerError
+from eventdesk.core.errors import BrokerError, PoisonError
 from eventdesk.core.settings_schema import Field, Schema, check_host
 from eventdesk.core.workspace import BrokerConfig
 
@@ -321,6 +321,12 @@ class LocalBrokerPublisher(Publisher):
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         return self.inner.publish(topic, payload, qos, retain)
+
+    def message_bounds(self) -> tuple[int, int]:
+        return self.inner.message_bounds()
+
+    def check_message(self, topic: str, payload: bytes, qos: int) -> PoisonError | None:
+        return self.inner.check_message(topic, payload, qos)
 
     def publish_many(
         self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool

@@ -62,8 +62,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from eventdesk.core.contracts import Publisher, State, StateChange
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError
+from eventdesk.core.contracts import MAX_TOPIC_BYTES, Publisher, State, StateChange
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
 from eventdesk.core.settings_schema import Field, Schema, check_pem_file, redact_url
 from eventdesk.core.workspace import BrokerConfig
 
@@ -154,9 +154,19 @@ _RC_BANNED = 138
 _RC_BAD_AUTH_METHOD = 140
 _RC_SESSION_TAKEN_OVER = 142
 _RC_TOPIC_NAME_INVALID = 144
+_RC_PACKET_TOO_LARGE = 149
 _RC_PAYLOAD_FORMAT_INVALID = 153
 _RC_USE_ANOTHER_SERVER = 156
 _RC_SERVER_MOVED = 157
+# PUBACK reason codes that no resend can change, and the message's part each is about.
+_PERMANENT_REFUSALS = {
+    _RC_NOT_AUTHORIZED: "topic",
+    _RC_TOPIC_NAME_INVALID: "topic",
+    _RC_PACKET_TOO_LARGE: "payload",
+    _RC_PAYLOAD_FORMAT_INVALID: "payload",
+}
+# The largest MQTT packet (a 4-byte remaining length of at most 268,435,455, plus its header).
+_MAX_PACKET = 268435455 + 5
 
 # OpenSSL X509_V_ERR_HOSTNAME_MISMATCH / X509_V_ERR_IP_ADDRESS_MISMATCH
 _VERIFY_NAME_MISMATCH = (62, 64)
@@ -446,6 +456,7 @@ class _Connection:
         self._flush_scheduled = False
         self._refused: ReasonCode | None = None
         self._receive_maximum: int | None = None
+        self.max_packet = _MAX_PACKET  # lowered to an MQTT 5 broker's Maximum Packet Size
         self._disconnect_reason: tuple[bool, ReasonCode] | None = None
         self._handshake_errors: list[str] = []
         self._sock: Any = None  # the socket registered with the loop
@@ -626,8 +637,10 @@ class _Connection:
                     else self._publish_qos2(topic, payload, retain)
                 )
             except ValueError as exc:
-                raise BrokerError(
-                    f"cannot publish to topic {topic!r}: {exc}", obj=label, terminal=True
+                raise PoisonError(
+                    f"cannot publish to topic {topic[:200]!r}: {exc}",
+                    obj=label,
+                    field="payload" if "Payload" in str(exc) else "topic",
                 ) from None
         except BrokerError as exc:
             future.set_exception(exc)
@@ -797,6 +810,9 @@ class _Connection:
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
         if isinstance(receive_maximum, int) and receive_maximum > 0:
             self._receive_maximum = receive_maximum
+        max_packet = getattr(properties, "MaximumPacketSize", None)
+        if isinstance(max_packet, int) and max_packet > 0:
+            self.max_packet = max_packet
         if self.stopping:
             client.disconnect()
             return
@@ -836,13 +852,12 @@ class _Connection:
         if future.done():
             return  # cancelled by its caller
         if reason_code.is_failure:
+            why = f"the broker refused the message: {reason_code}"
+            part = _PERMANENT_REFUSALS.get(reason_code.value)
             future.set_exception(
-                BrokerError(
-                    f"the broker refused the message: {reason_code}",
-                    obj=self.params.label,
-                    terminal=reason_code.value
-                    in (_RC_NOT_AUTHORIZED, _RC_TOPIC_NAME_INVALID, _RC_PAYLOAD_FORMAT_INVALID),
-                )
+                PoisonError(why, obj=self.params.label, field=part)
+                if part is not None
+                else BrokerError(why, obj=self.params.label)
             )
         else:
             future.set_result(None)
@@ -1086,11 +1101,41 @@ class MqttPublisher(Publisher):
             return "a publish topic may not contain the wildcards + or #"
         if "\x00" in topic:
             return "a topic may not contain the NUL character"
+        if topic[0] == "$":
+            return (
+                "topics starting with $ belong to the broker ($SYS/...); MQTT clients may not publish to them"
+            )
         if len(topic.encode("utf-8")) > 65535:
             return "a topic may be at most 65535 bytes"
         return None
 
     # -- the Publisher contract -----------------------------------------------------------
+
+    def message_bounds(self) -> tuple[int, int]:
+        conn = self._conn
+        max_packet = conn.max_packet if conn is not None else _MAX_PACKET
+        # A topic of up to MAX_TOPIC_BYTES // 4 characters is at most MAX_TOPIC_BYTES bytes;
+        # the rest of a PUBLISH's header (fixed header, topic length, mid, properties) is < 16 bytes.
+        return MAX_TOPIC_BYTES // 4, max_packet - MAX_TOPIC_BYTES - 16
+
+    def check_message(self, topic: str, payload: bytes, qos: int) -> PoisonError | None:
+        problem = self.validate_topic(topic)
+        if problem is not None:
+            return PoisonError(problem, obj=self._label, field="topic")
+        conn = self._conn
+        max_packet = conn.max_packet if conn is not None else _MAX_PACKET
+        remaining = 2 + len(topic.encode()) + (2 if qos else 0) + len(payload)
+        if conn is not None and conn.params.protocol == mqtt.MQTTv5:
+            remaining += 1  # the (empty) property length
+        size = 2 + remaining + (remaining > 127) + (remaining > 16383) + (remaining > 2097151)
+        if size > max_packet:
+            return PoisonError(
+                f"the message is {size} bytes (a payload of {len(payload)}); the broker takes packets of at "
+                f"most {max_packet} bytes",
+                obj=self._label,
+                field="payload",
+            )
+        return None
 
     async def start(self) -> None:
         """Begin connecting in the background; problems are reported through ``on_state``.

@@ -61,6 +61,7 @@ def _add_schema_flags(
                 continue
             seen.add(f.name)
             help_text = f.help + (f" (default: {f.default})" if f.default not in (None, "") else "")
+            help_text = help_text.replace("%", "%%")  # argparse %-formats help texts
             if f.type == "bool":
                 parser.add_argument(
                     _flag(f),
@@ -371,6 +372,7 @@ def _status(home: Home) -> dict[str, Any]:
             "checkpoint": checkpoints.get(name),
             "events": cap.count(name),
         }
+    quarantined = cap.quarantine_counts()
     routes = {}
     for name, r in home.workspace.routes.items():
         st = states.get(f"route/{name}")
@@ -383,6 +385,7 @@ def _status(home: Home) -> dict[str, Any]:
             "detail": st[1] if st else None,
             "position": pos,
             "backlog": cap.count(r.model, after=pos),
+            "quarantined": quarantined.get(name, 0),
         }
     brokers = {}
     for name in home.workspace.brokers:
@@ -401,6 +404,7 @@ def _status(home: Home) -> dict[str, Any]:
                 "checkpoint": None,
                 "events": 0,
                 "backlog": 0,
+                "quarantined": quarantined.get(bad.name, 0) if bad.object_type == "route" else 0,
             }
     return {"models": models, "routes": routes, "brokers": brokers}
 
@@ -420,7 +424,10 @@ def _cmd_status(home: Home, args: argparse.Namespace) -> int:
     for name, r in status["routes"].items():
         detail = f" ({r['detail']})" if r["detail"] else ""
         flag = "" if r["enabled"] else " disabled"
-        print(f"  {name}: {r['state']}{detail}{flag}  {r['model']} -> {r['broker']} backlog={r['backlog']}")
+        print(
+            f"  {name}: {r['state']}{detail}{flag}  {r['model']} -> {r['broker']} backlog={r['backlog']}"
+            f" quarantined={r['quarantined']}"
+        )
     print("brokers:")
     for name, b in status["brokers"].items():
         detail = f" ({b['detail']})" if b["detail"] else ""
@@ -496,7 +503,11 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``handler(home, args) -> int``
 # on its parsers with ``set_defaults``.
-COMMAND_MODULES: tuple[str, ...] = ("eventdesk.cli.export_commands", "eventdesk.cli.demo_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "eventdesk.cli.export_commands",
+    "eventdesk.cli.demo_commands",
+    "eventdesk.cli.quarantine_commands",
+)
 
 
 def _command_modules() -> list[Any]:

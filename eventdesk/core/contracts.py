@@ -15,11 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from eventdesk.core.errors import PoisonError
+
 if TYPE_CHECKING:
     from eventdesk.core.envelope import Event
     from eventdesk.core.intake import Intake
     from eventdesk.core.settings_schema import Schema
     from eventdesk.core.workspace import BrokerConfig, DatasourceConfig, ModelConfig
+
+
+# MQTT's limits, the default for every broker: a topic of 65,535 bytes, a packet of 256 MB.
+MAX_TOPIC_BYTES = 65535
+MAX_PAYLOAD_BYTES = 268435455 - MAX_TOPIC_BYTES - 16
 
 
 class State(enum.StrEnum):
@@ -127,6 +134,25 @@ class Publisher(ABC):
     def validate_topic(topic: str) -> str | None:
         """Return why ``topic`` (after template expansion) cannot be published to, or None."""
 
+    def message_bounds(self) -> tuple[int, int]:
+        """``(topic characters, payload bytes)``: a message within both needs no
+        :meth:`check_message` (the route compares two lengths per message, nothing more)."""
+        return MAX_TOPIC_BYTES // 4, MAX_PAYLOAD_BYTES
+
+    def check_message(self, topic: str, payload: bytes, qos: int) -> PoisonError | None:
+        """Why this broker can never take this message (a :class:`PoisonError` whose field is
+        ``topic`` or ``payload``), or None; asked only for messages beyond :meth:`message_bounds`."""
+        problem = self.validate_topic(topic)
+        if problem is not None:
+            return PoisonError(problem, obj=self.config.label, field="topic")
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return PoisonError(
+                f"the payload is {len(payload)} bytes; the broker takes at most {MAX_PAYLOAD_BYTES}",
+                obj=self.config.label,
+                field="payload",
+            )
+        return None
+
     @abstractmethod
     async def start(self) -> None:
         """Begin connecting; keep reconnecting with backoff until :meth:`close`."""
@@ -143,7 +169,9 @@ class Publisher(ABC):
     @abstractmethod
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
         """Send one message; the future resolves on acknowledgement (QoS >= 1) or acceptance
-        (QoS 0), and fails with BrokerDisconnectedError if the connection drops first."""
+        (QoS 0), and fails with BrokerDisconnectedError if the connection drops first, with a
+        PoisonError if the broker refuses it for good, with another BrokerError if it refuses it
+        for now."""
 
     def publish_many(
         self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool

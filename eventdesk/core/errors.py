@@ -86,6 +86,16 @@ class OutputError(EventDeskError):
     exit_code = 9
 
 
+class PoisonError(BrokerError):
+    """One message its broker can never take, however often it is sent: a topic that is invalid
+    or too long after expansion, a payload over the broker's maximum, a refusal the broker reports
+    as permanent. ``field`` is the message's part at fault (``topic`` or ``payload``); the route
+    quarantines the event (or stops, with ``on_poison stop``) and goes on with the others."""
+
+    def __init__(self, message: str, *, obj: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, obj=obj, field=field, terminal=True)
+
+
 class JobCancelledError(EventDeskError):
     """A long job (export, import, replay) was cancelled by the user; it left nothing half-done."""
 

@@ -20,7 +20,13 @@ from eventdesk.core import json_codec
 from eventdesk.core.capture import Appended, Capture, CapturedEvent, RouteRow
 from eventdesk.core.contracts import Connector, Publisher, State, StateChange
 from eventdesk.core.envelope import Event, encode_payload
-from eventdesk.core.errors import BrokerDisconnectedError, ConnectorError, EventDeskError
+from eventdesk.core.errors import (
+    BrokerDisconnectedError,
+    BrokerError,
+    ConnectorError,
+    EventDeskError,
+    PoisonError,
+)
 from eventdesk.core.intake import Intake
 from eventdesk.core.rate import RateMeter
 from eventdesk.core.registry import broker_class, connector_class
@@ -34,6 +40,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 StateListener = Callable[[str, StateChange], None]
+# ``listener(route, pos, field, reason)``: the route set the event at capture position ``pos`` aside.
+QuarantineListener = Callable[[str, int, str, str], None]
 BatchListener = Callable[[str, list[CapturedEvent]], None]
 
 ROUTE_BATCH = 1000  # events a route has outstanding at most (sent, or acked and not yet recorded)
@@ -53,6 +61,17 @@ ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flig
 ROUTE_TAIL = 2 * ROUTE_BATCH
 ROUTE_TAIL_BYTES = 8 * 1024 * 1024
 STOP_TIMEOUT = 2.0
+# Poison events (see RouteWorker._failed): after this many connection drops with the same first
+# unacknowledged event, a route sends one event at a time until it is past what was in flight;
+# an event after which the connection drops POISON_DROPS times in a row (each within
+# POISON_DROP_S of sending it alone while connected) is quarantined, as is one the broker
+# refused POISON_REFUSALS times for a reason it does not call permanent.
+ISOLATE_AFTER_DROPS = 2
+POISON_DROPS = 3
+POISON_DROP_S = 5.0
+POISON_REFUSALS = 3
+REFUSAL_PAUSE_S = 1.0
+QUARANTINE_POLL_S = 1.0  # how often a route looks for quarantined events the user asked to retry
 INTAKE_INLINE_MAX = 8  # a connector thread stores batches this small itself (core/intake.py)
 
 
@@ -75,6 +94,7 @@ class RouteStatus:
     state: StateChange
     position: int
     backlog: int
+    quarantined: int = 0
 
 
 class ModelRunner:
@@ -197,6 +217,22 @@ class BrokerLink:
         secret = resolve_secret(cfg.secret, cfg.label)
         self.publisher: Publisher = cls(config=cfg, secret=secret, on_state=self._on_state)
         self.started = False
+        # The route sending one event at a time to find a poison (RouteWorker._failed): the other
+        # routes of this broker send nothing meanwhile, so a drop is that event's doing.
+        self.isolating: RouteWorker | None = None
+
+    def release_isolation(self, worker: RouteWorker) -> None:
+        if self.isolating is worker:
+            self.isolating = None
+            for other in self.runtime.routes.values():
+                if other.broker == self.name:
+                    other.wake.set()
+
+    def alone(self, worker: RouteWorker) -> bool:
+        """Whether no other route of this broker has messages in flight."""
+        return not any(
+            w.inflight for w in self.runtime.routes.values() if w.broker == self.name and w is not worker
+        )
 
     @property
     def key(self) -> str:
@@ -234,6 +270,20 @@ class RouteWorker:
         self.format: str = cfg.settings["format"]
         self.qos: int = cfg.settings["qos"]
         self.retain: bool = cfg.settings["retain"]
+        self.on_poison: str = cfg.settings.get("on_poison", "quarantine")
+        self.quarantined = 0  # events this route set aside since it started
+        self.set_aside: set[int] = set()  # their positions, so a resend does not record them again
+        self.halt: PoisonError | None = None  # on_poison stop: raised once what precedes it is settled
+        self.link: BrokerLink | None = None
+        # Poison detection (see _failed): one event at a time up to this position while set.
+        self.isolate_to: int | None = None
+        self.drop_pos = -1  # the position at the last connection drop, and how many in a row there
+        self.drops = 0
+        # The lone event in flight, when it was sent, and whether it was alone on the connection.
+        self.single: tuple[RouteRow, float, bool] | None = None
+        self.suspect = (-1, 0)  # (position, drops right after it was sent alone)
+        self.refused = (-1, 0)  # (position, refusals not called permanent)
+        self.next_poll = 0.0  # loop time of the next look for entries to retry
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.position = 0
@@ -277,17 +327,21 @@ class RouteWorker:
     async def _run(self) -> None:
         link: BrokerLink | None = None
         try:
-            link = self.runtime._broker_link(self.broker)
+            link = self.link = self.runtime._broker_link(self.broker)
             publisher = await link.acquire()
             stored = await self.runtime.db(self.runtime.capture.route_position, self.name)
             self.position = stored if stored is not None else 0
             self.runtime._set_state(self.key, StateChange(State.CONNECTING))
             await self._publish_forever(publisher)
+        except PoisonError as exc:  # on_poison stop: this route stops; the rest runs on
+            log.error("%s", exc.describe())
+            self.runtime._set_state(self.key, StateChange(State.ERROR, exc.describe()))
         except EventDeskError as exc:  # missing secret, refused credentials, TLS failure, ...
             self.runtime._set_state(self.key, StateChange(State.ERROR, exc.describe()))
             self.runtime._terminal(self.key, exc)
         finally:
             if link is not None:
+                link.release_isolation(self)
                 await link.release()
 
     async def _publish_forever(self, publisher: Publisher) -> None:
@@ -303,9 +357,17 @@ class RouteWorker:
         """
         capture = self.runtime.capture
         inflight = self.inflight
+        loop = asyncio.get_running_loop()
         sent = self.position  # the last position handed to the publisher
         try:
             while True:
+                self.wake.clear()
+                failure = self._collect(inflight)
+                if failure is not None:  # resend what followed (or find the poison in it)
+                    sent = await self._failed(failure, sent)
+                    continue
+                if self.halt is not None and not inflight:
+                    raise self.halt
                 if not publisher.connected:
                     self._abandon(inflight)
                     sent = self.position
@@ -313,14 +375,23 @@ class RouteWorker:
                         self._save_position()
                     await publisher.wait_connected()
                     self.runtime._set_state(self.key, StateChange(State.RUNNING))
-                self.wake.clear()
-                if not self._collect(inflight):  # the connection dropped: resend what followed
-                    sent = self.position
                     continue
                 if self.unsaved and self._save_now():
                     self._save_position()
-                room = 0 if self.draining else ROUTE_BATCH - self.outstanding - self.unsaved
-                if inflight and room < ROUTE_READ_MIN:
+                if loop.time() >= self.next_poll:
+                    self.next_poll = loop.time() + QUARANTINE_POLL_S
+                    loop.call_at(self.next_poll, self.wake.set)
+                    await self._retry_quarantined(publisher)
+                    continue
+                room = 0 if self.draining or self.halt else ROUTE_BATCH - self.outstanding - self.unsaved
+                link = self.link
+                if self.isolate_to is not None or (link is not None and link.isolating is not None):
+                    if link is not None and link.isolating is None:
+                        link.isolating = self
+                    isolating = link is None or link.isolating is self
+                    # One event at a time, while the other routes of the broker wait.
+                    room = 0 if inflight or self.draining or self.halt or not isolating else 1
+                elif inflight and room < ROUTE_READ_MIN:
                     room = 0  # wait for a larger gap rather than read a handful
                 if room:
                     rows = self._take_tail(sent, room)
@@ -341,6 +412,170 @@ class RouteWorker:
                 if self.unsaved:
                     self._save_position()
             raise
+        except PoisonError:  # on_poison stop: record what was acknowledged before it
+            with contextlib.suppress(Exception):
+                self._collect(inflight)
+                self._abandon(inflight)
+                if self.unsaved:
+                    self._save_position()
+            raise
+
+    async def _failed(self, failure: BaseException, sent: int) -> int:
+        """A batch failed (everything in flight is abandoned): decide what to send next and
+        return the position to resend from.
+
+        A dropped connection is usually the network or a broker restart, and everything is
+        resent. But a broker may also drop the connection because of one message (too big for
+        MQTT 3.1.1, a topic its ACL denies): after ISOLATE_AFTER_DROPS drops with the same first
+        unacknowledged event, the route sends one event at a time up to what was in flight, and
+        an event after which the connection drops POISON_DROPS times in a row, right after it
+        was sent alone, is a poison. A refused batch is resent one event at a time too, to find
+        the event refused: a permanent refusal (PoisonError) makes it a poison at once, any
+        other refusal after POISON_REFUSALS tries.
+        """
+        single, self.single = self.single, None
+        if not isinstance(failure, BrokerError):
+            raise failure
+        if isinstance(failure, BrokerDisconnectedError):
+            if single is not None:
+                row, at, alone = single
+                if alone and asyncio.get_running_loop().time() - at <= POISON_DROP_S:
+                    pos, drops = self.suspect
+                    drops = drops + 1 if pos == row[0] else 1
+                    self.suspect = (row[0], drops)
+                    if drops >= POISON_DROPS:
+                        topic, payload = self._message(row)
+                        self._poisoned(
+                            row,
+                            "message",
+                            f"the broker closed the connection each time this message was sent ({drops} times "
+                            f"in a row): too big for it (a payload of {len(payload)} bytes), or a topic it "
+                            f"refuses ({topic[:100]!r})",
+                        )
+                return self.position
+            if self.position == self.drop_pos:
+                self.drops += 1
+            else:
+                self.drop_pos, self.drops = self.position, 1
+            if self.drops >= ISOLATE_AFTER_DROPS and sent > self.position:
+                if self.isolate_to is None:
+                    log.warning(
+                        "%s: the connection dropped %d times with the event after capture position %d "
+                        "first in flight; sending one event at a time up to position %d",
+                        self.label,
+                        self.drops,
+                        self.position,
+                        sent,
+                    )
+                self.isolate_to = max(self.isolate_to or 0, sent)
+            return self.position
+        if single is None:  # refused somewhere in a batch: find which event
+            if sent > self.position:
+                self.isolate_to = max(self.isolate_to or 0, sent)
+            return self.position
+        row = single[0]
+        if isinstance(failure, PoisonError):
+            self._poisoned(row, failure.field or "message", failure.detail)
+            return self.position
+        pos, refusals = self.refused
+        refusals = refusals + 1 if pos == row[0] else 1
+        self.refused = (row[0], refusals)
+        if refusals >= POISON_REFUSALS:
+            self._poisoned(row, "message", f"refused {refusals} times: {failure.detail}")
+        else:
+            log.warning(
+                "%s: %s; sending it again in %g s", self._describe(row), failure.detail, REFUSAL_PAUSE_S
+            )
+            await asyncio.sleep(REFUSAL_PAUSE_S)
+        return self.position
+
+    @property
+    def label(self) -> str:
+        return f"route {self.name!r}"
+
+    def _describe(self, row: RouteRow) -> str:
+        """The route and the event of ``row`` as a user finds them (a huge key is cut short)."""
+        key = row[4]
+        shown = repr(key) if len(key) <= 80 else f"{key[:60]!r}... ({len(key)} characters)"
+        return f"{self.label}: event {shown} of model {self.model!r} (capture position {row[0]})"
+
+    def _poisoned(
+        self, row: RouteRow, field: str, why: str, *, in_order: bool = True, retried: bool = False
+    ) -> None:
+        """The event of ``row`` can never be published as the route stands: quarantine it (the
+        route goes past it) or, with on_poison stop, stop the route (raises PoisonError).
+
+        ``in_order``: ``row`` is the next event after ``position`` (sent alone), so the position
+        moves past it here; otherwise the batch it was left out of moves it, or (``retried``) it
+        is a quarantined event the user asked to retry."""
+        pos = row[0]
+        if pos in self.set_aside and not retried and self.on_poison != "stop":
+            return  # met again in a resend: recorded already
+        if self.on_poison == "stop":
+            raise PoisonError(
+                f"event {row[4][:80]!r} of model {self.model!r} (capture position {pos}) cannot be published: "
+                f"field {field!r}: {why} (on_poison stop; quarantine it with on_poison quarantine, or fix the "
+                "route, then start it again)",
+                obj=self.label,
+                field="on_poison",
+            )
+        reason = f"field {field!r}: {why}"
+        log.warning("%s quarantined: %s", self._describe(row), reason)
+        quarantine = self.runtime.capture.quarantine_add
+        submitted = self.runtime._executor.submit(quarantine, self.name, pos, field, reason)
+        asyncio.wrap_future(submitted).add_done_callback(self._quarantine_saved)
+        self.quarantined += 1
+        if len(self.set_aside) >= ROUTE_BATCH:  # those behind the position are not met again
+            self.set_aside = {p for p in self.set_aside if p > self.position}
+        self.set_aside.add(pos)
+        self.suspect = self.refused = (-1, 0)
+        if in_order and pos > self.position:
+            self.position = pos  # saved after the quarantine entry (the capture thread keeps the order)
+            self.unsaved += 1
+            self._isolated_past()
+        self.runtime._quarantined(self.name, pos, field, reason)
+
+    def _quarantine_saved(self, saving: asyncio.Future[None]) -> None:
+        if not saving.cancelled() and saving.exception() is not None:
+            log.error("%s: could not record a quarantined event: %s", self.label, saving.exception())
+
+    def _isolated_past(self) -> None:
+        if self.isolate_to is not None and self.position >= self.isolate_to:
+            self.isolate_to = None
+            if self.link is not None:
+                self.link.release_isolation(self)
+            log.info("%s: past the events in flight at the drops; sending in batches again", self.label)
+
+    def _message(self, row: RouteRow) -> tuple[str, bytes]:
+        _, raw, datasource, op, key = row
+        topic = self.template.render_fields(datasource, self.model, op, key)
+        return topic, raw if self.format == "envelope" else encode_payload(orjson.loads(raw), self.format)
+
+    async def _retry_quarantined(self, publisher: Publisher) -> None:
+        """Publish the quarantined events the user asked to retry (``eventdesk quarantine retry``),
+        one at a time; one that fails again goes back to the quarantine with the new reason."""
+        capture = self.runtime.capture
+        rows = await self.runtime.read_for_route(capture.quarantine_due, self.name)
+        for row in rows:
+            if not publisher.connected:
+                return  # they stay marked: retried once connected
+            topic, payload = self._message(row)
+            problem = publisher.check_message(topic, payload, self.qos)
+            if problem is not None:
+                self._poisoned(row, problem.field or "message", problem.detail, in_order=False, retried=True)
+                continue
+            try:
+                await asyncio.wait_for(publisher.publish(topic, payload, self.qos, self.retain), 30.0)
+            except PoisonError as exc:
+                self._poisoned(row, exc.field or "message", exc.detail, in_order=False, retried=True)
+            except (BrokerError, TimeoutError) as exc:
+                why = exc.detail if isinstance(exc, BrokerError) else "no acknowledgement within 30 s"
+                self._poisoned(
+                    row, "message", f"retried, and failed again: {why}", in_order=False, retried=True
+                )
+            else:
+                await self.runtime.db(capture.quarantine_release, self.name, row[0])
+                log.info("%s published on retry; it left the quarantine", self._describe(row))
 
     def offer(self, appended: Appended) -> None:
         """A batch of this route's model was committed: keep its rows and wake up.
@@ -427,7 +662,7 @@ class RouteWorker:
         handed over."""
         fmt, model = self.format, self.model
         render_fields = self.template.render_fields
-        messages = [
+        messages: list[tuple[str, bytes] | None] = [
             (
                 render_fields(datasource, model, op, key),  # from the columns: no JSON parsing
                 # The stored bytes are the envelope; other formats are made from it.
@@ -435,10 +670,33 @@ class RouteWorker:
             )
             for _, raw, datasource, op, key in rows
         ]
+        # Messages no broker or not this one takes are set aside before sending (two length
+        # comparisons per message; only the long ones are looked at closer).
+        topic_max, payload_max = publisher.message_bounds()
+        poisoned = False
+        for i, message in enumerate(messages):
+            assert message is not None
+            if len(message[0]) > topic_max or len(message[1]) > payload_max:
+                problem = publisher.check_message(message[0], message[1], self.qos)
+                if problem is not None:
+                    try:
+                        self._poisoned(rows[i], problem.field or "message", problem.detail, in_order=False)
+                    except PoisonError as stop:  # on_poison stop: send what precedes it, then stop
+                        self.halt = stop
+                        rows, messages = rows[:i], messages[:i]
+                        break
+                    messages[i] = None
+                    poisoned = True
+        if self.isolate_to is not None and rows and messages[0] is not None and publisher.connected:
+            link = self.link
+            alone = link is None or link.alone(self)  # else a drop may be another route's doing
+            self.single = (rows[0], asyncio.get_running_loop().time(), alone)
         step = ROUTE_SEND_BATCH
         for start in range(0, len(rows), step):
+            part = messages[start : start + step]
+            batch = [m for m in part if m is not None] if poisoned else part
             try:
-                fut = publisher.publish_many(messages[start : start + step], self.qos, self.retain)
+                fut = publisher.publish_many(batch, self.qos, self.retain)  # type: ignore[arg-type]
             except BrokerDisconnectedError:
                 break
             chunk = rows[start : start + step]
@@ -451,11 +709,13 @@ class RouteWorker:
     def _settled(self, _fut: asyncio.Future[None]) -> None:
         self.wake.set()
 
-    def _collect(self, inflight: collections.deque[tuple[int, int, asyncio.Future[None]]]) -> bool:
+    def _collect(
+        self, inflight: collections.deque[tuple[int, int, asyncio.Future[None]]]
+    ) -> BaseException | None:
         """Advance ``position`` over the acknowledged batches at the head of ``inflight``.
 
-        False if the connection dropped (everything in flight is then dropped, to be resent);
-        a publish the broker refused raises its BrokerError.
+        Returns why the first batch not acknowledged failed (BrokerDisconnectedError when the
+        connection dropped; everything in flight is then dropped, to be resent), or None.
         """
         acked = 0
         try:
@@ -466,9 +726,7 @@ class RouteWorker:
                 exc = BrokerDisconnectedError("cancelled") if fut.cancelled() else fut.exception()
                 if exc is not None:
                     self._abandon(inflight)
-                    if isinstance(exc, BrokerDisconnectedError):
-                        return False
-                    raise exc
+                    return exc
                 inflight.popleft()
                 self.outstanding -= count
                 self.unsaved += count
@@ -478,7 +736,11 @@ class RouteWorker:
             if acked:
                 self.published += acked
                 self.meter.add(acked)
-        return True
+                if self.single is not None and self.single[0][0] <= self.position:
+                    self.single = None
+                    self.suspect = self.refused = (-1, 0)
+                self._isolated_past()
+        return None
 
     def _abandon(self, inflight: collections.deque[tuple[int, int, asyncio.Future[None]]]) -> None:
         """Forget everything in flight: it is sent again from ``position``."""
@@ -527,6 +789,7 @@ class Runtime:
         self._state_listeners: list[StateListener] = []
         self._batch_listeners: list[BatchListener] = []
         self._terminal_listeners: list[Callable[[str, EventDeskError], None]] = []
+        self._quarantine_listeners: list[QuarantineListener] = []
         self.total = RateMeter()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -549,6 +812,16 @@ class Runtime:
 
     def on_terminal(self, listener: Callable[[str, EventDeskError], None]) -> None:
         self._terminal_listeners.append(listener)
+
+    def on_quarantine(self, listener: QuarantineListener) -> None:
+        """``listener(route, pos, field, reason)`` each time a route quarantines an event (the
+        entries themselves: ``capture.quarantine_entries``; retry and drop: ``capture.quarantine_retry``,
+        ``capture.quarantine_drop``, which a running route notices within QUARANTINE_POLL_S)."""
+        self._quarantine_listeners.append(listener)
+
+    def _quarantined(self, route: str, pos: int, field: str, reason: str) -> None:
+        for listener in self._quarantine_listeners:
+            listener(route, pos, field, reason)
 
     def _set_state(self, key: str, change: StateChange) -> None:
         if self.states.get(key) == change:
@@ -690,4 +963,20 @@ class Runtime:
             checkpoint=self.capture.checkpoint(name),
             events=runner.meter.total if runner else 0,
             rate=runner.meter.rate() if runner else 0.0,
+        )
+
+    def route_status(self, name: str) -> RouteStatus:
+        """A route's state, its recorded position, its backlog and how many events it has in
+        quarantine (reads capture: call it off the loop when it matters)."""
+        route = self.workspace.route(name)
+        position = self.capture.route_position(name) or 0
+        return RouteStatus(
+            name=name,
+            model=route.model,
+            broker=route.broker,
+            enabled=route.enabled,
+            state=self.state_of(f"route/{name}"),
+            position=position,
+            backlog=self.capture.count(route.model, after=position),
+            quarantined=self.capture.quarantine_counts().get(name, 0),
         )

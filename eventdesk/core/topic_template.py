@@ -1,19 +1,37 @@
-"""Topic templates: ``eventdesk/{datasource}/{model}/{op}`` and friends."""
+"""Topic templates: ``eventdesk/{datasource}/{model}/{op}`` and friends.
+
+A value put into a topic never changes the topic's shape: it is percent-encoded so that it
+stays one level and cannot name a wildcard or a ``$`` topic (``%`` -> ``%25``, ``/`` ->
+``%2F``, ``+`` -> ``%2B``, ``#`` -> ``%23``, NUL -> ``%00``, a leading ``$`` -> ``%24``; an
+empty value becomes ``_``). ``urllib.parse.unquote`` gives the value back. ``{key:levels}``
+lets a value span levels: its ``/`` stay, empty levels become ``_``, the rest is escaped alike.
+"""
 
 from __future__ import annotations
 
+import operator
 import string
 from collections.abc import Callable
 from typing import Any
 
 PLACEHOLDERS = ("datasource", "model", "op", "key")
 DEFAULT_TOPIC = "eventdesk/{datasource}/{model}/{op}"
+LEVELS = "levels"  # the one format spec: {key:levels} keeps the value's '/' as topic levels
+ESCAPING_HELP = (
+    "Values are escaped to stay one level: % / + # NUL and a leading $ become %25 %2F %2B %23 %00 %24; "
+    "{key:levels} keeps a value's / as levels."
+)
 _SAMPLE = {"datasource": "ds", "model": "m", "op": "created", "key": "k"}
 
 
 def placeholders(template: str) -> list[str]:
     """Return the placeholder names in ``template``; raise ValueError if malformed."""
-    names = []
+    return [name for name, _ in _fields(template)]
+
+
+def _fields(template: str) -> list[tuple[str, bool]]:
+    """``(name, levels)`` of each placeholder in ``template``; raise ValueError if malformed."""
+    fields = []
     for _, name, spec, conv in string.Formatter().parse(template):
         if name is None:
             continue
@@ -21,10 +39,10 @@ def placeholders(template: str) -> list[str]:
             raise ValueError(
                 f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
             )
-        if spec or conv:
-            raise ValueError(f"placeholder {{{name}}} takes no format spec")
-        names.append(name)
-    return names
+        if conv or spec not in ("", LEVELS):
+            raise ValueError(f"placeholder {{{name}}} takes no format spec but :{LEVELS}")
+        fields.append((name, spec == LEVELS))
+    return fields
 
 
 def check_template(template: str, validate_topic: Callable[[str], str | None]) -> str | None:
@@ -32,18 +50,35 @@ def check_template(template: str, validate_topic: Callable[[str], str | None]) -
     if not template:
         return "the topic template is empty"
     try:
-        placeholders(template)
+        TopicTemplate(template)
     except ValueError as exc:
         return str(exc)
-    return validate_topic(template.format(**_SAMPLE))
+    return validate_topic(TopicTemplate(template).render(_SAMPLE))
 
 
-def _safe(value: Any) -> str:
-    # Substituted values must not inject wildcards or empty levels into a topic.
+def escape_value(value: Any) -> str:
+    """``value`` as one topic level (see the module docstring); cheap when there is nothing to do."""
     text = value if type(value) is str else str(value)
-    if "+" in text or "#" in text or "\x00" in text:  # scans, cheaper than three replaces
-        text = text.replace("+", "_").replace("#", "_").replace("\x00", "_")
-    return text or "_"
+    # Scans, much cheaper than the replaces: most values need none.
+    if "/" in text or "%" in text or "+" in text or "#" in text or "\x00" in text:
+        text = (
+            text.replace("%", "%25")
+            .replace("/", "%2F")
+            .replace("+", "%2B")
+            .replace("#", "%23")
+            .replace("\x00", "%00")
+        )
+    elif not text:
+        return "_"
+    if text[0] == "$":
+        text = "%24" + text[1:]
+    return text
+
+
+def escape_levels(value: Any) -> str:
+    """``value`` as one or more topic levels: its ``/`` stay, everything else as :func:`escape_value`."""
+    text = value if type(value) is str else str(value)
+    return "/".join([escape_value(level) for level in text.split("/")])
 
 
 class TopicTemplate:
@@ -51,23 +86,49 @@ class TopicTemplate:
 
     def __init__(self, template: str) -> None:
         self.template = template
-        self._names = placeholders(template)
-        self._static = not self._names
-        # For render_fields: the template as a %-format, and which of the four values fill it.
+        fields = _fields(template)
+        self._static = not fields
+        # For render_fields: the template as a %-format, and which of the four values fill it how.
         self._format = "".join(
             literal.replace("%", "%%") + ("%s" if name is not None else "")
             for literal, name, _, _ in string.Formatter().parse(template)
         )
-        self._order = tuple(PLACEHOLDERS.index(name) for name in self._names)
+        self._order = tuple(
+            (PLACEHOLDERS.index(name), escape_levels if levels else escape_value) for name, levels in fields
+        )
+        # The fast path, when no value needs escaping: the values the template takes (one value,
+        # or a tuple of them), scanned at once.
+        self._pick = operator.itemgetter(*(i for i, _ in self._order)) if fields else None
+        self._one = len(fields) == 1
+        self._plain = not any(levels for _, levels in fields)
 
     def render(self, envelope: dict[str, Any]) -> str:
         if self._static:
             return self.template
-        return self.template.format(**{n: _safe(envelope[n]) for n in self._names})
+        get = envelope.get
+        return self.render_fields(get("datasource", ""), get("model", ""), get("op", ""), get("key", ""))
 
     def render_fields(self, datasource: str, model: str, op: str, key: str) -> str:
         """:meth:`render` from the four values themselves (a route's hot path: no dict)."""
         if self._static:
             return self.template
         values = (datasource, model, op, key)
-        return self._format % tuple([_safe(values[i]) for i in self._order])
+        if self._plain and self._pick is not None:
+            # One scan of all the values at once: nearly every topic needs no escaping.
+            picked = self._pick(values)  # the one value, or a tuple of them
+            try:
+                joined = picked if self._one else "".join(picked)
+                clean = bool(joined) and not (
+                    "/" in joined
+                    or "%" in joined
+                    or "+" in joined
+                    or "#" in joined
+                    or "$" in joined
+                    or "\x00" in joined
+                )
+            except TypeError:  # a value that is not a str: the long way
+                clean = False
+            if clean and (self._one or "" not in picked):
+                topic: str = self._format % picked
+                return topic
+        return self._format % tuple([escape(values[i]) for i, escape in self._order])

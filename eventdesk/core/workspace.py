@@ -21,13 +21,14 @@ from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef, new_workspace_id
 from eventdesk.core.settings_schema import Field, Schema, json_kind
-from eventdesk.core.topic_template import DEFAULT_TOPIC, check_template
+from eventdesk.core.topic_template import DEFAULT_TOPIC, ESCAPING_HELP, check_template
 
 SCHEMA_VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OBJECT_TYPES = ("datasource", "model", "broker", "route")
 
+ON_POISON = ("quarantine", "stop")  # what a route does with an event its broker can never take
 ROUTE_SCHEMA = Schema(
     kind="route",
     title="Route",
@@ -39,7 +40,7 @@ ROUTE_SCHEMA = Schema(
             label="Topic template",
             default=DEFAULT_TOPIC,
             required=True,
-            help="Placeholders: {datasource}, {model}, {op}, {key}.",
+            help="Placeholders: {datasource}, {model}, {op}, {key}. " + ESCAPING_HELP,
         ),
         Field(
             "format",
@@ -60,6 +61,16 @@ ROUTE_SCHEMA = Schema(
         ),
         Field("retain", "bool", default=False, help="Ask the broker to keep the last message per topic."),
         Field("enabled", "bool", default=True, help="Publish while running; capture goes on either way."),
+        Field(
+            "on_poison",
+            "choice",
+            label="On a poison event",
+            default="quarantine",
+            choices=ON_POISON,
+            help="An event the broker can never take (topic too long, payload over its maximum, a "
+            "permanent refusal): 'quarantine' sets it aside and goes on (see `eventdesk quarantine`), "
+            "'stop' stops the route.",
+        ),
     ),
 )
 

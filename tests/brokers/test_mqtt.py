@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from eventdesk.brokers.mqtt import MqttPublisher, _PahoClient
 from eventdesk.core.contracts import State
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
 from tests.brokers.conftest import (
     MakeBroker,
     MakePublisher,
@@ -132,9 +132,31 @@ async def test_a_batch_with_a_topic_no_broker_takes_fails_and_stops_there(
     await pub.start()
     await pub.wait_connected()
     batch = pub.publish_many([(f"{unique_topic}/ok", b"1"), (f"{unique_topic}/+", b"2")], 1, False)
-    with pytest.raises(BrokerError, match="cannot publish to topic") as refused:
+    with pytest.raises(PoisonError, match="cannot publish to topic") as refused:
         await asyncio.wait_for(batch, 10)
-    assert refused.value.terminal
+    assert refused.value.terminal and refused.value.field == "topic"
+
+
+@PROTOCOLS
+@pytest.mark.asyncio
+async def test_a_message_over_the_broker_s_maximum_packet_size_is_found_before_sending(
+    protocol: str, make_broker: MakeBroker, make_publisher: MakePublisher, unique_topic: str
+) -> None:
+    broker = make_broker("max_packet_size 100000\n")
+    pub, _ = make_publisher(broker_config(broker.url, protocol=protocol))
+    await pub.start()
+    await pub.wait_connected()
+    topic_max, payload_max = pub.message_bounds()
+    assert topic_max * 4 <= 65535
+    assert pub.check_message(unique_topic, b"x" * 1000, 1) is None
+    assert pub.check_message("t/" + "x" * 70_000, b"", 1) is not None
+    too_big = pub.check_message(unique_topic, b"x" * 200_000, 1)
+    if protocol == "5":  # CONNACK's Maximum Packet Size
+        assert payload_max < 100_000
+        assert isinstance(too_big, PoisonError) and too_big.field == "payload"
+        assert "the broker takes packets of at most 100000 bytes" in too_big.detail
+    else:  # MQTT 3.1.1 has no way to say it: only the connection dropping tells
+        assert payload_max > 100_000 and too_big is None
 
 
 @pytest.mark.asyncio

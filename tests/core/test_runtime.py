@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,12 @@ import pytest
 
 from eventdesk.core import runtime as runtime_module
 from eventdesk.core.capture import Appended
-from eventdesk.core.contracts import State
+from eventdesk.core.contracts import Publisher, State
 from eventdesk.core.envelope import Event
-from eventdesk.core.errors import ConnectorError
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, PoisonError
 from eventdesk.core.home import Home
-from eventdesk.core.runtime import ModelRunner, Runtime
+from eventdesk.core.runtime import ModelRunner, RouteWorker, Runtime
+from eventdesk.core.workspace import ROUTE_SCHEMA, BrokerConfig
 from tests.peers.servers import MqttBroker, Subscriber, free_port
 
 
@@ -211,4 +213,203 @@ async def test_a_route_records_a_lull_s_position_soon_after_its_acknowledgement(
     assert home.capture.route_position("out") == 5
     assert runtime.routes["out"].task is not None and not runtime.routes["out"].task.done()
     await runtime.aclose()
+    home.close()
+
+
+class RefusingPublisher(Publisher):
+    """A broker stand-in (pure logic: the route's handling of refusals): it refuses the messages
+    to ``forbidden`` for good and those to ``busy`` for now, and takes the rest."""
+
+    kind = "refusing"
+    schema = ROUTE_SCHEMA  # unused
+
+    def __init__(self, forbidden: str, busy: str) -> None:
+        super().__init__(config=BrokerConfig("fake", "mqtt", {}), secret=None, on_state=lambda change: None)
+        self.forbidden, self.busy = forbidden, busy
+        self.taken: list[str] = []
+        self.refusals: list[str] = []
+
+    @staticmethod
+    def validate_topic(topic: str) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        pass
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+    async def wait_connected(self) -> None:
+        pass
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
+        return self.publish_many([(topic, payload)], qos, retain)
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for topic, _ in messages:
+            if topic in (self.forbidden, self.busy):
+                self.refusals.append(topic)
+                refusal = "not authorized" if topic == self.forbidden else "quota exceeded"
+                future.set_exception(
+                    PoisonError(refusal, obj="broker 'fake'", field="topic")
+                    if topic == self.forbidden
+                    else BrokerError(refusal, obj="broker 'fake'")
+                )
+                return future
+        self.taken += [topic for topic, _ in messages]
+        future.set_result(None)
+        return future
+
+    async def close(self, timeout: float = 2.0) -> None:
+        pass
+
+    @classmethod
+    async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
+        return "fake"
+
+
+@pytest.mark.asyncio
+async def test_a_refused_message_in_a_batch_is_found_and_quarantined_and_the_rest_goes_on(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "REFUSAL_PAUSE_S", 0.01)
+    home = Home.open(str(isolated_home))
+    home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
+    home.add_model("accounts", "hooks", {})
+    home.add_broker("mosq", "mqtt", {"url": "mqtt://127.0.0.1:1"})  # never used: the route gets the fake
+    home.add_route("out", "accounts", "mosq", {"topic": "t/{key}", "qos": 1})
+    home.capture.append("accounts", captured_events(10), checkpoint=None)
+    runtime = Runtime(home.workspace, home.capture)
+    seen: list[tuple[str, int, str, str]] = []
+    runtime.on_quarantine(lambda *entry: seen.append(entry))
+    worker = RouteWorker(runtime, home.workspace.route("out"))
+    fake = RefusingPublisher(forbidden="t/k3", busy="t/k6")
+    task = asyncio.create_task(worker._publish_forever(fake))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while worker.position < 10 and loop.time() < deadline:  # noqa: ASYNC110 - no event marks progress
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert worker.position == 10
+    # The batch was refused: sent again one at a time, the permanent refusal quarantined at
+    # once, the other after POISON_REFUSALS tries; every other message went through once.
+    assert fake.refusals == ["t/k3", "t/k3", "t/k6", "t/k6", "t/k6"]
+    assert fake.taken == [f"t/k{i}" for i in range(10) if i not in (3, 6)]
+    assert [(route, pos, field) for route, pos, field, _ in seen] == [
+        ("out", 4, "topic"),
+        ("out", 7, "message"),
+    ]
+    await asyncio.to_thread(runtime._executor.submit(lambda: None).result)  # the entries are written
+    entries = home.capture.quarantine_entries("out")
+    assert [(e.key, e.field, e.state) for e in entries] == [
+        ("k3", "topic", "held"),
+        ("k6", "message", "held"),
+    ]
+    assert entries[0].reason == "field 'topic': not authorized"
+    assert entries[1].reason == "field 'message': refused 3 times: quota exceeded"
+    await runtime.aclose()
+    home.close()
+
+
+class DroppingPublisher(RefusingPublisher):
+    """A broker stand-in (pure logic: the route's poison search) whose connection drops, failing
+    everything in flight, each time a message to ``poison`` is sent, or each ``every``-th send."""
+
+    def __init__(self, poison: str = "", every: int = 0) -> None:
+        super().__init__(forbidden="", busy="")
+        self.poison, self.every = poison, every
+        self.sends = self.drops = 0
+        self.pending: list[asyncio.Future[None]] = []
+        self.up = asyncio.Event()
+        self.up.set()
+
+    @property
+    def connected(self) -> bool:
+        return self.up.is_set()
+
+    async def wait_connected(self) -> None:
+        await self.up.wait()
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self.sends += 1
+        topics = [topic for topic, _ in messages]
+        self.pending.append(future)
+        if self.poison in topics or (self.every and self.sends % self.every == 0):
+            loop.call_soon(self._drop)
+        else:
+            loop.call_soon(self._ack, future, topics)
+        return future
+
+    def _ack(self, future: asyncio.Future[None], topics: list[str]) -> None:
+        if not future.done():
+            self.taken += topics
+            future.set_result(None)
+
+    def _drop(self) -> None:
+        self.drops += 1
+        self.up.clear()
+        for future in self.pending:
+            if not future.done():
+                future.set_exception(BrokerDisconnectedError("the connection dropped"))
+        self.pending.clear()
+        asyncio.get_running_loop().call_later(0.005, self.up.set)
+
+
+async def _publish_all(isolated_home: Path, publisher: Publisher, count: int) -> tuple[Home, RouteWorker]:
+    """Route ``count`` captured events through ``publisher`` until the route is past them all."""
+    home = Home.open(str(isolated_home))
+    home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
+    home.add_model("accounts", "hooks", {})
+    home.add_broker("mosq", "mqtt", {"url": "mqtt://127.0.0.1:1"})  # never used: the route gets the fake
+    home.add_route("out", "accounts", "mosq", {"topic": "t/{key}", "qos": 1})
+    home.capture.append("accounts", captured_events(count), checkpoint=None)
+    runtime = Runtime(home.workspace, home.capture)
+    worker = RouteWorker(runtime, home.workspace.route("out"))
+    task = asyncio.create_task(worker._publish_forever(publisher))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while worker.position < count and loop.time() < deadline:  # noqa: ASYNC110 - no event marks progress
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await runtime.aclose()  # the capture thread wrote what the route submitted
+    return home, worker
+
+
+@pytest.mark.asyncio
+async def test_a_message_the_connection_drops_on_each_time_is_singled_out_and_quarantined(
+    isolated_home: Path,
+) -> None:
+    fake = DroppingPublisher(poison="t/k5")
+    home, worker = await _publish_all(isolated_home, fake, 10)
+    assert worker.position == 10
+    # Two drops with the same first unacknowledged event, then one event at a time: the
+    # poison dropped the connection three times in a row, alone.
+    assert fake.drops == runtime_module.ISOLATE_AFTER_DROPS + runtime_module.POISON_DROPS
+    assert sorted(set(fake.taken)) == sorted(f"t/k{i}" for i in range(10) if i != 5)
+    entries = home.capture.quarantine_entries("out")
+    assert [(e.key, e.field, e.attempts) for e in entries] == [("k5", "message", 1)]
+    assert "closed the connection each time this message was sent (3 times in a row)" in entries[0].reason
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_connection_drops_that_follow_no_message_quarantine_nothing(isolated_home: Path) -> None:
+    fake = DroppingPublisher(every=3)  # drops whatever is being sent: a broker restarting often
+    home, worker = await _publish_all(isolated_home, fake, 1500)
+    assert worker.position == 1500
+    assert fake.drops > 10
+    assert set(fake.taken) == {f"t/k{i}" for i in range(1500)}
+    assert home.capture.quarantine_entries("out") == []
     home.close()

@@ -40,6 +40,7 @@ def test_round_trip_and_no_secret_in_file() -> None:
         "qos": 1,
         "retain": False,
         "enabled": True,
+        "on_poison": "quarantine",
     }
 
 
