@@ -549,7 +549,7 @@ class RouteWorker:
     def _message(self, row: RouteRow) -> tuple[str, bytes]:
         _, raw, datasource, op, key = row
         topic = self.template.render_fields(datasource, self.model, op, key)
-        return topic, raw if self.format == "envelope" else encode_payload(orjson.loads(raw), self.format)
+        return topic, raw if self.format == "envelope" else encode_payload(json_codec.loads(raw), self.format)
 
     async def _retry_quarantined(self, publisher: Publisher) -> None:
         """Publish the quarantined events the user asked to retry (``eventdesk quarantine retry``),
