@@ -479,10 +479,16 @@ class Capture:
         return int(row[0])
 
     def latest(
-        self, limit: int, *, models: Iterable[str] | None = None, before: int | None = None
+        self,
+        limit: int,
+        *,
+        models: Iterable[str] | None = None,
+        before: int | None = None,
+        quarantined: bool = False,
     ) -> list[CapturedEvent]:
-        """The newest ``limit`` events (optionally of ``models``, before ``pos``), oldest first."""
-        clauses, params = self._where(models=models, before=before)
+        """The newest ``limit`` events (optionally of ``models``, before ``pos``, only those some
+        route holds in quarantine), oldest first."""
+        clauses, params = self._where(models=models, before=before, quarantined=quarantined)
         sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - clauses are ours, values bound
         with self._lock:
             rows = self._db.execute(sql, (*params, limit)).fetchall()
@@ -509,12 +515,15 @@ class Capture:
         ops: Iterable[str] | None = None,
         since: str | None = None,
         until: str | None = None,
+        quarantined: bool = False,
         chunk: int = 5000,
     ) -> Iterator[tuple[int, bytes]]:
         """Every matching stored envelope in capture order, read in chunks (flat memory)."""
         after = 0
         while True:
-            clauses, params = self._where(models=models, ops=ops, since=since, until=until, after=after)
+            clauses, params = self._where(
+                models=models, ops=ops, since=since, until=until, after=after, quarantined=quarantined
+            )
             with self._lock:
                 rows = self._db.execute(
                     f"SELECT pos, envelope FROM events {clauses} ORDER BY pos LIMIT ?",  # noqa: S608 - values bound
@@ -548,6 +557,7 @@ class Capture:
         ops: Iterable[str] | None = None,
         since: str | None = None,
         until: str | None = None,
+        quarantined: bool = False,
         upto: int | None = None,
         span: int = 5000,
     ) -> Iterator[tuple[int, bytes]]:
@@ -567,7 +577,13 @@ class Capture:
         while after < last:
             before = min(after + span, last) + 1
             clauses, params = self._where(
-                models=names, ops=wanted, since=since, until=until, after=after, before=before
+                models=names,
+                ops=wanted,
+                since=since,
+                until=until,
+                after=after,
+                before=before,
+                quarantined=quarantined,
             )
             # NOT INDEXED keeps the scan on the rowid range, so the rows come in capture order.
             inner = f"SELECT envelope FROM events NOT INDEXED {clauses} ORDER BY pos"  # noqa: S608 - values bound
@@ -591,9 +607,12 @@ class Capture:
         ops: Iterable[str] | None = None,
         since: str | None = None,
         until: str | None = None,
+        quarantined: bool = False,
     ) -> int:
         """How many events :meth:`iter_raw` would yield with the same arguments."""
-        clauses, params = self._where(models=models, ops=ops, since=since, until=until)
+        clauses, params = self._where(
+            models=models, ops=ops, since=since, until=until, quarantined=quarantined
+        )
         with self._lock:
             row = self._db.execute(f"SELECT COUNT(*) FROM events {clauses}", params).fetchone()  # noqa: S608 - values bound
         return int(row[0])
@@ -647,6 +666,7 @@ class Capture:
         until: str | None = None,
         after: int | None = None,
         before: int | None = None,
+        quarantined: bool = False,
     ) -> tuple[str, tuple[Any, ...]]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -670,4 +690,6 @@ class Capture:
         if before is not None:
             clauses.append("pos < ?")
             params.append(before)
+        if quarantined:
+            clauses.append("pos IN (SELECT pos FROM quarantine)")
         return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)

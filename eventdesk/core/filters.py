@@ -118,17 +118,27 @@ class EventFilter:
     ``models``/``ops`` of ``None`` mean "any"; ``text`` is a case-insensitive substring of the
     key, model, op, datasource or payload JSON; ``expression`` is JMESPath over the envelope,
     matching when its result is truthy (an expression that fails at search time does not match).
+    ``quarantined`` keeps only events some route holds in quarantine: that is known to the
+    capture, not the envelope, so :meth:`matches` leaves it to whoever reads the capture
+    (``Capture.latest(quarantined=...)``, an export's scope).
     """
 
     text: str = ""
     models: frozenset[str] | None = None
     ops: frozenset[str] | None = None
     expression: str = ""
+    quarantined: bool = False
     _compiled: ParsedResult | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_empty(self) -> bool:
-        return not self.text and self.models is None and self.ops is None and not self.expression.strip()
+        return (
+            not self.text
+            and self.models is None
+            and self.ops is None
+            and not self.expression.strip()
+            and not self.quarantined
+        )
 
     def compile(self) -> EventFilter:
         """Check the expression (raising :class:`FilterError`) and keep it compiled; returns self."""

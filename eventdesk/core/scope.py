@@ -71,11 +71,19 @@ class EventScope:
     expression: str = ""
     text: str = ""
     positions: frozenset[int] | None = None
+    quarantined: bool = False
 
     @classmethod
     def from_filter(cls, flt: EventFilter, **extra: Any) -> EventScope:
         """The scope of "what the table shows now" for the table's filter ``flt``."""
-        return cls(models=flt.models, ops=flt.ops, expression=flt.expression, text=flt.text, **extra)
+        return cls(
+            models=flt.models,
+            ops=flt.ops,
+            expression=flt.expression,
+            text=flt.text,
+            quarantined=flt.quarantined,
+            **extra,
+        )
 
     @property
     def event_filter(self) -> EventFilter:
@@ -97,6 +105,8 @@ class EventScope:
             parts.append(f"text {self.text!r}")
         if self.expression:
             parts.append(f"filter {self.expression!r}")
+        if self.quarantined:
+            parts.append("quarantined")
         return "; ".join(parts) if parts else "every event"
 
     def check(self, obj: str = "scope") -> EventScope:
@@ -146,7 +156,9 @@ class Selection:
         s = self.scope
         if s.positions is not None:
             return len(s.positions)
-        return self.capture.count_matching(models=s.models, ops=s.ops, since=s.since, until=s.until)
+        return self.capture.count_matching(
+            models=s.models, ops=s.ops, since=s.since, until=s.until, quarantined=s.quarantined
+        )
 
     @property
     def joinable(self) -> bool:
@@ -159,7 +171,13 @@ class Selection:
         assert self.joinable
         s = self.scope
         for count, joined in self.capture.iter_joined(
-            separator, models=s.models, ops=s.ops, since=s.since, until=s.until, upto=self.upto
+            separator,
+            models=s.models,
+            ops=s.ops,
+            since=s.since,
+            until=s.until,
+            upto=self.upto,
+            quarantined=s.quarantined,
         ):
             self.scanned += count
             yield count, joined
@@ -168,7 +186,12 @@ class Selection:
         s = self.scope
         if s.positions is None:
             return self.capture.iter_raw(
-                models=s.models, ops=s.ops, since=s.since, until=s.until, chunk=self.chunk
+                models=s.models,
+                ops=s.ops,
+                since=s.since,
+                until=s.until,
+                chunk=self.chunk,
+                quarantined=s.quarantined,
             )
         return self.capture.iter_raw_at(s.positions)
 

@@ -290,6 +290,8 @@ class EventTableModel(QAbstractTableModel):
     def append(self, events: Sequence[CapturedEvent]) -> None:
         """Add one batch of arriving events that match the filter (one insert, at most one trim)."""
         flt = self._filter
+        if flt.quarantined:  # events arrive before any route sets them aside: see refresh()
+            return
         fresh = [e for e in events if e.pos > self._floor and flt.matches(e.envelope)]
         if not fresh:
             return
@@ -358,6 +360,11 @@ class EventTableModel(QAbstractTableModel):
         self.endResetModel()
         self.statsChanged.emit()
 
+    def refresh(self) -> None:
+        """Read the window again from the capture (e.g. when what is quarantined changed)."""
+        if self._capture is not None:
+            self._reload()
+
     def _reload(self) -> None:
         capture = self._capture
         assert capture is not None
@@ -383,7 +390,7 @@ class EventTableModel(QAbstractTableModel):
             self._finish_scan()
             return
         flt = self._filter
-        events = capture.latest(want, models=flt.models, before=scan.before)
+        events = capture.latest(want, models=flt.models, before=scan.before, quarantined=flt.quarantined)
         if events:
             scan.before = events[0].pos
             scan.scanned += len(events)

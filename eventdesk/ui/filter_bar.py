@@ -1,4 +1,5 @@
-"""The filter bar: free text, model, op and a JMESPath expression checked while typing.
+"""The filter bar: free text, model, op, a JMESPath expression checked while typing, and a
+"quarantined only" toggle.
 
 Only valid filters leave the bar (``filterChanged``); a bad expression is shown inline and the
 table keeps its previous filter.
@@ -9,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from eventdesk.core.envelope import OPS
 from eventdesk.core.filters import EventFilter, FilterError
@@ -50,6 +60,13 @@ class FilterBar(QWidget):
         self.expression_edit.setPlaceholderText("JMESPath, e.g. payload.region == 'Bangalore'")
         self.expression_edit.setClearButtonEnabled(True)
         self.expression_edit.setToolTip(_EXPRESSION_HELP)
+        self.quarantined_button = QToolButton(self)
+        self.quarantined_button.setObjectName("quarantined_only")
+        self.quarantined_button.setText("Quarantined")
+        self.quarantined_button.setCheckable(True)
+        self.quarantined_button.setToolTip(
+            "Only events a route set aside because its broker cannot take them (see the route's menu to retry)"
+        )
         self.error_label = QLabel(self)
         self.error_label.setStyleSheet("color: #d32f2f;")
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -63,6 +80,7 @@ class FilterBar(QWidget):
         self.expression_edit.textChanged.connect(self._schedule)
         self.model_combo.currentIndexChanged.connect(self._apply)
         self.op_combo.currentIndexChanged.connect(self._apply)
+        self.quarantined_button.toggled.connect(self._apply)
 
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
@@ -70,6 +88,7 @@ class FilterBar(QWidget):
         row.addWidget(self.model_combo)
         row.addWidget(self.op_combo)
         row.addWidget(self.expression_edit, 3)
+        row.addWidget(self.quarantined_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -116,6 +135,10 @@ class FilterBar(QWidget):
         self.expression_edit.setText(expression)
         self._apply()
 
+    def set_quarantined(self, only: bool) -> None:
+        """Show only quarantined events (or all again)."""
+        self.quarantined_button.setChecked(only)
+
     def focus_filter(self) -> None:
         self.text_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
         self.text_edit.selectAll()
@@ -132,6 +155,7 @@ class FilterBar(QWidget):
             models=None if model is None else frozenset({model}),
             ops=None if op is None else frozenset({op}),
             expression=self.expression_edit.text().strip(),
+            quarantined=self.quarantined_button.isChecked(),
         )
 
     def _apply(self) -> None:

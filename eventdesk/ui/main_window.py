@@ -63,7 +63,7 @@ from eventdesk.ui.object_dialogs import (
 from eventdesk.ui.rate_chart import RateChart
 from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
-from eventdesk.ui.status_bar import StatusSummary, Summary, route_backlogs
+from eventdesk.ui.status_bar import StatusSummary, Summary, route_counts
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         self._watched_routes: set[int] = set()
         self.dialogs: list[QDialog] = []
         self.total_backlog: int | None = None
+        self.total_quarantined = 0
         self.confirm_box: QMessageBox | None = None
         self.setWindowTitle("EventDesk")
         self.resize(1280, 800)
@@ -153,6 +154,7 @@ class MainWindow(QMainWindow):
         self.feed = LiveFeed(self.runtime, self)
         self.runtime.on_state(self._on_state)
         self.runtime.on_terminal(self._on_terminal)
+        self.runtime.on_quarantine(self._on_quarantine)
 
         self._build_actions()
         self._build_central()
@@ -163,6 +165,7 @@ class MainWindow(QMainWindow):
         self.feed.batch.connect(self._on_batch)
         self.table.selectedEvent.connect(self._on_selected_event)
         self.filter_bar.filterChanged.connect(self._on_filter)
+        self.status.quarantineClicked.connect(lambda: self.filter_bar.set_quarantined(True))
         self.detail.filterRequested.connect(self.filter_bar.set_expression)
         self.tree.actionRequested.connect(self.do_action)
         self.tree.objectSelected.connect(self._on_tree_selection)
@@ -455,6 +458,11 @@ class MainWindow(QMainWindow):
     def do_action(self, action: str, kind: str, name: str) -> None:
         """What the tree's context menus ask for."""
         ws = self.home.workspace
+        if action in ("show-quarantined", "retry-quarantined", "drop-quarantined"):
+            # Views of the capture and quarantine edits: a runner holding the home picks the
+            # edits up as `eventdesk quarantine` ones, so they are allowed read only too.
+            self.tasks.start(f"{action}/{name}", self._quarantine_action(action, name))
+            return
         if self.home.read_only is not None and action != "test":
             self.notifications.notify("warning", read_only_banner(str(self.home.read_only)), key=BANNER_KEY)
             return
@@ -732,11 +740,65 @@ class MainWindow(QMainWindow):
         self.refresh_status()
 
     async def _refresh_backlog(self) -> None:
-        backlogs = await self.runtime.db(route_backlogs, self.home.capture, self.home.workspace)
-        for name, backlog in backlogs.items():
+        counts = await self.runtime.db(route_counts, self.home.capture, self.home.workspace)
+        for name, backlog in counts.backlog.items():
             self.tree.tree_model.set_backlog(name, backlog)
-        self.total_backlog = sum(backlogs.values())
+        self.tree.tree_model.set_quarantined(counts.quarantined)
+        self.total_backlog = sum(counts.backlog.values())
+        quarantined = sum(counts.quarantined.values())
+        if quarantined != self.total_quarantined:
+            self.total_quarantined = quarantined
+            if self.table.model.event_filter.quarantined:
+                self.table.model.refresh()
         self.refresh_status()
+
+    def _on_quarantine(self, route: str, pos: int, field: str, reason: str) -> None:
+        """A route set an event aside: say so where the user looks (one banner per route)."""
+        self.notifications.notify(
+            "warning",
+            f"route {route!r} quarantined the event at position {pos} ({field}): {reason}",
+            "Its other events go on. Fix the route, then retry from the route's menu "
+            "(or eventdesk quarantine retry); the status bar's Quarantined button shows them.",
+            key=f"quarantine/{route}",
+        )
+
+    async def _quarantine_action(self, action: str, route: str) -> None:
+        """Show, retry or drop the events ``route`` holds in quarantine (the tree's route menu)."""
+        capture = self.home.capture
+        if action == "show-quarantined":
+            model = self.home.workspace.routes[route].model if route in self.home.workspace.routes else None
+            self.filter_bar.set_model(model)
+            self.filter_bar.set_quarantined(True)
+            return
+        held = await self.runtime.db(capture.quarantine_counts)
+        count = held.get(route, 0)
+        if action == "drop-quarantined":
+            box = QMessageBox(
+                QMessageBox.Icon.Question,
+                "Drop quarantined events",
+                f"Drop the {count} event(s) route {route!r} holds in quarantine?\n\n"
+                "They are not published; the events stay in the capture (export them first to keep "
+                "a list: eventdesk quarantine export).",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                self,
+            )
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            self.confirm_box = box
+            await dialog_result(box)
+            answer = box.standardButton(box.clickedButton())
+            box.deleteLater()
+            self.confirm_box = None
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            done = await self.runtime.db(capture.quarantine_drop, route)
+            message = f"route {route!r}: dropped {done} quarantined event(s)"
+        else:
+            done = await self.runtime.db(capture.quarantine_retry, route)
+            message = f"route {route!r}: {done} quarantined event(s) will be sent again" + (
+                "" if self.runtime.state_of(f"route/{route}").state is State.RUNNING else " once it runs"
+            )
+        self.notifications.notify("info", message, key=f"quarantine/{route}")
+        await self._refresh_backlog()
 
     def refresh_status(self) -> None:
         ws = self.home.workspace
@@ -759,6 +821,7 @@ class MainWindow(QMainWindow):
                 brokers_total=len(ws.brokers),
                 rate=self.runtime.total.rate(),
                 backlog=self.total_backlog if ws.routes else 0,
+                quarantined=self.total_quarantined,
             )
         )
 

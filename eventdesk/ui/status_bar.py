@@ -1,10 +1,12 @@
-"""The status bar: connectors running, broker connections, total events/s, route backlog."""
+"""The status bar: connectors running, broker connections, total events/s, route backlog and
+quarantine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QLabel, QStatusBar, QToolButton, QWidget
 
 from eventdesk.core.capture import Capture
 from eventdesk.core.workspace import Workspace
@@ -18,19 +20,29 @@ class Summary:
     brokers_total: int
     rate: float
     backlog: int | None
+    quarantined: int = 0
 
 
-def route_backlogs(capture: Capture, workspace: Workspace) -> dict[str, int]:
-    """Events captured but not yet acknowledged, per route (indexed counts; run off the GUI thread)."""
-    result: dict[str, int] = {}
+@dataclass(frozen=True)
+class RouteCounts:
+    backlog: dict[str, int]  # events captured and not yet acknowledged, per route
+    quarantined: dict[str, int]  # events set aside, per route (routes with none left out)
+
+
+def route_counts(capture: Capture, workspace: Workspace) -> RouteCounts:
+    """Each route's backlog and quarantine (indexed counts; run off the GUI thread)."""
+    backlog: dict[str, int] = {}
     for route in list(workspace.routes.values()):
         position = capture.route_position(route.name) or 0
-        result[route.name] = capture.count(route.model, after=position)
-    return result
+        backlog[route.name] = capture.count(route.model, after=position)
+    return RouteCounts(backlog, capture.quarantine_counts())
 
 
 class StatusSummary(QStatusBar):
-    """Permanent labels refreshed by the window's once-a-second tick."""
+    """Permanent labels refreshed by the window's once-a-second tick; the quarantine count is a
+    button that asks to show the quarantined events (``quarantineClicked``)."""
+
+    quarantineClicked = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +57,11 @@ class StatusSummary(QStatusBar):
         for label in (self.connectors, self.brokers, self.rate, self.backlog):
             label.setContentsMargins(8, 0, 8, 0)
             self.addPermanentWidget(label)
+        self.quarantine = QToolButton(self)
+        self.quarantine.setObjectName("status_quarantine")
+        self.quarantine.setAutoRaise(True)
+        self.quarantine.clicked.connect(self.quarantineClicked)
+        self.addPermanentWidget(self.quarantine)
         self.show_summary(Summary(0, 0, 0, 0, 0.0, None))
 
     def show_summary(self, s: Summary) -> None:
@@ -55,3 +72,10 @@ class StatusSummary(QStatusBar):
         self.rate.setToolTip("Events received per second, all models")
         self.backlog.setText("Backlog: -" if s.backlog is None else f"Backlog: {s.backlog}")
         self.backlog.setToolTip("Captured events waiting to be republished, all routes")
+        self.quarantine.setText(f"Quarantined: {s.quarantined}")
+        self.quarantine.setStyleSheet("color: #d32f2f; font-weight: bold;" if s.quarantined else "")
+        self.quarantine.setToolTip(
+            "Events set aside because their broker cannot take them, all routes: click to show them"
+            if s.quarantined
+            else "No event is in quarantine"
+        )

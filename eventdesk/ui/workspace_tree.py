@@ -57,6 +57,7 @@ class WorkspaceTreeModel(QStandardItemModel):
         self.last_error: dict[str, str] = {}
         self.rates: dict[str, float] = {}
         self.backlogs: dict[str, int] = {}
+        self.quarantined: dict[str, int] = {}
 
     # -- structure -------------------------------------------------------------------------
     def rebuild(self, workspace: Workspace) -> None:
@@ -146,6 +147,14 @@ class WorkspaceTreeModel(QStandardItemModel):
             self.backlogs[route] = backlog
             self._refresh(f"route/{route}")
 
+    def set_quarantined(self, counts: dict[str, int]) -> None:
+        """Every route's quarantine (routes missing from ``counts`` have none)."""
+        for route in set(self.quarantined) | set(counts):
+            count = counts.get(route, 0)
+            if self.quarantined.get(route, 0) != count:
+                self.quarantined[route] = count
+                self._refresh(f"route/{route}")
+
     def status_text(self, key: str) -> str:
         kind, name = split_key(key)
         change = self.state(key)
@@ -167,6 +176,8 @@ class WorkspaceTreeModel(QStandardItemModel):
             backlog = self.backlogs.get(name)
             if backlog is not None:
                 parts.append(f"backlog {backlog}")
+            if self.quarantined.get(name):
+                parts.append(f"quarantined {self.quarantined[name]}")
         elif kind == "datasource":
             models = self.workspace.models_of(name)
             running = sum(1 for m in models if self.state(f"model/{m.name}").state is State.RUNNING)
@@ -231,6 +242,8 @@ class WorkspaceTreeModel(QStandardItemModel):
         status.setText(self.status_text(key))
         status.setToolTip(tip)
         colour = STATE_COLOURS[change.state] if change.state in (State.ERROR, State.RETRYING) else None
+        if colour is None and kind == "route" and self.quarantined.get(name):
+            colour = STATE_COLOURS[State.ERROR]
         if colour is not None:
             status.setForeground(QColor(colour))
         else:
@@ -342,8 +355,13 @@ class WorkspaceTree(QTreeView):
             ]
         if kind == "route":
             enabled = name in ws.routes and ws.routes[name].enabled
+            held = self.tree_model.quarantined.get(name, 0)
             return [
                 ("disable", "Disable", True) if enabled else ("enable", "Enable", True),
+                sep,
+                ("show-quarantined", f"Show quarantined events ({held})", held > 0),
+                ("retry-quarantined", "Retry quarantined events", held > 0),
+                ("drop-quarantined", "Drop quarantined events…", held > 0),
                 sep,
                 ("edit", "Edit…", True),
                 ("remove", "Remove…", True),
