@@ -604,6 +604,24 @@ class MainWindow(QMainWindow):
         detail = describe_error(exc)
         self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
 
+    async def _confirm(self, title: str, text: str) -> bool:
+        """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            title,
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        self.confirm_box = box
+        try:
+            await dialog_result(box)
+            return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
+        finally:
+            box.deleteLater()
+            self.confirm_box = None
+
     async def _remove(self, kind: str, name: str) -> None:
         try:
             plan = self.home.removal(kind, name)  # the same dry run as `eventdesk remove`
@@ -611,22 +629,12 @@ class MainWindow(QMainWindow):
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
         models, routes = plan.models, plan.routes
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
+        if not await self._confirm(
             f"Remove {kind}",
             f"Remove {kind} {name!r}?\n\nThis removes:\n"
             + "\n".join(f"\u2022 {line}" for line in plan.describe())
             + "\n\nCaptured events stay in the capture.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self,
-        )
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        self.confirm_box = box
-        await dialog_result(box)
-        answer = box.standardButton(box.clickedButton())
-        box.deleteLater()
-        self.confirm_box = None
-        if answer != QMessageBox.StandardButton.Yes:
+        ):
             return
         for model in models:
             self.tasks.cancel(f"model/{model}")
@@ -773,22 +781,12 @@ class MainWindow(QMainWindow):
         held = await self.runtime.db(capture.quarantine_counts)
         count = held.get(route, 0)
         if action == "drop-quarantined":
-            box = QMessageBox(
-                QMessageBox.Icon.Question,
+            if not await self._confirm(
                 "Drop quarantined events",
                 f"Drop the {count} event(s) route {route!r} holds in quarantine?\n\n"
                 "They are not published; the events stay in the capture (export them first to keep "
                 "a list: eventdesk quarantine export).",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                self,
-            )
-            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-            self.confirm_box = box
-            await dialog_result(box)
-            answer = box.standardButton(box.clickedButton())
-            box.deleteLater()
-            self.confirm_box = None
-            if answer != QMessageBox.StandardButton.Yes:
+            ):
                 return
             done = await self.runtime.db(capture.quarantine_drop, route)
             message = f"route {route!r}: dropped {done} quarantined event(s)"
