@@ -283,7 +283,9 @@ class RouteWorker:
         self.single: tuple[RouteRow, float, bool] | None = None
         self.suspect = (-1, 0)  # (position, drops right after it was sent alone)
         self.refused = (-1, 0)  # (position, refusals not called permanent)
-        self.next_poll = 0.0  # loop time of the next look for entries to retry
+        # Time for the next look for quarantined entries to retry (set by a timer, as with
+        # save_due: under qasync a wake-up can come a little before a clock deadline).
+        self.poll_due = True
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.position = 0
@@ -378,9 +380,9 @@ class RouteWorker:
                     continue
                 if self.unsaved and self._save_now():
                     self._save_position()
-                if loop.time() >= self.next_poll:
-                    self.next_poll = loop.time() + QUARANTINE_POLL_S
-                    loop.call_at(self.next_poll, self.wake.set)
+                if self.poll_due:
+                    self.poll_due = False
+                    loop.call_later(QUARANTINE_POLL_S, self._mark_poll_due)
                     await self._retry_quarantined(publisher)
                     continue
                 room = 0 if self.draining or self.halt else ROUTE_BATCH - self.outstanding - self.unsaved
@@ -627,6 +629,10 @@ class RouteWorker:
         if self.save_timer is None:
             self.save_timer = asyncio.get_running_loop().call_later(ROUTE_SAVE_S, self._mark_save_due)
         return False
+
+    def _mark_poll_due(self) -> None:
+        self.poll_due = True
+        self.wake.set()
 
     def _mark_save_due(self) -> None:
         self.save_timer = None

@@ -53,3 +53,30 @@ def test_a_trickle_s_route_position_is_recorded_under_qasync(
         runner.run(trickle())
     assert recorded == list(range(3, 33, 3))
     home.close()
+
+
+def test_an_idle_route_under_qasync_sends_quarantined_events_the_user_retries(
+    qapp: QApplication,
+    isolated_home: Path,
+    mqtt_broker: MqttBroker,
+    subscriber: Callable[..., Subscriber],
+    unique_topic: str,
+) -> None:
+    home = routed_home(isolated_home, mqtt_broker, unique_topic)
+    sub = subscriber(unique_topic + "/#")
+    stored = home.capture.append("accounts", captured_events(1), 0)
+    home.capture.set_route_position("out", stored[0].pos)  # sent before; then quarantined
+    home.capture.quarantine_add("out", stored[0].pos, "topic", "the broker's ACL refused it")
+
+    async def retry_while_idle() -> None:
+        runtime = Runtime(home.workspace, home.capture)
+        await runtime.start_route("out")
+        await asyncio.sleep(1.5)  # the route looked once at start; it now idles, woken by timers only
+        assert home.capture.quarantine_retry("out") == 1
+        await asyncio.to_thread(sub.wait_for, 1, 10)
+        await runtime.aclose()
+
+    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
+        runner.run(retry_while_idle())
+    assert home.capture.quarantine_entries("out") == []  # published, so it left the quarantine
+    home.close()
