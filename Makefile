@@ -52,7 +52,8 @@ MINUTES ?= 10
 soak: setup peers
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_soak --minutes $(MINUTES)
 
-# Packaging (packaging/README.md). Icons: re-render after editing resources/icons/*.svg.
+# Packaging (packaging/README.md). Icons: the SVGs live once, in eventdesk/ui/icon_files/; re-render
+# the desktop PNGs (resources/icons/hicolor) after editing eventdesk.svg there.
 icons: setup
 	$(BIN)/python packaging/build_icons.py
 
@@ -75,7 +76,7 @@ install-desktop:
 	for size in $(ICON_SIZES); do \
 		install -D -m 644 resources/icons/hicolor/$${size}x$${size}/apps/eventdesk.png \
 			"$(XDG_DATA_HOME)/icons/hicolor/$${size}x$${size}/apps/eventdesk.png"; done
-	install -D -m 644 resources/icons/hicolor/scalable/apps/eventdesk.svg \
+	install -D -m 644 eventdesk/ui/icon_files/eventdesk.svg \
 		"$(XDG_DATA_HOME)/icons/hicolor/scalable/apps/eventdesk.svg"
 	-command -v update-desktop-database >/dev/null && update-desktop-database -q "$(XDG_DATA_HOME)/applications"
 	-command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t "$(XDG_DATA_HOME)/icons/hicolor"

@@ -1,18 +1,15 @@
-"""Turn the icon sources in ``resources/icons/`` into what the app and the desktop need.
+"""Render the desktop's PNG app icons from the one copy of the SVGs, ``eventdesk/ui/icon_files/``.
 
-    python packaging/build_icons.py            # write everything below
-    python packaging/build_icons.py --check    # exit 1 if anything is missing or stale
+    python packaging/build_icons.py            # write the PNGs below
+    python packaging/build_icons.py --check    # exit 1 if a PNG is missing or not what it renders to
     python packaging/build_icons.py --preview sheet.png   # every icon at 16, 24 and 32 px
 
-``resources/icons/*.svg`` are the only hand-edited files (the single source of truth). From
-them this script writes, and the results are committed:
-
-- ``eventdesk/ui/icon_files/``: byte-identical copies of the SVGs, shipped as package data so a
-  pip install and a PyInstaller bundle find them next to ``eventdesk/ui/icons.py``
-  (setuptools cannot package files outside the package directory);
-- ``resources/icons/hicolor/<N>x<N>/apps/eventdesk.png`` for N in 16…512, and
-  ``hicolor/scalable/apps/eventdesk.svg``: the freedesktop icon theme layout that
-  ``make install-desktop`` copies to ``~/.local/share/icons/hicolor``.
+``eventdesk/ui/icon_files/**/*.svg`` are the only hand-edited icon files (the single source of
+truth): package data that a pip install and a PyInstaller bundle load next to
+``eventdesk/ui/icons.py``, and what ``make install-desktop`` installs as the scalable app icon.
+From ``eventdesk.svg`` this script writes ``resources/icons/hicolor/<N>x<N>/apps/eventdesk.png``
+for N in 16…512 (committed, so installing the menu entry needs no Qt), the freedesktop icon
+theme layout that ``make install-desktop`` copies to ``~/.local/share/icons/hicolor``.
 
 PNGs are rendered with Qt's own QSvgRenderer (PySide6-Essentials ships QtSvg), so no
 other tool is needed.
@@ -22,27 +19,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
+import numpy
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "resources" / "icons"
-PACKAGE_COPY = ROOT / "eventdesk" / "ui" / "icon_files"
-HICOLOR = SOURCE / "hicolor"
+SOURCE = ROOT / "eventdesk" / "ui" / "icon_files"
+HICOLOR = ROOT / "resources" / "icons" / "hicolor"
 APP_ICON = "eventdesk"
 APP_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
 
 
 def sources() -> list[Path]:
-    """Every SVG source, relative to ``resources/icons`` (the hicolor output excluded)."""
-    return sorted(p.relative_to(SOURCE) for p in SOURCE.rglob("*.svg") if HICOLOR not in p.parents)
+    """Every SVG, relative to ``eventdesk/ui/icon_files``."""
+    return sorted(p.relative_to(SOURCE) for p in SOURCE.rglob("*.svg"))
 
 
 def render(svg: Path, size: int) -> QImage:
@@ -59,49 +56,61 @@ def render(svg: Path, size: int) -> QImage:
     return image
 
 
+def as_saved(image: QImage) -> QImage:
+    """``image`` as it reads back from a PNG (which stores alpha unpremultiplied)."""
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    buffer.close()
+    return QImage.fromData(data, "PNG")
+
+
+def pixels(image: QImage) -> numpy.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_ARGB32)
+    return numpy.frombuffer(image.constBits(), numpy.uint8).reshape(image.height(), image.bytesPerLine())
+
+
+def looks_the_same(one: QImage, other: QImage) -> bool:
+    """Same size, no channel of any pixel more than 2 apart (Qt releases round antialiasing a
+    little differently)."""
+    if one.size() != other.size():
+        return False
+    return int(numpy.abs(pixels(one).astype(int) - pixels(other).astype(int)).max()) <= 2
+
+
 def app_png(size: int) -> Path:
     return HICOLOR / f"{size}x{size}" / "apps" / f"{APP_ICON}.png"
 
 
-def planned() -> list[tuple[Path, Path | int]]:
-    """(target, source file or PNG size) for every generated file."""
-    out: list[tuple[Path, Path | int]] = [(PACKAGE_COPY / rel, SOURCE / rel) for rel in sources()]
-    out.append((HICOLOR / "scalable" / "apps" / f"{APP_ICON}.svg", SOURCE / f"{APP_ICON}.svg"))
-    out += [(app_png(size), size) for size in APP_SIZES]
-    return out
-
-
 def stale() -> list[str]:
-    """What ``build`` would change: missing files, differing copies, wrong PNG sizes, strays."""
+    """What ``build`` would change: missing PNGs, PNGs that are not what the SVG renders to, and
+    any other file in the hicolor tree (the scalable icon is installed from the package's SVG)."""
     problems = []
-    for target, origin in planned():
+    for size in APP_SIZES:
+        target = app_png(size)
         if not target.exists():
             problems.append(f"missing {target.relative_to(ROOT)}")
-        elif isinstance(origin, Path):
-            if target.read_bytes() != origin.read_bytes():
-                problems.append(f"{target.relative_to(ROOT)} differs from {origin.relative_to(ROOT)}")
-        else:
-            image = QImage(str(target))
-            if image.width() != origin or image.height() != origin:
-                problems.append(f"{target.relative_to(ROOT)} is not {origin}x{origin}")
-    expected = {target for target, _ in planned()}
+            continue
+        if not looks_the_same(QImage(str(target)), as_saved(render(SOURCE / f"{APP_ICON}.svg", size))):
+            problems.append(f"{target.relative_to(ROOT)} is not {APP_ICON}.svg at {size}x{size}")
+    wanted = {app_png(size) for size in APP_SIZES}
     problems += [
-        f"stray {p.relative_to(ROOT)} (its source is gone)"
-        for p in PACKAGE_COPY.rglob("*.svg")
-        if p not in expected
+        f"stray {p.relative_to(ROOT)} (not written by this script)"
+        for p in HICOLOR.rglob("*")
+        if p.is_file() and p not in wanted
     ]
     return problems
 
 
 def build() -> None:
-    if PACKAGE_COPY.exists():
-        for stray in PACKAGE_COPY.rglob("*.svg"):
+    for stray in HICOLOR.rglob("*"):
+        if stray.is_file():
             stray.unlink()
-    for target, origin in planned():
+    for size in APP_SIZES:
+        target = app_png(size)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(origin, Path):
-            shutil.copyfile(origin, target)
-        elif not render(SOURCE / f"{APP_ICON}.svg", origin).save(str(target), "PNG"):
+        if not render(SOURCE / f"{APP_ICON}.svg", size).save(str(target), "PNG"):
             raise SystemExit(f"could not write {target}")
         print(f"wrote {target.relative_to(ROOT)}")
 

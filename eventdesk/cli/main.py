@@ -145,6 +145,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     a.add_argument("--replace", action="store_true", help="change an existing datasource")
     _add_schema_flags(a, cschemas)
     _add_secret_flags(a)
+    a.set_defaults(handler=_cmd_add)
 
     p = sub.add_parser("model", help="add a model")
     psub = p.add_subparsers(dest="action", required=True)
@@ -153,6 +154,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     a.add_argument("--datasource", required=True)
     a.add_argument("--replace", action="store_true")
     _add_schema_flags(a, mschemas)
+    a.set_defaults(handler=_cmd_add)
 
     p = sub.add_parser("broker", help="add a broker")
     psub = p.add_subparsers(dest="action", required=True)
@@ -162,6 +164,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     a.add_argument("--replace", action="store_true")
     _add_schema_flags(a, bschemas)
     _add_secret_flags(a)
+    a.set_defaults(handler=_cmd_add)
 
     p = sub.add_parser("route", help="add, enable or disable a route")
     psub = p.add_subparsers(dest="action", required=True)
@@ -179,13 +182,16 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         help="ask the broker to retain the last message per topic",
     )
     a.add_argument("--disabled", action="store_true", help="add the route switched off")
+    a.set_defaults(handler=_cmd_add)
     for action in ("enable", "disable"):
         e = psub.add_parser(action, help=f"{action} a route")
         e.add_argument("name")
+        e.set_defaults(handler=_cmd_route_switch)
 
     p = sub.add_parser("list", help="list configured objects")
     p.add_argument("what", nargs="?", choices=list(PLURALS), help="only this kind of object")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_list)
 
     p = sub.add_parser("remove", help="remove an object (with --cascade, and what depends on it)")
     p.add_argument("type", choices=OBJECT_TYPES)
@@ -196,6 +202,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         help="also remove the models and routes that depend on it, with their checkpoints and positions "
         "(without it, an object with dependants is not removed; they are listed)",
     )
+    p.set_defaults(handler=_cmd_remove)
 
     p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
     p.add_argument(
@@ -217,9 +224,11 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
         "new changes only and routes start at the end of the new capture (nothing is published again)",
     )
+    p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
     p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_status)
 
     for module in _command_modules():
         module.register(sub)
@@ -228,6 +237,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="one envelope per line (JSON Lines)")
+    p.set_defaults(handler=_cmd_events)
     return parser
 
 
@@ -289,6 +299,12 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
             f"topic {cfg_r.settings['topic']!r} ({cfg_r.settings['format']}, QoS {cfg_r.settings['qos']})"
             + ("" if cfg_r.enabled else ", disabled")
         )
+    return 0
+
+
+def _cmd_route_switch(home: Home, args: argparse.Namespace) -> int:
+    route = home.set_route_enabled(args.name, args.action == "enable")
+    print(f"{route.label} {'enabled' if route.enabled else 'disabled'}")
     return 0
 
 
@@ -501,8 +517,12 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
     return 0
 
 
-# Modules that add sub-commands: each has ``register(subparsers)`` and sets ``handler(home, args) -> int``
-# on its parsers with ``set_defaults``.
+def _cmd_run(home: Home, args: argparse.Namespace) -> int:
+    return asyncio.run(_run(home, args.models, args.scheduling))
+
+
+# Every sub-command's parser names its ``handler(home, args) -> int`` with ``set_defaults``; main()
+# opens the home and calls it. Modules that add sub-commands do the same in ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "eventdesk.cli.export_commands",
     "eventdesk.cli.demo_commands",
@@ -541,27 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         home = Home.open(args.home, lock=_lock_for(args), fresh_capture=getattr(args, "fresh_capture", False))
         try:
-            if args.command in ("datasource", "model", "broker"):
-                return _cmd_add(home, args)
-            if args.command == "route":
-                if args.action == "add":
-                    return _cmd_add(home, args)
-                route = home.set_route_enabled(args.name, args.action == "enable")
-                print(f"{route.label} {'enabled' if route.enabled else 'disabled'}")
-                return 0
-            if args.command == "list":
-                return _cmd_list(home, args)
-            if args.command == "remove":
-                return _cmd_remove(home, args)
-            if args.command == "status":
-                return _cmd_status(home, args)
-            if args.command == "events":
-                return _cmd_events(home, args)
-            handler = getattr(args, "handler", None)
-            if handler is not None:
-                return int(handler(home, args))
-            if args.command == "run":
-                return asyncio.run(_run(home, args.models, args.scheduling))
+            return int(args.handler(home, args))
         except sqlite3.Error as exc:
             failure = capture_failure(home.paths.capture_file, exc)
             if failure is None:
@@ -574,7 +574,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(f"unhandled command {args.command}")  # pragma: no cover - argparse guards this
 
 
 __all__ = ["State", "main"]

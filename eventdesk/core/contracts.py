@@ -20,8 +20,8 @@ from eventdesk.core.errors import PoisonError
 if TYPE_CHECKING:
     from eventdesk.core.envelope import Event
     from eventdesk.core.intake import Intake
+    from eventdesk.core.object_configs import BrokerConfig, DatasourceConfig, ModelConfig
     from eventdesk.core.settings_schema import Schema
-    from eventdesk.core.workspace import BrokerConfig, DatasourceConfig, ModelConfig
 
 
 # MQTT's limits, the default for every broker: a topic of 65,535 bytes, a packet of 256 MB.

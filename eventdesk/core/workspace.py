@@ -18,6 +18,10 @@ from typing import Any, Literal, overload
 
 from eventdesk.core.envelope import PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
+from eventdesk.core.object_configs import BrokerConfig as BrokerConfig
+from eventdesk.core.object_configs import DatasourceConfig as DatasourceConfig
+from eventdesk.core.object_configs import ModelConfig as ModelConfig
+from eventdesk.core.object_configs import RouteConfig as RouteConfig
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef, new_workspace_id
 from eventdesk.core.settings_schema import Field, Schema, json_kind
@@ -83,57 +87,6 @@ def check_name(name: str, object_type: str) -> str:
             field="name",
         )
     return name
-
-
-@dataclass
-class DatasourceConfig:
-    name: str
-    kind: str
-    settings: dict[str, Any]
-    secret: SecretRef | None = None
-
-    @property
-    def label(self) -> str:
-        return f"datasource {self.name!r}"
-
-
-@dataclass
-class ModelConfig:
-    name: str
-    datasource: str
-    settings: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return f"model {self.name!r}"
-
-
-@dataclass
-class BrokerConfig:
-    name: str
-    kind: str
-    settings: dict[str, Any]
-    secret: SecretRef | None = None
-
-    @property
-    def label(self) -> str:
-        return f"broker {self.name!r}"
-
-
-@dataclass
-class RouteConfig:
-    name: str
-    model: str
-    broker: str
-    settings: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return f"route {self.name!r}"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.settings.get("enabled", True))
 
 
 AnyConfig = DatasourceConfig | ModelConfig | BrokerConfig | RouteConfig

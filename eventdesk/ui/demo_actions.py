@@ -9,7 +9,7 @@ any other events. Both run as owned tasks of the window.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
@@ -17,33 +17,53 @@ from PySide6.QtGui import QAction
 from eventdesk.core import demo
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import EventDeskError
-
-if TYPE_CHECKING:
-    from eventdesk.ui.main_window import MainWindow
+from eventdesk.core.home import Home
+from eventdesk.core.runtime import Runtime
+from eventdesk.ui import icons
+from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.notifications import NotificationArea
 
 SAMPLE_COUNT = 40
 
 
 class DemoActions(QObject):
-    """Adds the demo's button and action to ``window`` and runs them."""
+    """The demo's "Send sample events" action and "Open the demo workspace" slot.
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    It is handed what it works with: the window puts :attr:`act_send_samples` in its toolbar,
+    connects its empty state's button to :meth:`open_demo`, and is told through
+    ``workspace_changed`` (the workspace has new objects) and ``routes_started`` (the runtime
+    may run routes it should watch).
+    """
+
+    def __init__(
+        self,
+        parent: QObject,
+        home: Home,
+        runtime: Runtime,
+        tasks: TaskSlots,
+        notifications: NotificationArea,
+        workspace_changed: Callable[[], None],
+        routes_started: Callable[[], None],
+    ) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.runtime = runtime
+        self.tasks = tasks
+        self.notifications = notifications
+        self.workspace_changed = workspace_changed
+        self.routes_started = routes_started
         self.sample_count = SAMPLE_COUNT
-        self.act_send_samples: QAction = window._action(
-            "send_samples", "Send sample events", self.send_samples, icon="send-samples"
-        )
+        self.act_send_samples = QAction("Send sample events", self)
+        self.act_send_samples.setObjectName("send_samples")
+        self.act_send_samples.setIcon(icons.icon("send-samples"))
+        self.act_send_samples.triggered.connect(lambda _checked=False: self.send_samples())
         self.act_send_samples.setToolTip(
             "Post sample account changes (creates, updates, deletes) to a webhook model over HTTP"
         )
-        window.toolbar.addSeparator()
-        window.toolbar.addAction(self.act_send_samples)
-        window.empty_state.open_demo.clicked.connect(self.open_demo)
 
     def sample_model(self) -> str | None:
         """The model samples go to: the demo's, else the first webhook model."""
-        ws = self.window.home.workspace
+        ws = self.home.workspace
         if demo.MODEL in ws.models and ws.datasources[ws.models[demo.MODEL].datasource].kind == "webhook":
             return demo.MODEL
         for name, model in ws.models.items():
@@ -53,25 +73,24 @@ class DemoActions(QObject):
 
     # -- open the demo -----------------------------------------------------------------------
     def open_demo(self) -> None:
-        self.window.tasks.start("demo/open", self._open_demo())
+        self.tasks.start("demo/open", self._open_demo())
 
     async def _open_demo(self) -> None:
-        w = self.window
         try:
-            info = demo.setup_demo(w.home)
+            info = demo.setup_demo(self.home)
         except EventDeskError as exc:
-            w.notifications.notify("error", f"demo: {exc.describe()}", key="demo")
+            self.notifications.notify("error", f"demo: {exc.describe()}", key="demo")
             return
-        w.workspace_changed()
+        self.workspace_changed()
         try:
-            await w.runtime.start_services()
-            await w.runtime.start_model(demo.MODEL)
+            await self.runtime.start_services()
+            await self.runtime.start_model(demo.MODEL)
         except EventDeskError:
             return  # shown on the object's node and in a banner, through its ERROR state
         finally:
-            w._watch_routes()
-            w.workspace_changed()
-        w.notifications.notify(
+            self.routes_started()
+            self.workspace_changed()
+        self.notifications.notify(
             "info",
             f"Demo ready: POST JSON to {info.webhook_url}; republished on mqtt://{info.broker_host}:"
             f"{info.broker_port} topic {info.topic}. Click “Send sample events”.",
@@ -81,32 +100,31 @@ class DemoActions(QObject):
 
     # -- send samples ------------------------------------------------------------------------
     def send_samples(self) -> None:
-        self.window.tasks.start("demo/send", self._send_samples())
+        self.tasks.start("demo/send", self._send_samples())
 
     async def _send_samples(self) -> None:
-        w = self.window
         model = self.sample_model()
         if model is None:
-            w.notifications.notify(
+            self.notifications.notify(
                 "warning",
                 "Send sample events: there is no webhook model; open the demo workspace first",
                 key="demo/send",
             )
             return
-        if w.runtime.state_of(f"model/{model}").state is not State.RUNNING:
+        if self.runtime.state_of(f"model/{model}").state is not State.RUNNING:
             try:
-                await w.runtime.start_model(model)
+                await self.runtime.start_model(model)
             except EventDeskError:
                 return
             finally:
-                w._watch_routes()
+                self.routes_started()
         try:
-            result = await demo.send_samples(w.home, self.sample_count, model=model)
+            result = await demo.send_samples(self.home, self.sample_count, model=model)
         except EventDeskError as exc:
-            w.notifications.notify("error", f"Send sample events: {exc.describe()}", key="demo/send")
+            self.notifications.notify("error", f"Send sample events: {exc.describe()}", key="demo/send")
             return
         level = "success" if not result.rejected else "warning"
         text = f"Sent {result.sent} sample events to model {model}: {result.accepted} captured"
         if result.rejected:
             text += f", {result.rejected} rejected"
-        w.notifications.notify(level, text, key="demo/send")
+        self.notifications.notify(level, text, key="demo/send")

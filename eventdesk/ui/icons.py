@@ -1,10 +1,10 @@
 """The app's icons, all loaded here: ``app_icon()``, ``icon(name)`` for actions, ``state_icon(state)``.
 
-The SVGs ship as package data in ``eventdesk/ui/icon_files/`` (copied from ``resources/icons/``
-by ``packaging/build_icons.py``). They are found next to this module in a source checkout or
-a pip install, and under ``sys._MEIPASS`` in a PyInstaller bundle. Each icon is rendered with
-QSvgRenderer at the sizes a toolbar, tree or HiDPI screen asks for; on a dark palette the
-slate glyph colour is swapped for a light one so the icons stay legible.
+The SVGs live once, in ``eventdesk/ui/icon_files/`` (edited there; shipped as package data),
+and are found next to this module in a source checkout or a pip install, and under
+``sys._MEIPASS`` in a PyInstaller bundle. Each icon is rendered with QSvgRenderer at the sizes
+a toolbar, tree or HiDPI screen asks for; on a dark palette the slate glyph colour is swapped
+for a light one so the icons stay legible.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ APP_ICON = "eventdesk"
 ICON_SIZES = (16, 20, 24, 32, 48, 64)
 APP_ICON_SIZES = (16, 24, 32, 48, 64, 128, 256)
 
-GLYPH = b"#37474f"  # the slate every action glyph is drawn in (see resources/icons/actions)
+GLYPH = b"#37474f"  # the slate every action glyph is drawn in (see icon_files/actions)
 GLYPH_ON_DARK = b"#cfd8dc"
 
 

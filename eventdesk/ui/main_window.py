@@ -158,7 +158,19 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._build_central()
-        self.demo = DemoActions(self)
+        self.demo = DemoActions(
+            self,
+            self.home,
+            self.runtime,
+            self.tasks,
+            self.notifications,
+            workspace_changed=self.workspace_changed,
+            routes_started=self._watch_routes,
+        )
+        self.addAction(self.demo.act_send_samples)
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(self.demo.act_send_samples)
+        self.empty_state.open_demo.clicked.connect(self.demo.open_demo)
         self.status = StatusSummary(self)
         self.setStatusBar(self.status)
 
@@ -308,7 +320,7 @@ class MainWindow(QMainWindow):
         """Another process holds the home: watch it; start, stop and edit are off."""
         self.setWindowTitle("EventDesk (read only)")
         self.notifications.notify("warning", read_only_banner(reason), key=BANNER_KEY)
-        self.watcher = HomeWatcher(self)
+        self.watcher = HomeWatcher(self, parent=self)
         self._update_actions()
 
     def _start_services(self) -> None:

@@ -7,15 +7,18 @@ bar; the window disables everything that would start, stop or edit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QTimer
 
 from eventdesk.core.capture import CapturedEvent
 from eventdesk.core.contracts import State, StateChange
-
-if TYPE_CHECKING:
-    from eventdesk.ui.main_window import MainWindow
+from eventdesk.core.home import Home
+from eventdesk.core.runtime import Runtime
+from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.event_table import EventTableView
+from eventdesk.ui.notifications import NotificationArea
+from eventdesk.ui.workspace_tree import WorkspaceTree
 
 FOLLOW_MS = 500
 FOLLOW_BATCH = 5000
@@ -28,11 +31,24 @@ def read_only_banner(reason: str) -> str:
     )
 
 
+class WatchedWindow(Protocol):
+    """What :class:`HomeWatcher` shows the holder's work in (the main window)."""
+
+    home: Home
+    runtime: Runtime
+    tasks: TaskSlots
+    notifications: NotificationArea
+    table: EventTableView
+    tree: WorkspaceTree
+
+    def refresh_status(self) -> None: ...
+
+
 class HomeWatcher(QObject):
     """Polls the capture of a home held by another process (read only) for ``window``."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: WatchedWindow, parent: QObject) -> None:
+        super().__init__(parent)
         self.window = window
         self.position = window.home.capture.last_pos()
         self.holder_gone = False

@@ -36,7 +36,7 @@ _URGENCY = [State.ERROR, State.RETRYING, State.CONNECTING, State.STOPPING, State
 
 
 def state_icon(state: State) -> QIcon:
-    """The state's disc from resources/icons/states: colour and mark differ per state."""
+    """The state's disc from eventdesk/ui/icon_files/states: colour and mark differ per state."""
     return icons.state_icon(state)
 
 

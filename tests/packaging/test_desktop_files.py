@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DESKTOP = ROOT / "resources" / "eventdesk.desktop"
 METAINFO = ROOT / "resources" / "io.github.eventdesk.EventDesk.metainfo.xml"
 HICOLOR = ROOT / "resources" / "icons" / "hicolor"
+APP_SVG = ROOT / "eventdesk" / "ui" / "icon_files" / "eventdesk.svg"
+ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
 
 
 def _tool(name: str, package: str) -> str:
@@ -63,9 +65,9 @@ def test_entry_metainfo_and_icons_agree() -> None:
     assert component.findtext("provides/binary") == entry["Exec"].split()[0]
     assert component.findtext("name") == entry["Name"]
     icon = entry["Icon"]
-    for size in (16, 22, 24, 32, 48, 64, 128, 256, 512):
+    for size in ICON_SIZES:
         assert (HICOLOR / f"{size}x{size}" / "apps" / f"{icon}.png").is_file(), size
-    assert (HICOLOR / "scalable" / "apps" / f"{icon}.svg").is_file()
+    assert APP_SVG.stem == icon
 
 
 def test_make_install_and_uninstall_desktop(tmp_path: Path) -> None:
@@ -81,9 +83,14 @@ def test_make_install_and_uninstall_desktop(tmp_path: Path) -> None:
     entry = _desktop_entry(desktop)
     assert entry["Exec"] == f'"{exe}"' and entry["TryExec"] == str(exe)
     assert (data / "metainfo" / METAINFO.name).read_bytes() == METAINFO.read_bytes()
-    for size in (16, 48, 256, 512):
-        assert (data / "icons" / "hicolor" / f"{size}x{size}" / "apps" / "eventdesk.png").is_file()
-    assert (data / "icons" / "hicolor" / "scalable" / "apps" / "eventdesk.svg").is_file()
+    for size in ICON_SIZES:
+        installed_png = data / "icons" / "hicolor" / f"{size}x{size}" / "apps" / "eventdesk.png"
+        assert (
+            installed_png.read_bytes() == (HICOLOR / f"{size}x{size}" / "apps" / "eventdesk.png").read_bytes()
+        )
+    assert (
+        data / "icons" / "hicolor" / "scalable" / "apps" / "eventdesk.svg"
+    ).read_bytes() == APP_SVG.read_bytes()
 
     removed = subprocess.run([*args, "uninstall-desktop"], capture_output=True, text=True, env=env)
     assert removed.returncode == 0, removed.stderr

@@ -1,4 +1,4 @@
-"""Icons: the committed copies match their sources, and every icon the UI asks for renders."""
+"""Icons: each SVG exists once, the desktop PNGs match it, and every icon the UI asks for renders."""
 
 from __future__ import annotations
 
@@ -18,8 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gui
 
 
+def test_every_svg_icon_exists_once_in_the_package() -> None:
+    """eventdesk/ui/icon_files is the one copy the app, the bundle and install-desktop use."""
+    assert sorted(p.relative_to(ROOT) for p in (ROOT / "resources").rglob("*.svg")) == []
+    names = [icons.APP_ICON, *icons.ACTIONS, *(s.value for s in State)]
+    shipped = sorted((ROOT / "eventdesk" / "ui" / "icon_files").rglob("*.svg"))
+    assert shipped == sorted(icons.icon_path(name) for name in names)
+
+
 def test_generated_icons_are_up_to_date() -> None:
-    """resources/icons is the source; run `make icons` after editing an SVG there."""
+    """The desktop PNGs are rendered from eventdesk/ui/icon_files/eventdesk.svg: run `make icons`
+    after editing it."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "packaging" / "build_icons.py"), "--check"],
         capture_output=True,
