@@ -154,9 +154,9 @@ class Capture:
             make_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=5000")
-        # The version first: a newer capture is refused before anything writes to it.
+        # The version first: a newer (or unknown) one is refused before anything writes to it.
         version = capture_schema.stored_version(self._db)
-        capture_schema.check_not_newer(version, self.path)
+        capture_schema.check_version(version, self.path)
         if readonly:
             capture_schema.stand_in(self._db, version)
         else:

@@ -93,13 +93,20 @@ def stored_version(db: sqlite3.Connection) -> int:
     return 0 if row is None else 1
 
 
-def check_not_newer(version: int, path: Path) -> None:
-    """Refuse a capture written by a newer EventDesk (before anything writes to it)."""
+def check_version(version: int, path: Path) -> None:
+    """Refuse a capture written by a newer EventDesk, or of no version any EventDesk wrote
+    (before anything writes to it)."""
     if version > CAPTURE_VERSION:
         raise CaptureUnusableError(
             f"written by a newer EventDesk (needs capture version {version}; EventDesk {__version__} reads"
             f" capture versions up to {CAPTURE_VERSION}): open it with that newer EventDesk."
             " The file was left unchanged",
+            obj=f"capture {str(path)!r}",
+        )
+    if version < 0:
+        raise CaptureUnusableError(
+            f"not a capture of any EventDesk version (its user_version is {version}); the file was left"
+            " unchanged",
             obj=f"capture {str(path)!r}",
         )
 
@@ -111,7 +118,7 @@ def upgrade(db: sqlite3.Connection, path: Path, version: int) -> None:
         try:
             # Under the write lock: another process may have upgraded it meanwhile.
             version = stored_version(db)
-            check_not_newer(version, path)
+            check_version(version, path)
             if version == CAPTURE_VERSION:
                 db.execute("COMMIT")
                 return

@@ -11,9 +11,13 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventdesk.core import capture_schema
 from eventdesk.core.capture import Capture
@@ -146,6 +150,29 @@ def test_a_capture_of_a_newer_version_is_refused_unchanged_naming_the_version_it
         assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sqlite3"]  # none left behind
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    version=st.integers(CAPTURE_VERSION + 1, 2**31 - 1) | st.integers(-(2**31), -1),
+    readonly=st.booleans(),
+)
+def test_a_capture_of_any_version_but_ours_or_older_is_refused_and_left_unchanged(
+    tmp_path_factory: pytest.TempPathFactory, version: int, readonly: bool
+) -> None:
+    path = old_home(tmp_path_factory.mktemp("v")) / "capture.sqlite3"
+    set_user_version(path, version)
+    before = digest(path)
+    with pytest.raises(CaptureUnusableError) as caught:
+        Capture(path, readonly=readonly)
+    assert caught.value.obj == f"capture {str(path)!r}"
+    if version < 0:
+        assert (
+            f"not a capture of any EventDesk version (its user_version is {version})" in caught.value.detail
+        )
+    else:
+        assert f"written by a newer EventDesk (needs capture version {version};" in caught.value.detail
+    assert digest(path) == before
+
+
 def test_an_upgrade_that_fails_leaves_the_capture_at_its_last_complete_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +195,27 @@ def test_an_upgrade_that_fails_leaves_the_capture_at_its_last_complete_version(
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     db.close()
     assert "extra" not in tables and "quarantine" in tables
+
+
+def test_an_old_capture_opened_by_several_at_once_is_upgraded_once_for_all(tmp_path: Path) -> None:
+    path = old_home(tmp_path) / "capture.sqlite3"
+    start = threading.Barrier(4)
+
+    def open_it() -> str | None:
+        start.wait()
+        cap = Capture(path)
+        try:
+            return cap.capture_id
+        finally:
+            cap.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda _: open_it(), range(4)))
+    assert len(set(ids)) == 1 and ids[0] is not None
+    assert user_version(path) == CAPTURE_VERSION
+    cap = Capture(path, readonly=True)
+    assert_old_contents(cap)
+    cap.close()
 
 
 def test_the_upgrades_lead_step_by_step_to_the_current_version() -> None:
@@ -223,6 +271,15 @@ def test_a_workspace_of_a_newer_version_is_refused_unchanged_naming_the_version_
     assert f"written by a newer EventDesk (needs workspace version {version}" in caught.value.detail
     assert caught.value.exit_code == 2
     assert digest(path) == before
+
+
+@settings(max_examples=50, deadline=None)
+@given(version=st.integers(SCHEMA_VERSION + 1), extra=st.dictionaries(st.text(), st.integers(), max_size=3))
+def test_a_workspace_of_any_newer_version_is_refused_naming_it(version: int, extra: dict[str, int]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Workspace.from_json(extra | {"schema_version": version}, "w")
+    assert caught.value.field == "schema_version"
+    assert f"written by a newer EventDesk (needs workspace version {version};" in caught.value.detail
 
 
 @pytest.mark.parametrize("version", [0, -1, "1", None, 1.0, True, [1], {"v": 1}])
