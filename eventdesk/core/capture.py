@@ -4,6 +4,7 @@ One transaction per batch: a model's events and its checkpoint are committed tog
 checkpoint never runs ahead of what is stored (DESIGN.md, "Delivery semantics"). Appends are
 idempotent on ``(model, key, rev)`` because change feeds may replay.
 
+Its schema, version and the upgrades from older versions are in :mod:`eventdesk.core.capture_schema`.
 A :class:`Capture` owns one connection guarded by a lock; the runtime calls it from one
 worker thread so the event loop never waits on SQLite.
 """
@@ -16,55 +17,15 @@ import itertools
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventdesk.core import json_codec
+from eventdesk.core import capture_schema, json_codec
 from eventdesk.core.envelope import Event, utc_now_iso
 from eventdesk.core.errors import CaptureUnusableError, DiskFullError, EventDeskError
 from eventdesk.core.paths import FILE_MODE, make_private
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    pos INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    datasource TEXT NOT NULL,
-    model TEXT NOT NULL,
-    op TEXT NOT NULL,
-    key TEXT NOT NULL,
-    rev TEXT,
-    envelope BLOB NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_identity ON events (model, key, rev);
-CREATE INDEX IF NOT EXISTS events_model_pos ON events (model, pos);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    model TEXT PRIMARY KEY, seq BLOB NOT NULL, updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS route_positions (
-    route TEXT PRIMARY KEY, pos INTEGER NOT NULL, updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS states (
-    object TEXT PRIMARY KEY, state TEXT NOT NULL, detail TEXT, pid INTEGER, updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    route TEXT NOT NULL,
-    pos INTEGER NOT NULL,
-    field TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    first_at TEXT NOT NULL,
-    last_at TEXT NOT NULL,
-    PRIMARY KEY (route, pos)
-) WITHOUT ROWID;
-"""
-
-CAPTURE_VERSION = "1"
 
 _EVENT_COLUMNS = 8
 # Rows per INSERT statement. One multi-row INSERT is one sqlite3_step, so the GIL is released
@@ -168,9 +129,11 @@ class Capture:
         self._lock = threading.RLock()
         try:
             self._open(readonly)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self._db.close()
+            if not isinstance(exc, sqlite3.Error):
+                raise
             failure = capture_failure(self.path, exc)
             if failure is None:
                 raise
@@ -190,21 +153,19 @@ class Capture:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
             make_private(self.path)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        # The version first: a newer (or unknown) one is refused before anything writes to it.
+        version = capture_schema.stored_version(self._db)
+        capture_schema.check_version(version, self.path)
+        if readonly:
+            capture_schema.stand_in(self._db, version)
+        else:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a killed process (our crash model); only a power
             # loss can drop the last transactions.
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._lock:
-                self._db.executescript(_SCHEMA)
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('capture_version', ?)",
-                    (CAPTURE_VERSION,),
-                )
-                # Its identity: the workspace records it, so a lost or swapped capture is noticed.
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('capture_id', ?)", (uuid.uuid4().hex,)
-                )
-        self._db.execute("PRAGMA busy_timeout=5000")
+                capture_schema.upgrade(self._db, self.path, version)
         row = self._db.execute("SELECT value FROM meta WHERE key = 'capture_id'").fetchone()
         self.capture_id: str | None = None if row is None else str(row[0])
         variables = self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

@@ -1,7 +1,9 @@
 """The workspace: datasources, models, brokers and routes, saved as JSON without secrets.
 
 The file has a ``schema_version``, is written atomically (temporary file + rename) and the
-last good version is kept beside it as ``workspace.json.bak``.
+last good version is kept beside it as ``workspace.json.bak``. A file of an older version is
+upgraded as it is read (and saved as the current version with the next change, the old one
+becoming the ``.bak``); a file of a newer version is refused, untouched.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
+from eventdesk import __version__
 from eventdesk.core.envelope import PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.object_configs import BrokerConfig as BrokerConfig
@@ -27,7 +30,9 @@ from eventdesk.core.secrets import SecretRef, new_workspace_id
 from eventdesk.core.settings_schema import Field, Schema, json_kind
 from eventdesk.core.topic_template import DEFAULT_TOPIC, ESCAPING_HELP, check_template
 
-SCHEMA_VERSION = 1
+# 2: the workspace's own id (its secrets' keyring accounts are named by it) and its capture's id.
+# An EventDesk that reads version 1 only would drop them on saving, so it must refuse these files.
+SCHEMA_VERSION = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OBJECT_TYPES = ("datasource", "model", "broker", "route")
@@ -469,21 +474,14 @@ class Workspace:
         key; an object that does not validate is kept in ``invalid``."""
         if not isinstance(data, dict):
             raise ConfigError(f"expected a JSON object, got {json_kind(data)}", obj=source)
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ConfigError(
-                f"unsupported schema_version {version!r} (this EventDesk reads {SCHEMA_VERSION})",
-                obj=source,
-                field="schema_version",
-            )
+        data = upgrade_workspace(data, source)
         ws = cls()
         workspace_id = data.get("workspace_id")
-        if workspace_id is not None:
-            if not isinstance(workspace_id, str) or not _WORKSPACE_ID.match(workspace_id):
-                raise ConfigError(
-                    "expected 1-64 letters, digits, '_' or '-'", obj=source, field="workspace_id"
-                )
-            ws.workspace_id = workspace_id
+        if workspace_id is None:
+            raise ConfigError("missing", obj=source, field="workspace_id")
+        if not isinstance(workspace_id, str) or not _WORKSPACE_ID.match(workspace_id):
+            raise ConfigError("expected 1-64 letters, digits, '_' or '-'", obj=source, field="workspace_id")
+        ws.workspace_id = workspace_id
         capture_id = data.get("capture_id")
         if capture_id is not None and not (isinstance(capture_id, str) and capture_id):
             raise ConfigError(f"expected a capture id, got {capture_id!r}", obj=source, field="capture_id")
@@ -502,6 +500,44 @@ class Workspace:
             for name, entry in entries.items():
                 ws._put_entry(object_type, name, entry)
         return ws
+
+
+def _upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 (up to commit 301e23e) had no workspace id: it gets a new one. (Files of the
+    development versions between 1 and 2 may have ids already: they are kept.)"""
+    return {"workspace_id": new_workspace_id()} | data | {"schema_version": 2}
+
+
+# The upgrade from each older version to the next; each returns a new dict.
+_UPGRADES = {1: _upgrade_1_to_2}
+
+
+def upgrade_workspace(data: dict[str, Any], source: str = "workspace") -> dict[str, Any]:
+    """A parsed workspace file of any known version as the current version; a newer or unknown
+    version is a ConfigError naming ``source`` and the key."""
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"written by a newer EventDesk (needs workspace version {version}; EventDesk {__version__}"
+            f" reads workspace versions up to {SCHEMA_VERSION}): open it with that newer EventDesk."
+            " The file was left unchanged",
+            obj=source,
+            field="schema_version",
+        )
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not (version in _UPGRADES or version == SCHEMA_VERSION)
+    ):
+        raise ConfigError(
+            f"unsupported schema_version {version!r} (this EventDesk reads"
+            f" {', '.join(map(str, sorted(_UPGRADES)))} to {SCHEMA_VERSION})",
+            obj=source,
+            field="schema_version",
+        )
+    while data["schema_version"] != SCHEMA_VERSION:
+        data = _UPGRADES[data["schema_version"]](data)
+    return data
 
 
 def _parse_entry(object_type: str, name: str, entry: Any) -> AnyConfig:

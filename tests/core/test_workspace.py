@@ -9,6 +9,7 @@ import pytest
 
 from eventdesk.core.errors import ConfigError, NotFoundError
 from eventdesk.core.home import Home
+from eventdesk.core.workspace import SCHEMA_VERSION
 
 
 def _seed_home() -> Home:
@@ -30,7 +31,7 @@ def test_round_trip_and_no_secret_in_file() -> None:
     text = home.paths.workspace_file.read_text()
     assert "canary-secret-42" not in text
     data = json.loads(text)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == SCHEMA_VERSION
     assert data["datasources"]["couch"]["secret"] == {"keyring": f"{data['workspace_id']}/datasource/couch"}
     again = Home.open()
     assert again.workspace.to_json() == home.workspace.to_json()
