@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from eventdesk.core.envelope import PAYLOAD_FORMATS
+from eventdesk.core.envelope import PAYLOAD_FORMAT_ALIASES, PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef, new_workspace_id
@@ -48,7 +48,8 @@ ROUTE_SCHEMA = Schema(
             label="Payload format",
             default="envelope",
             choices=PAYLOAD_FORMATS,
-            help="envelope: the whole event; seed: {model, message}; payload: the document alone.",
+            aliases=tuple(PAYLOAD_FORMAT_ALIASES.items()),
+            help="envelope: the whole event; model-message: {model, message}; payload: the document alone.",
         ),
         Field(
             "qos",
