@@ -104,7 +104,8 @@ def utc_now_iso() -> str:
 
 @dataclass(slots=True)
 class Event:
-    """One normalised change, whatever its source (docs/architecture.md, "The event envelope")."""
+    """One normalised change, the same whatever its source (docs/architecture.md, "The event
+    envelope and payload formats")."""
 
     datasource: str
     model: str
