@@ -17,8 +17,14 @@ from eventdesk.core.errors import ConfigError
 from eventdesk.core.home import Home
 from eventdesk.core.replay import ReplayTarget
 from eventdesk.core.workspace import ROUTE_SCHEMA, BrokerConfig, RouteConfig, Workspace
-from tests.core.test_workspace_validation import JSON
 from tests.peers.servers import free_port
+
+# What a source can send: JSON values (no NaN or infinity), numbers of any size.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12,
+)
 
 
 def _home_with_route(fmt: str) -> Home:
