@@ -1,42 +1,14 @@
 """MQTT publisher over paho-mqtt 2.x (callback API v2): MQTT 3.1.1 and 5, QoS 0/1/2, TLS.
 
-How it is built (DESIGN.md, "Concurrency" and "Delivery semantics"):
-
-- One :class:`_Connection` per TCP connection: a fresh paho client that never reconnects by
-  itself. When the connection ends, the client is thrown away together with whatever paho
-  still holds for it, so nothing is resent behind the route's back: every un-acknowledged
-  future fails with :class:`BrokerDisconnectedError` and the route resends from its capture
-  position.
-- A supervisor task on the asyncio loop (the aiomqtt habit: reconnect lives outside the
-  client) opens connections, reports CONNECTING / RUNNING / RETRYING / ERROR, and waits a
-  jittered exponential backoff between attempts. Bad credentials, refused or unverifiable
-  certificates and similar are terminal (ERROR); everything else is retried.
-- DEVIATION from DESIGN.md ("paho's network loop runs in its own thread"): like aiomqtt,
-  paho is driven by the asyncio loop through its external-loop API (``add_reader`` /
-  ``add_writer`` on its socket, ``loop_misc()`` every second). Only the blocking TCP connect
-  and TLS handshake run on a short-lived thread per attempt. With paho's own thread every
-  publish wrote a byte to a socketpair to wake that thread, and every batch of acks was a
-  thread hand-off; the process is GIL-bound, so that thread cost about 30 % of all samples
-  in a py-spy profile of the backlog drain. Callbacks now run on the loop thread and resolve
-  futures directly. Measured on the 2-core dev machine (backlog of 30,000 docs, QoS 1, same
-  run of the pipeline): threaded 4,600-5,200 docs/s; loop-driven with the bulk reads and
-  the plain-PUBACK fast path below 4,900-5,900 docs/s (together with the route pipelining
-  in the runtime: 7,100-8,800 docs/s; with the lean path below and the rest of the pipeline
-  work, 100,000 docs drain at 25,000-28,000 docs/s). Nothing on the loop blocks: the socket is
-  non-blocking and paho's writes only queue.
-- paho reads each packet with three ``recv`` calls and builds a ReasonCode and Properties
-  for every PUBACK; :class:`_PahoClient` serves reads from one large ``recv`` and shares one
-  ReasonCode/Properties for plain acknowledgements (both rely on paho 2.x internals).
-- QoS 0 and 1 messages take a lean path (:meth:`_PahoClient.publish_lean`): paho's
-  ``publish()`` builds an MQTTMessage with its own ``threading.Condition`` per message and
-  writes each packet with its own ``send``; here the PUBLISH packets of one loop turn are
-  encoded into one chunk that paho queues and writes as a whole, and runs of PUBACKs are
-  parsed straight from the read buffer. paho still connects, authenticates, keeps the
-  connection alive, closes it and handles QoS 2. In a py-spy profile of the backlog drain
-  paho's publish and ack handling had been 46 % of the GIL's time.
-- The in-flight window (default 1000 QoS > 0 messages, lowered to an MQTT 5 broker's
-  Receive Maximum) is enforced here; paho runs unlimited, because its own limit rescans all
-  queued messages on every acknowledgement.
+Each TCP connection is a fresh paho client (:class:`_Connection`) that never reconnects or
+resends by itself: when it drops, every unacknowledged future fails with
+:class:`BrokerDisconnectedError` and the route resends from its capture position. A
+supervisor task on the asyncio loop reconnects with jittered backoff and reports the states;
+bad credentials and unusable certificates are terminal. paho's socket is driven by the loop
+(only the blocking connect and TLS handshake run on a short-lived thread), QoS 0/1 messages
+take a lean path (:meth:`_PahoClient.publish_lean`: one write per loop turn, PUBACKs parsed
+from the read buffer) and the in-flight window is kept here, not by paho. Why each of these,
+with measurements: docs/performance.md, "The MQTT publisher".
 """
 
 from __future__ import annotations
@@ -243,8 +215,7 @@ class _Batch:
 
     It stands in for each message's future inside a connection (``done``, ``set_result``,
     ``set_exception``): the n-th acknowledgement resolves it, the first failure fails it. A
-    thousand messages then cost one future instead of a thousand (creating, resolving and
-    checking those was 9 % of the backlog drain's GIL time).
+    thousand messages then cost one future instead of a thousand.
     """
 
     __slots__ = ("future", "left")
@@ -680,9 +651,9 @@ class _Connection:
         idle = not self._writing  # nothing of an earlier write is waiting for the socket
         self.client.queue_lean(chunk)
         if idle:
-            # Write now rather than on the loop's next turn (when the writer callback would):
-            # a lone live change reaches the broker ~0.1 ms sooner. What the socket does not
-            # take stays queued and the writer callback sends it.
+            # Write now rather than on the loop's next turn (when the writer callback would),
+            # so a lone live change goes out at once. What the socket does not take stays
+            # queued and the writer callback sends it.
             self._guard(self.client.loop_write)
 
     def _on_chunk_written(self) -> None:

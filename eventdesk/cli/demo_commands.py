@@ -16,7 +16,7 @@ def register(subparsers: Any) -> None:
         "demo",
         help="set up the demo workspace (webhook -> built-in MQTT broker), or send it sample events",
         description="Create the demo: a webhook datasource with model 'accounts', the built-in MQTT "
-        "broker and a route to /v1/subutest in seed format. Run it with `eventdesk run`; then "
+        "broker and a route to /v1/subutest in model-message format. Run it with `eventdesk run`; then "
         "`eventdesk demo --send N` posts N sample account changes to the running webhook.",
     )
     p.add_argument(
@@ -56,7 +56,7 @@ def run_demo(home: Home, args: argparse.Namespace) -> int:
     )
     print(f"  webhook:   POST JSON to {info.webhook_url}")
     print(f"  broker:    built-in MQTT on {info.broker_host}:{info.broker_port}")
-    print(f"  route:     accounts -> {info.topic} (seed format)")
+    print(f"  route:     accounts -> {info.topic} (model-message format)")
     print("next:")
     print("  eventdesk run                      # receive, capture and republish")
     print(f"  {info.subscribe_command()}")

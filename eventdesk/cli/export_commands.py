@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from eventdesk.core.capture import Capture
-from eventdesk.core.envelope import OPS, PAYLOAD_FORMATS
+from eventdesk.core.envelope import OPS, PAYLOAD_FORMAT_ALIASES, PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.export import FORMATS, ExportProgress, export_events
 from eventdesk.core.home import Home
@@ -95,7 +95,12 @@ def register(sub: Any) -> None:
     target.add_argument("--broker", help="publish to this broker (with --topic)")
     p.add_argument("--topic", help="topic template, e.g. replay/{model}/{op} (with --broker)")
     p.add_argument(
-        "--format", dest="payload_format", choices=PAYLOAD_FORMATS, default="envelope", help="(with --broker)"
+        "--format",
+        dest="payload_format",
+        type=lambda name: PAYLOAD_FORMAT_ALIASES.get(name, name),  # an old name still works
+        choices=PAYLOAD_FORMATS,
+        default="envelope",
+        help="(with --broker)",
     )
     p.add_argument("--qos", type=int, choices=(0, 1, 2), default=1, help="(with --broker)")
     p.add_argument("--retain", action="store_true", help="(with --broker)")

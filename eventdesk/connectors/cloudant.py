@@ -760,11 +760,9 @@ class ReadPacer:
       a change after a quiet spell (a trickle, up to a few hundred changes/s) has no delay.
     - A read that found a lot waiting (``full_read`` bytes or more) is behind: no pause.
     - Otherwise changes are streaming in: pause ``coalesce``, or ``linger`` while they arrive
-      at ``linger_rate`` changes/s or more. At 5,000 changes/s here a 1 ms pause gave batches
-      of about 12 changes and a 5 ms linger about 30: EventDesk's CPU per change (taken from
-      the server on the same machine) fell by a quarter, for at most ``linger`` of added delay.
-      At 10,000 changes/s a 10 ms linger took another ~6 % off (and the server, freed of it,
-      streamed ~3 % faster; 6 paired rounds); 20 ms gained nothing more.
+      at ``linger_rate`` changes/s or more, for at most ``linger`` of added delay.
+
+    The values and what they gained: docs/performance.md, "Reading the feed".
     """
 
     def __init__(
@@ -798,7 +796,7 @@ class _PageFetcher:
 
     A page's ``last_seq`` is read from its end as soon as its bytes are in, and the next
     request goes out at once: the server prepares page N+1 while page N is parsed and
-    captured (serially the server sat idle for a third of a backlog drain). At most
+    captured, instead of sitting idle meanwhile. At most
     ``AHEAD`` pages wait. A page is read as it arrives and cut at ``MAX_PAGE_BYTES`` (a
     server or proxy may send one that never ends). The fetcher stops by itself after a page
     whose end it cannot read or that was cut (the reader then parses it and starts a new
@@ -1076,12 +1074,12 @@ class _FeedRun:
 
         CouchDB and PouchDB send each change as its own HTTP chunk; read chunk by chunk
         (``iter_content``), a stream of changes costs a wake-up, a ``recv`` and urllib3's chunk
-        parsing per change: 0.5 CPU-s per 20,000 changes here, taken from the server that
-        shares the machine. Here the socket's buffered reader is read with ``read1`` (whatever
-        has arrived), the chunks are decoded by :class:`ChunkedBody`, and while changes stream
-        in the thread pauses between reads (:class:`ReadPacer`), so one read, and the batch it
-        becomes, takes many changes. Falls back to ``iter_content`` when the response is not
-        a plain chunked body or urllib3's internals differ.
+        parsing per change, CPU taken from a server that often shares the machine. Here the
+        socket's buffered reader is read with ``read1`` (whatever has arrived), the chunks are
+        decoded by :class:`ChunkedBody`, and while changes stream in the thread pauses between
+        reads (:class:`ReadPacer`), so one read, and the batch it becomes, takes many changes.
+        Falls back to ``iter_content`` when the response is not a plain chunked body or
+        urllib3's internals differ. Measurements: docs/performance.md, "Reading the feed".
         """
         raw = response.raw
         fp = getattr(getattr(raw, "_fp", None), "fp", None)
@@ -1117,7 +1115,7 @@ class _FeedRun:
                 raise _StopRequestedError
 
     def _catch_up(self, service: CloudantV1) -> None:
-        """Read the backlog as ``feed=normal`` pages: about twice as fast as a continuous feed.
+        """Read the backlog as ``feed=normal`` pages, which servers send faster than a continuous feed.
 
         A :class:`_PageFetcher` reads the pages ahead, so the server prepares the next page
         while this thread parses the last one. A page that is not valid JSON ends the

@@ -1,12 +1,13 @@
 """The capture: every event received, in SQLite (WAL), with model checkpoints and route positions.
 
 One transaction per batch: a model's events and its checkpoint are committed together, so a
-checkpoint never runs ahead of what is stored (DESIGN.md, "Delivery semantics"). Appends are
-idempotent on ``(model, key, rev)`` because change feeds may replay.
+checkpoint never runs ahead of what is stored (docs/architecture.md, "The delivery promise").
+Appends are idempotent on ``(model, key, rev)`` because change feeds may replay.
 
 Its schema, version and the upgrades from older versions are in :mod:`eventdesk.core.capture_schema`.
 A :class:`Capture` owns one connection guarded by a lock; the runtime calls it from one
-worker thread so the event loop never waits on SQLite.
+worker thread so the event loop never waits on SQLite. The tables and how they are versioned:
+docs/architecture.md, "The capture: schema and versioning".
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def capture_failure(path: Path, exc: sqlite3.Error) -> EventDeskError | None:
 @dataclass(slots=True)
 class CapturedEvent:
     """An event as stored: its capture position and its envelope. Treat it as read-only (not
-    frozen: a frozen dataclass's ``__init__`` cost 4 % of the backlog drain's GIL time, and its
-    dict envelope made it unhashable anyway)."""
+    frozen: a frozen dataclass's ``__init__`` costs measurably on the hot path, and its dict
+    envelope made it unhashable anyway)."""
 
     pos: int
     envelope: dict[str, Any]

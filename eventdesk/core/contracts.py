@@ -75,7 +75,7 @@ class ConnectorHost(Protocol):
 
 
 class Connector(ABC):
-    """Follows one model of one datasource; see DESIGN.md, "connector"."""
+    """Follows one model of one datasource (docs/architecture.md, "Adding a source: a connector kind")."""
 
     kind: ClassVar[str]
     datasource_schema: ClassVar[Schema]
@@ -114,7 +114,7 @@ class Connector(ABC):
 
 
 class Publisher(ABC):
-    """Publishes to one broker; see DESIGN.md, "broker"."""
+    """Publishes to one broker (docs/architecture.md, "Adding a broker kind")."""
 
     kind: ClassVar[str]
     schema: ClassVar[Schema]

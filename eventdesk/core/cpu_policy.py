@@ -2,15 +2,11 @@
 
 A follower often runs on the same host as the database it follows (or the broker it feeds).
 Under the default policy each of its threads, woken by a few changes, may preempt whatever
-runs on that core -- the database producing the very feed being followed -- and on a busy
-host those preemptions cost the database more than the follower's own CPU time (caches,
-a JIT's warm state). ``SCHED_BATCH`` keeps the same fair share of the CPU and the same nice
-value, but a woken thread waits for the running one's slice instead of preempting it; on an
-idle core it still runs at once. Measured with pouchdb-server on the same 2-core host (20,000
-changes bulk-inserted while `run` followed at QoS 1, fresh servers, two A/Bs of 6 rounds):
-`run` delivered a median 2-5 % more docs/s under ``SCHED_BATCH`` (ahead in 8 of the 12 paired
-rounds, within 1 % in the others) while the source spent less CPU per change; latency at 200
-changes/s stayed as it was (p50 2.2 ms, p99 7.3 ms). A policy set on purpose (`chrt`) is kept.
+runs on that core, such as the database producing the very feed being followed.
+``SCHED_BATCH`` keeps the same fair share of the CPU and the same nice value, but a woken
+thread waits for the running one's slice instead of preempting it; on an idle core it still
+runs at once. A policy set on purpose (`chrt`) is kept. Measurements: docs/performance.md,
+"SCHED_BATCH for eventdesk run".
 """
 
 from __future__ import annotations

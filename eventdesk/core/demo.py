@@ -1,8 +1,8 @@
-"""The first-run demo: the seed post's demo with no external server.
+"""The first-run demo: accounts republished to ``/v1/subutest``, with no external server.
 
 :func:`setup_demo` creates, through :class:`~eventdesk.core.home.Home`, a ``webhook``
 datasource with model ``accounts``, the built-in MQTT broker and a route republishing to
-``/v1/subutest`` in ``seed`` format. :func:`send_samples` then posts a realistic stream of
+``/v1/subutest`` in ``model-message`` format. :func:`send_samples` then posts a realistic stream of
 account documents (creates, updates, deletes) to the webhook over real HTTP, the way any
 other system announcing its changes would.
 """
@@ -111,7 +111,9 @@ def setup_demo(home: Home, *, webhook_port: int | None = None, broker_port: int 
         home.add_broker(BROKER, "local", {"host": HOST, "port": port})
         created = True
     if ROUTE not in ws.routes:
-        home.add_route(ROUTE, MODEL, BROKER, {"topic": TOPIC, "format": "seed", "qos": 1, "enabled": True})
+        home.add_route(
+            ROUTE, MODEL, BROKER, {"topic": TOPIC, "format": "model-message", "qos": 1, "enabled": True}
+        )
         created = True
     return demo_info(home, created=created)
 

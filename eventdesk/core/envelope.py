@@ -16,7 +16,9 @@ from eventdesk.core import json_codec
 
 Op = Literal["created", "updated", "deleted"]
 OPS: tuple[Op, ...] = ("created", "updated", "deleted")
-PAYLOAD_FORMATS = ("envelope", "seed", "payload")
+PAYLOAD_FORMATS = ("envelope", "model-message", "payload")
+# Names a format had before, still accepted on input (workspace files, the command line, replay).
+PAYLOAD_FORMAT_ALIASES = {"seed": "model-message"}
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -102,7 +104,8 @@ def utc_now_iso() -> str:
 
 @dataclass(slots=True)
 class Event:
-    """One normalised change: see DESIGN.md, "The event envelope"."""
+    """One normalised change, the same whatever its source (docs/architecture.md, "The event
+    envelope and payload formats")."""
 
     datasource: str
     model: str
@@ -155,14 +158,23 @@ class Event:
         return cls.from_dict(json_codec.loads(raw))
 
 
+def payload_format(name: str) -> str:
+    """The current name of payload format ``name`` (an old name is renamed); raises ValueError
+    naming the formats if there is no such format."""
+    name = PAYLOAD_FORMAT_ALIASES.get(name, name)
+    if name not in PAYLOAD_FORMATS:
+        raise ValueError(f"unknown payload format {name!r}; expected one of {', '.join(PAYLOAD_FORMATS)}")
+    return name
+
+
 def encode_payload(envelope: dict[str, Any], fmt: str) -> bytes:
     """Serialise one envelope (as a dict) for the wire in ``fmt``.
 
-    ``seed`` is exactly the seed post's ``{"model": <model>, "message": <doc>}``.
+    ``model-message`` (once called ``seed``) is ``{"model": <model>, "message": <document>}``.
     """
     if fmt == "envelope":
         return json_codec.dumps(envelope)
-    if fmt == "seed":
+    if fmt == "model-message" or fmt == "seed":
         return json_codec.dumps({"model": envelope["model"], "message": envelope["payload"]})
     if fmt == "payload":
         return json_codec.dumps(envelope["payload"])

@@ -13,11 +13,9 @@ def tune_for_streaming() -> None:
 
     Events are acyclic dicts and lists, freed by reference counting the moment they are
     published; the collector only hunts cycles. With the default threshold it ran a young
-    pass every 700 allocations -- a few per page of 1,000 changes, each walking every young
-    event still buffered -- and in a py-spy profile of the backlog drain that showed up as
-    the largest single cost (``eventdesk run`` drained 100,000 changes at 17-21k docs/s with
-    the default, 24-25k with this). Frozen, the start-up heap (modules, Qt wrappers) is never
-    walked again: one full pass over it took ~80 ms, a visible stall of the window.
+    pass every 700 allocations, each walking every young event still buffered. Frozen, the
+    start-up heap (modules, Qt wrappers) is never walked again, so a full pass does not stall
+    the window. Measurements: docs/performance.md, "The cycle collector".
     """
     gc.freeze()
     _, middle, old = gc.get_threshold()

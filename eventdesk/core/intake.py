@@ -2,18 +2,13 @@
 
 A connector that reads in a thread (a blocking SDK) puts the events it parsed into an
 :class:`Intake`. The capture thread takes them from there in batches, appends each batch in
-one transaction (its checkpoint is the batch's last ``seq``) and then tells the loop, which
-hands the new events to routes and live views (DESIGN.md, "Concurrency": the loop gets
-committed batches through ``call_soon_threadsafe``; it never waits on SQLite).
-
-Why not through the loop: a change read by the thread used to wake the loop, which handed
-the batch to the capture thread, which handed it back: three thread hand-offs before a route
-could publish it. On this 2-core VM each hand-off costs ~0.1-0.2 ms, a third of what
-EventDesk adds to a change's latency. A lone change (a live trickle) is even stored by the
-worker thread itself, leaving one hand-off: to the loop, which publishes it. Batches still
-grow with the backlog: while one is being appended, the next accumulates (up to
-``batch_size``), and the worker blocks once ``limit`` events wait, so back-pressure reaches
-the server through TCP.
+one transaction (its checkpoint is the batch's last ``seq``) and only then tells the loop,
+which hands the new events to routes and live views: the loop never waits on SQLite, and
+nothing reaches a route before it is captured. A lone change after a quiet spell is stored by
+the worker thread itself, sparing a thread hand-off on the live path. Batches grow with the
+backlog (the next one accumulates while one is appended, up to ``batch_size``), and the
+worker blocks once ``limit`` events wait, so back-pressure reaches the server through TCP.
+Measurements: docs/performance.md, "The hand-over from the feed thread to the capture".
 """
 
 from __future__ import annotations

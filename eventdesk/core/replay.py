@@ -25,7 +25,7 @@ from typing import Any, Literal
 from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
 from eventdesk.core.contracts import Publisher, StateChange
-from eventdesk.core.envelope import PAYLOAD_FORMATS, encode_payload
+from eventdesk.core.envelope import encode_payload, payload_format
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConfigError, JobCancelledError
 from eventdesk.core.registry import broker_class
 from eventdesk.core.scope import EventScope, Selection
@@ -113,12 +113,10 @@ class ReplayTarget:
     ) -> ReplayTarget:
         cfg = workspace.broker(broker)
         obj = "replay"
-        if fmt not in PAYLOAD_FORMATS:
-            raise ConfigError(
-                f"unknown payload format {fmt!r}; expected one of {', '.join(PAYLOAD_FORMATS)}",
-                obj=obj,
-                field="format",
-            )
+        try:
+            fmt = payload_format(fmt)
+        except ValueError as exc:
+            raise ConfigError(str(exc), obj=obj, field="format") from None
         if qos not in (0, 1, 2):
             raise ConfigError("QoS is 0, 1 or 2", obj=obj, field="qos")
         problem = check_template(topic, broker_class(cfg.kind).validate_topic)

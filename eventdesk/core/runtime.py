@@ -1,4 +1,4 @@
-"""The runtime wires connectors to capture, routes and live subscribers (DESIGN.md, Architecture).
+"""The runtime wires connectors to capture, routes and live subscribers (docs/architecture.md).
 
 Everything here runs on one asyncio loop (Qt's, through qasync, in the app). SQLite work runs
 on one dedicated thread so the loop never waits on the disk. Every background task is owned:

@@ -41,6 +41,8 @@ class Field:
     validator: Validator | None = None
     advanced: bool = False
     json_type: Literal["", "object", "array"] = ""
+    # (old, current) names of choices: an old name is still accepted and becomes the current one.
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def secret(self) -> bool:
@@ -101,7 +103,7 @@ class Field:
                 raise ValueError(f"must be at most {self.maximum:g}, got {number:g}")
             return number
         if t == "choice":
-            text = str(value)
+            text = dict(self.aliases).get(str(value), str(value))
             if text not in self.choices:
                 raise ValueError(f"must be one of {', '.join(self.choices)}; got {text!r}")
             return text

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from eventdesk import __version__
-from eventdesk.core.envelope import PAYLOAD_FORMATS
+from eventdesk.core.envelope import PAYLOAD_FORMAT_ALIASES, PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.object_configs import BrokerConfig as BrokerConfig
 from eventdesk.core.object_configs import DatasourceConfig as DatasourceConfig
@@ -57,7 +57,8 @@ ROUTE_SCHEMA = Schema(
             label="Payload format",
             default="envelope",
             choices=PAYLOAD_FORMATS,
-            help="envelope: the whole event; seed: {model, message}; payload: the document alone.",
+            aliases=tuple(PAYLOAD_FORMAT_ALIASES.items()),
+            help="envelope: the whole event; model-message: {model, message}; payload: the document alone.",
         ),
         Field(
             "qos",

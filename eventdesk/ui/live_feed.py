@@ -1,7 +1,7 @@
 """The Qt adapter over the runtime's batches: buffers them and emits one coalesced signal per tick.
 
-The table never sees one signal per event (DESIGN.md, "Batch the view"); when nothing arrives the
-timer is idle, so an idle window costs no CPU.
+The table never sees one signal per event, only one batch per tick, however fast events come;
+when nothing arrives the timer is idle, so an idle window costs no CPU.
 """
 
 from __future__ import annotations

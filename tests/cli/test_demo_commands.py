@@ -49,7 +49,7 @@ def test_demo_sets_up_the_workspace_once(tmp_path: Path) -> None:
     }
     route = listed["routes"]["accounts-to-subutest"]
     assert (route["model"], route["broker"]) == ("accounts", "builtin")
-    assert route["settings"]["topic"] == "/v1/subutest" and route["settings"]["format"] == "seed"
+    assert route["settings"]["topic"] == "/v1/subutest" and route["settings"]["format"] == "model-message"
     assert "already set up" in ok(*home, "demo")
 
 

@@ -37,7 +37,7 @@ def test_round_trip_and_no_secret_in_file() -> None:
     assert again.workspace.to_json() == home.workspace.to_json()
     assert again.workspace.route("to-subutest").settings == {
         "topic": "/v1/subutest",
-        "format": "seed",
+        "format": "model-message",
         "qos": 1,
         "retain": False,
         "enabled": True,

@@ -68,7 +68,7 @@ def test_open_the_demo_send_samples_see_them_and_toggle_republishing(
     qtbot.waitUntil(lambda: window.runtime.state_of(ROUTE_STATE).state is State.RUNNING, timeout=10000)
     info = demo.demo_info(home)
     assert BROKERS.get(info.broker_host, info.broker_port) is not None
-    assert home.workspace.route(demo.ROUTE).settings["format"] == "seed"
+    assert home.workspace.route(demo.ROUTE).settings["format"] == "model-message"
 
     subscriber = Subscriber(port=info.broker_port, topic=demo.TOPIC, qos=1)
     try:
