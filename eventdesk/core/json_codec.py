@@ -3,7 +3,7 @@
 orjson does the work (it is the fast path everywhere: feeds, capture, exports, publishing),
 but it holds integers only within 64 bits and reads every other number as a double:
 ``123456789012345678901234567890`` would come back as ``1.2345678901234568e+29``. Here a
-cheap scan of the text (a run of 17 digits and dots) sends what orjson might not hold
+cheap scan of the text (a number token of 17 digits and dots) sends what orjson might not hold
 exactly to the standard library's parser, which keeps such integers as ``int`` and such
 decimals as :class:`~decimal.Decimal`; :func:`dumps` writes both back exactly. Everything
 else is orjson's, byte for byte. (A decimal with 16 or fewer digits and an exponent below a
@@ -33,14 +33,33 @@ __all__ = [
 JSONDecodeError = orjson.JSONDecodeError
 JSONEncodeError = orjson.JSONEncodeError
 
-# What a double may not hold: 16+ significant digits (an integer beyond 64 bits has 20, a
-# decimal that a double cannot tell from its neighbours at least 16): digits and dots are
-# mapped to "0" (bytes.translate, a few times cheaper than orjson's parse; a regex is slower
-# than the parse itself) and a run of 17 looked for. False positives (long digit runs in
-# strings) only cost the slower parser.
-_DIGITS = bytes.maketrans(b"0123456789.", b"0" * 11)
+# What a double may not hold: a number token of 17+ digits and dots (an integer beyond 64 bits
+# has 20, a decimal that a double cannot tell from its neighbours at least 17). One
+# bytes.translate maps every byte to its class -- digits and dots to "0", what may stand
+# before a JSON value (",", ":", "[" and white space) to ":", "-" to itself, anything else to
+# "x" -- and a ":" followed by 17 "0" (or by "-" and 17 "0") is looked for: a long digit run
+# inside a string (a revision hash, a numeric id) follows a letter or a quote, so it does not
+# send the text to the slower parser. (A regex is slower than orjson's parse itself.)
+_CLASSES = bytearray(b"x" * 256)
+for _byte in b"0123456789.":
+    _CLASSES[_byte] = ord("0")
+for _byte in b",:[ \t\n\r":
+    _CLASSES[_byte] = ord(":")
+_CLASSES[ord("-")] = ord("-")
+_DIGITS = bytes(_CLASSES)
 _RUN = b"0" * 17
+_AFTER_SEPARATOR = (b":" + _RUN, b":-" + _RUN)
 _MIN_INT, _MAX_INT = -(2**63), 2**64 - 1  # what orjson writes
+
+
+def _long_number(classes: bytes | bytearray) -> bool:
+    """Whether the byte classes of a JSON text (see ``_DIGITS``) hold a long number token."""
+    if _AFTER_SEPARATOR[0] in classes or _AFTER_SEPARATOR[1] in classes:
+        return True
+    head = classes[:64].lstrip(b":")  # a number as the whole text
+    if not head and len(classes) > 64:
+        head = classes.lstrip(b":")
+    return head.startswith((_RUN, b"-" + _RUN))
 
 
 def needs_exact(data: bytes | bytearray | memoryview | str) -> bool:
@@ -49,7 +68,7 @@ def needs_exact(data: bytes | bytearray | memoryview | str) -> bool:
     A caller with many small documents in one buffer scans the buffer once and then picks
     :func:`loads_exact` or :func:`loads_scanned` for each.
     """
-    return _RUN in (data.translate(_DIGITS) if type(data) is bytes else _scannable(data))
+    return _long_number(data.translate(_DIGITS) if type(data) is bytes else _scannable(data))
 
 
 def _scannable(data: bytes | bytearray | memoryview | str) -> bytes | bytearray:
@@ -74,7 +93,7 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     Integers beyond 64 bits come back as ``int``, decimals a double cannot hold (or beyond
     its range) as :class:`~decimal.Decimal`.
     """
-    if _RUN in (data.translate(_DIGITS) if type(data) is bytes else _scannable(data)):
+    if _long_number(data.translate(_DIGITS) if type(data) is bytes else _scannable(data)):
         return loads_exact(data)
     return loads_scanned(data)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -234,3 +235,34 @@ def test_arbitrary_payloads_keep_their_numbers_through_capture_export_and_wire(
             assert numbers(json_codec.loads(wire)["message"]) == payload
     finally:
         cap.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"rev": "1-12345678901234567890abcdef"}',  # a revision hash with a long digit run
+        b'{"id": "12345678901234567890123"}',  # a numeric id, as text
+        b'{"seq": "123-45678901234567890123456"}',
+        b'{"n": 1234567890123456}',  # 16 digits: a double holds it
+    ],
+)
+def test_long_digit_runs_inside_strings_keep_the_fast_parser(text: bytes) -> None:
+    assert not json_codec.needs_exact(text)
+    assert json_codec.loads(text) == orjson.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"12345678901234567890123",
+        b"  -12345678901234567890123",
+        b'{"a":12345678901234567890123}',
+        b'{"a": -12345678901234567890123}',
+        b"[1,12345678901234567890123]",
+        b"[\n  12345678901234567890123]",
+        b'{"a":\t0.12345678901234567890}',
+    ],
+)
+def test_long_number_tokens_anywhere_take_the_exact_parser(text: bytes) -> None:
+    assert json_codec.needs_exact(text)
+    assert json_codec.dumps(json_codec.loads(text)) == json_codec.dumps(json.loads(text, parse_float=Decimal))
