@@ -89,6 +89,16 @@ class EventScope:
     def event_filter(self) -> EventFilter:
         return EventFilter(text=self.text, expression=self.expression)
 
+    def conditions(self) -> dict[str, Any]:
+        """The conditions SQLite applies, as keyword arguments of the capture's queries."""
+        return {
+            "models": self.models,
+            "ops": self.ops,
+            "since": self.since,
+            "until": self.until,
+            "quarantined": self.quarantined,
+        }
+
     def describe(self) -> str:
         parts = []
         if self.positions is not None:
@@ -156,9 +166,7 @@ class Selection:
         s = self.scope
         if s.positions is not None:
             return len(s.positions)
-        return self.capture.count_matching(
-            models=s.models, ops=s.ops, since=s.since, until=s.until, quarantined=s.quarantined
-        )
+        return self.capture.count_matching(**s.conditions())
 
     @property
     def joinable(self) -> bool:
@@ -170,29 +178,14 @@ class Selection:
         :meth:`Capture.iter_joined`); only when :attr:`joinable`."""
         assert self.joinable
         s = self.scope
-        for count, joined in self.capture.iter_joined(
-            separator,
-            models=s.models,
-            ops=s.ops,
-            since=s.since,
-            until=s.until,
-            upto=self.upto,
-            quarantined=s.quarantined,
-        ):
+        for count, joined in self.capture.iter_joined(separator, upto=self.upto, **s.conditions()):
             self.scanned += count
             yield count, joined
 
     def _rows(self) -> Iterable[tuple[int, bytes]]:
         s = self.scope
         if s.positions is None:
-            return self.capture.iter_raw(
-                models=s.models,
-                ops=s.ops,
-                since=s.since,
-                until=s.until,
-                chunk=self.chunk,
-                quarantined=s.quarantined,
-            )
+            return self.capture.iter_raw(chunk=self.chunk, **s.conditions())
         return self.capture.iter_raw_at(s.positions)
 
     def __iter__(self) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
