@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from eventdesk.core.envelope import Event
     from eventdesk.core.intake import Intake
     from eventdesk.core.object_configs import BrokerConfig, DatasourceConfig, ModelConfig
-    from eventdesk.core.settings_schema import Schema
+    from eventdesk.core.settings_schema import KindSettings, Schema
 
 
 # MQTT's limits, the default for every broker: a topic of 65,535 bytes, a packet of 256 MB.
@@ -78,6 +78,10 @@ class Connector(ABC):
     """Follows one model of one datasource (docs/architecture.md, "Adding a source: a connector kind")."""
 
     kind: ClassVar[str]
+    # The typed, frozen settings of a datasource and of a model of this kind; each carries the
+    # schema that drives validation, CLI flags and forms (``datasource_schema`` is its schema).
+    datasource_settings: ClassVar[type[KindSettings]]
+    model_settings: ClassVar[type[KindSettings]]
     datasource_schema: ClassVar[Schema]
     model_schema: ClassVar[Schema]
 
@@ -117,6 +121,7 @@ class Publisher(ABC):
     """Publishes to one broker (docs/architecture.md, "Adding a broker kind")."""
 
     kind: ClassVar[str]
+    settings_type: ClassVar[type[KindSettings]]  # typed settings; ``schema`` is its schema
     schema: ClassVar[Schema]
     # True for a broker EventDesk runs itself (kind ``local``): the runtime keeps it started for
     # as long as the runtime runs, so clients can subscribe before any route publishes.

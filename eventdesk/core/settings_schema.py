@@ -1,12 +1,14 @@
 """Typed settings schemas: each connector and broker kind declares its settings once.
 
 Validation, CLI flags and the UI's forms are all derived from a :class:`Schema`, so a new
-kind needs no UI code. Secret fields are never stored in the workspace: they hold a
-reference to the keyring (or an environment variable) instead.
+kind needs no UI code. The validated values become a kind's :class:`KindSettings`, a frozen
+dataclass the code reads by attribute. Secret fields are never stored in the workspace: they
+hold a reference to the keyring (or an environment variable) instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import math
@@ -14,7 +16,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from eventdesk.core.errors import ConfigError
@@ -269,3 +271,42 @@ def redact_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return parts._replace(netloc=netloc).geturl()
+
+
+class KindSettings:
+    """The validated settings of one object, typed and frozen.
+
+    A subclass is a ``@dataclass(frozen=True)`` whose fields are exactly its :attr:`schema`'s
+    non-secret fields (tests/core/test_typed_settings.py checks every kind), so defaults and
+    checks live in the schema alone and the code reads ``settings.timeout``, never
+    ``settings.get("timeout") or 60.0``.
+    """
+
+    schema: ClassVar[Schema]
+
+    @classmethod
+    def load(cls, values: Mapping[str, Any], obj: str) -> Self:
+        """Validate ``values`` against the schema (ConfigError naming ``obj`` and the field)."""
+        return cls.from_validated(cls.schema.validate(values, obj))
+
+    @classmethod
+    def from_validated(cls, values: Mapping[str, Any]) -> Self:
+        """Build from values the schema already validated (the workspace stores them so)."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        defaults = cls.schema.defaults()
+        return cls(**{name: values.get(name, defaults.get(name)) for name in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload,no-any-return]
+
+
+def settings_mismatch(settings_type: type[KindSettings]) -> str | None:
+    """None if ``settings_type``'s fields are its schema's non-secret fields, else the difference."""
+    typed = {f.name for f in dataclasses.fields(settings_type)}  # type: ignore[arg-type]
+    declared = {f.name for f in settings_type.schema.fields if not f.secret}
+    if typed == declared:
+        return None
+    return (
+        f"{settings_type.__name__}: only in the dataclass {sorted(typed - declared)}, "
+        f"only in the schema {sorted(declared - typed)}"
+    )

@@ -27,7 +27,7 @@ from eventdesk.core.object_configs import ModelConfig as ModelConfig
 from eventdesk.core.object_configs import RouteConfig as RouteConfig
 from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.secrets import SecretRef, new_workspace_id
-from eventdesk.core.settings_schema import Field, Schema, json_kind
+from eventdesk.core.settings_schema import Field, KindSettings, Schema, json_kind
 from eventdesk.core.topic_template import DEFAULT_TOPIC, ESCAPING_HELP, check_template
 
 # 2: the workspace's own id (its secrets' keyring accounts are named by it) and its capture's id.
@@ -93,6 +93,19 @@ def check_name(name: str, object_type: str) -> str:
             field="name",
         )
     return name
+
+
+@dataclass(frozen=True)
+class RouteSettings(KindSettings):
+    """A route's settings, typed (``RouteSettings.from_validated(route.settings)``)."""
+
+    schema = ROUTE_SCHEMA
+    topic: str
+    format: str
+    qos: int
+    retain: bool
+    enabled: bool
+    on_poison: str
 
 
 AnyConfig = DatasourceConfig | ModelConfig | BrokerConfig | RouteConfig
