@@ -154,7 +154,8 @@ class EventFilter:
         if self.text and not self._text_matches(envelope):
             return False
         if self.expression.strip():
-            compiled = self.compile()._compiled
+            self.compile()
+            compiled = self._compiled
             assert compiled is not None
             try:
                 return is_truthy(compiled.search(envelope))

@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from eventdesk import __version__
-from eventdesk.core.envelope import PAYLOAD_FORMAT_ALIASES, PAYLOAD_FORMATS
 from eventdesk.core.errors import ConfigError, DiskFullError, NotFoundError
 from eventdesk.core.object_configs import BrokerConfig as BrokerConfig
 from eventdesk.core.object_configs import DatasourceConfig as DatasourceConfig
 from eventdesk.core.object_configs import ModelConfig as ModelConfig
 from eventdesk.core.object_configs import RouteConfig as RouteConfig
 from eventdesk.core.registry import broker_class, connector_class
+from eventdesk.core.route_settings import ON_POISON as ON_POISON
+from eventdesk.core.route_settings import ROUTE_SCHEMA as ROUTE_SCHEMA
+from eventdesk.core.route_settings import RouteSettings as RouteSettings
 from eventdesk.core.secrets import SecretRef, new_workspace_id
-from eventdesk.core.settings_schema import Field, KindSettings, Schema, json_kind
-from eventdesk.core.topic_template import DEFAULT_TOPIC, ESCAPING_HELP, check_template
+from eventdesk.core.settings_schema import json_kind
+from eventdesk.core.topic_template import check_template
 
 # 2: the workspace's own id (its secrets' keyring accounts are named by it) and its capture's id.
 # An EventDesk that reads version 1 only would drop them on saving, so it must refuse these files.
@@ -36,53 +38,6 @@ SCHEMA_VERSION = 2
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _WORKSPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OBJECT_TYPES = ("datasource", "model", "broker", "route")
-
-ON_POISON = ("quarantine", "stop")  # what a route does with an event its broker can never take
-ROUTE_SCHEMA = Schema(
-    kind="route",
-    title="Route",
-    description="Republish one model's events to one broker.",
-    fields=(
-        Field(
-            "topic",
-            "str",
-            label="Topic template",
-            default=DEFAULT_TOPIC,
-            required=True,
-            help="Placeholders: {datasource}, {model}, {op}, {key}. " + ESCAPING_HELP,
-        ),
-        Field(
-            "format",
-            "choice",
-            label="Payload format",
-            default="envelope",
-            choices=PAYLOAD_FORMATS,
-            aliases=tuple(PAYLOAD_FORMAT_ALIASES.items()),
-            help="envelope: the whole event; model-message: {model, message}; payload: the document alone.",
-        ),
-        Field(
-            "qos",
-            "int",
-            label="QoS",
-            default=1,
-            minimum=0,
-            maximum=2,
-            help="0: at most once; 1: at least once; 2: exactly once (broker side).",
-        ),
-        Field("retain", "bool", default=False, help="Ask the broker to keep the last message per topic."),
-        Field("enabled", "bool", default=True, help="Publish while running; capture goes on either way."),
-        Field(
-            "on_poison",
-            "choice",
-            label="On a poison event",
-            default="quarantine",
-            choices=ON_POISON,
-            help="An event the broker can never take (topic too long, payload over its maximum, a "
-            "permanent refusal): 'quarantine' sets it aside and goes on (see `eventdesk quarantine`), "
-            "'stop' stops the route.",
-        ),
-    ),
-)
 
 
 def check_name(name: str, object_type: str) -> str:
@@ -93,19 +48,6 @@ def check_name(name: str, object_type: str) -> str:
             field="name",
         )
     return name
-
-
-@dataclass(frozen=True)
-class RouteSettings(KindSettings):
-    """A route's settings, typed (``RouteSettings.from_validated(route.settings)``)."""
-
-    schema = ROUTE_SCHEMA
-    topic: str
-    format: str
-    qos: int
-    retain: bool
-    enabled: bool
-    on_poison: str
 
 
 AnyConfig = DatasourceConfig | ModelConfig | BrokerConfig | RouteConfig

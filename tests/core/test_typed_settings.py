@@ -18,7 +18,7 @@ def settings_types() -> list[tuple[str, type[KindSettings]]]:
         found += [(f"{kind} datasource", cls.datasource_settings), (f"{kind} model", cls.model_settings)]
     for kind in broker_kinds():
         found.append((f"{kind} broker", broker_class(kind).settings_type))
-    from eventdesk.core.workspace import RouteSettings
+    from eventdesk.core.route_settings import RouteSettings
 
     found.append(("route", RouteSettings))
     return found
