@@ -5,6 +5,10 @@ datasource with model ``accounts``, the built-in MQTT broker and a route republi
 ``/v1/subutest`` in ``model-message`` format. :func:`send_samples` then posts a realistic stream of
 account documents (creates, updates, deletes) to the webhook over real HTTP, the way any
 other system announcing its changes would.
+
+The core does not import the kinds (they sit above it), so the demo reads a webhook datasource's
+and the broker's settings through the registry's typed settings, by what it needs of them
+(:class:`ReceiverSettings`, :class:`ListenerSettings`).
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.home import Home
+from eventdesk.core.object_configs import BrokerConfig, DatasourceConfig, ModelConfig
+from eventdesk.core.registry import broker_class, connector_class
+from eventdesk.core.retry_policy import Backoff, parse_retry_after
 from eventdesk.core.secrets import resolve_secret
+from eventdesk.core.workspace import RouteSettings
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,6 +48,7 @@ HOST = "127.0.0.1"
 SEND_TIMEOUT = 30.0
 CONNECT_RETRIES = 10  # x CONNECT_RETRY_DELAY: how long a receiver may take to come up
 CONNECT_RETRY_DELAY = 0.2
+RETRY_STATUSES = (429, 503)  # the receiver asks to be sent again (later, if it says when)
 
 _FIRST = ("Asha", "Ravi", "Meera", "Arjun", "Priya", "Kiran", "Sana", "Vikram", "Lena", "Tom", "Ines", "Omar")
 _LAST = ("Rao", "Iyer", "Menon", "Shah", "Nair", "Kapoor", "Fischer", "Silva", "Haddad", "Novak", "Berg")
@@ -63,6 +72,52 @@ class DemoInfo:
 
     def subscribe_command(self) -> str:
         return f"mosquitto_sub -h {self.broker_host} -p {self.broker_port} -t '{self.topic}' -v"
+
+
+@runtime_checkable
+class ListenerSettings(Protocol):
+    """What the demo reads of a server's typed settings (a webhook datasource, the built-in broker)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
+@runtime_checkable
+class ReceiverSettings(ListenerSettings, Protocol):
+    """What the demo reads of a webhook datasource's typed settings."""
+
+    @property
+    def signature_header(self) -> str: ...
+
+
+@runtime_checkable
+class PathSettings(Protocol):
+    """What the demo reads of a webhook model's typed settings (empty: ``/hooks/<model>``)."""
+
+    @property
+    def path(self) -> str: ...
+
+
+def receiver_settings(ds: DatasourceConfig) -> ReceiverSettings | None:
+    """``ds``'s typed settings, if its kind receives by HTTP like the webhook kind (else None)."""
+    typed = connector_class(ds.kind).datasource_settings.from_validated(ds.settings)
+    return typed if isinstance(typed, ReceiverSettings) else None
+
+
+def listener_settings(broker: BrokerConfig) -> ListenerSettings | None:
+    """``broker``'s typed settings, if it is a server with a host and port (else None)."""
+    typed = broker_class(broker.kind).settings_type.from_validated(broker.settings)
+    return typed if isinstance(typed, ListenerSettings) else None
+
+
+def model_path(ds: DatasourceConfig, model: ModelConfig) -> str:
+    """The path ``model`` of a webhook datasource receives on."""
+    typed = connector_class(ds.kind).model_settings.from_validated(model.settings)
+    path = typed.path if isinstance(typed, PathSettings) else ""
+    return path or f"/hooks/{model.name}"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -106,7 +161,8 @@ def setup_demo(home: Home, *, webhook_port: int | None = None, broker_port: int 
         home.add_model(MODEL, DATASOURCE, {"path": f"/hooks/{MODEL}"})
         created = True
     if BROKER not in ws.brokers:
-        used = {int(ws.datasource(DATASOURCE).settings.get("port") or 0)}
+        receiver = receiver_settings(ws.datasource(DATASOURCE))
+        used = set() if receiver is None else {receiver.port}
         port = broker_port or _pick_port(BROKER_PORT, used)
         home.add_broker(BROKER, "local", {"host": HOST, "port": port})
         created = True
@@ -120,14 +176,12 @@ def setup_demo(home: Home, *, webhook_port: int | None = None, broker_port: int 
 
 def demo_info(home: Home, *, created: bool = False) -> DemoInfo:
     ws = home.workspace
-    broker: dict[str, Any] = (
-        ws.broker(BROKER).settings if BROKER in ws.brokers else {"host": HOST, "port": BROKER_PORT}
-    )
+    broker = listener_settings(ws.broker(BROKER)) if BROKER in ws.brokers else None
     return DemoInfo(
         webhook_url=webhook_url(home, MODEL),
-        broker_host=str(broker.get("host") or HOST),
-        broker_port=int(broker.get("port") or BROKER_PORT),
-        topic=str(ws.routes[ROUTE].settings["topic"]) if ROUTE in ws.routes else TOPIC,
+        broker_host=HOST if broker is None else broker.host,
+        broker_port=BROKER_PORT if broker is None else broker.port,
+        topic=RouteSettings.from_validated(ws.routes[ROUTE].settings).topic if ROUTE in ws.routes else TOPIC,
         created=created,
     )
 
@@ -137,13 +191,13 @@ def webhook_url(home: Home, model: str) -> str:
     ws = home.workspace
     m = ws.model(model)
     ds = ws.datasource(m.datasource)
-    if ds.kind != "webhook":
+    receiver = receiver_settings(ds) if ds.kind == "webhook" else None
+    if receiver is None:
         raise ConnectorError("not a webhook model", obj=m.label, field="datasource")
-    host = str(ds.settings.get("host") or HOST)
+    host = receiver.host
     if host in ("0.0.0.0", "::"):  # noqa: S104 - a listen address: send to loopback
         host = "127.0.0.1"
-    path = str(m.settings.get("path") or "") or f"/hooks/{model}"
-    return f"http://{host}:{int(ds.settings['port'])}{path}"
+    return f"http://{host}:{receiver.port}{model_path(ds, m)}"
 
 
 # -- the sample stream ----------------------------------------------------------------------
@@ -239,17 +293,21 @@ async def send_documents(
     accepted = rejected = 0
 
     async def post(session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> int:
-        # Like any webhook sender, retry while the receiver is still coming up or asks for it.
+        # Like any webhook sender, retry while the receiver is still coming up or asks for it
+        # (not sooner than its Retry-After says).
+        backoff = Backoff(initial=CONNECT_RETRY_DELAY, cap=CONNECT_RETRY_DELAY, jitter=0.0)
         for attempt in range(CONNECT_RETRIES + 1):
+            retry_after = None
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
-                    if resp.status != 503 or attempt == CONNECT_RETRIES:
+                    if resp.status not in RETRY_STATUSES or attempt == CONNECT_RETRIES:
                         return resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except aiohttp.ClientConnectorError:
                 if attempt == CONNECT_RETRIES:
                     raise
-            await asyncio.sleep(CONNECT_RETRY_DELAY)
+            await asyncio.sleep(backoff.next_delay(retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def lane_sender(session: aiohttp.ClientSession, bodies: list[bytes]) -> None:
@@ -285,9 +343,10 @@ async def send_samples(
 ) -> SendResult:
     """Post ``count`` sample account changes to ``model``'s webhook (signed if it has a secret)."""
     ws = home.workspace
-    m = ws.model(model)
-    ds = ws.datasource(m.datasource)
+    ds = ws.datasource(ws.model(model).datasource)
     url = webhook_url(home, model)
+    receiver = receiver_settings(ds)
+    assert receiver is not None  # webhook_url checked the kind
     loop = asyncio.get_running_loop()
     secret = await loop.run_in_executor(None, resolve_secret, ds.secret, ds.label)
     start = home.capture.count(model) + 1  # fresh keys on every send, so creates stay creates
@@ -296,7 +355,7 @@ async def send_samples(
         url,
         docs,
         secret=secret,
-        signature_header=str(ds.settings.get("signature_header") or "X-Hub-Signature-256"),
+        signature_header=receiver.signature_header,
         concurrency=concurrency,
         obj=ds.label,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import logging
@@ -29,8 +30,9 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventdesk.connectors import webhook
 from eventdesk.connectors.webhook import SERVERS, BadRequestError, BodyRules, sign, signature_ok
+from eventdesk.connectors.webhook import server as webhook_server
+from eventdesk.connectors.webhook.errors import listen_error
 from eventdesk.core.capture import Capture
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.errors import ConfigError, ConnectorError
@@ -80,6 +82,21 @@ def test_body_rules_reject_with_a_reason(body: bytes, reason: str) -> None:
         RULES.events(body, {})
     assert info.value.status == 400
     assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "field"),
+    [
+        (OSError(errno.EADDRINUSE, "Address already in use"), "port"),
+        (OSError(errno.EACCES, "Permission denied"), "port"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), "host"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "host"),
+    ],
+)
+def test_a_server_that_cannot_listen_names_the_setting_to_change(error: OSError, field: str) -> None:
+    exc = listen_error(error, "datasource 'hooks'", "127.0.0.1", 8787)
+    assert (exc.field, exc.terminal, exc.obj) == (field, True, "datasource 'hooks'")
+    assert "cannot listen on 127.0.0.1:8787" in str(exc)
 
 
 # -- the real receiver ------------------------------------------------------------------------
@@ -554,8 +571,8 @@ async def test_connections_over_the_limit_close_the_oldest_silent_one(
 ) -> None:
     port = receiver.port
     server = SERVERS.get("127.0.0.1", port)
-    assert server is not None and server._guard is not None
-    monkeypatch.setattr(server._guard, "limit", 4)
+    assert server is not None and server.guard is not None
+    monkeypatch.setattr(server.guard, "limit", 4)
     silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
     try:
         status, _ = await receiver.post('{"id": "acc-1"}')
@@ -573,8 +590,8 @@ async def hasty_receiver(
     isolated_home: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Receiver]:
     """A receiver that waits 0.3 s for a request head or a body."""
-    monkeypatch.setattr(webhook, "HEAD_TIMEOUT", 0.3)
-    monkeypatch.setattr(webhook, "BODY_TIMEOUT", 0.3)
+    monkeypatch.setattr(webhook_server, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(webhook_server, "BODY_TIMEOUT", 0.3)
     home = Home.open(str(isolated_home))
     rcv = await _make_receiver(home, unique_topic)
     yield rcv
