@@ -3,8 +3,8 @@
 Follows a database's ``_changes`` feed and turns each change into an event. The package is
 split by concern: ``settings`` (the schemas and their typed settings), ``errors`` (failures
 named and classed terminal or retried), ``transport`` (the SDK client and every workaround
-under it), ``changes`` and ``feed_stream`` (the feed's format and bytes), ``page_fetcher`` and
-``feed`` (the reader thread), ``connector`` (the class the runtime runs).
+under it), ``changes`` and ``feed_stream`` (the feed's format and bytes), ``backlog`` (the pages
+read before the live feed), ``feed`` (the reader thread), ``connector`` (the class the runtime runs).
 """
 
 from eventdesk.connectors.cloudant.changes import change_to_event, page_end, parse_line, since_param

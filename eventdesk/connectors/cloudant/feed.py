@@ -1,7 +1,7 @@
 """The feed loop: one worker thread per running model, following a database's ``_changes``.
 
 :class:`FeedRun` is one call of ``CloudantConnector.run``. Its thread catches up on the
-backlog in ``feed=normal`` pages (read ahead by a :class:`~.page_fetcher.PageFetcher`), then
+backlog in ``feed=normal`` pages (:func:`~.backlog.catch_up`), then
 follows the continuous feed, parses its lines and puts the events into the runtime's
 :class:`~eventdesk.core.intake.Intake`. A failure is retried from the last ``seq`` read, with
 the delays of :class:`~eventdesk.core.retry_policy.Backoff`; a terminal one ends the run. The
@@ -24,17 +24,14 @@ from ibm_cloud_sdk_core import ApiException
 from ibmcloudant.cloudant_v1 import CloudantV1
 from urllib3.exceptions import ProtocolError
 
+from eventdesk.connectors.cloudant.backlog import catch_up
 from eventdesk.connectors.cloudant.changes import (
     change_to_event,
     describe_row,
-    parse_line,
-    row_identity,
     since_param,
-    split_page,
 )
 from eventdesk.connectors.cloudant.errors import FeedError, StopRequestedError, classify, scrub
 from eventdesk.connectors.cloudant.feed_stream import LineSplitter, ReadPacer
-from eventdesk.connectors.cloudant.page_fetcher import PageFetcher
 from eventdesk.connectors.cloudant.settings import CloudantModelSettings
 from eventdesk.connectors.cloudant.transport import (
     READ_SIZE,
@@ -85,6 +82,7 @@ class FeedRun:
     ) -> None:
         settings = CloudantModelSettings.from_validated(connector.model.settings)
         self.connector = connector
+        self.label = connector.model.label
         self.tuning = tuning
         self.loop = loop
         self.database = settings.database
@@ -149,9 +147,7 @@ class FeedRun:
             self.finished.exception()  # retrieved: nobody else will
             self.thread.join(0.1)  # it has already called back; only its return is left
         if self.thread.is_alive():
-            log.warning(
-                "%s: the reader thread is still connecting; it ends on its own", self.connector.model.label
-            )
+            log.warning("%s: the reader thread is still connecting; it ends on its own", self.label)
 
     def _finish(self, error: BaseException | None) -> None:
         if not self.finished.done():
@@ -169,7 +165,7 @@ class FeedRun:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
             self.loop.call_soon_threadsafe(callback, *args)
 
-    def _report(self, change: StateChange) -> None:
+    def report(self, change: StateChange) -> None:
         self._call_loop(self._set_state, change)
 
     def _main(self) -> None:
@@ -188,10 +184,10 @@ class FeedRun:
             error = exc
         except Exception as exc:  # a bug or an SDK surprise (unless stop() broke a read on purpose)
             if not self.stop_event.is_set():
-                log.exception("%s: the changes reader failed", connector.model.label)
+                log.exception("%s: the changes reader failed", self.label)
                 error = ConnectorError(
                     scrub(f"unexpected {type(exc).__name__}: {exc}", connector.secret),
-                    obj=connector.model.label,
+                    obj=self.label,
                     terminal=True,
                 )
         finally:
@@ -222,8 +218,8 @@ class FeedRun:
                 # The series starts over after a feed that stayed open ``stable_after`` seconds
                 # (open_feed reports the opening); a server's Retry-After is waited out.
                 delay = backoff.next_delay(retry_after)
-                log.info("%s: %s; retrying in %.1f s", connector.model.label, error.describe(), delay)
-                self._report(StateChange(State.RETRYING, detail=error.describe(), retry_in=round(delay, 3)))
+                log.info("%s: %s; retrying in %.1f s", self.label, error.describe(), delay)
+                self.report(StateChange(State.RETRYING, detail=error.describe(), retry_in=round(delay, 3)))
                 self._running_reported = False
                 if self.stop_event.wait(delay):
                     raise StopRequestedError from None
@@ -261,109 +257,21 @@ class FeedRun:
                         f"skipped {describe_row(splitter.dropped_head)}: "
                         f"its line is longer than {self.tuning.max_line_bytes // (1 << 20)} MB"
                     )
-                    log.warning("%s: %s", self.connector.model.label, message)
-                    self._report(StateChange(State.RUNNING, detail=message))
+                    log.warning("%s: %s", self.label, message)
+                    self.report(StateChange(State.RUNNING, detail=message))
                 if lines:
-                    self._accept(self._parse_lines(lines))
+                    self.accept(self.parse_lines(lines))
             if not self._ended:
                 raise FeedError("the server closed the changes feed")
 
     def _catch_up(self, service: CloudantV1) -> None:
-        """Read the backlog as ``feed=normal`` pages, which servers send faster than a continuous feed.
-
-        A :class:`PageFetcher` reads the pages ahead, so the server prepares the next page
-        while this thread parses the last one. A page that is not valid JSON ends the
-        catch-up: the continuous feed, read line by line, then skips just the bad change.
-        """
+        """Read the backlog from ``position`` in ``feed=normal`` pages (backlog.py)."""
         limit = min(max(self.batch_size, 100), 1000)  # bounds the memory one page takes
 
         def open_page(since: Any) -> contextlib.AbstractContextManager[requests.Response]:
             return self.open_feed(service, feed="normal", limit=limit, since=since)
 
-        def new_fetcher() -> PageFetcher:
-            return PageFetcher(
-                open_page,
-                self.position,
-                max_page_bytes=self.tuning.max_page_bytes,
-                stop_event=self.stop_event,
-            )
-
-        fetcher = new_fetcher()
-        try:
-            while True:
-                body, next_since, ended = fetcher.get()
-                if self.stop_event.is_set():
-                    raise StopRequestedError
-                if not ended:
-                    fetcher.close()
-                    progressed = self._take_cut_page(body)
-                    body = b""  # not held while the next page is read
-                    if not progressed:
-                        return
-                    fetcher = new_fetcher()
-                    continue
-                try:
-                    page = parse_line(body)
-                except ValueError as exc:
-                    log.warning(
-                        "%s: a page of changes is not JSON (%s); reading change by change",
-                        self.connector.model.label,
-                        exc,
-                    )
-                    return
-                rows = page.get("results") if isinstance(page, dict) else None
-                if not isinstance(rows, list):
-                    log.warning(
-                        "%s: unexpected page of changes; reading change by change", self.connector.model.label
-                    )
-                    return
-                self._accept(rows)
-                if page.get("last_seq") is not None:
-                    self.position = page["last_seq"]
-                if len(rows) < limit or page.get("pending") == 0:
-                    return
-                if next_since is None or next_since != self.position:
-                    # The fetcher could not read this page's end (or read ahead from elsewhere):
-                    # start over from what was accepted.
-                    fetcher.close()
-                    fetcher = new_fetcher()
-        finally:
-            fetcher.close()
-
-    def _take_cut_page(self, body: bytes | bytearray) -> bool:
-        """Accept the complete changes of a page cut at MAX_PAGE_BYTES and step over a change
-        too long to read; False when that makes no progress (then the continuous feed,
-        read line by line, takes over)."""
-        label = self.connector.model.label
-        limit_mb = self.tuning.max_page_bytes // (1 << 20)
-        rows, head = split_page(body)
-        before = self.position
-        log.warning(
-            "%s: a page of changes went past %d MB without ending; taking the %d complete changes in it",
-            label,
-            limit_mb,
-            len(rows),
-        )
-        self._accept(self._parse_lines(rows))
-        if head is not None:
-            _key, seq = row_identity(head)
-            what = describe_row(head)
-            if seq is not None and seq != before:
-                message = f"skipped {what}: its row is longer than {limit_mb} MB"
-                log.warning("%s: %s", label, message)
-                self._report(StateChange(State.RUNNING, detail=message))
-                self.position = seq
-                return True
-            message = f"{what} is longer than {limit_mb} MB; reading the feed change by change"
-        elif rows:
-            return True
-        else:
-            message = (
-                f"a page of changes went past {limit_mb} MB without ending; reading the feed change by change"
-            )
-        log.warning("%s: %s", label, message)
-        self._report(StateChange(State.RUNNING, detail=message))
-        return bool(self.position != before)
+        catch_up(self, open_page, limit=limit, max_page_bytes=self.tuning.max_page_bytes)
 
     @contextlib.contextmanager
     def open_feed(
@@ -393,14 +301,14 @@ class FeedRun:
                 self.backoff.connected()
             if not self._running_reported:
                 self._running_reported = True
-                self._report(StateChange(State.RUNNING))
+                self.report(StateChange(State.RUNNING))
             yield response
         finally:
             with self._lock:
                 self._response = None
             response.close()
 
-    def _parse_lines(self, lines: list[bytes]) -> list[Any]:
+    def parse_lines(self, lines: list[bytes]) -> list[Any]:
         """The JSON rows of ``lines``; heartbeats dropped, non-JSON lines skipped with a warning."""
         rows: list[Any] = []
         # One scan for long numbers over all the lines, not one per line.
@@ -414,15 +322,15 @@ class FeedRun:
             except ValueError as exc:
                 log.warning(
                     "%s: skipped a line of the changes feed that is not JSON (%d bytes): %s",
-                    self.connector.model.label,
+                    self.label,
                     len(line),
                     exc,
                 )
         return rows
 
-    def _accept(self, rows: list[Any]) -> None:
+    def accept(self, rows: list[Any]) -> None:
         """Buffer the changes among ``rows`` and move ``position`` past them."""
-        label = self.connector.model.label
+        label = self.label
         names = {
             "datasource": self.connector.datasource.name,
             "model": self.connector.model.name,
