@@ -29,6 +29,7 @@ from eventdesk.connectors.cloudant.changes import (
     split_page,
 )
 from eventdesk.connectors.cloudant.feed_stream import ChunkedBody, LineSplitter, ReadPacer
+from eventdesk.connectors.cloudant.transport import make_service, post_changes, response_socket, socket_reader
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import ConnectorError
@@ -652,6 +653,21 @@ async def test_malformed_lines_are_skipped_with_a_warning(
 
 
 # -- pure helpers ---------------------------------------------------------------------------
+
+
+def test_the_urllib3_internals_the_feed_reader_uses_still_exist(couch: CouchServer, couch_db: str) -> None:
+    # The bulk read (socket_reader) and the stop through a proxy (response_socket) reach into
+    # urllib3's private HTTPResponse attributes; without them they fall back, slower or later.
+    datasource = DatasourceConfig("prod", "couchdb", {"url": couch.url, "auth": "none"})
+    service = make_service(datasource, None, read_timeout=5.0)
+    params = {"feed": "continuous", "since": "now", "heartbeat": 500}
+    try:
+        with contextlib.closing(post_changes(service, couch_db, params, None)) as response:
+            assert response.raw.chunked
+            assert socket_reader(response) is not None
+            assert response_socket(response) is not None
+    finally:
+        service.get_http_client().close()
 
 
 def test_line_splitter_joins_long_lines_and_drops_over_long_ones() -> None:

@@ -39,6 +39,8 @@ from eventdesk.connectors.cloudant.settings import CloudantDatasourceSettings
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.object_configs import DatasourceConfig
 
+log = logging.getLogger(__name__)
+
 READ_SIZE = 1 << 16  # bytes asked of the socket per read of the continuous feed
 
 
@@ -181,13 +183,14 @@ def feed_bytes(response: requests.Response, pacer: ReadPacer, stop_event: thread
     chunked body, or urllib3's internals differ (the private path is missing), it falls back
     to ``iter_content``: slower, never wrong. Measurements: docs/performance.md, "Reading the feed".
     """
-    raw = response.raw
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if not (getattr(raw, "chunked", False) and encoding in ("", "identity") and hasattr(fp, "read1")):
+    plain_chunked = bool(getattr(response.raw, "chunked", False)) and encoding in ("", "identity")
+    fp = socket_reader(response) if plain_chunked else None
+    if fp is None:
+        if plain_chunked:
+            _warn_slow_read_once()
         yield from response.iter_content(chunk_size=None)
         return
-    assert fp is not None
     body = ChunkedBody()
     clock = time.monotonic
     while not body.ended:
@@ -205,6 +208,26 @@ def feed_bytes(response: requests.Response, pacer: ReadPacer, stop_event: thread
         pause = pacer.after_read(len(data), payload.count(b"\n"), waited=now - asked, now=now)
         if pause and stop_event.wait(pause):
             raise StopRequestedError
+
+
+def socket_reader(response: requests.Response) -> Any | None:
+    """The buffered reader of the socket under ``response``, or None if urllib3 has none
+    where :func:`feed_bytes` looks (``HTTPResponse._fp.fp``, private; read with ``getattr``).
+    tests/connectors/test_cloudant.py checks that the installed urllib3 still has it."""
+    fp = getattr(getattr(response.raw, "_fp", None), "fp", None)
+    return fp if hasattr(fp, "read1") else None
+
+
+_slow_read_warned = threading.Event()
+
+
+def _warn_slow_read_once() -> None:
+    if not _slow_read_warned.is_set():
+        _slow_read_warned.set()
+        log.warning(
+            "urllib3's response has no socket reader at HTTPResponse._fp.fp (a newer urllib3?): "
+            "the changes feed is read chunk by chunk, which costs more CPU per change"
+        )
 
 
 class SocketTracker:
@@ -284,8 +307,15 @@ def abort_response(response: requests.Response) -> None:
     ``HTTPResponse._connection``, read with ``getattr`` so a change there only loses this
     path) is the one way left to wake the reader.
     """
-    connection = getattr(response.raw, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    if isinstance(sock, socket.socket):
+    sock = response_socket(response)
+    if sock is not None:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+def response_socket(response: requests.Response) -> socket.socket | None:
+    """The socket under ``response`` (urllib3's private ``HTTPResponse._connection.sock``),
+    or None once the response is done with it, or where urllib3 keeps it elsewhere.
+    tests/connectors/test_cloudant.py checks that the installed urllib3 still has it."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
