@@ -100,7 +100,8 @@ class CloudantConnector(Connector):
     @classmethod
     async def list_databases(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:
         """The names of the datasource's databases (``GET /_all_dbs``), sorted, for the model
-        dialog to offer; raise ConnectorError as :meth:`test_connection` does."""
+        dialog to offer; raise ConnectorError as :meth:`test_connection` does (CouchDB 3
+        lists them only to an admin: a refusal names the datasource's credentials)."""
         return await asyncio.to_thread(_list_databases, datasource, secret)
 
 
