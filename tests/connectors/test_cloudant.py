@@ -19,11 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from eventdesk.connectors.cloudant import (
-    ChunkedBody,
-    CloudantConnector,
-    LineSplitter,
-    ReadPacer,
+from eventdesk.connectors.cloudant import CloudantConnector
+from eventdesk.connectors.cloudant.changes import (
     change_to_event,
     describe_row,
     page_end,
@@ -31,6 +28,8 @@ from eventdesk.connectors.cloudant import (
     since_param,
     split_page,
 )
+from eventdesk.connectors.cloudant.feed_stream import ChunkedBody, LineSplitter, ReadPacer
+from eventdesk.connectors.cloudant.transport import make_service, post_changes, response_socket, socket_reader
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import ConnectorError
@@ -515,6 +514,20 @@ async def test_connection_summary(couch: CouchServer, couch_db: str) -> None:
 
 
 @pytest.mark.asyncio
+async def test_list_databases_names_the_servers_databases(couch: CouchServer, couch_db: str) -> None:
+    other = couch.create_database("other")
+    datasource = make_connector(FakeHost(), couch.url, couch_db).datasource
+    names = await CloudantConnector.list_databases(datasource, None)
+    assert {couch_db, other} <= set(names)
+    assert names == sorted(names)
+
+    nobody = make_connector(FakeHost(), f"http://127.0.0.1:{free_port()}", "x").datasource
+    with pytest.raises(ConnectorError, match="connection refused") as caught:
+        await CloudantConnector.list_databases(nobody, None)
+    assert caught.value.field == "url" and not caught.value.terminal
+
+
+@pytest.mark.asyncio
 async def test_missing_credentials_are_named_before_connecting() -> None:
     host = FakeHost()
     connector = make_connector(host, "http://127.0.0.1:9", "db", auth="basic", username="admin")
@@ -578,19 +591,49 @@ class _StubCouch(http.server.BaseHTTPRequestHandler):
             self.rfile.read(1)
 
 
-@pytest.fixture
-def stub_couch() -> Iterator[tuple[str, list[str]]]:
-    """The stub's URL and the list of request paths it received."""
-    paths: list[str] = []
-    handler = type("StubCouch", (_StubCouch,), {"paths": paths})
+class _BusyCouch(_StubCouch):
+    """The stub, but its first ``_changes`` request is answered 429 with ``Retry-After: 1``;
+    it notes when each request arrived."""
+
+    arrivals: ClassVar[list[tuple[float, str]]]
+
+    def do_POST(self) -> None:
+        self.arrivals.append((time.monotonic(), self.path))
+        if len(self.arrivals) > 1:
+            super().do_POST()
+            return
+        self.paths.append(self.path)
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        data = json.dumps({"error": "too_many_requests", "reason": "slow down"}).encode()
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free port; its URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def stub_couch() -> Iterator[tuple[str, list[str]]]:
+    """The stub's URL and the list of request paths it received."""
+    paths: list[str] = []
+    with serving(type("StubCouch", (_StubCouch,), {"paths": paths})) as url:
+        yield url, paths
 
 
 @pytest.mark.asyncio
@@ -610,6 +653,21 @@ async def test_malformed_lines_are_skipped_with_a_warning(
 
 
 # -- pure helpers ---------------------------------------------------------------------------
+
+
+def test_the_urllib3_internals_the_feed_reader_uses_still_exist(couch: CouchServer, couch_db: str) -> None:
+    # The bulk read (socket_reader) and the stop through a proxy (response_socket) reach into
+    # urllib3's private HTTPResponse attributes; without them they fall back, slower or later.
+    datasource = DatasourceConfig("prod", "couchdb", {"url": couch.url, "auth": "none"})
+    service = make_service(datasource, None, read_timeout=5.0)
+    params = {"feed": "continuous", "since": "now", "heartbeat": 500}
+    try:
+        with contextlib.closing(post_changes(service, couch_db, params, None)) as response:
+            assert response.raw.chunked
+            assert socket_reader(response) is not None
+            assert response_socket(response) is not None
+    finally:
+        service.get_http_client().close()
 
 
 def test_line_splitter_joins_long_lines_and_drops_over_long_ones() -> None:
@@ -656,6 +714,23 @@ def test_change_to_event_uses_revision_as_a_hint() -> None:
     assert created is not None and created.op == "created" and created.seq == "1-x"
     assert updated is not None and updated.op == "updated"
     assert change_to_event({"seq": 1}, **names) is None
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_waited_out_before_the_next_try() -> None:
+    # FastCloudant's backoff is capped at 0.4 s: only the server's Retry-After makes it wait 1 s.
+    arrivals: list[tuple[float, str]] = []
+    handler = type("BusyCouch", (_BusyCouch,), {"paths": [], "arrivals": arrivals})
+    host = FakeHost()
+    with serving(handler) as url:
+        async with running(make_connector(host, url, "stub", cls=FastCloudant), "0"):
+            await host.wait_keys({"good-1"})
+    (busy_at, busy_path), (next_at, next_path) = arrivals[:2]
+    assert "_changes" in busy_path and "_changes" in next_path
+    assert next_at - busy_at >= 1.0, next_at - busy_at
+    retrying = [s for s in host.states if s.state == State.RETRYING]
+    assert len(retrying) == 1 and "HTTP 429" in (retrying[0].detail or "")
+    assert retrying[0].retry_in is not None and retrying[0].retry_in >= 1.0
 
 
 @pytest.mark.asyncio
