@@ -11,11 +11,9 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from eventdesk.brokers.mqtt import MqttPublisher, _PahoClient
+from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
 from tests.brokers.conftest import (
@@ -181,26 +179,6 @@ async def test_mqtt5_receive_maximum_is_respected(
         assert "at most 20 messages in flight" in caplog.text
     finally:
         sub.close()
-
-
-def test_lean_acks_are_parsed_from_the_buffer_and_refusals_keep_their_reason() -> None:
-    """The lean path's PUBACK parsing (pure logic: mosquitto 2.0.11 drops an MQTT 5 client
-    whose publish its ACL denies instead of answering PUBACK 0x87, so no server shows it)."""
-    client = _PahoClient(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    acks: list[tuple[int, int]] = []
-    client.on_publish = lambda _c, _u, mid, reason, _p: acks.append((mid, reason.value))
-    # Three plain PUBACKs, then the first bytes of a PUBACK with a reason code.
-    client._rbuf = b"\x40\x02\x00\x01" + b"\x40\x02\x01\x00" + b"\x40\x02\xff\xff" + b"\x40\x03\x00"
-    client.read_acks()
-    assert acks == [(1, 0), (256, 0), (65535, 0)]
-    assert client._rpos == 12  # the partial packet is left to paho's reader
-    client._in_packet["packet"] = bytearray(b"\x00\x07\x87")  # mid 7, 0x87 Not authorized
-    client._handle_pubackcomp("PUBACK")
-    assert acks[-1] == (7, 0x87)
-    client._in_packet["command"] = 0x40
-    before = len(acks)
-    client.read_acks()  # paho is in the middle of a packet: nothing is read here
-    assert len(acks) == before
 
 
 @pytest.mark.asyncio
@@ -530,10 +508,10 @@ def test_a_publisher_abandoned_with_its_loop_is_collected_quietly(
     pub = MqttPublisher(config=broker_config(mqtt_broker.url), secret=None, on_state=StateRecorder())
     loop.run_until_complete(pub.start())
     loop.run_until_complete(asyncio.wait_for(pub.wait_connected(), 10))
-    conn = pub._conn
+    conn = pub.connection
     assert conn is not None and conn.client.socket() is not None  # connected, socket open
-    assert conn._thread is not None
-    conn._thread.join(5)  # the connect thread's last frame holds the connection until it ends
+    assert conn.thread is not None
+    conn.thread.join(5)  # the connect thread's last frame holds the connection until it ends
     client = weakref.ref(conn.client)
     loop.close()
     del pub, conn
