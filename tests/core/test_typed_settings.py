@@ -8,7 +8,7 @@ import pytest
 
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
-from eventdesk.core.settings_schema import KindSettings, settings_mismatch
+from eventdesk.core.settings_schema import Field, KindSettings, settings_mismatch
 
 
 def settings_types() -> list[tuple[str, type[KindSettings]]]:
@@ -36,7 +36,7 @@ def test_the_settings_type_has_exactly_the_schemas_fields(
 @pytest.mark.parametrize(("what", "settings_type"), settings_types(), ids=lambda v: str(v))
 def test_defaults_load_and_cannot_be_changed(what: str, settings_type: type[KindSettings]) -> None:
     schema = settings_type.schema
-    required = {f.name: _sample(f.type) for f in schema.fields if f.required and not f.secret}
+    required = {f.name: _sample(f) for f in schema.fields if f.required and not f.secret}
     settings = settings_type.load(required, obj=what)
     name = next(iter(settings.as_dict()))
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -46,5 +46,9 @@ def test_defaults_load_and_cannot_be_changed(what: str, settings_type: type[Kind
     assert caught.value.field == "no_such_setting"
 
 
-def _sample(field_type: str) -> object:
-    return {"url": "http://localhost:5984", "int": 1, "float": 1.0, "bool": True}.get(field_type, "x")
+def _sample(field: Field) -> object:
+    if field.type == "url":
+        return f"{(field.url_schemes or ('http',))[0]}://localhost:1234"
+    if field.type == "choice":
+        return field.choices[0]
+    return {"int": 1, "float": 1.0, "bool": True}.get(field.type, "x")
