@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import time
@@ -39,9 +38,7 @@ from eventdesk.core.errors import EventDeskError
 from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.core.home import Home
 from eventdesk.core.recording import ImportResult
-from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.runtime import Runtime
-from eventdesk.core.secrets import resolve_secret
 from eventdesk.ui import icons
 from eventdesk.ui.async_tasks import TaskSlots, dialog_result
 from eventdesk.ui.demo_actions import DemoActions
@@ -52,7 +49,6 @@ from eventdesk.ui.filter_bar import FilterBar
 from eventdesk.ui.live_feed import LiveFeed
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import (
-    TEST_TIMEOUT,
     BrokerDialog,
     DatasourceDialog,
     ModelDialog,
@@ -63,7 +59,7 @@ from eventdesk.ui.object_dialogs import (
 from eventdesk.ui.rate_chart import RateChart
 from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
-from eventdesk.ui.status_bar import StatusSummary, Summary, route_counts
+from eventdesk.ui.status_bar import StatusSummary, Summary
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
@@ -141,7 +137,6 @@ class MainWindow(QMainWindow):
         self._shut_down = False
         self._close_requested = False
         self._dialog_ids = itertools.count(1)
-        self._watched_routes: set[int] = set()
         self.dialogs: list[QDialog] = []
         self.total_backlog: int | None = None
         self.total_quarantined = 0
@@ -152,9 +147,11 @@ class MainWindow(QMainWindow):
         self.runtime = Runtime(home.workspace, home.capture)
         self.tasks = TaskSlots(on_error=self._task_failed)
         self.feed = LiveFeed(self.runtime, self)
-        self.runtime.on_state(self._on_state)
-        self.runtime.on_terminal(self._on_terminal)
-        self.runtime.on_quarantine(self._on_quarantine)
+        self._listening = [  # unsubscribed on shutdown: the window stops showing what the runtime says
+            self.runtime.on_state(self._on_state),
+            self.runtime.on_terminal(self._on_terminal),
+            self.runtime.on_quarantine(self._on_quarantine),
+        ]
 
         self._build_actions()
         self._build_central()
@@ -165,7 +162,6 @@ class MainWindow(QMainWindow):
             self.tasks,
             self.notifications,
             workspace_changed=self.workspace_changed,
-            routes_started=self._watch_routes,
         )
         self.addAction(self.demo.act_send_samples)
         self.toolbar.addSeparator()
@@ -307,9 +303,9 @@ class MainWindow(QMainWindow):
     def workspace_changed(self) -> None:
         """Mirror the workspace in the tree, the filter's model list and the toolbar."""
         ws = self.home.workspace
-        self.runtime.workspace = ws
+        self.runtime.set_workspace(ws)
         self.tree.rebuild(ws)
-        for key, change in self.runtime.states.items():
+        for key, change in self.runtime.states().items():
             self.tree.tree_model.set_state(key, change)
         self.stack.setCurrentWidget(self.empty_state if ws.empty else self.main_split)
         self.filter_bar.set_models(ws.models)
@@ -325,13 +321,9 @@ class MainWindow(QMainWindow):
 
     def _start_services(self) -> None:
         """Keep hosted brokers (the built-in one) running with the app, routes or not."""
-        ws = self.home.workspace
         if self.home.read_only is not None:  # the holder runs them
             return
-        if self.tasks.running("services") or not any(
-            name not in self.runtime.services and broker_class(b.kind).hosted
-            for name, b in ws.brokers.items()
-        ):
+        if self.tasks.running("services") or not self.runtime.services_pending():
             return
         with contextlib.suppress(RuntimeError):  # no running loop yet: started on the next change
             self.tasks.start("services", self._run_services())
@@ -347,7 +339,7 @@ class MainWindow(QMainWindow):
         self.act_start_all.setEnabled(bool(ws.models))
         self.act_stop_all.setEnabled(
             any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
-            or bool(self.runtime.routes)
+            or self.runtime.is_running("route")
         )
         if self.home.read_only is not None:
             for action in (
@@ -426,10 +418,8 @@ class MainWindow(QMainWindow):
         self.open_dialog(dialogs[kind](self.home, name, parent=self), self._after_edit)
 
     async def _after_edit(self, kind: str, name: str) -> None:
-        if kind == "route" and name in self.runtime.routes:
-            await self.runtime.stop_route(name)  # a route worker keeps its settings: restart it
-            if self.home.workspace.route(name).enabled:
-                await self._start_route(name)
+        if kind == "route":
+            await self.runtime.restart_route(name)  # a route worker keeps its settings
         models = (
             [name]
             if kind == "model"
@@ -437,7 +427,7 @@ class MainWindow(QMainWindow):
             if kind == "datasource"
             else []
         )
-        running = [m for m in models if m in self.runtime.models and self.runtime.models[m].running]
+        running = [m for m in models if self.runtime.is_running("model", m)]
         if running:
             self.notifications.notify(
                 "info",
@@ -461,9 +451,8 @@ class MainWindow(QMainWindow):
         route = self.home.workspace.route(name)
         if not route.enabled:
             return
-        if name in self.runtime.routes:
-            await self.runtime.stop_route(name)
-        await self._start_route(name)
+        await self.runtime.stop_route(name)  # a route worker keeps its settings: start it anew
+        await self.runtime.start_route(name)
         self.workspace_changed()
 
     # -- actions ---------------------------------------------------------------------------
@@ -572,21 +561,16 @@ class MainWindow(QMainWindow):
         except EventDeskError:
             return  # already on the model's node and in a banner, through its ERROR state
         finally:
-            self._watch_routes()
             self._update_actions()
 
     async def _stop_model(self, name: str) -> None:
         await self.runtime.stop_model(name)
         self._update_actions()
 
-    async def _start_route(self, name: str) -> None:
-        await self.runtime.start_route(name)
-        self._watch_routes()
-
     async def _set_route_enabled(self, name: str, enabled: bool) -> None:
         self.home.set_route_enabled(name, enabled)
         if enabled:
-            await self._start_route(name)
+            await self.runtime.start_route(name)
         else:
             await self.runtime.stop_route(name)
         self.workspace_changed()
@@ -597,24 +581,6 @@ class MainWindow(QMainWindow):
                 self.home.set_route_enabled(route.name, False)
                 await self.runtime.stop_route(route.name)
         self.workspace_changed()
-
-    def _watch_routes(self) -> None:
-        """Surface a route task that died of something other than a broker error."""
-        for name, worker in self.runtime.routes.items():
-            task = worker.task
-            if task is None or id(task) in self._watched_routes:
-                continue
-            self._watched_routes.add(id(task))
-            task.add_done_callback(functools.partial(self._route_task_done, name))
-
-    def _route_task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        self._watched_routes.discard(id(task))
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        assert exc is not None
-        detail = describe_error(exc)
-        self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
 
     async def _confirm(self, title: str, text: str) -> bool:
         """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes."""
@@ -640,7 +606,6 @@ class MainWindow(QMainWindow):
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
-        models, routes = plan.models, plan.routes
         if not await self._confirm(
             f"Remove {kind}",
             f"Remove {kind} {name!r}?\n\nThis removes:\n"
@@ -648,22 +613,17 @@ class MainWindow(QMainWindow):
             + "\n\nCaptured events stay in the capture.",
         ):
             return
-        for model in models:
+        for model in plan.models:
             self.tasks.cancel(f"model/{model}")
-            await self.runtime.stop_model(model)
-            self.runtime.models.pop(model, None)
-        for route in routes:
-            await self.runtime.stop_route(route)
-        if kind == "broker":
-            await self.runtime.stop_service(name)
-            self.runtime.brokers.pop(name, None)
+        await self.runtime.forget(plan)
         try:
             removed = self.home.remove(kind, name, cascade=True)
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
-        for key in [f"model/{m}" for m in models] + [f"route/{r}" for r in routes] + [f"{kind}/{name}"]:
-            self.runtime.states.pop(key, None)
+        for key in (
+            [f"model/{m}" for m in plan.models] + [f"route/{r}" for r in plan.routes] + [f"{kind}/{name}"]
+        ):
             self.notifications.dismiss_key(key)
         self.workspace_changed()
         self.notifications.notify("info", "Removed " + ", ".join(removed) + ".", key="removed")
@@ -671,21 +631,10 @@ class MainWindow(QMainWindow):
     async def _test(self, kind: str, name: str) -> None:
         key = f"test/{kind}/{name}"
         self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
-        ws = self.home.workspace
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(TEST_TIMEOUT):
-                if kind == "broker":
-                    broker = ws.broker(name)
-                    secret = await loop.run_in_executor(None, resolve_secret, broker.secret, broker.label)
-                    summary = await broker_class(broker.kind).test_connection(broker, secret)
-                else:
-                    model = ws.model(name) if kind == "model" else None
-                    ds = ws.datasource(model.datasource if model is not None else name)
-                    secret = await loop.run_in_executor(None, resolve_secret, ds.secret, ds.label)
-                    summary = await connector_class(ds.kind).test_connection(ds, secret, model)
-        except Exception as exc:  # the exact error is the point of a test
-            self.notifications.notify("error", f"{kind} {name}: test failed", describe_error(exc), key=key)
+            summary = await self.runtime.test_connection(kind, name)
+        except EventDeskError as exc:  # the exact error is the point of a test
+            self.notifications.notify("error", f"{kind} {name}: test failed", exc.describe(), key=key)
         else:
             self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
 
@@ -746,31 +695,31 @@ class MainWindow(QMainWindow):
     # -- once a second ---------------------------------------------------------------------
     def tick(self) -> None:
         ws = self.home.workspace
-        rates: dict[str, float] = {}
+        rates = self.runtime.rates()
         for name in ws.models:
-            runner = self.runtime.models.get(name)
-            rate = runner.meter.rate() if runner is not None else 0.0
-            self.tree.tree_model.set_rate(name, rate)
-            if runner is not None:
-                rates[name] = rate
+            self.tree.tree_model.set_rate(name, rates.get(name, 0.0))
         if rates:
             self.rate_chart.add_sample(time.monotonic(), rates)
-        if ws.routes and not self.tasks.running("backlog"):
-            self.tasks.start("backlog", self._refresh_backlog())
         self.refresh_status()
 
-    async def _refresh_backlog(self) -> None:
-        counts = await self.runtime.db(route_counts, self.home.capture, self.home.workspace)
-        for name, backlog in counts.backlog.items():
-            self.tree.tree_model.set_backlog(name, backlog)
-        self.tree.tree_model.set_quarantined(counts.quarantined)
-        self.total_backlog = sum(counts.backlog.values())
-        quarantined = sum(counts.quarantined.values())
-        if quarantined != self.total_quarantined:
-            self.total_quarantined = quarantined
+    def refresh_status(self) -> None:
+        """Take a new status snapshot (off the loop) and show it in the status bar and the tree."""
+        if not self.tasks.running("status"):
+            self.tasks.start("status", self._refresh_status())
+
+    async def _refresh_status(self) -> None:
+        status = await self.runtime.status()
+        for route in status.routes:
+            self.tree.tree_model.set_backlog(route.name, route.backlog)
+        held = {r.name: r.quarantined for r in status.routes if r.quarantined}
+        held.update({i.name: i.quarantined for i in status.invalid if i.quarantined})
+        self.tree.tree_model.set_quarantined(held)
+        self.total_backlog = status.backlog
+        if status.quarantined != self.total_quarantined:
+            self.total_quarantined = status.quarantined
             if self.table.model.event_filter.quarantined:
                 self.table.model.refresh()
-        self.refresh_status()
+        self.status.show_summary(Summary.of(status))
 
     def _on_quarantine(self, route: str, pos: int, field: str, reason: str) -> None:
         """A route set an event aside: say so where the user looks (one banner per route)."""
@@ -808,32 +757,7 @@ class MainWindow(QMainWindow):
                 "" if self.runtime.state_of(f"route/{route}").state is State.RUNNING else " once it runs"
             )
         self.notifications.notify("info", message, key=f"quarantine/{route}")
-        await self._refresh_backlog()
-
-    def refresh_status(self) -> None:
-        ws = self.home.workspace
-        states = self.runtime.states
-        running = sum(
-            1
-            for m in ws.models
-            if states.get(f"model/{m}", StateChange(State.STOPPED)).state is State.RUNNING
-        )
-        connected = sum(
-            1
-            for b in ws.brokers
-            if states.get(f"broker/{b}", StateChange(State.STOPPED)).state is State.RUNNING
-        )
-        self.status.show_summary(
-            Summary(
-                models_running=running,
-                models_total=len(ws.models),
-                brokers_connected=connected,
-                brokers_total=len(ws.brokers),
-                rate=self.runtime.total.rate(),
-                backlog=self.total_backlog if ws.routes else 0,
-                quarantined=self.total_quarantined,
-            )
-        )
+        await self._refresh_status()
 
     # -- persistence -----------------------------------------------------------------------
     def _headers(self) -> dict[str, Any]:
@@ -894,6 +818,8 @@ class MainWindow(QMainWindow):
         if self.watcher is not None:
             self.watcher.stop()
         self.feed.stop()
+        for off in self._listening:
+            off()
         for dialog in list(self.dialogs):
             dialog.reject()
         await self.tasks.cancel_all()
