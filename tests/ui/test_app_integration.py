@@ -92,6 +92,7 @@ def window(
     run(qtbot, win.shutdown(), timeout=10_000)
     assert not win.tasks.pending
     for tester in testers:
+        # pytest-qt's ModelTester has no public way to stop checking (its fixture calls this).
         tester._cleanup()
     win.close()
     win.deleteLater()
