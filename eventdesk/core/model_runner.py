@@ -95,6 +95,8 @@ class ModelRunner:
         # The keyring may talk D-Bus and block: never on the loop.
         secret = await asyncio.to_thread(resolve_secret, ds.secret, ds.label)
         checkpoint = await self.hub.db(self.hub.capture.checkpoint, self.name)
+        # ``since`` is a model setting only of kinds that can start from a point of their feed
+        # (cloudant, couchdb); a kind without it (a webhook) has no past to read: "now".
         since = checkpoint if checkpoint is not None else model.settings.get("since", "now")
         self.error = None
         self.append_failed = None

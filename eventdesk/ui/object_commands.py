@@ -20,6 +20,7 @@ from eventdesk.core.contracts import State
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
+from eventdesk.core.secrets import delete_secret
 from eventdesk.ui.async_tasks import TaskSlots, dialog_result
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, ObjectDialog, RouteDialog
@@ -187,7 +188,8 @@ class ObjectCommands(QObject):
             self.tasks.cancel(f"model/{model}")
         await self.runtime.forget(plan)
         try:
-            removed = self.home.remove(kind, name, cascade=True)
+            removed = self.home.remove(kind, name, cascade=True, delete_secret_too=False)
+            await asyncio.to_thread(delete_secret, plan.secret)  # a keyring may block on D-Bus
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
