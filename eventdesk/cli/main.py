@@ -16,14 +16,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from eventdesk import __version__
 from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
+from eventdesk.core.connection_test import TESTABLE, check_connection
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
+from eventdesk.core.runtime_status import Status, build_status
 from eventdesk.core.secrets import SecretRef, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
@@ -36,8 +40,9 @@ exit codes:
      or a capture that is missing, belongs to another workspace or is damaged (see --fresh-capture)
   3  a named datasource, model, broker or route does not exist
   4  secret store problem (no usable keyring backend, missing environment variable)
-  5  a connector stopped on a terminal error (wrong URL, credentials, unknown database)
-  6  a broker refused us (credentials, TLS) or a route failed
+  5  a connector stopped on a terminal error (wrong URL, credentials, unknown database),
+     or `test datasource|model` failed
+  6  a broker refused us (credentials, TLS) or a route failed, or `test broker` failed
   7  the home is in use: another `eventdesk run`, the app or an edit holds it (the message names its PID)
   8  disk full (the message names the file); committed events are kept, a later run resumes
   9  an output file could not be written (disk full, I/O error): nothing half-written is left
@@ -226,6 +231,11 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_run)
 
+    p = sub.add_parser("test", help="test the connection of a saved datasource, model or broker")
+    p.add_argument("type", choices=TESTABLE)
+    p.add_argument("name")
+    p.set_defaults(handler=_cmd_test)
+
     p = sub.add_parser("status", help="state and checkpoint per model, backlog per route")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_status)
@@ -374,68 +384,26 @@ def _plural(object_type: str) -> str:
     return next(k for k, v in PLURALS.items() if v == object_type)
 
 
-def _status(home: Home) -> dict[str, Any]:
-    cap = home.capture
-    states = home.live_states()
-    checkpoints = cap.checkpoints()
-    models = {}
-    for name, m in home.workspace.models.items():
-        st = states.get(f"model/{name}")
-        models[name] = {
-            "datasource": m.datasource,
-            "state": st[0] if st else "stopped",
-            "detail": st[1] if st else None,
-            "checkpoint": checkpoints.get(name),
-            "events": cap.count(name),
-        }
-    quarantined = cap.quarantine_counts()
-    routes = {}
-    for name, r in home.workspace.routes.items():
-        st = states.get(f"route/{name}")
-        pos = cap.route_position(name) or 0
-        routes[name] = {
-            "model": r.model,
-            "broker": r.broker,
-            "enabled": r.enabled,
-            "state": st[0] if st else "stopped",
-            "detail": st[1] if st else None,
-            "position": pos,
-            "backlog": cap.count(r.model, after=pos),
-            "quarantined": quarantined.get(name, 0),
-        }
-    brokers = {}
-    for name in home.workspace.brokers:
-        st = states.get(f"broker/{name}")
-        brokers[name] = {"state": st[0] if st else "stopped", "detail": st[1] if st else None}
-    shown: dict[str, dict[str, Any]] = {"model": models, "route": routes, "broker": brokers}
-    for bad in home.workspace.invalid.values():
-        if bad.object_type in shown:
-            shown[bad.object_type][bad.name] = {
-                "model": bad.ref("model"),
-                "broker": bad.ref("broker"),
-                "datasource": bad.ref("datasource"),
-                "enabled": False,
-                "state": "invalid",
-                "detail": bad.error.describe(),
-                "checkpoint": None,
-                "events": 0,
-                "backlog": 0,
-                "quarantined": quarantined.get(bad.name, 0) if bad.object_type == "route" else 0,
-            }
-    return {"models": models, "routes": routes, "brokers": brokers}
+def _status(home: Home) -> Status:
+    """The status snapshot of a home from the states its runner records (another process)."""
+    states = {key: StateChange(State(state), detail) for key, (state, detail) in home.live_states().items()}
+    return build_status(home.workspace, home.capture, states, {})
+
+
+def _dumps(value: Any) -> str:
+    """JSON that keeps numbers exact (a checkpoint may hold a Decimal, which stdlib json refuses)."""
+    return json_codec.dumps(value).decode()
 
 
 def _cmd_status(home: Home, args: argparse.Namespace) -> int:
-    status = _status(home)
+    status = _status(home).to_json()
     if args.json:
-        print(json.dumps(status, indent=2))
+        print(json_codec.dumps(status, option=orjson.OPT_INDENT_2).decode())
         return 0
     print("models:")
     for name, m in status["models"].items():
         detail = f" ({m['detail']})" if m["detail"] else ""
-        print(
-            f"  {name}: {m['state']}{detail}  events={m['events']} checkpoint={json.dumps(m['checkpoint'])}"
-        )
+        print(f"  {name}: {m['state']}{detail}  events={m['events']} checkpoint={_dumps(m['checkpoint'])}")
     print("routes:")
     for name, r in status["routes"].items():
         detail = f" ({r['detail']})" if r["detail"] else ""
@@ -448,6 +416,14 @@ def _cmd_status(home: Home, args: argparse.Namespace) -> int:
     for name, b in status["brokers"].items():
         detail = f" ({b['detail']})" if b["detail"] else ""
         print(f"  {name}: {b['state']}{detail}")
+    return 0
+
+
+def _cmd_test(home: Home, args: argparse.Namespace) -> int:
+    """Connect once to a saved datasource, model or broker: its summary, or the error (exit 5 for a
+    datasource or model, 6 for a broker, 3 for an unknown name, 4 for a secret not to be had)."""
+    summary = asyncio.run(check_connection(home.workspace, args.type, args.name))
+    print(f"{args.type} {args.name!r}: {summary or 'connected'}")
     return 0
 
 

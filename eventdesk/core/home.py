@@ -340,8 +340,13 @@ class Home:
         positions = [r for r in plan.routes if self.capture.route_position(r) is not None]
         return replace(plan, checkpoints=tuple(checkpoints), positions=tuple(positions))
 
-    def remove(self, object_type: str, name: str, *, cascade: bool = False) -> list[str]:
-        """Remove an object; what depends on it goes too only with ``cascade`` (else ConfigError)."""
+    def remove(
+        self, object_type: str, name: str, *, cascade: bool = False, delete_secret_too: bool = True
+    ) -> list[str]:
+        """Remove an object; what depends on it goes too only with ``cascade`` (else ConfigError).
+
+        ``delete_secret_too=False`` leaves the secret (``removal(...).secret``) to the caller: the
+        app deletes it off the loop, as a keyring may block on D-Bus."""
         plan = self.workspace.removal(object_type, name)
         if plan.dependants and not cascade:
             raise ConfigError(
@@ -351,7 +356,8 @@ class Home:
             )
         removed = self.workspace.remove(object_type, name)
         self.save()
-        delete_secret(plan.secret)
+        if delete_secret_too:
+            delete_secret(plan.secret)
         for m in plan.models:
             self.capture.forget(model=m)
         for r in plan.routes:

@@ -31,8 +31,7 @@ class DemoActions(QObject):
 
     It is handed what it works with: the window puts :attr:`act_send_samples` in its toolbar,
     connects its empty state's button to :meth:`open_demo`, and is told through
-    ``workspace_changed`` (the workspace has new objects) and ``routes_started`` (the runtime
-    may run routes it should watch).
+    ``workspace_changed`` (the workspace has new objects).
     """
 
     def __init__(
@@ -43,7 +42,6 @@ class DemoActions(QObject):
         tasks: TaskSlots,
         notifications: NotificationArea,
         workspace_changed: Callable[[], None],
-        routes_started: Callable[[], None],
     ) -> None:
         super().__init__(parent)
         self.home = home
@@ -51,7 +49,6 @@ class DemoActions(QObject):
         self.tasks = tasks
         self.notifications = notifications
         self.workspace_changed = workspace_changed
-        self.routes_started = routes_started
         self.sample_count = SAMPLE_COUNT
         self.act_send_samples = QAction("Send sample events", self)
         self.act_send_samples.setObjectName("send_samples")
@@ -88,7 +85,6 @@ class DemoActions(QObject):
         except EventDeskError:
             return  # shown on the object's node and in a banner, through its ERROR state
         finally:
-            self.routes_started()
             self.workspace_changed()
         self.notifications.notify(
             "info",
@@ -116,8 +112,6 @@ class DemoActions(QObject):
                 await self.runtime.start_model(model)
             except EventDeskError:
                 return
-            finally:
-                self.routes_started()
         try:
             result = await demo.send_samples(self.home, self.sample_count, model=model)
         except EventDeskError as exc:

@@ -19,7 +19,7 @@ FLUSH_INTERVAL_MS = 50
 class BatchSource(Protocol):
     """What the feed needs from :class:`eventdesk.core.runtime.Runtime`."""
 
-    def on_batch(self, listener: Callable[[str, list[CapturedEvent]], None]) -> None: ...
+    def on_batch(self, listener: Callable[[str, list[CapturedEvent]], None]) -> Callable[[], None]: ...
 
 
 class LiveFeed(QObject):
@@ -41,7 +41,7 @@ class LiveFeed(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.flush)
-        runtime.on_batch(self._on_batch)
+        self._unsubscribe = runtime.on_batch(self._on_batch)
 
     @property
     def pending(self) -> int:
@@ -64,7 +64,8 @@ class LiveFeed(QObject):
         self.batch.emit(events)
 
     def stop(self) -> None:
-        """Stop emitting (the runtime has no unsubscribe; later batches are dropped here)."""
+        """Stop emitting: unsubscribe from the runtime and drop what is buffered."""
+        self._unsubscribe()
         self._stopped = True
         self._timer.stop()
         self._buffer = []

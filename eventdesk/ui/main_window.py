@@ -1,31 +1,26 @@
 """The main window: the workspace tree, the live event table with its filter, detail and rates.
 
-The window owns the :class:`~eventdesk.core.runtime.Runtime` and the live feed. Every start,
-stop, test and dialog runs as an owned asyncio task (one slot per model or route; starting
-cancels a predecessor), so nothing here blocks the event loop. Errors from connectors and
-brokers show on their tree node and as one non-modal banner per object.
+It is view code: it builds the widgets, wires their signals, and shows what the runtime reports
+(states, batches, the status snapshot). What its commands do lives beside it: object commands
+(add, edit, remove, test: ui/object_commands.py) and run control (start, stop, routes on and
+off: ui/run_control.py), both through the runtime's public API and as owned asyncio tasks, so
+nothing here blocks the event loop. Errors show on their tree node and as one non-modal banner
+per object.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
-import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
-    QHBoxLayout,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
     QSplitter,
     QStackedWidget,
     QToolBar,
@@ -39,31 +34,24 @@ from eventdesk.core.errors import EventDeskError
 from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.core.home import Home
 from eventdesk.core.recording import ImportResult
-from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.runtime import Runtime
-from eventdesk.core.secrets import resolve_secret
 from eventdesk.ui import icons
-from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.demo_actions import DemoActions
+from eventdesk.ui.empty_state import EmptyState
 from eventdesk.ui.event_detail import EventDetail
 from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.filter_bar import FilterBar
 from eventdesk.ui.live_feed import LiveFeed
 from eventdesk.ui.notifications import NotificationArea
-from eventdesk.ui.object_dialogs import (
-    TEST_TIMEOUT,
-    BrokerDialog,
-    DatasourceDialog,
-    ModelDialog,
-    ObjectDialog,
-    RouteDialog,
-    describe_error,
-)
+from eventdesk.ui.object_commands import ObjectCommands
+from eventdesk.ui.object_dialogs import ObjectDialog, describe_error
 from eventdesk.ui.rate_chart import RateChart
 from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
-from eventdesk.ui.status_bar import StatusSummary, Summary, route_counts
+from eventdesk.ui.run_control import RunControl
+from eventdesk.ui.status_bar import StatusSummary, Summary
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
@@ -71,58 +59,10 @@ log = logging.getLogger(__name__)
 TICK_MS = 1000
 SETTINGS_GROUP = "main_window"
 
-EMPTY_STATE = (
-    "<h2>Welcome to EventDesk</h2>"
-    "<p>Your workspace is empty. Three steps to a live, republished event stream:</p>"
-    "<ol>"
-    "<li>Add a <b>datasource</b>: a Cloudant or CouchDB server, its URL and credentials "
-    "(the password goes to your OS keyring, never to a file).</li>"
-    "<li>Add a <b>model</b>: one of its databases. Start it and its change events arrive "
-    "in the table, captured on disk.</li>"
-    "<li>Add a <b>broker</b> (MQTT) and switch <b>republishing</b> on for a model.</li>"
-    "</ol>"
-    "<p>New here? <b>Open the demo workspace</b>: a local webhook receives sample account "
-    "changes and the built-in MQTT broker republishes them to <code>/v1/subutest</code>. "
-    "Nothing to install.</p>"
-)
-
 
 def app_settings() -> QSettings:
     """The app's QSettings in the default format (tests point it at a temporary path)."""
     return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, "EventDesk", "EventDesk")
-
-
-class EmptyState(QWidget):
-    """The first-launch page: what to do, and buttons to do it."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("empty_state")
-        text = QLabel(EMPTY_STATE)
-        text.setWordWrap(True)
-        text.setTextFormat(Qt.TextFormat.RichText)
-        text.setFixedWidth(560)  # a layout would otherwise give the wrapped text too little height
-        text.setMinimumHeight(text.heightForWidth(560))
-        self.add_datasource = QPushButton("Add datasource…")
-        self.add_datasource.setObjectName("empty_add_datasource")
-        self.add_broker = QPushButton("Add broker…")
-        self.add_broker.setObjectName("empty_add_broker")
-        self.open_demo = QPushButton("Open the demo workspace")
-        self.open_demo.setObjectName("empty_open_demo")
-        self.open_demo.setDefault(True)  # a newcomer's first click: see the whole job done
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.open_demo)
-        buttons.addWidget(self.add_datasource)
-        buttons.addWidget(self.add_broker)
-        buttons.addStretch(1)
-        column = QVBoxLayout()
-        column.addStretch(1)
-        column.addWidget(text, 0, Qt.AlignmentFlag.AlignHCenter)
-        column.addSpacing(12)
-        column.addLayout(buttons)
-        column.addStretch(2)
-        self.setLayout(column)
 
 
 class MainWindow(QMainWindow):
@@ -140,24 +80,39 @@ class MainWindow(QMainWindow):
         self.defer_close = defer_close
         self._shut_down = False
         self._close_requested = False
-        self._dialog_ids = itertools.count(1)
-        self._watched_routes: set[int] = set()
-        self.dialogs: list[QDialog] = []
         self.total_backlog: int | None = None
         self.total_quarantined = 0
-        self.confirm_box: QMessageBox | None = None
         self.setWindowTitle("EventDesk")
         self.resize(1280, 800)
 
         self.runtime = Runtime(home.workspace, home.capture)
         self.tasks = TaskSlots(on_error=self._task_failed)
         self.feed = LiveFeed(self.runtime, self)
-        self.runtime.on_state(self._on_state)
-        self.runtime.on_terminal(self._on_terminal)
-        self.runtime.on_quarantine(self._on_quarantine)
+        self._listening = [  # unsubscribed on shutdown: the window stops showing what the runtime says
+            self.runtime.on_state(self._on_state),
+            self.runtime.on_terminal(self._on_terminal),
+            self.runtime.on_quarantine(self._on_quarantine),
+        ]
 
         self._build_actions()
         self._build_central()
+        self.commands = ObjectCommands(
+            self,
+            home,
+            self.runtime,
+            self.tasks,
+            self.notifications,
+            workspace_changed=self.workspace_changed,
+            status_changed=self.refresh_status,
+        )
+        self.run_control = RunControl(
+            self,
+            home,
+            self.runtime,
+            self.tasks,
+            workspace_changed=self.workspace_changed,
+            state_changed=self._update_actions,
+        )
         self.demo = DemoActions(
             self,
             self.home,
@@ -165,7 +120,6 @@ class MainWindow(QMainWindow):
             self.tasks,
             self.notifications,
             workspace_changed=self.workspace_changed,
-            routes_started=self._watch_routes,
         )
         self.addAction(self.demo.act_send_samples)
         self.toolbar.addSeparator()
@@ -216,13 +170,23 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         self.act_add_datasource = self._action(
-            "add_datasource", "Add datasource…", self.add_datasource, icon="add-datasource"
+            "add_datasource", "Add datasource…", lambda: self.commands.add_datasource(), icon="add-datasource"
         )
-        self.act_add_model = self._action("add_model", "Add model…", self.add_model, icon="add-model")
-        self.act_add_broker = self._action("add_broker", "Add broker…", self.add_broker, icon="add-broker")
-        self.act_add_route = self._action("add_route", "Add route…", self.add_route, icon="add-route")
-        self.act_start_all = self._action("start_all", "Start all", self.start_all, "Ctrl+R", icon="start")
-        self.act_stop_all = self._action("stop_all", "Stop all", self.stop_all, "Ctrl+Shift+R", icon="stop")
+        self.act_add_model = self._action(
+            "add_model", "Add model…", lambda: self.commands.add_model(), icon="add-model"
+        )
+        self.act_add_broker = self._action(
+            "add_broker", "Add broker…", lambda: self.commands.add_broker(), icon="add-broker"
+        )
+        self.act_add_route = self._action(
+            "add_route", "Add route…", lambda: self.commands.add_route(), icon="add-route"
+        )
+        self.act_start_all = self._action(
+            "start_all", "Start all", lambda: self.run_control.start_all(), "Ctrl+R", icon="start"
+        )
+        self.act_stop_all = self._action(
+            "stop_all", "Stop all", lambda: self.run_control.stop_all(), "Ctrl+Shift+R", icon="stop"
+        )
         self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon="pause")
         self.act_pause.setCheckable(True)
         self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
@@ -252,8 +216,8 @@ class MainWindow(QMainWindow):
     def _build_central(self) -> None:
         self.notifications = NotificationArea()
         self.empty_state = EmptyState()
-        self.empty_state.add_datasource.clicked.connect(self.add_datasource)
-        self.empty_state.add_broker.clicked.connect(self.add_broker)
+        self.empty_state.add_datasource.clicked.connect(lambda: self.commands.add_datasource())
+        self.empty_state.add_broker.clicked.connect(lambda: self.commands.add_broker())
 
         self.tree = WorkspaceTree()
         self.rate_chart = RateChart()
@@ -307,14 +271,14 @@ class MainWindow(QMainWindow):
     def workspace_changed(self) -> None:
         """Mirror the workspace in the tree, the filter's model list and the toolbar."""
         ws = self.home.workspace
-        self.runtime.workspace = ws
+        self.runtime.set_workspace(ws)
         self.tree.rebuild(ws)
-        for key, change in self.runtime.states.items():
+        for key, change in self.runtime.states().items():
             self.tree.tree_model.set_state(key, change)
         self.stack.setCurrentWidget(self.empty_state if ws.empty else self.main_split)
         self.filter_bar.set_models(ws.models)
         self._update_actions()
-        self._start_services()
+        self.run_control.start_services()
 
     def _enter_read_only(self, reason: str) -> None:
         """Another process holds the home: watch it; start, stop and edit are off."""
@@ -323,23 +287,6 @@ class MainWindow(QMainWindow):
         self.watcher = HomeWatcher(self, parent=self)
         self._update_actions()
 
-    def _start_services(self) -> None:
-        """Keep hosted brokers (the built-in one) running with the app, routes or not."""
-        ws = self.home.workspace
-        if self.home.read_only is not None:  # the holder runs them
-            return
-        if self.tasks.running("services") or not any(
-            name not in self.runtime.services and broker_class(b.kind).hosted
-            for name, b in ws.brokers.items()
-        ):
-            return
-        with contextlib.suppress(RuntimeError):  # no running loop yet: started on the next change
-            self.tasks.start("services", self._run_services())
-
-    async def _run_services(self) -> None:
-        with contextlib.suppress(EventDeskError):  # shown on the broker's node, through its state
-            await self.runtime.start_services()
-
     def _update_actions(self) -> None:
         ws = self.home.workspace
         self.act_add_model.setEnabled(bool(ws.datasources))
@@ -347,7 +294,7 @@ class MainWindow(QMainWindow):
         self.act_start_all.setEnabled(bool(ws.models))
         self.act_stop_all.setEnabled(
             any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
-            or bool(self.runtime.routes)
+            or self.runtime.is_running("route")
         )
         if self.home.read_only is not None:
             for action in (
@@ -366,106 +313,6 @@ class MainWindow(QMainWindow):
             ):
                 button.setEnabled(False)
 
-    # -- dialogs ---------------------------------------------------------------------------
-    def open_dialog(
-        self, dialog: ObjectDialog, after: Callable[[str, str], Awaitable[None]] | None = None
-    ) -> ObjectDialog:
-        """Show ``dialog`` with ``open()`` and await its result in an owned task."""
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        saved: list[str] = []  # the dialog deletes itself on close: keep what it saved
-        dialog.saved.connect(saved.append)
-        dialog.saved.connect(lambda _name: self.workspace_changed())
-        if isinstance(dialog, RouteDialog):
-            dialog.brokerAdded.connect(lambda _name: self.workspace_changed())
-        dialog.finished.connect(lambda _result: self._forget_dialog(dialog))
-        self.dialogs.append(dialog)
-        pending = dialog_result(dialog)  # shows it now
-        self.tasks.start(
-            f"dialog/{next(self._dialog_ids)}", self._dialog_flow(dialog.object_type, saved, pending, after)
-        )
-        return dialog
-
-    def _forget_dialog(self, dialog: QDialog) -> None:
-        if dialog in self.dialogs:
-            self.dialogs.remove(dialog)
-
-    async def _dialog_flow(
-        self,
-        kind: str,
-        saved: list[str],
-        pending: asyncio.Future[int],
-        after: Callable[[str, str], Awaitable[None]] | None,
-    ) -> None:
-        result = await pending
-        if result == QDialog.DialogCode.Accepted.value and after is not None and saved:
-            await after(kind, saved[-1])
-
-    @property
-    def last_dialog(self) -> ObjectDialog | None:
-        return self.dialogs[-1] if self.dialogs else None  # type: ignore[return-value]
-
-    def add_datasource(self) -> None:
-        self.open_dialog(DatasourceDialog(self.home, parent=self))
-
-    def add_model(self, datasource: str | None = None) -> None:
-        self.open_dialog(ModelDialog(self.home, parent=self, datasource=datasource))
-
-    def add_broker(self) -> None:
-        self.open_dialog(BrokerDialog(self.home, parent=self))
-
-    def add_route(self, model: str | None = None) -> None:
-        self.open_dialog(RouteDialog(self.home, parent=self, model=model))
-
-    def edit(self, kind: str, name: str) -> None:
-        dialogs: dict[str, type[ObjectDialog]] = {
-            "datasource": DatasourceDialog,
-            "model": ModelDialog,
-            "broker": BrokerDialog,
-            "route": RouteDialog,
-        }
-        self.open_dialog(dialogs[kind](self.home, name, parent=self), self._after_edit)
-
-    async def _after_edit(self, kind: str, name: str) -> None:
-        if kind == "route" and name in self.runtime.routes:
-            await self.runtime.stop_route(name)  # a route worker keeps its settings: restart it
-            if self.home.workspace.route(name).enabled:
-                await self._start_route(name)
-        models = (
-            [name]
-            if kind == "model"
-            else [m.name for m in self.home.workspace.models_of(name)]
-            if kind == "datasource"
-            else []
-        )
-        running = [m for m in models if m in self.runtime.models and self.runtime.models[m].running]
-        if running:
-            self.notifications.notify(
-                "info",
-                f"{kind.capitalize()} {name} saved. The change applies when {', '.join(running)} restarts.",
-                key=f"edited/{kind}/{name}",
-            )
-
-    def republish(self, model: str) -> None:
-        """Open the route dialog for ``model`` (its first route, or a new one), then start it."""
-        routes = self.home.workspace.routes_of_model(model)
-        dialog = (
-            RouteDialog(self.home, routes[0].name, parent=self, model=model)
-            if routes
-            else RouteDialog(self.home, parent=self, model=model)
-        )
-        if routes and dialog.form is not None:
-            dialog.form.editors["enabled"].set_value(True)
-        self.open_dialog(dialog, self._after_republish)
-
-    async def _after_republish(self, _kind: str, name: str) -> None:
-        route = self.home.workspace.route(name)
-        if not route.enabled:
-            return
-        if name in self.runtime.routes:
-            await self.runtime.stop_route(name)
-        await self._start_route(name)
-        self.workspace_changed()
-
     # -- actions ---------------------------------------------------------------------------
     def do_action(self, action: str, kind: str, name: str) -> None:
         """What the tree's context menus ask for."""
@@ -473,55 +320,59 @@ class MainWindow(QMainWindow):
         if action in ("show-quarantined", "retry-quarantined", "drop-quarantined"):
             # Views of the capture and quarantine edits: a runner holding the home picks the
             # edits up as `eventdesk quarantine` ones, so they are allowed read only too.
-            self.tasks.start(f"{action}/{name}", self._quarantine_action(action, name))
+            if action == "show-quarantined":
+                routes = self.home.workspace.routes
+                self.filter_bar.set_model(routes[name].model if name in routes else None)
+                self.filter_bar.set_quarantined(True)
+            else:
+                self.tasks.start(f"{action}/{name}", self.commands.quarantine_action(action, name))
             return
         if self.home.read_only is not None and action != "test":
             self.notifications.notify("warning", read_only_banner(str(self.home.read_only)), key=BANNER_KEY)
             return
+        commands, run = self.commands, self.run_control
         if action == "add-datasource":
-            self.add_datasource()
+            commands.add_datasource()
         elif action == "add-broker":
-            self.add_broker()
+            commands.add_broker()
         elif action == "add-model":
-            self.add_model(name)
+            commands.add_model(name)
         elif action == "add-route":
-            self.add_route()
+            commands.add_route()
         elif action == "edit":
-            self.edit(kind, name)
+            commands.edit(kind, name)
         elif action == "remove":
-            self.tasks.start(f"remove/{kind}/{name}", self._remove(kind, name))
+            self.tasks.start(f"remove/{kind}/{name}", commands.remove(kind, name))
         elif action == "test":
-            self.tasks.start(f"test/{kind}/{name}", self._test(kind, name))
-        elif action == "start":
+            self.tasks.start(f"test/{kind}/{name}", commands.test(kind, name))
+        elif action in ("start", "stop"):
             for model in [name] if kind == "model" else [m.name for m in ws.models_of(name)]:
-                self.start_model(model)
-        elif action == "stop":
-            for model in [name] if kind == "model" else [m.name for m in ws.models_of(name)]:
-                self.stop_model(model)
+                (run.start_model if action == "start" else run.stop_model)(model)
         elif action == "republish":
-            self.republish(name)
+            commands.republish(name)
         elif action == "unpublish":
-            self.tasks.start(f"unpublish/{name}", self._unpublish(name))
+            run.unpublish(name)
         elif action in ("enable", "disable"):
-            self.set_route_enabled(name, action == "enable")
+            run.set_route_enabled(name, action == "enable")
+
+    # The dialogs and confirmations open now, and starting a model (what tests drive).
+    @property
+    def dialogs(self) -> list[QDialog]:
+        return self.commands.dialogs
+
+    @property
+    def last_dialog(self) -> ObjectDialog | None:
+        return self.commands.last_dialog
+
+    @property
+    def confirm_box(self) -> QMessageBox | None:
+        return self.commands.confirm_box
 
     def start_model(self, name: str) -> None:
-        self.tasks.start(f"model/{name}", self._start_model(name))
+        self.run_control.start_model(name)
 
     def stop_model(self, name: str) -> None:
-        self.tasks.start(f"model/{name}", self._stop_model(name))
-
-    def start_all(self) -> None:
-        for name in list(self.home.workspace.models):
-            self.start_model(name)
-
-    def stop_all(self) -> None:
-        for name in list(self.home.workspace.models):
-            self.tasks.cancel(f"model/{name}")
-        self.tasks.start("all", self.runtime.stop())
-
-    def set_route_enabled(self, name: str, enabled: bool) -> None:
-        self.tasks.start(f"route/{name}", self._set_route_enabled(name, enabled))
+        self.run_control.stop_model(name)
 
     def toggle_pause(self) -> None:
         self.table.set_paused(not self.table.model.paused)
@@ -545,8 +396,7 @@ class MainWindow(QMainWindow):
                 "success", f"Exported {r.exported:,} events to {r.path}.", key="export"
             )
         )
-        dialog.finished.connect(lambda _result: self._forget_dialog(dialog))
-        self.dialogs.append(dialog)
+        self.commands.track(dialog)
         dialog.show()
         return dialog
 
@@ -565,129 +415,6 @@ class MainWindow(QMainWindow):
             f"Imported {result.imported:,} events as recording {result.recording.name}{bad}.",
             key="recording",
         )
-
-    async def _start_model(self, name: str) -> None:
-        try:
-            await self.runtime.start_model(name)
-        except EventDeskError:
-            return  # already on the model's node and in a banner, through its ERROR state
-        finally:
-            self._watch_routes()
-            self._update_actions()
-
-    async def _stop_model(self, name: str) -> None:
-        await self.runtime.stop_model(name)
-        self._update_actions()
-
-    async def _start_route(self, name: str) -> None:
-        await self.runtime.start_route(name)
-        self._watch_routes()
-
-    async def _set_route_enabled(self, name: str, enabled: bool) -> None:
-        self.home.set_route_enabled(name, enabled)
-        if enabled:
-            await self._start_route(name)
-        else:
-            await self.runtime.stop_route(name)
-        self.workspace_changed()
-
-    async def _unpublish(self, model: str) -> None:
-        for route in self.home.workspace.routes_of_model(model):
-            if route.enabled:
-                self.home.set_route_enabled(route.name, False)
-                await self.runtime.stop_route(route.name)
-        self.workspace_changed()
-
-    def _watch_routes(self) -> None:
-        """Surface a route task that died of something other than a broker error."""
-        for name, worker in self.runtime.routes.items():
-            task = worker.task
-            if task is None or id(task) in self._watched_routes:
-                continue
-            self._watched_routes.add(id(task))
-            task.add_done_callback(functools.partial(self._route_task_done, name))
-
-    def _route_task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        self._watched_routes.discard(id(task))
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        assert exc is not None
-        detail = describe_error(exc)
-        self._on_state(f"route/{name}", StateChange(State.ERROR, detail))
-
-    async def _confirm(self, title: str, text: str) -> bool:
-        """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            title,
-            text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self,
-        )
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        self.confirm_box = box
-        try:
-            await dialog_result(box)
-            return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
-        finally:
-            box.deleteLater()
-            self.confirm_box = None
-
-    async def _remove(self, kind: str, name: str) -> None:
-        try:
-            plan = self.home.removal(kind, name)  # the same dry run as `eventdesk remove`
-        except EventDeskError as exc:
-            self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
-            return
-        models, routes = plan.models, plan.routes
-        if not await self._confirm(
-            f"Remove {kind}",
-            f"Remove {kind} {name!r}?\n\nThis removes:\n"
-            + "\n".join(f"\u2022 {line}" for line in plan.describe())
-            + "\n\nCaptured events stay in the capture.",
-        ):
-            return
-        for model in models:
-            self.tasks.cancel(f"model/{model}")
-            await self.runtime.stop_model(model)
-            self.runtime.models.pop(model, None)
-        for route in routes:
-            await self.runtime.stop_route(route)
-        if kind == "broker":
-            await self.runtime.stop_service(name)
-            self.runtime.brokers.pop(name, None)
-        try:
-            removed = self.home.remove(kind, name, cascade=True)
-        except EventDeskError as exc:
-            self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
-            return
-        for key in [f"model/{m}" for m in models] + [f"route/{r}" for r in routes] + [f"{kind}/{name}"]:
-            self.runtime.states.pop(key, None)
-            self.notifications.dismiss_key(key)
-        self.workspace_changed()
-        self.notifications.notify("info", "Removed " + ", ".join(removed) + ".", key="removed")
-
-    async def _test(self, kind: str, name: str) -> None:
-        key = f"test/{kind}/{name}"
-        self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
-        ws = self.home.workspace
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(TEST_TIMEOUT):
-                if kind == "broker":
-                    broker = ws.broker(name)
-                    secret = await loop.run_in_executor(None, resolve_secret, broker.secret, broker.label)
-                    summary = await broker_class(broker.kind).test_connection(broker, secret)
-                else:
-                    model = ws.model(name) if kind == "model" else None
-                    ds = ws.datasource(model.datasource if model is not None else name)
-                    secret = await loop.run_in_executor(None, resolve_secret, ds.secret, ds.label)
-                    summary = await connector_class(ds.kind).test_connection(ds, secret, model)
-        except Exception as exc:  # the exact error is the point of a test
-            self.notifications.notify("error", f"{kind} {name}: test failed", describe_error(exc), key=key)
-        else:
-            self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
 
     # -- runtime callbacks -----------------------------------------------------------------
     def _on_state(self, key: str, change: StateChange) -> None:
@@ -746,31 +473,31 @@ class MainWindow(QMainWindow):
     # -- once a second ---------------------------------------------------------------------
     def tick(self) -> None:
         ws = self.home.workspace
-        rates: dict[str, float] = {}
+        rates = self.runtime.rates()
         for name in ws.models:
-            runner = self.runtime.models.get(name)
-            rate = runner.meter.rate() if runner is not None else 0.0
-            self.tree.tree_model.set_rate(name, rate)
-            if runner is not None:
-                rates[name] = rate
+            self.tree.tree_model.set_rate(name, rates.get(name, 0.0))
         if rates:
             self.rate_chart.add_sample(time.monotonic(), rates)
-        if ws.routes and not self.tasks.running("backlog"):
-            self.tasks.start("backlog", self._refresh_backlog())
         self.refresh_status()
 
-    async def _refresh_backlog(self) -> None:
-        counts = await self.runtime.db(route_counts, self.home.capture, self.home.workspace)
-        for name, backlog in counts.backlog.items():
-            self.tree.tree_model.set_backlog(name, backlog)
-        self.tree.tree_model.set_quarantined(counts.quarantined)
-        self.total_backlog = sum(counts.backlog.values())
-        quarantined = sum(counts.quarantined.values())
-        if quarantined != self.total_quarantined:
-            self.total_quarantined = quarantined
+    def refresh_status(self) -> None:
+        """Take a new status snapshot (off the loop) and show it in the status bar and the tree."""
+        if not self.tasks.running("status"):
+            self.tasks.start("status", self._refresh_status())
+
+    async def _refresh_status(self) -> None:
+        status = await self.runtime.status()
+        for route in status.routes:
+            self.tree.tree_model.set_backlog(route.name, route.backlog)
+        held = {r.name: r.quarantined for r in status.routes if r.quarantined}
+        held.update({i.name: i.quarantined for i in status.invalid if i.quarantined})
+        self.tree.tree_model.set_quarantined(held)
+        self.total_backlog = status.backlog
+        if status.quarantined != self.total_quarantined:
+            self.total_quarantined = status.quarantined
             if self.table.model.event_filter.quarantined:
                 self.table.model.refresh()
-        self.refresh_status()
+        self.status.show_summary(Summary.of(status))
 
     def _on_quarantine(self, route: str, pos: int, field: str, reason: str) -> None:
         """A route set an event aside: say so where the user looks (one banner per route)."""
@@ -780,59 +507,6 @@ class MainWindow(QMainWindow):
             "Its other events go on. Fix the route, then retry from the route's menu "
             "(or eventdesk quarantine retry); the status bar's Quarantined button shows them.",
             key=f"quarantine/{route}",
-        )
-
-    async def _quarantine_action(self, action: str, route: str) -> None:
-        """Show, retry or drop the events ``route`` holds in quarantine (the tree's route menu)."""
-        capture = self.home.capture
-        if action == "show-quarantined":
-            model = self.home.workspace.routes[route].model if route in self.home.workspace.routes else None
-            self.filter_bar.set_model(model)
-            self.filter_bar.set_quarantined(True)
-            return
-        held = await self.runtime.db(capture.quarantine_counts)
-        count = held.get(route, 0)
-        if action == "drop-quarantined":
-            if not await self._confirm(
-                "Drop quarantined events",
-                f"Drop the {count} event(s) route {route!r} holds in quarantine?\n\n"
-                "They are not published; the events stay in the capture (export them first to keep "
-                "a list: eventdesk quarantine export).",
-            ):
-                return
-            done = await self.runtime.db(capture.quarantine_drop, route)
-            message = f"route {route!r}: dropped {done} quarantined event(s)"
-        else:
-            done = await self.runtime.db(capture.quarantine_retry, route)
-            message = f"route {route!r}: {done} quarantined event(s) will be sent again" + (
-                "" if self.runtime.state_of(f"route/{route}").state is State.RUNNING else " once it runs"
-            )
-        self.notifications.notify("info", message, key=f"quarantine/{route}")
-        await self._refresh_backlog()
-
-    def refresh_status(self) -> None:
-        ws = self.home.workspace
-        states = self.runtime.states
-        running = sum(
-            1
-            for m in ws.models
-            if states.get(f"model/{m}", StateChange(State.STOPPED)).state is State.RUNNING
-        )
-        connected = sum(
-            1
-            for b in ws.brokers
-            if states.get(f"broker/{b}", StateChange(State.STOPPED)).state is State.RUNNING
-        )
-        self.status.show_summary(
-            Summary(
-                models_running=running,
-                models_total=len(ws.models),
-                brokers_connected=connected,
-                brokers_total=len(ws.brokers),
-                rate=self.runtime.total.rate(),
-                backlog=self.total_backlog if ws.routes else 0,
-                quarantined=self.total_quarantined,
-            )
         )
 
     # -- persistence -----------------------------------------------------------------------
@@ -894,6 +568,8 @@ class MainWindow(QMainWindow):
         if self.watcher is not None:
             self.watcher.stop()
         self.feed.stop()
+        for off in self._listening:
+            off()
         for dialog in list(self.dialogs):
             dialog.reject()
         await self.tasks.cancel_all()

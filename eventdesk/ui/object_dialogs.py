@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from eventdesk.core.connection_test import TEST_TIMEOUT, check_connection
 from eventdesk.core.errors import ConfigError, EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
@@ -45,8 +46,6 @@ from eventdesk.ui.secret_dialog import SecretField
 from eventdesk.ui.settings_form import SettingsForm, error_border, error_label
 
 log = logging.getLogger(__name__)
-
-TEST_TIMEOUT = 30.0
 
 
 def _showable(schema: Schema, values: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +142,10 @@ class ObjectDialog(QDialog):
     @property
     def name(self) -> str:
         return self.name_edit.text().strip()
+
+    def row(self, key: str) -> _Row:
+        """The row of a field that is not a schema field (name, kind, ...): its input and error."""
+        return self._rows[key][1]
 
     def add_row(self, key: str, title: str, widget: QWidget) -> _Row:
         row = _Row(widget, key)
@@ -357,10 +360,26 @@ class _TestableDialog(ObjectDialog):
         self.tasks.cancel("test")
         self.test.finished(None, "Test cancelled.")
 
+    def shows_saved_object(self) -> bool:
+        """Whether the form holds the saved object unchanged (no new secret typed either)."""
+        assert self.form is not None and self.secret is not None
+        current = self.existing().get(self.name) if self.editing else None
+        return (
+            current is not None
+            and self.name not in self.home.workspace.invalid_of(self.object_type)
+            and current.kind == self.kind
+            and current.settings == self.form.values()
+            and self.secret.value() is None
+            and not self.secret.remove_requested
+        )
+
     async def _run_test(self) -> None:
         try:
             async with asyncio.timeout(TEST_TIMEOUT):
-                summary = await self.run_test()
+                if self.shows_saved_object():  # the saved object: tested as the tree and `eventdesk test` do
+                    summary = await check_connection(self.home.workspace, self.object_type, self.name)
+                else:
+                    summary = await self.run_test()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the exact error is the point of a test

@@ -77,13 +77,12 @@ class HomeWatcher(QObject):
         events, states, held = await window.runtime.db(self._read)
         if events:
             self.position = events[-1].pos
-            window.runtime.total.add(len(events))  # the status bar's rate: the holder's
             window.table.model.append(events)
-        for key, (state, detail) in states.items():
-            change = StateChange(State(state), detail)
-            if window.runtime.states.get(key) != change:
-                window.runtime.states[key] = change  # shown only: this runtime never runs here
-                window.tree.tree_model.set_state(key, change)
+        # Shown only (the tree and the status bar hear of them): this runtime never runs here.
+        window.runtime.show_foreign(
+            {key: StateChange(State(state), detail) for key, (state, detail) in states.items()},
+            events=len(events),
+        )
         if not held and not self.holder_gone:
             self.holder_gone = True
             window.notifications.notify(

@@ -1,5 +1,5 @@
 """The status bar: connectors running, broker connections, total events/s, route backlog and
-quarantine."""
+quarantine, all from the runtime's status snapshot (core/runtime_status.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QStatusBar, QToolButton, QWidget
 
-from eventdesk.core.capture import Capture
-from eventdesk.core.workspace import Workspace
+from eventdesk.core.runtime_status import Status
 
 
 @dataclass(frozen=True)
@@ -22,20 +21,18 @@ class Summary:
     backlog: int | None
     quarantined: int = 0
 
-
-@dataclass(frozen=True)
-class RouteCounts:
-    backlog: dict[str, int]  # events captured and not yet acknowledged, per route
-    quarantined: dict[str, int]  # events set aside, per route (routes with none left out)
-
-
-def route_counts(capture: Capture, workspace: Workspace) -> RouteCounts:
-    """Each route's backlog and quarantine (indexed counts; run off the GUI thread)."""
-    backlog: dict[str, int] = {}
-    for route in list(workspace.routes.values()):
-        position = capture.route_position(route.name) or 0
-        backlog[route.name] = capture.count(route.model, after=position)
-    return RouteCounts(backlog, capture.quarantine_counts())
+    @classmethod
+    def of(cls, status: Status) -> Summary:
+        """The bar's figures from the runtime's status snapshot."""
+        return cls(
+            models_running=status.models_running,
+            models_total=len(status.models),
+            brokers_connected=status.brokers_connected,
+            brokers_total=len(status.brokers),
+            rate=status.rate,
+            backlog=status.backlog,
+            quarantined=status.quarantined,
+        )
 
 
 class StatusSummary(QStatusBar):

@@ -252,8 +252,7 @@ async def test_bad_or_missing_signature_is_401_counted_and_nothing_captured(
     assert status == 401
     assert signed_receiver.count() == 0
     assert "s3cret" not in json.dumps(reply)
-    runner = signed_receiver.runtime.models["accounts"]
-    connector = runner.connector
+    connector = signed_receiver.runtime.connector_of("accounts")
     assert connector is not None and connector.counts.rejected[401] == 3  # type: ignore[attr-defined]
     status, _ = await signed_receiver.post(body, {"X-Hub-Signature-256": sign("s3cret-shared", body)})
     assert status == 200

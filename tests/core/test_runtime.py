@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,13 +11,17 @@ from typing import Any
 import orjson
 import pytest
 
-from eventdesk.core import runtime as runtime_module
+from eventdesk.core import route_poison, route_worker
+from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import Appended
 from eventdesk.core.contracts import Publisher, State
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, PoisonError
 from eventdesk.core.home import Home
-from eventdesk.core.runtime import ModelRunner, RouteWorker, Runtime
+from eventdesk.core.model_runner import ModelRunner
+from eventdesk.core.route_worker import RouteWorker
+from eventdesk.core.runtime_hub import RuntimeHub
+from eventdesk.core.supervisor import Supervisor
 from eventdesk.core.workspace import ROUTE_SCHEMA, BrokerConfig
 from tests.peers.servers import MqttBroker, Subscriber, free_port
 
@@ -48,6 +51,14 @@ def spy_on(
     return notes
 
 
+def fake_link(hub: RuntimeHub, publisher: Publisher) -> BrokerLink:
+    """A broker link whose publisher is ``publisher``, already started (a route acquires it)."""
+    link = BrokerLink(hub, "mosq", {})
+    link.publisher = publisher
+    link.started = True
+    return link
+
+
 def routed_home(path: Path, broker: MqttBroker, topic: str) -> Home:
     """Model ``accounts`` (of a webhook datasource never started) routed as ``out`` to ``broker``
     under ``topic``/{key}, payload format, QoS 1."""
@@ -69,7 +80,7 @@ async def test_stopping_a_route_waits_for_in_flight_acks_and_records_them(
     home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
     rows = home.capture.append("accounts", captured_events(500), checkpoint=None)
-    runtime = Runtime(home.workspace, home.capture)
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
     await runtime.start_route("out")
     worker = runtime.routes["out"]
     loop = asyncio.get_running_loop()
@@ -79,7 +90,7 @@ async def test_stopping_a_route_waits_for_in_flight_acks_and_records_them(
         await asyncio.sleep(0)
     assert worker.inflight, "the route never published"
     await runtime.stop_route("out")
-    assert runtime.state_of("route/out").state is State.STOPPED
+    assert runtime.hub.state_of("route/out").state is State.STOPPED
     assert home.capture.route_position("out") == rows[-1].pos  # every ack was recorded, nothing to resend
     msgs = await asyncio.to_thread(sub.wait_for, 500, 15)
     assert [orjson.loads(m.payload)["i"] for m in msgs] == list(range(500))
@@ -94,8 +105,8 @@ async def test_after_a_failed_batch_later_deliveries_fail_and_the_checkpoint_sta
     home = Home.open(str(isolated_home))
     home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
     home.add_model("accounts", "hooks", {})
-    runtime = Runtime(home.workspace, home.capture)
-    runner = ModelRunner(runtime, "accounts")
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+    runner = ModelRunner(runtime.hub, "accounts", runtime.appended)
     real_append = home.capture.append_rows
     calls: list[Any] = []
 
@@ -130,8 +141,8 @@ async def test_a_route_that_keeps_up_publishes_new_batches_without_reading_captu
     home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
     reads = spy_on(monkeypatch, home.capture, "read_route_rows", lambda _args, rows: len(rows))
-    runtime = Runtime(home.workspace, home.capture)
-    runner = ModelRunner(runtime, "accounts")
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+    runner = ModelRunner(runtime.hub, "accounts", runtime.appended)
     events = captured_events(40)
     await runtime.start_route("out")
     loop = asyncio.get_running_loop()
@@ -165,9 +176,9 @@ async def test_a_route_records_its_position_every_few_hundred_events_not_per_bat
     home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
     saves = spy_on(monkeypatch, home.capture, "set_route_position", lambda args, _: args[1])
-    monkeypatch.setattr(runtime_module, "ROUTE_SAVE_S", 60.0)  # only the count triggers a save
-    runtime = Runtime(home.workspace, home.capture)
-    runner = ModelRunner(runtime, "accounts")
+    monkeypatch.setattr(route_worker, "ROUTE_SAVE_S", 60.0)  # only the count triggers a save
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+    runner = ModelRunner(runtime.hub, "accounts", runtime.appended)
     events = captured_events(600)
     await runtime.start_route("out")
     loop = asyncio.get_running_loop()
@@ -199,8 +210,8 @@ async def test_a_route_records_a_lull_s_position_soon_after_its_acknowledgement(
 ) -> None:
     home = routed_home(isolated_home, mqtt_broker, unique_topic)
     sub = await asyncio.to_thread(subscriber, unique_topic + "/#")
-    runtime = Runtime(home.workspace, home.capture)
-    runner = ModelRunner(runtime, "accounts")
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+    runner = ModelRunner(runtime.hub, "accounts", runtime.appended)
     await runtime.start_route("out")
     await runner.deliver(captured_events(5), 4)
     await asyncio.to_thread(sub.wait_for, 5, 15)
@@ -276,26 +287,24 @@ class RefusingPublisher(Publisher):
 async def test_a_refused_message_in_a_batch_is_found_and_quarantined_and_the_rest_goes_on(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime_module, "REFUSAL_PAUSE_S", 0.01)
+    monkeypatch.setattr(route_poison, "REFUSAL_PAUSE_S", 0.01)
     home = Home.open(str(isolated_home))
     home.add_datasource("hooks", "webhook", {"port": free_port()})  # never started here
     home.add_model("accounts", "hooks", {})
     home.add_broker("mosq", "mqtt", {"url": "mqtt://127.0.0.1:1"})  # never used: the route gets the fake
     home.add_route("out", "accounts", "mosq", {"topic": "t/{key}", "qos": 1})
     home.capture.append("accounts", captured_events(10), checkpoint=None)
-    runtime = Runtime(home.workspace, home.capture)
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
     seen: list[tuple[str, int, str, str]] = []
-    runtime.on_quarantine(lambda *entry: seen.append(entry))
-    worker = RouteWorker(runtime, home.workspace.route("out"))
+    runtime.hub.quarantine_listeners.add(lambda *entry: seen.append(entry))
     fake = RefusingPublisher(forbidden="t/k3", busy="t/k6")
-    task = asyncio.create_task(worker._publish_forever(fake))
+    worker = RouteWorker(runtime.hub, home.workspace.route("out"), lambda _name: fake_link(runtime.hub, fake))
+    worker.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
     while worker.position < 10 and loop.time() < deadline:  # noqa: ASYNC110 - no event marks progress
         await asyncio.sleep(0.01)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await worker.stop(drain=0)
     assert worker.position == 10
     # The batch was refused: sent again one at a time, the permanent refusal quarantined at
     # once, the other after POISON_REFUSALS tries; every other message went through once.
@@ -305,7 +314,7 @@ async def test_a_refused_message_in_a_batch_is_found_and_quarantined_and_the_res
         ("out", 4, "topic"),
         ("out", 7, "message"),
     ]
-    await asyncio.to_thread(runtime._executor.submit(lambda: None).result)  # the entries are written
+    await asyncio.to_thread(runtime.hub.executor.submit(lambda: None).result)  # the entries are written
     entries = home.capture.quarantine_entries("out")
     assert [(e.key, e.field, e.state) for e in entries] == [
         ("k3", "topic", "held"),
@@ -373,16 +382,16 @@ async def _publish_all(isolated_home: Path, publisher: Publisher, count: int) ->
     home.add_broker("mosq", "mqtt", {"url": "mqtt://127.0.0.1:1"})  # never used: the route gets the fake
     home.add_route("out", "accounts", "mosq", {"topic": "t/{key}", "qos": 1})
     home.capture.append("accounts", captured_events(count), checkpoint=None)
-    runtime = Runtime(home.workspace, home.capture)
-    worker = RouteWorker(runtime, home.workspace.route("out"))
-    task = asyncio.create_task(worker._publish_forever(publisher))
+    runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+    worker = RouteWorker(
+        runtime.hub, home.workspace.route("out"), lambda _name: fake_link(runtime.hub, publisher)
+    )
+    worker.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
     while worker.position < count and loop.time() < deadline:  # noqa: ASYNC110 - no event marks progress
         await asyncio.sleep(0.01)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await worker.stop(drain=0)
     await runtime.aclose()  # the capture thread wrote what the route submitted
     return home, worker
 
@@ -396,7 +405,7 @@ async def test_a_message_the_connection_drops_on_each_time_is_singled_out_and_qu
     assert worker.position == 10
     # Two drops with the same first unacknowledged event, then one event at a time: the
     # poison dropped the connection three times in a row, alone.
-    assert fake.drops == runtime_module.ISOLATE_AFTER_DROPS + runtime_module.POISON_DROPS
+    assert fake.drops == route_poison.ISOLATE_AFTER_DROPS + route_poison.POISON_DROPS
     assert sorted(set(fake.taken)) == sorted(f"t/k{i}" for i in range(10) if i != 5)
     entries = home.capture.quarantine_entries("out")
     assert [(e.key, e.field, e.attempts) for e in entries] == [("k5", "message", 1)]

@@ -92,6 +92,7 @@ def window(
     run(qtbot, win.shutdown(), timeout=10_000)
     assert not win.tasks.pending
     for tester in testers:
+        # pytest-qt's ModelTester has no public way to stop checking (its fixture calls this).
         tester._cleanup()
     win.close()
     win.deleteLater()
@@ -294,7 +295,7 @@ def test_live_events_filter_detail_republish_and_stop(
 
     # toggled off: capture and the table go on, publishing stops
     tree_action(window, f"model/{db}", "unpublish")
-    qtbot.waitUntil(lambda: route not in window.runtime.routes)
+    qtbot.waitUntil(lambda: not window.runtime.is_running("route", route))
     assert not home.workspace.route(route).enabled
     put(server, db, "acct-9", {"region": "Pune", "balance": 900})
     qtbot.waitUntil(lambda: rows(window)[-1:] == [("acct-9", "created")], timeout=WAIT_MS)

@@ -83,7 +83,7 @@ def test_open_the_demo_send_samples_see_them_and_toggle_republishing(
         # Republishing off: events still arrive in the table (and capture), nothing is published.
         window.do_action("disable", "route", demo.ROUTE)
         qtbot.waitUntil(lambda: not home.workspace.route(demo.ROUTE).enabled, timeout=5000)
-        qtbot.waitUntil(lambda: demo.ROUTE not in window.runtime.routes, timeout=5000)
+        qtbot.waitUntil(lambda: not window.runtime.is_running("route", demo.ROUTE), timeout=5000)
         window.demo.sample_count = 5
         window.demo.act_send_samples.trigger()
         qtbot.waitUntil(lambda: window.table.model.rowCount() == 17, timeout=15000)

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
 from eventdesk.connectors.cloudant import CloudantConnector
+from eventdesk.core import connection_test
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.home import Home
 from eventdesk.core.secrets import NO_BACKEND_HELP, account_for
@@ -88,7 +89,7 @@ def test_duplicate_name_is_shown_next_to_the_name(qtbot: QtBot, home: Home) -> N
     dialog.show()
     fill_datasource(dialog, "prod", "https://b.example.com")
     assert not dialog.save_button.isEnabled()
-    _, row = dialog._rows["name"]
+    row = dialog.row("name")
     assert row.error.isVisible()
     assert row.error.text() == "Name: a datasource with this name already exists"
 
@@ -332,6 +333,8 @@ class FakeConnector(CloudantConnector):
 def fake_connector(monkeypatch: pytest.MonkeyPatch) -> type[FakeConnector]:
     FakeConnector.seen = []
     monkeypatch.setattr(object_dialogs, "connector_class", lambda kind: FakeConnector)
+    # A saved object shown unchanged is tested as the tree and `eventdesk test` test it.
+    monkeypatch.setattr(connection_test, "connector_class", lambda kind: FakeConnector)
     return FakeConnector
 
 
@@ -357,6 +360,37 @@ def test_test_connection_reports_success_and_exact_error(
         "✘ datasource 'prod': field 'secret': HTTP 401: name or password is incorrect"
     )
     assert dialog.test.button.isEnabled() and not dialog.test.busy.isVisible()
+
+
+@pytest.mark.usefixtures("qloop")
+def test_an_unchanged_saved_datasource_is_tested_as_saved_an_edited_one_as_shown(
+    qtbot: QtBot, home: Home, fake_connector: type[FakeConnector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[tuple[str, str]] = []
+    real = connection_test.check_connection
+
+    async def spy(workspace: Any, kind: str, name: str, timeout: float = 30.0) -> str:
+        saved.append((kind, name))
+        return await real(workspace, kind, name, timeout)
+
+    monkeypatch.setattr(object_dialogs, "check_connection", spy)
+    fake_connector.mode = "ok"
+    home.add_datasource("prod", "cloudant", {"url": "https://db.example.com"}, secret=SECRET)
+    dialog = DatasourceDialog(home, "prod")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.shows_saved_object()
+    dialog.test.button.click()
+    qtbot.waitUntil(lambda: dialog.test.result.text() != "Testing…")
+    assert dialog.test.result.text() == "✔ CouchDB 3.3.3, 2 databases"
+    assert saved == [("datasource", "prod")]
+    assert fake_connector.seen == [("https://db.example.com", SECRET)]
+    dialog.form.editors["url"].set_value("https://other.example.com")  # type: ignore[union-attr]
+    assert not dialog.shows_saved_object()
+    dialog.test.button.click()
+    qtbot.waitUntil(lambda: len(fake_connector.seen) == 2)
+    assert saved == [("datasource", "prod")]  # what the form shows, not what is saved
+    assert fake_connector.seen[1] == ("https://other.example.com", SECRET)
 
 
 @pytest.mark.usefixtures("qloop")

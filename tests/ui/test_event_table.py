@@ -249,8 +249,9 @@ class Batches:
     def __init__(self) -> None:
         self.listeners: list[Callable[[str, list[CapturedEvent]], None]] = []
 
-    def on_batch(self, listener: Callable[[str, list[CapturedEvent]], None]) -> None:
+    def on_batch(self, listener: Callable[[str, list[CapturedEvent]], None]) -> Callable[[], None]:
         self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
 
     def push(self, model: str, events: list[CapturedEvent]) -> None:
         for listener in self.listeners:

@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 
 from eventdesk.brokers.mqtt import MqttPublisher
 from eventdesk.connectors.cloudant import CloudantConnector
-from eventdesk.core import runtime as runtime_module
+from eventdesk.core import broker_link, model_runner, supervisor
 from eventdesk.core.contracts import Connector, Publisher, State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.home import Home
@@ -127,8 +127,9 @@ class MemoryPublisher(Publisher):
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> None:
     MemoryPublisher.sent = []
-    monkeypatch.setattr(runtime_module, "connector_class", lambda kind: LiveConnector)
-    monkeypatch.setattr(runtime_module, "broker_class", lambda kind: MemoryPublisher)
+    monkeypatch.setattr(model_runner, "connector_class", lambda kind: LiveConnector)
+    monkeypatch.setattr(broker_link, "broker_class", lambda kind: MemoryPublisher)
+    monkeypatch.setattr(supervisor, "broker_class", lambda kind: MemoryPublisher)
 
 
 def test_empty_workspace_shows_empty_state_with_working_buttons(
@@ -241,7 +242,7 @@ def test_start_and_stop_without_blocking(qtbot: QtBot, make_window: MakeWindow, 
     qtbot.waitUntil(lambda: window.table.model.rowCount() == 5)
     assert window.runtime.state_of("model/accounts").state is State.RUNNING
     window.tick()
-    assert window.status.connectors.text() == "Connectors: 1/1 running"
+    qtbot.waitUntil(lambda: window.status.connectors.text() == "Connectors: 1/1 running")
     assert "ev/s" in window.tree.tree_model.status_item("model/accounts").text()  # type: ignore[union-attr]
     assert window.act_stop_all.isEnabled()
     window.stop_model("accounts")
@@ -286,7 +287,7 @@ def test_republish_creates_route_and_starts_it(qtbot: QtBot, make_window: MakeWi
     assert window.status.brokers.text() == "Brokers: 1/1 connected"
     # toggling off disables the route and stops it
     window.do_action("unpublish", "model", "accounts")
-    qtbot.waitUntil(lambda: "accounts-to-local" not in window.runtime.routes)
+    qtbot.waitUntil(lambda: not window.runtime.is_running("route", "accounts-to-local"))
     assert not home.workspace.route("accounts-to-local").enabled
     assert window.tree.tree_model.status_item("route/accounts-to-local").text().startswith("disabled")  # type: ignore[union-attr]
 

@@ -15,7 +15,10 @@ import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
-from eventdesk.core.runtime import ModelRunner, Runtime
+from eventdesk.core.model_runner import ModelRunner
+from eventdesk.core.runtime import Runtime
+from eventdesk.core.runtime_hub import RuntimeHub
+from eventdesk.core.supervisor import Supervisor
 from tests.core.test_runtime import captured_events, routed_home
 from tests.peers.servers import MqttBroker, Subscriber
 
@@ -34,8 +37,8 @@ def test_a_trickle_s_route_position_is_recorded_under_qasync(
     recorded: list[int | None] = []
 
     async def trickle() -> None:
-        runtime = Runtime(home.workspace, home.capture)
-        runner = ModelRunner(runtime, "accounts")
+        runtime = Supervisor(RuntimeHub(home.workspace, home.capture))
+        runner = ModelRunner(runtime.hub, "accounts", runtime.appended)
         await runtime.start_route("out")
         events = captured_events(30)
         for i in range(0, 30, 3):  # a few events at a time, each lot acknowledged before the next

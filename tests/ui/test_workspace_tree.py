@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -40,8 +41,7 @@ def runtime(filled: Home, tree: WorkspaceTree) -> Iterator[Runtime]:
     rt = Runtime(filled.workspace, filled.capture)
     rt.on_state(tree.tree_model.set_state)
     yield rt
-    rt._executor.shutdown(wait=True)
-    rt._route_reader.shutdown(wait=True)
+    asyncio.run(rt.aclose())
 
 
 def test_tree_model_passes_qtmodeltester(qtmodeltester, tree: WorkspaceTree) -> None:  # type: ignore[no-untyped-def]
@@ -72,15 +72,15 @@ def test_structure(tree: WorkspaceTree) -> None:
 
 def test_state_changes_show_icon_status_and_tooltip(tree: WorkspaceTree, runtime: Runtime) -> None:
     m = tree.tree_model
-    runtime._set_state("model/accounts", StateChange(State.CONNECTING))
+    runtime.show_foreign({"model/accounts": StateChange(State.CONNECTING)})
     assert m.item_of("model/accounts").data(STATE_ROLE) == "connecting"  # type: ignore[union-attr]
-    runtime._set_state("model/accounts", StateChange(State.RUNNING))
+    runtime.show_foreign({"model/accounts": StateChange(State.RUNNING)})
     m.set_rate("accounts", 12.34)
     assert m.status_item("model/accounts").text() == "running · 12.3 ev/s · republishing"  # type: ignore[union-attr]
     assert m.item_of("datasource/prod").data(STATE_ROLE) == "running"  # type: ignore[union-attr]
     assert "1/2 running" in m.status_item("datasource/prod").text()  # type: ignore[union-attr]
     detail = "model 'orders': HTTP 404: database 'orders' does not exist"
-    runtime._set_state("model/orders", StateChange(State.ERROR, detail))
+    runtime.show_foreign({"model/orders": StateChange(State.ERROR, detail)})
     item = m.item_of("model/orders")
     assert item is not None
     assert item.data(STATE_ROLE) == "error"
@@ -88,16 +88,16 @@ def test_state_changes_show_icon_status_and_tooltip(tree: WorkspaceTree, runtime
     # the datasource shows its most urgent model, with the error in its tooltip
     assert m.item_of("datasource/prod").data(STATE_ROLE) == "error"  # type: ignore[union-attr]
     assert detail in m.item_of("datasource/prod").toolTip()  # type: ignore[union-attr]
-    runtime._set_state("model/orders", StateChange(State.RETRYING, "connection refused", retry_in=4))
+    runtime.show_foreign({"model/orders": StateChange(State.RETRYING, "connection refused", retry_in=4)})
     assert m.status_item("model/orders").text().startswith("retrying in 4 s")  # type: ignore[union-attr]
-    runtime._set_state("model/orders", StateChange(State.STOPPED))
+    runtime.show_foreign({"model/orders": StateChange(State.STOPPED)})
     assert "Last error: connection refused" in m.item_of("model/orders").toolTip()  # type: ignore[union-attr]
 
 
 def test_state_survives_rebuild_and_route_backlog(
     tree: WorkspaceTree, filled: Home, runtime: Runtime
 ) -> None:
-    runtime._set_state("broker/local", StateChange(State.RETRYING, "connection refused"))
+    runtime.show_foreign({"broker/local": StateChange(State.RETRYING, "connection refused")})
     tree.tree_model.set_backlog("accounts-out", 42)
     filled.add_model("later", "dev", {"database": "later"})
     tree.rebuild(filled.workspace)
@@ -113,7 +113,7 @@ def test_context_menus(qtbot: QtBot, tree: WorkspaceTree, runtime: Runtime) -> N
     assert ids == ["start", "stop", "republish", "unpublish", "test", "edit", "remove"]
     enabled = {a: e for a, _, e in tree.actions_for("model/accounts")}
     assert enabled["start"] and not enabled["stop"]
-    runtime._set_state("model/accounts", StateChange(State.RUNNING))
+    runtime.show_foreign({"model/accounts": StateChange(State.RUNNING)})
     enabled = {a: e for a, _, e in tree.actions_for("model/accounts")}
     assert not enabled["start"] and enabled["stop"]
     assert next(a for a, _, _ in tree.actions_for("route/accounts-out") if a) == "disable"
