@@ -48,3 +48,24 @@ def test_lint_imports_forbids_import_circles_in_the_core_and_the_ui() -> None:
         for ancestor in contract["ancestors"]
     }
     assert set(CHECKED) <= covered
+
+
+def test_only_the_paho_module_may_use_private_names_of_other_objects() -> None:
+    lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+    assert "SLF001" in lint["select"]
+    allowed = sorted(
+        path
+        for path, ignored in lint["per-file-ignores"].items()
+        if "SLF001" in ignored and path.startswith("eventdesk")
+    )
+    assert allowed == ["eventdesk/brokers/mqtt/paho_private.py"]
+
+
+def test_no_module_in_the_package_is_over_600_lines_without_a_reason_at_its_top() -> None:
+    long = {}
+    for path in sorted((ROOT / "eventdesk").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        if lines > 600 and "Over 600 lines because" not in text[:2000]:
+            long[str(path.relative_to(ROOT))] = lines
+    assert long == {}, f"split these, or say at the top why not ('Over 600 lines because ...'): {long}"

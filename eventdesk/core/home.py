@@ -237,9 +237,14 @@ class Home:
         *,
         secret: str | None = None,
         secret_env: str | None = None,
+        secret_ref: SecretRef | None = None,
         replace: bool = False,
     ) -> DatasourceConfig:
-        cfg = self._put_with_secret(DatasourceConfig(name, kind, settings), secret, secret_env, replace)
+        """Add (or replace) a datasource; ``secret`` is stored in the keyring here, while a
+        ``secret_ref`` from :meth:`keep_secret` (called off the loop) is taken as it is."""
+        cfg = self._put_with_secret(
+            DatasourceConfig(name, kind, settings), secret, secret_env, replace, secret_ref
+        )
         assert isinstance(cfg, DatasourceConfig)
         return cfg
 
@@ -258,9 +263,12 @@ class Home:
         *,
         secret: str | None = None,
         secret_env: str | None = None,
+        secret_ref: SecretRef | None = None,
         replace: bool = False,
     ) -> BrokerConfig:
-        cfg = self._put_with_secret(BrokerConfig(name, kind, settings), secret, secret_env, replace)
+        cfg = self._put_with_secret(
+            BrokerConfig(name, kind, settings), secret, secret_env, replace, secret_ref
+        )
         assert isinstance(cfg, BrokerConfig)
         return cfg
 
@@ -270,33 +278,49 @@ class Home:
         secret: str | None,
         secret_env: str | None,
         replace: bool,
+        secret_ref: SecretRef | None = None,
     ) -> DatasourceConfig | BrokerConfig:
         """Validate first, store the secret only then, keep the old secret on a replace without one."""
+        has_secret = secret is not None or secret_env is not None or secret_ref is not None
+        self.check_put(cfg, has_secret=has_secret, replace=replace)
         ws = self.workspace
         is_ds = isinstance(cfg, DatasourceConfig)
         object_type = "datasource" if is_ds else "broker"
-        # An invalid one too: replacing it keeps its secret.
         old = (ws.stored("datasource") if is_ds else ws.stored("broker")).get(cfg.name)
-
-        def put(candidate: DatasourceConfig | BrokerConfig, replace: bool) -> DatasourceConfig | BrokerConfig:
-            if isinstance(candidate, DatasourceConfig):
-                return ws.put_datasource(candidate, replace=replace)
-            return ws.put_broker(candidate, replace=replace)
-
-        valid = ws.validate_datasource(cfg) if isinstance(cfg, DatasourceConfig) else ws.validate_broker(cfg)
-        if not replace and old is not None:
-            put(cfg, False)  # raises "already exists"
-        if isinstance(valid, DatasourceConfig):
-            keeps_secret = replace and old is not None and old.secret is not None
-            has_secret = secret is not None or secret_env is not None or keeps_secret
-            connector_class(valid.kind).check_datasource(valid, has_secret)
-        ref = self._secret_ref(object_type, cfg.name, secret, secret_env)
+        ref = secret_ref or self._secret_ref(object_type, cfg.name, secret, secret_env)
         if ref is None and old is not None and replace:
             ref = old.secret
         cfg.secret = ref
-        stored = put(cfg, replace)
+        stored = (
+            ws.put_datasource(cfg, replace=replace)
+            if isinstance(cfg, DatasourceConfig)
+            else ws.put_broker(cfg, replace=replace)
+        )
         self.save()
         return stored
+
+    def keep_secret(self, object_type: str, name: str, secret: str) -> SecretRef:
+        """Store ``secret`` in the keyring for ``object_type`` ``name`` (blocks: off the loop)."""
+        ref = self._secret_ref(object_type, name, secret, None)
+        assert ref is not None  # a secret was given
+        return ref
+
+    def check_put(self, cfg: DatasourceConfig | BrokerConfig, *, has_secret: bool, replace: bool) -> None:
+        """Every check adding ``cfg`` makes, storing nothing (no keyring): a dialog runs it on the
+        loop before it stores a secret off the loop."""
+        ws = self.workspace
+        is_ds = isinstance(cfg, DatasourceConfig)
+        # An invalid one too: replacing it keeps its secret.
+        old = (ws.stored("datasource") if is_ds else ws.stored("broker")).get(cfg.name)
+        valid = ws.validate_datasource(cfg) if isinstance(cfg, DatasourceConfig) else ws.validate_broker(cfg)
+        if not replace and old is not None:
+            if isinstance(cfg, DatasourceConfig):
+                ws.put_datasource(cfg, replace=False)  # raises "already exists"
+            else:
+                ws.put_broker(cfg, replace=False)
+        if isinstance(valid, DatasourceConfig):
+            keeps_secret = replace and old is not None and old.secret is not None
+            connector_class(valid.kind).check_datasource(valid, has_secret or keeps_secret)
 
     def add_route(
         self, name: str, model: str, broker: str, settings: dict[str, Any], *, replace: bool = False
@@ -316,9 +340,17 @@ class Home:
         return route
 
     def set_secret(
-        self, object_type: str, name: str, secret: str | None, secret_env: str | None = None
+        self,
+        object_type: str,
+        name: str,
+        secret: str | None,
+        secret_env: str | None = None,
+        *,
+        delete_stored: bool = True,
     ) -> None:
-        """Set, replace (or with both None, remove) the secret of a datasource or broker."""
+        """Set, replace (or with both None, remove) the secret of a datasource or broker.
+
+        ``delete_stored=False`` when the caller already deleted the keyring entry (off the loop)."""
         target: DatasourceConfig | BrokerConfig
         target = (
             self.workspace.datasource(name) if object_type == "datasource" else self.workspace.broker(name)
@@ -326,7 +358,8 @@ class Home:
         if secret is None and secret_env is None:
             if isinstance(target, DatasourceConfig):
                 connector_class(target.kind).check_datasource(target, False)
-            delete_secret(target.secret)
+            if delete_stored:
+                delete_secret(target.secret)
             target.secret = None
         else:
             target.secret = self._secret_ref(object_type, name, secret, secret_env)

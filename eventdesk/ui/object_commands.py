@@ -189,7 +189,6 @@ class ObjectCommands(QObject):
         await self.runtime.forget(plan)
         try:
             removed = self.home.remove(kind, name, cascade=True, delete_secret_too=False)
-            await asyncio.to_thread(delete_secret, plan.secret)  # a keyring may block on D-Bus
         except EventDeskError as exc:
             self.notifications.notify("error", exc.describe(), key=f"remove/{kind}/{name}")
             return
@@ -197,8 +196,14 @@ class ObjectCommands(QObject):
             [f"model/{m}" for m in plan.models] + [f"route/{r}" for r in plan.routes] + [f"{kind}/{name}"]
         ):
             self.notifications.dismiss_key(key)
-        self.workspace_changed()
+        self.workspace_changed()  # the view follows the workspace at once, not after the keyring
         self.notifications.notify("info", "Removed " + ", ".join(removed) + ".", key="removed")
+        try:
+            await asyncio.to_thread(delete_secret, plan.secret)  # a keyring may block on D-Bus
+        except EventDeskError as exc:
+            self.notifications.notify(
+                "warning", f"Removed, but its secret stays: {exc.describe()}", key="removed"
+            )
 
     async def test(self, kind: str, name: str) -> None:
         key = f"test/{kind}/{name}"

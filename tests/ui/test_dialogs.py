@@ -148,7 +148,8 @@ def test_edit_dialog_says_set_only_when_the_keyring_holds_the_secret(qtbot: QtBo
     assert gone.secret.status.text() == "Secret: missing (no secret stored in the keyring; set it again)"
     assert gone.secret.input.isVisible()  # typed in again right here
     gone.secret.input.setText("found-again")
-    gone.save_button.click()
+    with qtbot.waitSignal(gone.saved):  # the keyring is written off the loop
+        gone.save_button.click()
     assert keyring.get_password("eventdesk", stored_account(home, "gone")) == "found-again"
 
 
@@ -428,3 +429,55 @@ def test_an_unsigned_webhook_on_the_network_is_refused_next_to_the_secret(qtbot:
     dialog.form.editors["allow_unsigned"].set_value(True)
     dialog.save_button.click()
     assert home.workspace.datasource("hooks").settings["allow_unsigned"] is True
+
+
+@pytest.mark.usefixtures("qloop")
+def test_saving_a_secret_touches_the_keyring_off_the_loop(
+    qtbot: QtBot, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    backend = keyring.get_keyring()
+    threads: list[str] = []
+    real_set, real_delete = backend.set_password, backend.delete_password
+
+    def set_password(service: str, account: str, password: str) -> None:
+        threads.append(threading.current_thread().name)
+        real_set(service, account, password)
+
+    def delete_password(service: str, account: str) -> None:
+        threads.append(threading.current_thread().name)
+        real_delete(service, account)
+
+    monkeypatch.setattr(backend, "set_password", set_password)
+    monkeypatch.setattr(backend, "delete_password", delete_password)
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    fill_datasource(dialog, "prod", "https://db.example.com", SECRET)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    account = stored_account(home, "prod")
+    assert keyring.get_password("eventdesk", account) == SECRET
+    # Removing it from the edit dialog deletes it off the loop too.
+    edit = DatasourceDialog(home, "prod")
+    qtbot.addWidget(edit)
+    assert edit.secret is not None
+    edit.secret.remove_button.click()
+    with qtbot.waitSignal(edit.saved, timeout=5000):
+        edit.save_button.click()
+    assert home.workspace.datasource("prod").secret is None
+    assert keyring.get_password("eventdesk", account) is None
+    assert len(threads) == 2 and threading.main_thread().name not in threads, threads
+
+
+@pytest.mark.usefixtures("qloop")
+def test_a_name_taken_is_refused_before_the_keyring_is_touched(qtbot: QtBot, home: Home) -> None:
+    home.add_datasource(
+        "prod", "cloudant", {"url": "https://a.example.com", "auth": "basic", "username": "u"}, secret="first"
+    )
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    fill_datasource(dialog, "prod", "https://db.example.com", "second")
+    dialog.save_button.click()
+    qtbot.waitUntil(lambda: "already exists" in dialog.row("name").error.text(), timeout=5000)
+    assert keyring.get_password("eventdesk", stored_account(home, "prod")) == "first"
