@@ -304,9 +304,10 @@ def _cmd_add(home: Home, args: argparse.Namespace) -> int:
         settings = _settings_from(args, ROUTE_SCHEMA)
         settings["enabled"] = not args.disabled
         cfg_r = home.add_route(args.name, args.model, args.broker, settings, replace=args.replace)
+        typed = cfg_r.typed
         print(
             f"added {cfg_r.label}: model {cfg_r.model!r} -> broker {cfg_r.broker!r} "
-            f"topic {cfg_r.settings['topic']!r} ({cfg_r.settings['format']}, QoS {cfg_r.settings['qos']})"
+            f"topic {typed.topic!r} ({typed.format}, QoS {typed.qos})"
             + ("" if cfg_r.enabled else ", disabled")
         )
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eventdesk.core.route_settings import RouteSettings
 from eventdesk.core.secrets import SecretRef
 
 
@@ -60,5 +61,10 @@ class RouteConfig:
         return f"route {self.name!r}"
 
     @property
+    def typed(self) -> RouteSettings:
+        """The settings as a typed object (the workspace validated them when it took the route)."""
+        return RouteSettings.from_validated(self.settings)
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.settings.get("enabled", True))
+        return self.typed.enabled

@@ -196,7 +196,7 @@ class WorkspaceTreeModel(QStandardItemModel):
             lines[0] += f" of datasource {self.workspace.models[name].datasource!r}"
         if kind == "route" and name in self.workspace.routes:
             r = self.workspace.routes[name]
-            lines[0] += f": {r.model} → {r.broker}, topic {r.settings.get('topic')!r}"
+            lines[0] += f": {r.model} → {r.broker}, topic {r.typed.topic!r}"
             lines.append("Enabled" if r.enabled else "Disabled")
         lines.append(f"State: {change.state.value}")
         if change.retry_in:
