@@ -36,7 +36,7 @@ def test_the_settings_type_has_exactly_the_schemas_fields(
 @pytest.mark.parametrize(("what", "settings_type"), settings_types(), ids=lambda v: str(v))
 def test_defaults_load_and_cannot_be_changed(what: str, settings_type: type[KindSettings]) -> None:
     schema = settings_type.schema
-    required = {f.name: _sample(f.type) for f in schema.fields if f.required and not f.secret}
+    required = {f.name: _sample(f.type, f.url_schemes) for f in schema.fields if f.required and not f.secret}
     settings = settings_type.load(required, obj=what)
     name = next(iter(settings.as_dict()))
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -46,5 +46,6 @@ def test_defaults_load_and_cannot_be_changed(what: str, settings_type: type[Kind
     assert caught.value.field == "no_such_setting"
 
 
-def _sample(field_type: str) -> object:
-    return {"url": "http://localhost:5984", "int": 1, "float": 1.0, "bool": True}.get(field_type, "x")
+def _sample(field_type: str, url_schemes: tuple[str, ...] = ()) -> object:
+    url = f"{(url_schemes or ('http',))[0]}://localhost:5984"  # a scheme the kind takes
+    return {"url": url, "int": 1, "float": 1.0, "bool": True}.get(field_type, "x")

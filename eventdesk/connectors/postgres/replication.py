@@ -1,0 +1,332 @@
+"""One model's logical replication session, run in its worker thread.
+
+psycopg2's ``LogicalReplicationConnection`` speaks the streaming replication protocol. A
+session checks the server and the table (:func:`inspect`), makes sure the model's publication
+and slot exist, then ``START_REPLICATION SLOT … LOGICAL <lsn> (proto_version '1',
+publication_names '…')`` and reads: each XLogData payload is decoded (pgoutput.py), turned into
+events (changes.py) and handed to the runtime with ``host.deliver`` in batches. A batch's
+checkpoint is the end LSN of the last transaction it completes (a batch cut inside a big
+transaction carries the previous one's), and the slot's flush position, sent in standby status
+updates, moves only to checkpoints the capture has committed: after a crash the server sends
+again what the capture may lack, and the capture stores each change once. Feedback goes on at
+the server's pace (a fraction of its ``wal_sender_timeout``) while the capture is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+
+from eventdesk.connectors.postgres.changes import ChangeBuilder
+from eventdesk.connectors.postgres.pgoutput import (
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Relation,
+    Truncate,
+    Update,
+    decode,
+    format_lsn,
+    parse_lsn,
+)
+from eventdesk.connectors.postgres.settings import ObjectNames, quote_ident, table_sql
+from eventdesk.connectors.postgres.values import SESSION_OPTIONS
+from eventdesk.core.envelope import Event
+from eventdesk.core.errors import ConnectorError
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 2
+"""Batches handed to the capture and not yet committed; the reader waits beyond that."""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What the server says about the model's table (and itself)."""
+
+    oid: int
+    primary_key: tuple[str, ...]
+    replica_identity: str  # 'd', 'n', 'f', 'i'
+    server_version: int
+    wal_sender_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who and what one session follows (labels for messages, names on the server)."""
+
+    datasource: str  # label: datasource 'pg'
+    model: str  # label: model 'orders'
+    where: str  # HOST:PORT/DATABASE
+    schema: str
+    table: str
+    names: ObjectNames
+    row_filter: str
+
+
+def connect(args: dict[str, Any], *, replication: bool = False) -> Any:
+    """A psycopg2 connection (autocommit) in the session EventDesk's conversions expect."""
+    factory = psycopg2.extras.LogicalReplicationConnection if replication else None
+    conn = psycopg2.connect(**args, options=SESSION_OPTIONS, connection_factory=factory)
+    if not replication:
+        conn.autocommit = True
+    return conn
+
+
+def inspect(conn: Any, target: Target) -> TableInfo:
+    """Check what logical replication of the table needs; raise a terminal ConnectorError
+    naming what is missing."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_setting('wal_level'), current_setting('server_version_num')::int")
+        wal_level, version = cur.fetchone()
+        if wal_level != "logical":
+            raise ConnectorError(
+                f"the server's wal_level is {wal_level!r}, not 'logical': set wal_level = logical in "
+                "postgresql.conf and restart the server",
+                obj=target.datasource,
+                terminal=True,
+            )
+        cur.execute(
+            "SELECT c.oid, c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+            (target.schema, target.table),
+        )
+        found = cur.fetchone()
+        if found is None:
+            raise ConnectorError(
+                f"no table {target.schema}.{target.table} in {target.where}",
+                obj=target.model,
+                field="table",
+                terminal=True,
+            )
+        oid, identity = found
+        cur.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[]) "
+            "WHERE i.indrelid = %s AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            (oid,),
+        )
+        primary_key = tuple(row[0] for row in cur.fetchall())
+        if not primary_key and identity != "f":
+            raise ConnectorError(
+                f"table {target.schema}.{target.table} has no primary key, so its updates and deletes "
+                "cannot be told apart: add one, or run ALTER TABLE "
+                f"{table_sql(target.schema, target.table)} REPLICA IDENTITY FULL",
+                obj=target.model,
+                field="table",
+                terminal=True,
+            )
+        cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_sender_timeout'")
+        row = cur.fetchone()
+        timeout_ms = int(row[0]) if row else 60000
+    return TableInfo(int(oid), primary_key, str(identity), int(version), timeout_ms)
+
+
+def ensure_publication(conn: Any, target: Target) -> bool:
+    """Create the model's publication if it is missing; True if it was created."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (target.names.publication,))
+        if cur.fetchone() is not None:
+            return False
+        where = f" WHERE ({target.row_filter})" if target.row_filter else ""
+        cur.execute(
+            f"CREATE PUBLICATION {quote_ident(target.names.publication)} "
+            f"FOR TABLE {table_sql(target.schema, target.table)}{where}"
+        )
+        log.info("%s: created publication %s", target.model, target.names.publication)
+        return True
+
+
+def slot_position(conn: Any, slot: str) -> str | None:
+    """The slot's confirmed flush LSN ("" if it has none yet), None if there is no such slot."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        )
+        row = cur.fetchone()
+    return None if row is None else str(row[0] or "")
+
+
+def slot_lag_bytes(conn: Any, slot: str) -> int | None:
+    """Bytes of WAL the slot holds back (from its restart point to now), None without the slot."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        )
+        row = cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+class StopRequestedError(Exception):
+    """The run was cancelled: unwind the worker thread without reporting anything."""
+
+
+class ReplicationSession:
+    """Reads one replication connection until it fails or ``stop`` is set (worker thread)."""
+
+    def __init__(
+        self,
+        *,
+        target: Target,
+        info: TableInfo,
+        builder: ChangeBuilder,
+        deliver: Callable[[list[Event], Any], Future[None]],
+        stop: threading.Event,
+        batch_size: int,
+        checkpoint: str,
+    ) -> None:
+        self.target = target
+        self.builder = builder
+        self.deliver = deliver
+        self.stop = stop
+        self.batch_size = batch_size
+        self.checkpoint = checkpoint  # resume LSN of the last transaction handed over whole
+        timeout_s = info.wal_sender_timeout_ms / 1000.0
+        # Feedback at a third of the server's timeout (10 s at most, psycopg2's default).
+        self.status_interval = 10.0 if timeout_s <= 0 else max(0.5, min(10.0, timeout_s / 3))
+        self.pending: list[Event] = []  # events of complete transactions, not yet handed over
+        self.open: list[Event] = []  # events of the transaction being read
+        self.pending_lsn: str | None = None  # checkpoint of ``pending`` (its last commit's end)
+        self.split = False  # the open transaction already went out in part
+        self.in_flight: deque[tuple[Future[None], int | None]] = deque()
+        self.cursor: Any = None
+        self.on_delivered: Callable[[str], None] = lambda lsn: None
+
+    # -- the read loop ---------------------------------------------------------------------------
+    def run(self, conn: Any, start_lsn: int) -> None:
+        cur = self.cursor = conn.cursor()
+        cur.start_replication(
+            slot_name=self.target.names.slot,
+            decode=False,
+            start_lsn=start_lsn,
+            options={"proto_version": "1", "publication_names": self.target.names.publication},
+            status_interval=self.status_interval,
+        )
+        builder = self.builder
+        while True:
+            if self.stop.is_set():
+                raise StopRequestedError
+            msg = cur.read_message()
+            if msg is None:
+                self.hand_over(partial=False)
+                self.settle()
+                select.select([conn], [], [], min(0.2, self.status_interval))
+                continue
+            message = decode(msg.payload)
+            if isinstance(message, (Insert, Update, Delete, Truncate)):
+                event = builder.change(message)
+                if event is not None:
+                    self.open.append(event)
+                    if len(self.open) + len(self.pending) >= self.batch_size:
+                        self.hand_over(partial=True)
+            elif isinstance(message, Begin):
+                builder.begin(message)
+            elif isinstance(message, Commit):
+                self.commit(message.end_lsn)
+            elif isinstance(message, Relation):
+                builder.relation(message)
+            # Type and Origin messages carry nothing an event needs.
+
+    def commit(self, end_lsn: int) -> None:
+        if self.open or self.split:
+            # Even a transaction whose events all went out in partial batches needs its
+            # checkpoint recorded (an empty batch carries it).
+            self.pending.extend(self.open)
+            self.open = []
+            self.split = False
+            self.pending_lsn = format_lsn(end_lsn)
+            if len(self.pending) >= self.batch_size:
+                self.hand_over(partial=False)
+        elif self.pending_lsn is None and not self.in_flight:
+            # A transaction with nothing for us (another table's, or all filtered out): it is safe
+            # to confirm, so the slot does not hold WAL back for it.
+            self.flush_to(end_lsn)
+
+    def hand_over(self, *, partial: bool) -> None:
+        """Give the capture what is complete (and, if ``partial``, the open transaction's
+        events so far: their checkpoint is the last complete transaction's)."""
+        if self.pending_lsn is not None:
+            events, self.pending = self.pending, []
+            self.checkpoint, self.pending_lsn = self.pending_lsn, None
+            self.submit(events, self.checkpoint, parse_lsn(self.checkpoint))
+        if partial and self.open:
+            events, self.open = self.open, []
+            self.split = True
+            self.submit(events, self.checkpoint, None)
+
+    def submit(self, events: list[Event], checkpoint: str, flush_lsn: int | None) -> None:
+        while len(self.in_flight) >= MAX_IN_FLIGHT:
+            self.wait_oldest()
+        if self.stop.is_set():
+            raise StopRequestedError
+        self.in_flight.append((self.deliver(events, checkpoint), flush_lsn))
+
+    def wait_oldest(self) -> None:
+        """Wait for the oldest batch to be committed, keeping the connection alive meanwhile."""
+        future = self.in_flight[0][0]
+        while not future.done():
+            if self.stop.is_set():
+                raise StopRequestedError
+            self.keep_alive()
+            try:
+                future.result(timeout=min(0.2, self.status_interval))
+            except TimeoutError:
+                continue
+            except Exception:
+                break
+        self.settle()
+
+    def keep_alive(self) -> None:
+        """A standby status update if one is due (psycopg2 sends it only once its interval has
+        passed), so a busy capture does not make the server drop the connection."""
+        if self.cursor is not None:
+            self.cursor.send_feedback()
+
+    def settle(self) -> None:
+        """Confirm to the server what the capture has committed."""
+        while self.in_flight and self.in_flight[0][0].done():
+            future, flush_lsn = self.in_flight.popleft()
+            if future.cancelled():
+                raise StopRequestedError
+            exc = future.exception()
+            if exc is not None:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise StopRequestedError
+                raise exc
+            if flush_lsn is not None:
+                self.flush_to(flush_lsn)
+                self.on_delivered(format_lsn(flush_lsn))
+        if not self.in_flight:
+            self.keep_alive()
+
+    def flush_to(self, lsn: int) -> None:
+        if self.cursor is not None:
+            # Not forced: psycopg2 records the position and sends it with the next status update.
+            self.cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn)
+
+    def drain(self, timeout: float) -> None:
+        """On the way out: wait (a little) for batches in flight, confirming what they cover."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            try:
+                self.in_flight[0][0].result(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:
+                return
+            try:
+                self.settle()
+            except Exception:
+                return
