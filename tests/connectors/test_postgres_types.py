@@ -145,3 +145,38 @@ async def test_insert_update_delete_truncate_with_op_key_and_row(
         assert len(pipeline.events()) == 6  # nothing of ops2 in m, nothing rolled back
     finally:
         await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_an_unchanged_toasted_column_is_never_reported_as_null(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE docs (id int PRIMARY KEY, body text, rev int)")
+    pg.execute("ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL")  # out of line, uncompressed
+    pg.execute("CREATE TABLE docs_full (id int PRIMARY KEY, body text, rev int)")
+    pg.execute("ALTER TABLE docs_full ALTER COLUMN body SET STORAGE EXTERNAL")
+    pg.execute("ALTER TABLE docs_full REPLICA IDENTITY FULL")
+    body = "".join(chr(0x41 + (i * 7919) % 26) for i in range(20_000))
+    pipeline = Pipeline(isolated_home, pg, "docs")
+    pipeline.home.add_model("full", "pg", {"table": "docs_full"})
+    try:
+        await pipeline.start()
+        await pipeline.runtime.start_model("full")
+        await pipeline.wait_state(State.RUNNING, model="full")
+        for table in ("docs", "docs_full"):
+            pg.execute(f"INSERT INTO {table} VALUES (1, %s, 1)", (body,))  # noqa: S608
+            pg.execute(f"UPDATE {table} SET rev = 2 WHERE id = 1")  # noqa: S608 - body untouched
+            pg.execute(f"UPDATE {table} SET body = NULL, rev = 3 WHERE id = 1")  # noqa: S608 - a real NULL
+        for model in ("m", "full"):
+            created, updated, nulled = await pipeline.wait_events(3, model=model)
+            assert created["payload"]["body"] == body
+            assert updated["payload"]["rev"] == 2
+            if model == "m":  # the server did not send it: 'u' in the new tuple, nothing older
+                assert "body" not in updated["payload"]
+            if "body" in updated["payload"]:  # filled in from the old row (REPLICA IDENTITY FULL)
+                assert updated["payload"]["body"] == body, model
+            else:  # left out, and named
+                assert updated["source"]["unchanged"] == ["body"], model
+            assert nulled["payload"] == {"id": 1, "body": None, "rev": 3}
+    finally:
+        await pipeline.close()

@@ -129,6 +129,9 @@ def classify(
             obj=model_obj,
             field="row_filter",
         )
+    if "no copy in progress" in low or "server closed the connection" in low:
+        # psycopg2's words for a stream the server ended (a shutdown, a restart, a lost link)
+        return error(f"the server ended the replication stream ({where})", terminal=False)
     if code in _TRANSIENT or code is None or isinstance(exc, (psycopg2.OperationalError, OSError)):
         return error(f"{text} ({where})", terminal=False)
     return error(text)

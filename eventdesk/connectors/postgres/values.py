@@ -144,6 +144,9 @@ ARRAYS: dict[int, int] = {
 }
 
 
+_SPACE = " \t\n\r\v\f"  # what array_in skips (str.isspace would also skip \x1c-\x1f and more)
+
+
 class ArraySyntaxError(ValueError):
     """Text that is not a PostgreSQL array literal."""
 
@@ -157,21 +160,21 @@ def parse_array(text: str, element: Convert) -> list[Any]:
         if pos <= 0:
             raise ArraySyntaxError(f"array bounds without '=': {text[:40]!r}")
     value, pos = _parse_level(text, pos, element)
-    if text[pos:].strip():
+    if text[pos:].strip(_SPACE):
         raise ArraySyntaxError(f"text after the array: {text[pos : pos + 20]!r}")
     return value
 
 
 def _parse_level(text: str, pos: int, element: Convert) -> tuple[list[Any], int]:
     n = len(text)
-    while pos < n and text[pos].isspace():
+    while pos < n and text[pos] in _SPACE:
         pos += 1
     if pos >= n or text[pos] != "{":
         raise ArraySyntaxError(f"expected '{{' at {pos}")
     pos += 1
     items: list[Any] = []
     while True:
-        while pos < n and text[pos].isspace():
+        while pos < n and text[pos] in _SPACE:
             pos += 1
         if pos >= n:
             raise ArraySyntaxError("unterminated array")
@@ -202,9 +205,9 @@ def _parse_level(text: str, pos: int, element: Convert) -> tuple[list[Any], int]
             start = pos
             while pos < n and text[pos] not in ",}":
                 pos += 1
-            raw = text[start:pos].strip()
+            raw = text[start:pos].strip(_SPACE)
             items.append(None if raw.upper() == "NULL" else element(raw))
-        while pos < n and text[pos].isspace():
+        while pos < n and text[pos] in _SPACE:
             pos += 1
         if pos >= n:
             raise ArraySyntaxError("unterminated array")
