@@ -238,3 +238,31 @@ async def test_server_restarted_mid_stream_loses_nothing(isolated_home: Path) ->
         finally:
             await asyncio.to_thread(writer.stop)
             await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_the_slots_lag_in_bytes_is_shown_while_the_capture_trails(
+    isolated_home: Path, pg: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventdesk.connectors.postgres import replication
+
+    monkeypatch.setattr(replication, "LAG_REPORT_S", 0.05)
+    pg.execute("CREATE TABLE laggy (id int PRIMARY KEY, v text)")
+    pipeline = Pipeline(isolated_home, pg, "laggy", batch_size=50)
+    real_append = pipeline.home.capture.append_rows
+
+    def slow_append(*args: Any) -> Any:
+        time.sleep(0.05)  # a slow disk
+        return real_append(*args)
+
+    monkeypatch.setattr(pipeline.home.capture, "append_rows", slow_append)
+    details: list[str] = []
+    pipeline.runtime.on_state(lambda key, change: details.append(change.detail or ""))
+    try:
+        await pipeline.start()
+        pg.execute("INSERT INTO laggy SELECT g, repeat('x', 200) FROM generate_series(1, 3000) g")
+        await pipeline.wait_events(3000, 120)
+    finally:
+        await pipeline.close()
+    lags = [int(d.rsplit("lag ", 1)[1].split()[0]) for d in details if "lag " in d]
+    assert any(lag > 0 for lag in lags), details[-5:]

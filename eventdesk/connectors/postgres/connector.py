@@ -196,6 +196,9 @@ class PostgresConnector(Connector):
             session.on_delivered = self._committed
             detail = f"slot {target.names.slot}, publication {target.names.publication}"
             self._state(loop, StateChange(State.RUNNING, detail))
+            session.on_lag = lambda lag: self._state(
+                loop, StateChange(State.RUNNING, f"{detail}, lag {lag} bytes")
+            )
             self.backoff.connected()
             try:
                 session.run(conn, start_lsn)

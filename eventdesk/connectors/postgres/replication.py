@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
 """Batches handed to the capture and not yet committed; the reader waits beyond that."""
 
+LAG_REPORT_S = 5.0
+"""How often (at most) the slot's lag is reported, when it changed."""
+
 
 @dataclass(frozen=True)
 class TableInfo:
@@ -205,6 +208,9 @@ class ReplicationSession:
         self.in_flight: deque[tuple[Future[None], int | None]] = deque()
         self.cursor: Any = None
         self.on_delivered: Callable[[str], None] = lambda lsn: None
+        self.on_lag: Callable[[int], None] = lambda lag: None
+        self.flushed = 0  # the last position confirmed to the server
+        self.lag_reported: tuple[float, int] = (time.monotonic(), 0)
 
     # -- the read loop ---------------------------------------------------------------------------
     def run(self, conn: Any, start_lsn: int) -> None:
@@ -224,6 +230,7 @@ class ReplicationSession:
             if msg is None:
                 self.hand_over(partial=False)
                 self.settle()
+                self.report_lag()
                 select.select([conn], [], [], min(0.2, self.status_interval))
                 continue
             message = decode(msg.payload)
@@ -313,9 +320,26 @@ class ReplicationSession:
         if not self.in_flight:
             self.keep_alive()
 
+    def report_lag(self) -> None:
+        """Report how far the confirmed position trails the server's WAL (what the slot holds
+        back), every LAG_REPORT_S at most and only when it changed."""
+        now = time.monotonic()
+        last_time, last_lag = self.lag_reported
+        if now - last_time < LAG_REPORT_S or self.cursor is None:
+            return
+        idle = not (self.in_flight or self.pending or self.open)
+        # Idle, psycopg2 confirms the server's WAL end by itself (see flush_to): no lag.
+        lag = 0 if idle else max(0, int(self.cursor.wal_end or 0) - self.flushed)
+        self.lag_reported = (now, lag)
+        if lag != last_lag:
+            self.on_lag(lag)
+
     def flush_to(self, lsn: int) -> None:
+        self.flushed = max(self.flushed, lsn)
         if self.cursor is not None:
             # Not forced: psycopg2 records the position and sends it with the next status update.
+            # When a keepalive finds every message received confirmed, psycopg2 itself moves
+            # the flush position on to the server's WAL end (nothing of ours lies before it).
             self.cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn)
 
     def drain(self, timeout: float) -> None:
