@@ -64,10 +64,13 @@ class Pipeline:
     ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
-            found = [e for e in self.events(model) if where(e)]
-            if len(found) >= count:
-                return found
+            # Count first (cheap): parsing every event on each look would slow the capture.
+            if self.home.capture.count(model or self.model) >= count:
+                found = [e for e in self.events(model) if where(e)]
+                if len(found) >= count:
+                    return found
             if time.monotonic() > deadline:
+                found = [e for e in self.events(model) if where(e)]
                 raise AssertionError(f"{len(found)} of {count} events after {timeout} s: {found[-3:]}")
             await asyncio.sleep(0.05)
 

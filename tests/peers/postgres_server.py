@@ -110,8 +110,9 @@ class PostgresServer:
             "wal_level": self.wal_level,
             "max_replication_slots": "20",
             "max_wal_senders": "20",
+            # No fsync (a test cluster), but synchronous_commit stays on: a walsender sends only
+            # WAL flushed, and with it off a commit waits for the WAL writer (up to 200 ms).
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
             "timezone": "'UTC'",

@@ -28,7 +28,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 
-from eventdesk.connectors.postgres.changes import ChangeBuilder
+from eventdesk.connectors.postgres.changes import ChangeBuilder, stamp
 from eventdesk.connectors.postgres.pgoutput import (
     Begin,
     Commit,
@@ -228,18 +228,23 @@ class ReplicationSession:
                 raise StopRequestedError
             msg = cur.read_message()
             if msg is None:
-                self.hand_over(partial=False)
                 self.settle()
+                if not self.in_flight:
+                    # Nothing is being stored: hand over now (a lone change goes straight on).
+                    # Otherwise the batch grows until the one in flight is committed.
+                    self.hand_over(partial=False)
                 self.report_lag()
-                select.select([conn], [], [], min(0.2, self.status_interval))
+                # Waiting for a commit, look again soon; else sleep until the server sends.
+                wait = 0.001 if self.in_flight and self.pending_lsn is not None else 0.2
+                select.select([conn], [], [], min(wait, self.status_interval))
                 continue
             message = decode(msg.payload)
             if isinstance(message, (Insert, Update, Delete, Truncate)):
                 event = builder.change(message)
                 if event is not None:
-                    self.open.append(event)
-                    if len(self.open) + len(self.pending) >= self.batch_size:
+                    if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
                         self.hand_over(partial=True)
+                    self.open.append(event)
             elif isinstance(message, Begin):
                 builder.begin(message)
             elif isinstance(message, Commit):
@@ -280,6 +285,7 @@ class ReplicationSession:
             self.wait_oldest()
         if self.stop.is_set():
             raise StopRequestedError
+        stamp(events)
         self.in_flight.append((self.deliver(events, checkpoint), flush_lsn))
 
     def wait_oldest(self) -> None:

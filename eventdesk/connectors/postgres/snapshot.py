@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from eventdesk.connectors.postgres import replication
-from eventdesk.connectors.postgres.changes import ChangeBuilder, TableShape
+from eventdesk.connectors.postgres.changes import ChangeBuilder, TableShape, stamp
 from eventdesk.connectors.postgres.pgoutput import Column, Relation
 from eventdesk.connectors.postgres.settings import quote_ident, table_sql
 from eventdesk.core.envelope import Event
@@ -76,6 +76,7 @@ def copy_snapshot(
                     raise replication.StopRequestedError
                 rows = cur.fetchmany(page_size)
                 events = [builder.snapshot_event(row, lsn, shape) for row in rows]
+                stamp(events)
                 last = len(rows) < page_size
                 while len(in_flight) >= MAX_IN_FLIGHT:
                     in_flight.pop(0).result()
