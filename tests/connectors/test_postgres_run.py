@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from eventdesk.connectors.postgres.pgoutput import parse_lsn
+from eventdesk.connectors.postgres.settings import object_names
 from eventdesk.core.contracts import State
 from tests.cli.harness import RunProcess, home_args, ok
 from tests.connectors.postgres_pipeline import Pipeline
@@ -161,15 +162,18 @@ def captured_keys(home: Path) -> set[str]:
         con.close()
 
 
-def confirmed_flush(pg: PostgresServer) -> int:
-    rows = pg.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots")
+def confirmed_flush(pg: PostgresServer, table: str) -> int:
+    slot = object_names("pg", "items", "public", table).slot  # the model's, as setup_home makes it
+    rows = pg.execute(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    )
     assert len(rows) == 1
     return parse_lsn(rows[0][0]) if rows[0][0] else 0
 
 
 def check_slot_within_capture(pg: PostgresServer, home: Path, writer: Writer) -> None:
     """Every transaction that ended at or before the slot's confirmed position is captured."""
-    flushed = confirmed_flush(pg)  # first: the capture only grows after this
+    flushed = confirmed_flush(pg, writer.table)  # first: the capture only grows after this
     keys = captured_keys(home)
     with writer.lock:
         covered = [ids for lsn, ids in writer.committed if lsn <= flushed]
