@@ -270,3 +270,33 @@ async def test_the_slots_lag_in_bytes_is_shown_while_the_capture_trails(
         await pipeline.close()
     lags = [int(d.rsplit("lag ", 1)[1].split()[0]) for d in details if "lag " in d]
     assert any(lag > 0 for lag in lags), details[-5:]
+
+
+@pytest.mark.asyncio
+async def test_a_busy_capture_keeps_the_connection_alive_past_the_servers_timeout(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_postgres(settings={"wal_sender_timeout": "'2s'"}) as server:
+        server.execute("CREATE TABLE busy (id int PRIMARY KEY, v text)")
+        pipeline = Pipeline(isolated_home, server, "busy", batch_size=100)
+        real_append = pipeline.home.capture.append_rows
+        slow = {"left": 2}
+
+        def stalling_append(*args: Any) -> Any:
+            if args[1] and slow["left"] > 0:  # the first two batches take longer than the timeout
+                slow["left"] -= 1
+                time.sleep(3.0)
+            return real_append(*args)
+
+        monkeypatch.setattr(pipeline.home.capture, "append_rows", stalling_append)
+        states: list[State] = []
+        pipeline.runtime.on_state(lambda key, change: states.append(change.state))
+        try:
+            await pipeline.start()
+            server.execute("INSERT INTO busy SELECT g, 'v' FROM generate_series(1, 2000) g")
+            await pipeline.wait_events(2000, 60)
+        finally:
+            await pipeline.close()
+        log = server.logfile.read_text(errors="replace")
+    assert State.RETRYING not in states
+    assert "replication timeout" not in log and "terminating walsender" not in log

@@ -199,8 +199,9 @@ class ReplicationSession:
         self.batch_size = batch_size
         self.checkpoint = checkpoint  # resume LSN of the last transaction handed over whole
         timeout_s = info.wal_sender_timeout_ms / 1000.0
-        # Feedback at a third of the server's timeout (10 s at most, psycopg2's default).
-        self.status_interval = 10.0 if timeout_s <= 0 else max(0.5, min(10.0, timeout_s / 3))
+        # Feedback at a third of the server's timeout, within psycopg2's bounds (at least 1 s;
+        # 10 s, its default, at most).
+        self.status_interval = 10.0 if timeout_s <= 0 else max(1.0, min(10.0, timeout_s / 3))
         self.pending: list[Event] = []  # events of complete transactions, not yet handed over
         self.open: list[Event] = []  # events of the transaction being read
         self.pending_lsn: str | None = None  # checkpoint of ``pending`` (its last commit's end)
@@ -210,6 +211,7 @@ class ReplicationSession:
         self.on_delivered: Callable[[str], None] = lambda lsn: None
         self.on_lag: Callable[[int], None] = lambda lag: None
         self.flushed = 0  # the last position confirmed to the server
+        self.fed_at = time.monotonic()  # when keep_alive last sent a status update
         self.lag_reported: tuple[float, int] = (time.monotonic(), 0)
 
     # -- the read loop ---------------------------------------------------------------------------
@@ -304,10 +306,14 @@ class ReplicationSession:
         self.settle()
 
     def keep_alive(self) -> None:
-        """A standby status update if one is due (psycopg2 sends it only once its interval has
-        passed), so a busy capture does not make the server drop the connection."""
-        if self.cursor is not None:
-            self.cursor.send_feedback()
+        """A standby status update once ``status_interval`` has passed since the last one, so
+        a busy capture (the reader waiting, not reading) does not make the server drop the
+        connection. psycopg2 sends updates by itself only from ``read_message``, and its
+        ``send_feedback`` only records positions unless forced."""
+        now = time.monotonic()
+        if self.cursor is not None and now - self.fed_at >= self.status_interval:
+            self.cursor.send_feedback(force=True)
+            self.fed_at = now
 
     def settle(self) -> None:
         """Confirm to the server what the capture has committed."""
@@ -323,8 +329,6 @@ class ReplicationSession:
             if flush_lsn is not None:
                 self.flush_to(flush_lsn)
                 self.on_delivered(format_lsn(flush_lsn))
-        if not self.in_flight:
-            self.keep_alive()
 
     def report_lag(self) -> None:
         """Report how far the confirmed position trails the server's WAL (what the slot holds
@@ -343,7 +347,8 @@ class ReplicationSession:
     def flush_to(self, lsn: int) -> None:
         self.flushed = max(self.flushed, lsn)
         if self.cursor is not None:
-            # Not forced: psycopg2 records the position and sends it with the next status update.
+            # Not forced: psycopg2 records the position and sends it with the next status update
+            # (read_message sends one every status_interval, keep_alive while waiting).
             # When a keepalive finds every message received confirmed, psycopg2 itself moves
             # the flush position on to the server's WAL end (nothing of ours lies before it).
             self.cursor.send_feedback(write_lsn=lsn, flush_lsn=lsn)
