@@ -27,10 +27,14 @@ class Pipeline:
         *,
         model: str = "m",
         since: str = "now",
+        url: str | None = None,
+        secret: str | None = None,
         **model_settings: Any,
     ) -> None:
         self.home = Home.open(str(home_dir))
-        self.home.add_datasource("pg", "postgres", {"url": pg.url, "sslmode": "disable"})
+        self.home.add_datasource(
+            "pg", "postgres", {"url": url or pg.url, "sslmode": "disable"}, secret=secret
+        )
         self.home.add_model(model, "pg", {"table": table, "since": since, **model_settings})
         self.model = model
         self.runtime = Runtime(self.home.workspace, self.home.capture)

@@ -163,3 +163,39 @@ def test_cli_datasource_and_model_add_and_a_failing_run_exits_non_zero(
     assert wrong.returncode != 0
     text = wrong.stdout + wrong.stderr
     assert "datasource 'pg': field 'secret'" in text and "not-the-password" not in text
+
+
+@pytest.mark.asyncio
+async def test_no_free_replication_slot_is_named_by_test_and_run(isolated_home: Path) -> None:
+    with running_postgres(settings={"max_replication_slots": "1"}) as server:
+        server.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        server.execute("SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')")
+        with pytest.raises(ConnectorError) as caught:
+            await PostgresConnector.test_connection(datasource(server.url), None, model("t"))
+        assert caught.value.obj == "datasource 'pg'" and "replication slots are all in use" in str(
+            caught.value
+        )
+        pipeline = Pipeline(isolated_home, server, "t")
+        try:
+            await pipeline.runtime.start_model("m")
+            detail = await pipeline.wait_state(State.ERROR)
+            assert detail is not None and "max_replication_slots" in detail
+        finally:
+            await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_user_who_may_not_create_the_publication_is_told_who_can(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(pg.password_url()), PASSWORD, model("keyed"))
+    assert (caught.value.obj, caught.value.field) == ("model 'm'", "table")
+    assert "must own public.keyed" in str(caught.value) and "CREATE PUBLICATION" in str(caught.value)
+    pipeline = Pipeline(isolated_home, pg, "keyed", url=pg.password_url(), secret=PASSWORD)
+    try:
+        await pipeline.runtime.start_model("m")
+        detail = await pipeline.wait_state(State.ERROR)
+        assert detail is not None and "must own public.keyed" in detail and PASSWORD not in detail
+    finally:
+        await pipeline.close()

@@ -73,7 +73,7 @@ def test_run_delivers_every_change_to_mqtt_and_never_a_rolled_back_one(
     setup_home(home, pg, mqtt_broker, "items", unique_topic)
     sub: Subscriber = subscriber(unique_topic + "/#")
     run = RunProcess(home_args(home))
-    total = 20_000
+    total = 50_000
     try:
         wait_running(run)
         pg.execute("INSERT INTO items VALUES (-1, 'first', 9.99)")

@@ -154,8 +154,9 @@ class PostgresConnector(Connector):
         plain = replication.connect(args)
         try:
             info = replication.inspect(plain, target)
-            replication.ensure_publication(plain, target)
             slot = replication.slot_position(plain, target.names.slot)
+            replication.check_can_create(plain, target, slot_exists=slot is not None)
+            replication.ensure_publication(plain, target)
         finally:
             plain.close()
         if slot is not None and checkpoint is None and first_since == "0":
@@ -311,6 +312,7 @@ def _check_connection(datasource: DatasourceConfig, secret: str | None, model: M
             target = target_of(datasource, model)
             info = replication.inspect(conn, target)
             slot = replication.slot_position(conn, target.names.slot)
+            replication.check_can_create(conn, target, slot_exists=slot is not None)
             key = ", ".join(info.primary_key) or "REPLICA IDENTITY FULL"
             summary += (
                 f"; table {target.schema}.{target.table} (key: {key}); "

@@ -152,6 +152,45 @@ def ensure_publication(conn: Any, target: Target) -> bool:
         return True
 
 
+def check_can_create(conn: Any, target: Target, slot_exists: bool) -> None:
+    """What creating the model's slot and publication would run into, named before it does:
+    no free replication slot, or a user who may not create the publication (it must own the
+    table, or be a superuser)."""
+    with conn.cursor() as cur:
+        if not slot_exists:
+            cur.execute(
+                "SELECT count(*), current_setting('max_replication_slots')::int FROM pg_replication_slots"
+            )
+            used, most = cur.fetchone()
+            if used >= most:
+                raise ConnectorError(
+                    f"the server's replication slots are all in use ({used} of max_replication_slots "
+                    f"{most}): drop an unused slot or raise max_replication_slots, so that "
+                    f"{target.names.slot} can be created",
+                    obj=target.datasource,
+                    terminal=True,
+                )
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (target.names.publication,))
+        if cur.fetchone() is not None:
+            return
+        cur.execute(
+            "SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace, pg_roles r "
+            "WHERE n.nspname = %s AND c.relname = %s AND r.rolname = current_user",
+            (target.schema, target.table),
+        )
+        row = cur.fetchone()
+        if row is not None and not row[0]:
+            raise ConnectorError(
+                f"the user may not create the publication: it must own {target.schema}.{target.table} "
+                f"(or an administrator runs CREATE PUBLICATION {quote_ident(target.names.publication)} "
+                f"FOR TABLE {table_sql(target.schema, target.table)})",
+                obj=target.model,
+                field="table",
+                terminal=True,
+            )
+
+
 def slot_position(conn: Any, slot: str) -> str | None:
     """The slot's confirmed flush LSN ("" if it has none yet), None if there is no such slot."""
     with conn.cursor() as cur:
