@@ -1,17 +1,19 @@
 """The pure parts of the postgres kind: the pgoutput decoder (on bytes captured from a real
 PostgreSQL 15 server), the conversion of column text into JSON values, and the events made of
-decoded messages (an unchanged TOASTed column is never a null)."""
+decoded messages (an unchanged TOASTed column is never a null); then the same on what a real
+server writes for generated values (read through ``pg_logical_slot_get_binary_changes``)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import struct
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventdesk.connectors.postgres import values
@@ -34,6 +36,7 @@ from eventdesk.connectors.postgres.pgoutput import (
     parse_lsn,
 )
 from eventdesk.connectors.postgres.settings import object_names, split_table
+from tests.peers.postgres_server import PostgresServer, running_postgres
 
 # Captured from PostgreSQL 15 (publication on t(id int primary key, big text, m mood, n numeric)
 # and f(id int, v text) with REPLICA IDENTITY FULL; mood an enum). Comments: the SQL behind each.
@@ -284,3 +287,92 @@ def test_table_names_and_derived_object_names() -> None:
     assert names.slot.startswith("eventdesk_orders_eu_") and len(names.slot) <= 63
     assert names.slot != object_names("pg2", "Orders-EU", "public", "orders").slot
     assert set(names.slot) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+# -- the decoder and the conversions on what a real server writes, for generated values ---------
+
+
+@pytest.fixture(scope="module")
+def decoding_server() -> Iterator[PostgresServer]:
+    """A cluster with table ``h`` published and a slot read through SQL
+    (``pg_logical_slot_get_binary_changes``): the same pgoutput bytes, no replication connection."""
+    with running_postgres() as server:
+        server.execute(
+            "CREATE TABLE h (id serial PRIMARY KEY, n numeric, ta text[], na numeric[], j jsonb, f float8, t text)"
+        )
+        server.execute("CREATE PUBLICATION hp FOR TABLE h")
+        server.execute("SELECT pg_create_logical_replication_slot('hs', 'pgoutput')")
+        yield server
+
+
+def decoded_rows(server: PostgresServer) -> list[dict[str, Any]]:
+    rows = server.execute(
+        "SELECT data FROM pg_logical_slot_get_binary_changes('hs', NULL, NULL, "
+        "'proto_version', '1', 'publication_names', 'hp')"
+    )
+    builder = ChangeBuilder(datasource="pg", model="m", schema="public", table="h", primary_key=("id",))
+    payloads = []
+    for (data,) in rows:
+        message = decode(bytes(data))
+        if isinstance(message, Relation):
+            builder.relation(message)
+        elif isinstance(message, Begin):
+            builder.begin(message)
+        elif isinstance(message, Insert):
+            event = builder.change(message)
+            assert event is not None
+            payloads.append(event.payload)
+    return payloads
+
+
+numeric_text = st.decimals(allow_nan=False, allow_infinity=False, places=None).map(lambda d: format(d, "f"))
+plain_text = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20
+)
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | plain_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(plain_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=numeric_text,
+    ta=st.lists(st.none() | plain_text, max_size=5),
+    na=st.lists(st.none() | numeric_text, max_size=4),
+    j=json_value,
+    f=st.floats(allow_nan=False, allow_infinity=False),
+    t=plain_text,
+)
+def test_generated_values_decode_as_row_to_json_says(
+    decoding_server: PostgresServer,
+    n: str,
+    ta: list[str | None],
+    na: list[str | None],
+    j: Any,
+    f: float,
+    t: str,
+) -> None:
+    server = decoding_server
+    (row_id,) = server.execute(
+        "INSERT INTO h (n, ta, na, j, f, t) VALUES (%s::numeric, %s, %s::numeric[], %s::jsonb, %s, %s) RETURNING id",
+        (n, ta, na, json.dumps(j), f, t),
+    )[0]
+    (payload,) = decoded_rows(server)
+    ((expected_text,),) = server.execute("SELECT row_to_json(r)::text FROM h r WHERE id = %s", (row_id,))
+    expected = json.loads(expected_text, parse_float=Decimal, parse_int=Decimal)
+    assert as_decimals(payload) == as_decimals(expected)
+    assert payload["ta"] == ta and payload["t"] == t
+
+
+def as_decimals(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if isinstance(value, list):
+        return [as_decimals(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_decimals(v) for k, v in value.items()}
+    return value

@@ -34,7 +34,11 @@ def _bool(text: str) -> bool:
 
 def _float(text: str) -> Any:
     value = float(text)
-    return value if value - value == 0 else text  # NaN and infinities as row_to_json: text
+    if value - value != 0:
+        return text  # NaN and infinities, as row_to_json writes them: text
+    # PostgreSQL may write more digits than Python's repr (4.4352135853299024e+16 where repr
+    # gives 4.435213585329902e+16, the same double): keep its digits then, as a Decimal.
+    return json_codec.exact_number(text)
 
 
 def _numeric(text: str) -> Any:
