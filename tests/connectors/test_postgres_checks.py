@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from eventdesk.connectors.postgres import PostgresConnector
-from eventdesk.connectors.postgres.settings import PostgresDatasourceSettings
+from eventdesk.connectors.postgres.settings import PostgresDatasourceSettings, object_names
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import ConfigError, ConnectorError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
@@ -199,3 +199,21 @@ async def test_a_user_who_may_not_create_the_publication_is_told_who_can(
         assert detail is not None and "must own public.keyed" in detail and PASSWORD not in detail
     finally:
         await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_models_slot_and_publication_can_be_dropped(pg: PostgresServer, isolated_home: Path) -> None:
+    pg.execute("CREATE TABLE to_drop (id int PRIMARY KEY)")
+    pipeline = Pipeline(isolated_home, pg, "to_drop")
+    try:
+        await pipeline.start()
+        await pipeline.runtime.stop_model("m")
+    finally:
+        await pipeline.close()
+    ds = pipeline.home.workspace.datasource("pg")
+    cfg = pipeline.home.workspace.model("m")
+    summary = await PostgresConnector.drop_replication_objects(ds, None, cfg)
+    assert summary.startswith("dropped replication slot eventdesk_m_") and "and publication" in summary
+    slot = object_names("pg", "m", "public", "to_drop").slot
+    assert pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [(0,)]
+    assert await PostgresConnector.drop_replication_objects(ds, None, cfg) == "nothing to drop"

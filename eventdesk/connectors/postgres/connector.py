@@ -267,6 +267,14 @@ class PostgresConnector(Connector):
         return await asyncio.to_thread(_check_connection, datasource, secret, model)
 
     @classmethod
+    async def drop_replication_objects(
+        cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig
+    ) -> str:
+        """Drop the model's replication slot and publication (for removing a model with
+        ``--drop-slot``: an abandoned slot keeps WAL on the server's disk); a summary."""
+        return await asyncio.to_thread(_drop_objects, datasource, secret, model)
+
+    @classmethod
     def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:
         settings = PostgresDatasourceSettings.from_validated(datasource.settings)
         if settings.ca_file and settings.sslmode in ("disable", "allow", "prefer"):
@@ -332,3 +340,19 @@ def _check_connection(datasource: DatasourceConfig, secret: str | None, model: M
         ) from None
     finally:
         conn.close()
+
+
+def _drop_objects(datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
+    settings = PostgresDatasourceSettings.from_validated(datasource.settings)
+    target = target_of(datasource, model)
+    try:
+        conn = replication.connect(settings.connect_args(secret))
+        try:
+            dropped = replication.drop_objects(conn, target)
+        finally:
+            conn.close()
+    except Exception as exc:
+        raise errors.classify(
+            exc, datasource=datasource.label, model=model.label, secret=secret, where=settings.where
+        ) from None
+    return "dropped " + " and ".join(dropped) if dropped else "nothing to drop"

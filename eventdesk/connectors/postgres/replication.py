@@ -213,6 +213,22 @@ def slot_lag_bytes(conn: Any, slot: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def drop_objects(conn: Any, target: Target) -> list[str]:
+    """Drop the model's slot and publication (those that exist); what was dropped, named. A slot
+    in use (a run still follows it) is refused by the server (object in use)."""
+    dropped = []
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (target.names.slot,))
+        if cur.fetchone() is not None:
+            cur.execute("SELECT pg_drop_replication_slot(%s)", (target.names.slot,))
+            dropped.append(f"replication slot {target.names.slot}")
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (target.names.publication,))
+        if cur.fetchone() is not None:
+            cur.execute(f"DROP PUBLICATION {quote_ident(target.names.publication)}")
+            dropped.append(f"publication {target.names.publication}")
+    return dropped
+
+
 class StopRequestedError(Exception):
     """The run was cancelled: unwind the worker thread without reporting anything."""
 
