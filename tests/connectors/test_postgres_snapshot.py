@@ -50,3 +50,28 @@ async def test_since_0_copies_every_row_once_then_streams_without_gap_or_double(
     # The snapshot comes first, then only changes.
     first_change = next(i for i, e in enumerate(events) if not e["source"].get("snapshot"))
     assert all(not e["source"].get("snapshot") for e in events[first_change:])
+
+
+@pytest.mark.asyncio
+async def test_a_copy_stopped_halfway_starts_over_and_misses_nothing(isolated_home: Path) -> None:
+    with running_postgres() as pg:
+        pg.execute("CREATE TABLE half (id int PRIMARY KEY, v text)")
+        pg.execute("INSERT INTO half SELECT g, md5(g::text) FROM generate_series(1, %s) g", (ROWS // 2,))
+        pipeline = Pipeline(isolated_home, pg, "half", since="0", batch_size=500)
+        try:
+            await pipeline.runtime.start_model("m")
+            await pipeline.wait_events(2000, 60)  # some pages are in
+            await pipeline.runtime.stop_model("m")
+            copied_first = pipeline.home.capture.count("m")
+            assert copied_first < ROWS // 2, "the copy finished before it could be stopped"
+            assert pipeline.home.capture.checkpoint("m") == "0"  # not an LSN: the copy is unfinished
+            await pipeline.runtime.start_model("m")
+            await pipeline.wait_state(State.RUNNING, 120)
+            pg.execute("INSERT INTO half VALUES (0, 'after')")
+            events = await pipeline.wait_events(1, 60, where=lambda e: e["key"] == "0")
+            events = pipeline.events()
+        finally:
+            await pipeline.close()
+    keys = Counter(e["key"] for e in events)
+    assert set(keys) == {str(i) for i in range(ROWS // 2 + 1)}  # none missing
+    assert sum(keys.values()) - len(keys) <= copied_first  # only the first copy's rows twice

@@ -110,6 +110,8 @@ class PostgresConnector(Connector):
 
     def _deliver(self, loop: asyncio.AbstractEventLoop) -> Any:
         def deliver(events: list[Event], checkpoint: Any) -> Future[None]:
+            if self._stop.is_set():  # a run stopped: nothing more from this thread, ever
+                raise replication.StopRequestedError
             return asyncio.run_coroutine_threadsafe(self.host.deliver(events, checkpoint), loop)
 
         return deliver
