@@ -155,7 +155,7 @@ def ensure_publication(conn: Any, target: Target) -> bool:
 def check_can_create(conn: Any, target: Target, slot_exists: bool) -> None:
     """What creating the model's slot and publication would run into, named before it does:
     no free replication slot, or a user who may not create the publication (it must own the
-    table, or be a superuser)."""
+    table and have CREATE on the database, or be a superuser)."""
     with conn.cursor() as cur:
         if not slot_exists:
             cur.execute(
@@ -174,16 +174,25 @@ def check_can_create(conn: Any, target: Target, slot_exists: bool) -> None:
         if cur.fetchone() is not None:
             return
         cur.execute(
-            "SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+            "SELECT r.rolsuper, pg_has_role(current_user, c.relowner, 'USAGE'), "
+            "has_database_privilege(current_database(), 'CREATE') FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace, pg_roles r "
             "WHERE n.nspname = %s AND c.relname = %s AND r.rolname = current_user",
             (target.schema, target.table),
         )
         row = cur.fetchone()
-        if row is not None and not row[0]:
+        if row is not None and not row[0] and not (row[1] and row[2]):
+            missing = " and ".join(
+                what
+                for what, has in (
+                    (f"own {target.schema}.{target.table}", row[1]),
+                    ("have CREATE on the database", row[2]),
+                )
+                if not has
+            )
             raise ConnectorError(
-                f"the user may not create the publication: it must own {target.schema}.{target.table} "
-                f"(or an administrator runs CREATE PUBLICATION {quote_ident(target.names.publication)} "
+                f"the user may not create the publication: it must {missing} (or an administrator runs "
+                f"CREATE PUBLICATION {quote_ident(target.names.publication)} "
                 f"FOR TABLE {table_sql(target.schema, target.table)})",
                 obj=target.model,
                 field="table",
