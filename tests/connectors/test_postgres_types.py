@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from eventdesk.connectors.postgres.pgoutput import parse_lsn
 from eventdesk.core.contracts import State
 from tests.connectors.postgres_pipeline import Pipeline
 from tests.peers.postgres_server import PostgresServer, running_postgres
@@ -180,3 +181,25 @@ async def test_an_unchanged_toasted_column_is_never_reported_as_null(
             assert nulled["payload"] == {"id": 1, "body": None, "rev": 3}
     finally:
         await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_transaction_bigger_than_a_batch_is_handed_over_in_parts(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE bulk (id int PRIMARY KEY)")
+    pipeline = Pipeline(isolated_home, pg, "bulk", batch_size=500)
+    try:
+        await pipeline.start()
+        pg.execute("INSERT INTO bulk SELECT generate_series(1, 2200)")
+        pg.execute("INSERT INTO bulk VALUES (0)")
+        events = await pipeline.wait_events(2201)
+        checkpoint = pipeline.home.capture.checkpoint("m")
+    finally:
+        await pipeline.close()
+    big = events[:2200]
+    assert [e["rev"].split(":")[1] for e in big] == [str(i) for i in range(2200)]
+    assert len({e["rev"].split(":")[0] for e in big}) == 1  # one commit LSN
+    last = events[-1]
+    # The checkpoint is past the last transaction: its commit's end, beyond its commit LSN.
+    assert isinstance(checkpoint, str) and parse_lsn(checkpoint) > parse_lsn(last["source"]["lsn"])

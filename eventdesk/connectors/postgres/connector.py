@@ -70,6 +70,8 @@ class PostgresConnector(Connector):
         self.target = target_of(self.datasource, self.model)
         self._stop = threading.Event()
         self.backoff = Backoff()
+        # The last checkpoint the capture committed in this run: a new session resumes there.
+        self.committed: str | None = None
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -145,9 +147,6 @@ class PostgresConnector(Connector):
                     raise replication.StopRequestedError from None
             checkpoint = self.committed or checkpoint
 
-    committed: str | None = None
-    """The last checkpoint the capture committed in this run (a new session resumes there)."""
-
     def _session(
         self, loop: asyncio.AbstractEventLoop, checkpoint: str | None, first_since: str
     ) -> str | None:
@@ -164,7 +163,12 @@ class PostgresConnector(Connector):
         if slot is not None and checkpoint is None and first_since == "0":
             # A copy that did not finish: its snapshot is gone with the connection that
             # exported it; a new slot exports a new one.
-            self._drop_slot(args)
+            plain = replication.connect(args)
+            try:
+                replication.drop_slot(plain, target.names.slot)
+            finally:
+                plain.close()
+            log.info("%s: dropped the slot of an unfinished copy", target.model)
             slot = None
         if slot is None and checkpoint is not None:
             raise ConnectorError(
@@ -187,14 +191,14 @@ class PostgresConnector(Connector):
             if slot is None:
                 start_lsn = self._create_slot(loop, conn, args, info, builder, first_since)
                 checkpoint = format_lsn(start_lsn) if start_lsn else checkpoint
-            session = self.session = replication.ReplicationSession(
+            session = replication.ReplicationSession(
                 target=target,
                 info=info,
                 builder=builder,
                 deliver=self._deliver(loop),
                 stop=self._stop,
                 batch_size=self.model_cfg.batch_size,
-                checkpoint=checkpoint or "",
+                checkpoint=checkpoint or slot or "",  # the slot's confirmed position, if no other
             )
             session.on_delivered = self._committed
             detail = f"slot {target.names.slot}, publication {target.names.publication}"
@@ -212,15 +216,6 @@ class PostgresConnector(Connector):
             with contextlib.suppress(Exception):
                 conn.close()
         return session.checkpoint
-
-    def _drop_slot(self, args: dict[str, Any]) -> None:
-        conn = replication.connect(args)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_drop_replication_slot(%s)", (self.target.names.slot,))
-        finally:
-            conn.close()
-        log.info("%s: dropped the slot of an unfinished copy", self.target.model)
 
     def _committed(self, lsn: str) -> None:
         self.committed = lsn
@@ -257,6 +252,9 @@ class PostgresConnector(Connector):
                 page_size=self.model_cfg.batch_size,
                 progress=lambda text: self._state(loop, StateChange(State.RUNNING, text)),
             )
+            # Every page is committed (copy_snapshot waits for them): a later session streams on
+            # from the consistent point rather than copying again.
+            self.committed = str(consistent_point)
         return parse_lsn(str(consistent_point))
 
     # -- checks ------------------------------------------------------------------------------------

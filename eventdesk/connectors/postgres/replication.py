@@ -222,6 +222,11 @@ def slot_lag_bytes(conn: Any, slot: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def drop_slot(conn: Any, slot: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
 def drop_objects(conn: Any, target: Target) -> list[str]:
     """Drop the model's slot and publication (those that exist); what was dropped, named. A slot
     in use (a run still follows it) is refused by the server (object in use)."""
@@ -229,7 +234,7 @@ def drop_objects(conn: Any, target: Target) -> list[str]:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (target.names.slot,))
         if cur.fetchone() is not None:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (target.names.slot,))
+            drop_slot(conn, target.names.slot)
             dropped.append(f"replication slot {target.names.slot}")
         cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (target.names.publication,))
         if cur.fetchone() is not None:
@@ -344,9 +349,10 @@ class ReplicationSession:
         if partial and self.open:
             events, self.open = self.open, []
             self.split = True
-            self.submit(events, self.checkpoint, None)
+            # The checkpoint stays where it was (None: none known yet, the capture keeps its own).
+            self.submit(events, self.checkpoint or None, None)
 
-    def submit(self, events: list[Event], checkpoint: str, flush_lsn: int | None) -> None:
+    def submit(self, events: list[Event], checkpoint: str | None, flush_lsn: int | None) -> None:
         while len(self.in_flight) >= MAX_IN_FLIGHT:
             self.wait_oldest()
         if self.stop.is_set():
