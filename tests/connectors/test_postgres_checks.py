@@ -217,3 +217,12 @@ async def test_a_models_slot_and_publication_can_be_dropped(pg: PostgresServer, 
     slot = object_names("pg", "m", "public", "to_drop").slot
     assert pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [(0,)]
     assert await PostgresConnector.drop_replication_objects(ds, None, cfg) == "nothing to drop"
+
+
+@pytest.mark.asyncio
+async def test_the_tables_a_model_can_follow_are_listed(pg: PostgresServer) -> None:
+    tables = await PostgresConnector.list_tables(datasource(pg.url), None)
+    assert {"public.keyed", "public.keyless (no primary key)", "public.keyless_full (no primary key)"} <= set(
+        tables
+    )
+    assert not any(t.startswith(("pg_catalog.", "information_schema.")) for t in tables)

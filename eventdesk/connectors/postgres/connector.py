@@ -267,6 +267,12 @@ class PostgresConnector(Connector):
         return await asyncio.to_thread(_check_connection, datasource, secret, model)
 
     @classmethod
+    async def list_tables(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:
+        """``schema.table`` of every table the user can see outside the system schemas (for the
+        model dialog to offer), each marked `` (no primary key)`` where it has none."""
+        return await asyncio.to_thread(_list_tables, datasource, secret)
+
+    @classmethod
     async def drop_replication_objects(
         cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig
     ) -> str:
@@ -356,3 +362,17 @@ def _drop_objects(datasource: DatasourceConfig, secret: str | None, model: Model
             exc, datasource=datasource.label, model=model.label, secret=secret, where=settings.where
         ) from None
     return "dropped " + " and ".join(dropped) if dropped else "nothing to drop"
+
+
+def _list_tables(datasource: DatasourceConfig, secret: str | None) -> list[str]:
+    settings = PostgresDatasourceSettings.from_validated(datasource.settings)
+    try:
+        conn = replication.connect(settings.connect_args(secret))
+        try:
+            return replication.list_tables(conn)
+        finally:
+            conn.close()
+    except Exception as exc:
+        raise errors.classify(
+            exc, datasource=datasource.label, model=None, secret=secret, where=settings.where
+        ) from None

@@ -222,6 +222,22 @@ def slot_lag_bytes(conn: Any, slot: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def list_tables(conn: Any) -> list[str]:
+    """``schema.table`` of the tables (plain and partitioned) outside the system schemas."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT n.nspname, c.relname, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+            "AND i.indisprimary) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
+            "AND has_table_privilege(c.oid, 'SELECT') ORDER BY 1, 2"
+        )
+        return [
+            f"{schema}.{name}" + ("" if keyed else " (no primary key)")
+            for schema, name, keyed in cur.fetchall()
+        ]
+
+
 def drop_slot(conn: Any, slot: str) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
