@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
-from eventdesk.connectors.postgres import errors, replication
+from eventdesk.connectors.postgres import errors, replication, server
 from eventdesk.connectors.postgres.changes import ChangeBuilder
 from eventdesk.connectors.postgres.pgoutput import format_lsn, parse_lsn
 from eventdesk.connectors.postgres.settings import (
@@ -38,11 +38,11 @@ from eventdesk.core.retry_policy import Backoff
 log = logging.getLogger(__name__)
 
 
-def target_of(datasource: DatasourceConfig, model: ModelConfig) -> replication.Target:
+def target_of(datasource: DatasourceConfig, model: ModelConfig) -> server.Target:
     ds = PostgresDatasourceSettings.from_validated(datasource.settings)
     ms = PostgresModelSettings.from_validated(model.settings)
     schema, table = ms.qualified(model.name)
-    return replication.Target(
+    return server.Target(
         datasource=datasource.label,
         model=model.label,
         where=ds.where,
@@ -152,20 +152,20 @@ class PostgresConnector(Connector):
     ) -> str | None:
         target = self.target
         args = self.settings.connect_args(self.secret)
-        plain = replication.connect(args)
+        plain = server.connect(args)
         try:
-            info = replication.inspect(plain, target)
-            slot = replication.slot_position(plain, target.names.slot)
-            replication.check_can_create(plain, target, slot_exists=slot is not None)
-            replication.ensure_publication(plain, target)
+            info = server.inspect(plain, target)
+            slot = server.slot_position(plain, target.names.slot)
+            server.check_can_create(plain, target, slot_exists=slot is not None)
+            server.ensure_publication(plain, target)
         finally:
             plain.close()
         if slot is not None and checkpoint is None and first_since == "0":
             # A copy that did not finish: its snapshot is gone with the connection that
             # exported it; a new slot exports a new one.
-            plain = replication.connect(args)
+            plain = server.connect(args)
             try:
-                replication.drop_slot(plain, target.names.slot)
+                server.drop_slot(plain, target.names.slot)
             finally:
                 plain.close()
             log.info("%s: dropped the slot of an unfinished copy", target.model)
@@ -178,7 +178,7 @@ class PostgresConnector(Connector):
                 obj=target.model,
                 terminal=True,
             )
-        conn = replication.connect(args, replication=True)
+        conn = server.connect(args, replication=True)
         try:
             builder = ChangeBuilder(
                 datasource=self.datasource.name,
@@ -225,7 +225,7 @@ class PostgresConnector(Connector):
         loop: asyncio.AbstractEventLoop,
         conn: Any,
         args: dict[str, Any],
-        info: replication.TableInfo,
+        info: server.TableInfo,
         builder: ChangeBuilder,
         first_since: str,
     ) -> int:
@@ -295,7 +295,7 @@ def _check_connection(datasource: DatasourceConfig, secret: str | None, model: M
     settings = PostgresDatasourceSettings.from_validated(datasource.settings)
     where = settings.where
     try:
-        conn = replication.connect(settings.connect_args(secret))
+        conn = server.connect(settings.connect_args(secret))
     except Exception as exc:
         raise errors.classify(
             exc, datasource=datasource.label, model=None, secret=secret, where=where
@@ -324,9 +324,9 @@ def _check_connection(datasource: DatasourceConfig, secret: str | None, model: M
         summary = f"PostgreSQL {version} at {where}, wal_level logical"
         if model is not None:
             target = target_of(datasource, model)
-            info = replication.inspect(conn, target)
-            slot = replication.slot_position(conn, target.names.slot)
-            replication.check_can_create(conn, target, slot_exists=slot is not None)
+            info = server.inspect(conn, target)
+            slot = server.slot_position(conn, target.names.slot)
+            server.check_can_create(conn, target, slot_exists=slot is not None)
             key = ", ".join(info.primary_key) or "REPLICA IDENTITY FULL"
             summary += (
                 f"; table {target.schema}.{target.table} (key: {key}); "
@@ -352,9 +352,9 @@ def _drop_objects(datasource: DatasourceConfig, secret: str | None, model: Model
     settings = PostgresDatasourceSettings.from_validated(datasource.settings)
     target = target_of(datasource, model)
     try:
-        conn = replication.connect(settings.connect_args(secret))
+        conn = server.connect(settings.connect_args(secret))
         try:
-            dropped = replication.drop_objects(conn, target)
+            dropped = server.drop_objects(conn, target)
         finally:
             conn.close()
     except Exception as exc:
@@ -367,9 +367,9 @@ def _drop_objects(datasource: DatasourceConfig, secret: str | None, model: Model
 def _list_tables(datasource: DatasourceConfig, secret: str | None) -> list[str]:
     settings = PostgresDatasourceSettings.from_validated(datasource.settings)
     try:
-        conn = replication.connect(settings.connect_args(secret))
+        conn = server.connect(settings.connect_args(secret))
         try:
-            return replication.list_tables(conn)
+            return server.list_tables(conn)
         finally:
             conn.close()
     except Exception as exc:

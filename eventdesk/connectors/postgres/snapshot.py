@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from eventdesk.connectors.postgres import replication
+from eventdesk.connectors.postgres import replication, server
 from eventdesk.connectors.postgres.changes import ChangeBuilder, TableShape, stamp
 from eventdesk.connectors.postgres.pgoutput import Column, Relation
 from eventdesk.connectors.postgres.settings import quote_ident, table_sql
@@ -41,7 +41,7 @@ def table_relation(cur: Any, schema: str, table: str, primary_key: tuple[str, ..
 def copy_snapshot(
     *,
     args: dict[str, Any],
-    target: replication.Target,
+    target: server.Target,
     snapshot: str,
     lsn: str,
     builder: ChangeBuilder,
@@ -52,7 +52,7 @@ def copy_snapshot(
 ) -> int:
     """Copy the table from ``snapshot`` as events; the last batch's checkpoint is ``lsn``.
     Returns the number of rows copied."""
-    conn = replication.connect(args)
+    conn = server.connect(args)
     conn.autocommit = False
     in_flight: list[Future[None]] = []
     copied = 0
