@@ -203,3 +203,43 @@ async def test_a_transaction_bigger_than_a_batch_is_handed_over_in_parts(
     last = events[-1]
     # The checkpoint is past the last transaction: its commit's end, beyond its commit LSN.
     assert isinstance(checkpoint, str) and parse_lsn(checkpoint) > parse_lsn(last["source"]["lsn"])
+
+
+@pytest.mark.asyncio
+async def test_a_row_filter_and_a_column_added_while_running(pg: PostgresServer, isolated_home: Path) -> None:
+    pg.execute("CREATE TABLE regional (id int PRIMARY KEY, region text)")
+    pg.execute("ALTER TABLE regional REPLICA IDENTITY FULL")  # the filter's column is in the identity
+    pipeline = Pipeline(isolated_home, pg, "regional", row_filter="region = 'eu'")
+    try:
+        await pipeline.start()
+        pg.execute("INSERT INTO regional VALUES (1, 'eu'), (2, 'us')")
+        pg.execute("ALTER TABLE regional ADD COLUMN note text DEFAULT 'n/a'")
+        pg.execute("INSERT INTO regional VALUES (3, 'eu', 'added'), (4, 'us', 'skipped')")
+        pg.execute("UPDATE regional SET region = 'us' WHERE id = 1")  # leaves the filter: a delete
+        events = await pipeline.wait_events(3)
+    finally:
+        await pipeline.close()
+    assert [(e["op"], e["key"], e["payload"]) for e in events] == [
+        ("created", "1", {"id": 1, "region": "eu"}),
+        ("created", "3", {"id": 3, "region": "eu", "note": "added"}),
+        ("deleted", "1", {"id": 1, "region": "eu", "note": "n/a"}),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_row_filter_outside_the_replica_identity_is_refused_before_it_blocks_updates(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE guarded (id int PRIMARY KEY, region text)")
+    pipeline = Pipeline(isolated_home, pg, "guarded", row_filter="region = 'eu' AND id > 0")
+    try:
+        await pipeline.runtime.start_model("m")
+        detail = await pipeline.wait_state(State.ERROR)
+    finally:
+        await pipeline.close()
+    assert detail is not None and "field 'row_filter'" in detail and "uses region," in detail
+    assert pg.execute("SELECT count(*) FROM pg_publication WHERE pubname LIKE 'eventdesk_m_%%'") == [
+        (1,)
+    ]  # regional's
+    pg.execute("INSERT INTO guarded VALUES (1, 'eu')")
+    pg.execute("UPDATE guarded SET region = 'us'")  # the application's writes still go through

@@ -6,6 +6,7 @@ create the publication), the model's publication and slot, and the tables one ca
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,10 +96,57 @@ def inspect(conn: Any, target: Target) -> TableInfo:
                 field="table",
                 terminal=True,
             )
+        if target.row_filter:
+            check_row_filter(cur, target, oid, identity, version)
         cur.execute("SELECT setting::int FROM pg_settings WHERE name = 'wal_sender_timeout'")
         row = cur.fetchone()
         timeout_ms = int(row[0]) if row else 60000
     return TableInfo(int(oid), primary_key, str(identity), int(version), timeout_ms)
+
+
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def check_row_filter(cur: Any, target: Target, oid: int, identity: str, version: int) -> None:
+    """A row filter needs PostgreSQL 15, and may use only the replica identity's columns: with
+    any other column in it, the server refuses every UPDATE and DELETE on the table, the
+    application's included. Columns are found by name in the filter's text (string literals
+    aside): a column named in a comment would be refused too, which errs on the safe side."""
+    if version < 150000:
+        raise ConnectorError(
+            "row filters need PostgreSQL 15 or later (publication WHERE clauses)",
+            obj=target.model,
+            field="row_filter",
+            terminal=True,
+        )
+    if identity == "f":
+        return  # REPLICA IDENTITY FULL: every column is in the identity
+    cur.execute(
+        "SELECT a.attname, a.attnum = ANY(COALESCE(("
+        "  SELECT i.indkey::int2[] FROM pg_index i WHERE i.indrelid = a.attrelid "
+        "  AND ((%s = 'd' AND i.indisprimary) OR (%s = 'i' AND i.indisreplident))), '{}')) "
+        "FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped",
+        (identity, identity, oid),
+    )
+    text = _STRING_LITERAL.sub("''", target.row_filter)
+    folded = text.lower()  # unquoted names are folded to lower case
+
+    def named(column: str) -> bool:
+        if f'"{column}"' in text:
+            return True
+        bare = re.search(rf'(?<![\w$"]){re.escape(column)}(?![\w$"])', folded)
+        return column == column.lower() and bare is not None
+
+    outside = [name for name, in_identity in cur.fetchall() if not in_identity and named(name)]
+    if outside:
+        raise ConnectorError(
+            f"the row filter uses {', '.join(outside)}, not part of the table's replica identity: "
+            "PostgreSQL would then refuse every UPDATE and DELETE on the table. Filter on key "
+            f"columns only, or run ALTER TABLE {table_sql(target.schema, target.table)} REPLICA IDENTITY FULL",
+            obj=target.model,
+            field="row_filter",
+            terminal=True,
+        )
 
 
 def ensure_publication(conn: Any, target: Target) -> bool:

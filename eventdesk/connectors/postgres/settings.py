@@ -134,7 +134,8 @@ MODEL_SCHEMA = Schema(
             default="",
             advanced=True,
             help="A publication row filter (PostgreSQL 15 or later), an SQL condition such as "
-            "region = 'Bangalore'. Empty: every row.",
+            "id > 1000, on key columns only unless the table has REPLICA IDENTITY FULL (the "
+            "server refuses updates otherwise). Empty: every row.",
         ),
         Field(
             "batch_size",
