@@ -300,3 +300,22 @@ async def test_a_busy_capture_keeps_the_connection_alive_past_the_servers_timeou
         log = server.logfile.read_text(errors="replace")
     assert State.RETRYING not in states
     assert "replication timeout" not in log and "terminating walsender" not in log
+
+
+@pytest.mark.asyncio
+async def test_a_server_down_at_start_is_retried_until_it_is_up(isolated_home: Path) -> None:
+    with running_postgres() as server:
+        server.execute("CREATE TABLE later (id int PRIMARY KEY)")
+        await asyncio.to_thread(server.stop)
+        pipeline = Pipeline(isolated_home, server, "later")
+        try:
+            await pipeline.runtime.start_model("m")
+            detail = await pipeline.wait_state(State.RETRYING)
+            assert detail is not None and "datasource 'pg'" in detail and f":{server.port}" in detail
+            await asyncio.to_thread(server.start)
+            await pipeline.wait_state(State.RUNNING, 60)
+            server.execute("INSERT INTO later VALUES (1)")
+            (event,) = await pipeline.wait_events(1)
+            assert event["key"] == "1"
+        finally:
+            await pipeline.close()
