@@ -5,7 +5,8 @@ An event of the ``postgres`` kind:
 - ``op``: ``created`` (INSERT, and a row of the ``--since 0`` snapshot), ``updated``,
   ``deleted``, ``truncated`` (TRUNCATE: ``key`` is the table's ``schema.table``).
 - ``key``: the primary key's values as text; with one key column, its text (``42``); with
-  several, a JSON array of their texts (``["eu","42"]``).
+  several, a JSON array of their texts (``["eu","42"]``). A table without a primary key
+  (followed with ``REPLICA IDENTITY FULL``) has the whole row's texts as its key.
 - ``payload``: the row as JSON (values.py): the new row for an insert or update, the old row
   for a delete (only its key columns unless the table has ``REPLICA IDENTITY FULL``).
 - ``rev`` and ``seq``: ``<commit LSN>:<position in the transaction>`` (``0/1519F58:3``): the
