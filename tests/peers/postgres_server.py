@@ -174,10 +174,48 @@ class PostgresServer:
         self.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN REPLICATION PASSWORD %s", (PASSWORD,))
 
 
+ROOT_PREFIX = "eventdesk-pg-"
+OWNER_FILE = "owner.pid"  # the PID of the test process that started the cluster
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_orphans(bindir: Path) -> None:
+    """Stop and remove the clusters of test processes that died without tearing them down (a
+    crash, a kill): they would hold ports, memory and disk until the machine restarts."""
+    for owner_file in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*/{OWNER_FILE}"):
+        root = owner_file.parent
+        try:
+            owner = int(owner_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            subprocess.run(
+                [str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+                **_run_as(),
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_postgres(wal_level: str = "logical", settings: dict[str, str] | None = None) -> PostgresServer:
     bindir = postgres_bindir()
+    stop_orphans(bindir)
     # Not under pytest's tmp_path: that is 0700 root's, and the server runs as ``postgres``.
-    root = Path(tempfile.mkdtemp(prefix="eventdesk-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX))
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     as_user = _run_as()
     if as_user:
         os.chown(root, as_user["user"], as_user["group"])

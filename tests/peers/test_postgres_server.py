@@ -4,6 +4,10 @@ a user that needs its password; it stops and restarts on demand and leaves nothi
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg2
 import pytest
 
@@ -23,3 +27,14 @@ def test_the_cluster_is_the_tests_own_and_goes_away() -> None:
         assert pg.execute("SELECT 1") == [(1,)]
         root = pg.root
     assert not root.exists()
+
+
+def test_a_cluster_left_by_a_dead_test_process_is_stopped_and_removed() -> None:
+    script = "from tests.peers.postgres_server import start_postgres; import os; print(start_postgres().root); os._exit(0)"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    orphan = Path(out.stdout.strip())
+    assert (orphan / "data" / "postmaster.pid").exists()  # still running: nobody stopped it
+    with running_postgres():
+        assert not orphan.exists()
