@@ -18,6 +18,7 @@ from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 from tests.cli.harness import eventdesk, home_args, ok
 from tests.connectors.postgres_pipeline import Pipeline
 from tests.peers.postgres_server import PASSWORD, PASSWORD_USER, PostgresServer, running_postgres
+from tests.peers.tls import make_test_pki
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -226,3 +227,23 @@ async def test_the_tables_a_model_can_follow_are_listed(pg: PostgresServer) -> N
         tables
     )
     assert not any(t.startswith(("pg_catalog.", "information_schema.")) for t in tables)
+
+
+@pytest.mark.asyncio
+async def test_tls_with_a_ca_file_and_what_goes_wrong_with_it(pg: PostgresServer, tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path / "pki")
+    with running_postgres(tls=(pki.server.cert, pki.server.key)) as secure:
+
+        def over_tls(sslmode: str, ca: Path | None) -> DatasourceConfig:
+            values = {"url": secure.url, "sslmode": sslmode, "ca_file": str(ca) if ca else ""}
+            return DatasourceConfig("pg", "postgres", PostgresDatasourceSettings.load(values, "x").as_dict())
+
+        summary = await PostgresConnector.test_connection(over_tls("verify-full", pki.ca), None)
+        assert "wal_level logical" in summary
+        with pytest.raises(ConnectorError) as wrong_ca:
+            await PostgresConnector.test_connection(over_tls("verify-full", pki.other_ca), None)
+        assert wrong_ca.value.field == "ca_file" and wrong_ca.value.terminal
+    plain = PostgresDatasourceSettings.load({"url": pg.url, "sslmode": "require"}, "x")
+    with pytest.raises(ConnectorError) as no_tls:  # the module's cluster has no TLS
+        await PostgresConnector.test_connection(DatasourceConfig("pg", "postgres", plain.as_dict()), None)
+    assert no_tls.value.field == "sslmode" and "SSL" in str(no_tls.value)

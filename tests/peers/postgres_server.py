@@ -66,6 +66,7 @@ class PostgresServer:
     port: int
     wal_level: str = "logical"
     settings: dict[str, str] = field(default_factory=dict)
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files: TLS on, with them
 
     @property
     def datadir(self) -> Path:
@@ -119,6 +120,15 @@ class PostgresServer:
             "wal_sender_timeout": "60s",
             **self.settings,
         }
+        if self.tls is not None:
+            conf.update(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
+            for source, name in zip(self.tls, ("server.crt", "server.key"), strict=True):
+                target = self.datadir / name
+                shutil.copyfile(source, target)
+                os.chmod(target, 0o600)  # the server refuses a key others can read
+                as_user = _run_as()
+                if as_user:
+                    os.chown(target, as_user["user"], as_user["group"])
         with (self.datadir / "postgresql.conf").open("a") as fh:
             fh.write("\n# tests/peers/postgres_server.py\n")
             fh.writelines(f"{k} = {v}\n" for k, v in conf.items())
@@ -210,7 +220,9 @@ def stop_orphans(bindir: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def start_postgres(wal_level: str = "logical", settings: dict[str, str] | None = None) -> PostgresServer:
+def start_postgres(
+    wal_level: str = "logical", settings: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> PostgresServer:
     bindir = postgres_bindir()
     stop_orphans(bindir)
     # Not under pytest's tmp_path: that is 0700 root's, and the server runs as ``postgres``.
@@ -220,7 +232,7 @@ def start_postgres(wal_level: str = "logical", settings: dict[str, str] | None =
     if as_user:
         os.chown(root, as_user["user"], as_user["group"])
     server = PostgresServer(
-        bindir=bindir, root=root, port=free_port(), wal_level=wal_level, settings=settings or {}
+        bindir=bindir, root=root, port=free_port(), wal_level=wal_level, settings=settings or {}, tls=tls
     )
     try:
         server.init()
@@ -238,9 +250,9 @@ def start_postgres(wal_level: str = "logical", settings: dict[str, str] | None =
 
 @contextlib.contextmanager
 def running_postgres(
-    wal_level: str = "logical", settings: dict[str, str] | None = None
+    wal_level: str = "logical", settings: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
 ) -> Iterator[PostgresServer]:
-    server = start_postgres(wal_level, settings)
+    server = start_postgres(wal_level, settings, tls)
     try:
         yield server
     finally:
