@@ -173,8 +173,8 @@ class PostgresConnector(Connector):
         if slot is None and checkpoint is not None:
             raise ConnectorError(
                 f"the replication slot {target.names.slot} no longer exists (dropped outside "
-                "EventDesk?): the changes since it was dropped are lost. Remove and add the model "
-                "again to start over",
+                "EventDesk, or the model's table changed since its checkpoint): changes may have "
+                "been missed. Remove and add the model again to start over",
                 obj=target.model,
                 terminal=True,
             )
