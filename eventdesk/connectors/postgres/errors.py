@@ -30,6 +30,11 @@ _TRANSIENT = frozenset(
 )
 
 
+# SQLSTATE classes that pass: connection exceptions, transaction rollbacks, insufficient
+# resources, operator intervention, system errors (a full slot table, 53400, is named before).
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
 def scrub(text: str, secret: str | None) -> str:
     """``text`` with ``secret`` masked (a secret under 4 characters would garble it; libpq never
     echoes a password, this is for safety only)."""
@@ -71,7 +76,9 @@ def classify(
     if "no password supplied" in low or "fe_sendauth" in low:
         return error("the server asks for a password and none is set: set the secret", field="secret")
     if "no pg_hba.conf entry" in low:
-        return error(f"the server's pg_hba.conf lets this user not connect (from here): {text}", field="url")
+        return error(
+            f"the server's pg_hba.conf has no entry letting this user connect from here: {text}", field="url"
+        )
     if code == codes.INVALID_CATALOG_NAME or ("database" in low and "does not exist" in low):
         return error(f"no such database on {where}: {text}", field="url")
     if code == codes.INVALID_AUTHORIZATION_SPECIFICATION or ("role" in low and "does not exist" in low):
@@ -102,8 +109,8 @@ def classify(
         )
     if "must be owner of" in low or code == codes.INSUFFICIENT_PRIVILEGE:
         return error(
-            f"not allowed: {text} (the user must own the table to create its publication, or an "
-            "administrator creates the publication)",
+            f"not allowed: {text} (to create the publication, the user must own the table and have "
+            "CREATE on the database, or an administrator creates the publication)",
             obj=model_obj,
             field="table" if model else None,
         )
@@ -112,7 +119,7 @@ def classify(
     if code == codes.UNDEFINED_OBJECT and "replication slot" in low:
         return error(
             f"the replication slot was dropped outside EventDesk ({text}): changes since it was "
-            "dropped are lost; remove the model's checkpoint (or the model) to start over",
+            "dropped are lost; remove and add the model again to start over",
             obj=model_obj,
         )
     if code == codes.UNDEFINED_OBJECT and "publication" in low:
@@ -132,6 +139,12 @@ def classify(
     if "no copy in progress" in low or "server closed the connection" in low:
         # psycopg2's words for a stream the server ended (a shutdown, a restart, a lost link)
         return error(f"the server ended the replication stream ({where})", terminal=False)
-    if code in _TRANSIENT or code is None or isinstance(exc, (psycopg2.OperationalError, OSError)):
+    transient_class = code is not None and code[:2] in _TRANSIENT_CLASSES
+    if (
+        code in _TRANSIENT
+        or transient_class
+        or code is None
+        or isinstance(exc, (psycopg2.OperationalError, OSError))
+    ):
         return error(f"{text} ({where})", terminal=False)
     return error(text)
