@@ -329,3 +329,28 @@ async def test_a_server_down_at_start_is_retried_until_it_is_up(isolated_home: P
             assert event["key"] == "1"
         finally:
             await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_stopping_mid_stream_returns_within_a_second_and_loses_nothing(
+    isolated_home: Path, pg: PostgresServer
+) -> None:
+    pg.execute("CREATE TABLE stoppable (id int PRIMARY KEY, v text)")
+    pipeline = Pipeline(isolated_home, pg, "stoppable")
+    writer = Writer(pg, "stoppable")
+    try:
+        await pipeline.start()
+        writer.start()
+        await pipeline.wait_events(300, 60)
+        started = time.monotonic()
+        await pipeline.runtime.stop_model("m")
+        assert time.monotonic() - started < 1.5
+        await asyncio.to_thread(writer.stop)
+        await pipeline.runtime.start_model("m")  # the old run's connection may still hold the slot
+        await pipeline.wait_state(State.RUNNING, 60)
+        written = {str(r[0]) for r in pg.execute("SELECT id FROM stoppable")}
+        events = await pipeline.wait_events(len(written), 60)
+        assert {e["key"] for e in events} == written
+    finally:
+        await asyncio.to_thread(writer.stop)
+        await pipeline.close()
