@@ -158,18 +158,20 @@ def _config_error(action: Callable[[], object]) -> ConfigError | None:
     return None
 
 
+def _datasource_base(kind: str) -> dict[str, Any]:
+    """The least a datasource of ``kind`` needs: a URL (with a scheme the kind takes), if it has one."""
+    schema = connector_class(kind).datasource_schema
+    if "url" not in schema.names:
+        return {}
+    return {"url": f"{(schema.field('url').url_schemes or ('http',))[0]}://127.0.0.1:5984"}
+
+
 def _put(ws: Workspace, object_type: str, kind: str, settings: dict[str, Any]) -> None:
     if object_type == "datasource":
-        base = (
-            {"url": "http://127.0.0.1:5984"} if "url" in connector_class(kind).datasource_schema.names else {}
-        )
-        ws.put_datasource(DatasourceConfig("obj", kind, {**base, **settings}), replace=True)
+        ws.put_datasource(DatasourceConfig("obj", kind, {**_datasource_base(kind), **settings}), replace=True)
     elif object_type == "model":
-        ws.put_datasource(
-            DatasourceConfig("ds", kind, {"url": "http://127.0.0.1:5984"} if kind != "webhook" else {}),
-            replace=True,
-        )
-        base = {"database": "db"} if kind != "webhook" else {}
+        ws.put_datasource(DatasourceConfig("ds", kind, _datasource_base(kind)), replace=True)
+        base = {"database": "db"} if "database" in connector_class(kind).model_schema.names else {}
         ws.put_model(ModelConfig("obj", "ds", {**base, **settings}), replace=True)
     elif object_type == "broker":
         base = {"url": "mqtt://127.0.0.1:1883"} if kind == "mqtt" else {}

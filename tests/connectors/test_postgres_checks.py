@@ -1,0 +1,249 @@
+"""What people trip over, each with its own message naming the object and field:
+``PostgresConnector.test_connection`` against real clusters (wal_level not logical, a missing
+table, a table without a primary key, a wrong password, a user without REPLICATION), and a
+``run`` that meets them (or a slot dropped behind its back) ends in a terminal error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from eventdesk.connectors.postgres import PostgresConnector
+from eventdesk.connectors.postgres.settings import PostgresDatasourceSettings, object_names
+from eventdesk.core.contracts import State
+from eventdesk.core.errors import ConfigError, ConnectorError
+from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
+from tests.cli.harness import eventdesk, home_args, ok
+from tests.connectors.postgres_pipeline import Pipeline
+from tests.peers.postgres_server import PASSWORD, PASSWORD_USER, PostgresServer, running_postgres
+from tests.peers.tls import make_test_pki
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        server.execute("CREATE TABLE keyed (id int PRIMARY KEY, v text)")
+        server.execute("CREATE TABLE keyless (v text)")
+        server.execute("CREATE TABLE keyless_full (v text)")
+        server.execute("ALTER TABLE keyless_full REPLICA IDENTITY FULL")
+        yield server
+
+
+def datasource(url: str) -> DatasourceConfig:
+    settings = PostgresDatasourceSettings.load({"url": url, "sslmode": "disable"}, "datasource 'pg'")
+    return DatasourceConfig("pg", "postgres", settings.as_dict())
+
+
+def model(table: str) -> ModelConfig:
+    return ModelConfig("m", "pg", {"table": table})
+
+
+@pytest.mark.asyncio
+async def test_a_good_setup_is_summarised_with_the_names_eventdesk_derives(pg: PostgresServer) -> None:
+    summary = await PostgresConnector.test_connection(datasource(pg.url), None, model("keyed"))
+    assert "PostgreSQL 15" in summary and "wal_level logical" in summary
+    assert "table public.keyed (key: id)" in summary and "slot eventdesk_m_" in summary
+    full = await PostgresConnector.test_connection(datasource(pg.url), None, model("keyless_full"))
+    assert "key: REPLICA IDENTITY FULL" in full
+
+
+@pytest.mark.asyncio
+async def test_wal_level_not_logical_is_named() -> None:
+    with running_postgres(wal_level="replica") as replica, pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(replica.url), None)
+    assert caught.value.terminal and caught.value.obj == "datasource 'pg'"
+    assert "wal_level is 'replica', not 'logical'" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_missing_table_names_the_model_and_field(pg: PostgresServer) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(pg.url), None, model("public.nowhere"))
+    assert (caught.value.obj, caught.value.field) == ("model 'm'", "table")
+    assert "no table public.nowhere" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_table_without_primary_key_offers_replica_identity_full(pg: PostgresServer) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(pg.url), None, model("keyless"))
+    assert (caught.value.obj, caught.value.field) == ("model 'm'", "table")
+    assert "has no primary key" in str(caught.value) and "REPLICA IDENTITY FULL" in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_password_names_datasource_and_field_and_never_echoes_it(pg: PostgresServer) -> None:
+    wrong = "Wr0ng-" + PASSWORD[::-1]
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(pg.password_url()), wrong)
+    assert (caught.value.obj, caught.value.field) == ("datasource 'pg'", "secret")
+    assert caught.value.terminal
+    assert "refused the password" in str(caught.value)
+    assert wrong not in str(caught.value) and PASSWORD not in str(caught.value)
+    with pytest.raises(ConnectorError) as missing:
+        await PostgresConnector.test_connection(datasource(pg.password_url()), None)
+    assert missing.value.field == "secret" and "set the secret" in str(missing.value)
+    summary = await PostgresConnector.test_connection(datasource(pg.password_url()), PASSWORD)
+    assert "wal_level logical" in summary
+
+
+@pytest.mark.asyncio
+async def test_a_user_without_replication_is_named(pg: PostgresServer) -> None:
+    pg.execute("CREATE ROLE plain_user LOGIN PASSWORD 'plain-pw'")
+    url = pg.password_url().replace(PASSWORD_USER, "plain_user")
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(url), "plain-pw")
+    assert caught.value.field == "url" and "REPLICATION privilege" in str(caught.value)
+
+
+def test_a_password_in_the_url_or_a_stray_ca_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PostgresDatasourceSettings.load({"url": "postgresql://u:pw@localhost/db"}, "datasource 'pg'")
+    assert caught.value.field == "url" and "pw" not in str(caught.value)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    cfg = DatasourceConfig("pg", "postgres", {"url": "postgresql://u@localhost/db", "ca_file": str(ca)})
+    cfg.settings = PostgresDatasourceSettings.load(cfg.settings, cfg.label).as_dict()
+    with pytest.raises(ConfigError) as stray:
+        PostgresConnector.check_datasource(cfg, has_secret=False)
+    assert stray.value.field == "sslmode"
+
+
+@pytest.mark.asyncio
+async def test_run_ends_in_a_named_terminal_error_for_a_missing_table(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pipeline = Pipeline(isolated_home, pg, "public.absent")
+    try:
+        await pipeline.runtime.start_model("m")
+        detail = await pipeline.wait_state(State.ERROR)
+        assert detail is not None and "model 'm': field 'table': no table public.absent" in detail
+    finally:
+        await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slot_dropped_behind_eventdesks_back_is_a_terminal_named_error(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE dropped (id int PRIMARY KEY)")
+    pipeline = Pipeline(isolated_home, pg, "dropped")
+    try:
+        await pipeline.start()
+        pg.execute("INSERT INTO dropped VALUES (1)")
+        await pipeline.wait_events(1)
+        await pipeline.runtime.stop_model("m")
+        pg.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+        await pipeline.runtime.start_model("m")
+        detail = await pipeline.wait_state(State.ERROR)
+        assert detail is not None and "no longer exists" in detail and "eventdesk_m_" in detail
+    finally:
+        await pipeline.close()
+
+
+def test_cli_datasource_and_model_add_and_a_failing_run_exits_non_zero(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    h = home_args(tmp_path / "home")
+    out = ok(
+        *h, "datasource", "add", "pg", "--kind", "postgres", "--url", pg.password_url(),
+        "--secret-env", "PG_PW", "--sslmode", "disable",
+    )  # fmt: skip
+    assert "postgres" in out and PASSWORD not in out
+    ok(*h, "model", "add", "keyless", "--datasource", "pg")  # the table: public.<model name>
+    result = eventdesk(*h, "run", env={"PG_PW": PASSWORD}, timeout=60)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert "model 'keyless': field 'table'" in text and "has no primary key" in text
+    assert PASSWORD not in text
+    wrong = eventdesk(*h, "run", env={"PG_PW": "not-the-password"}, timeout=60)
+    assert wrong.returncode != 0
+    text = wrong.stdout + wrong.stderr
+    assert "datasource 'pg': field 'secret'" in text and "not-the-password" not in text
+
+
+@pytest.mark.asyncio
+async def test_no_free_replication_slot_is_named_by_test_and_run(isolated_home: Path) -> None:
+    with running_postgres(settings={"max_replication_slots": "1"}) as server:
+        server.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        server.execute("SELECT pg_create_logical_replication_slot('someone_elses', 'pgoutput')")
+        with pytest.raises(ConnectorError) as caught:
+            await PostgresConnector.test_connection(datasource(server.url), None, model("t"))
+        assert caught.value.obj == "datasource 'pg'" and "replication slots are all in use" in str(
+            caught.value
+        )
+        pipeline = Pipeline(isolated_home, server, "t")
+        try:
+            await pipeline.runtime.start_model("m")
+            detail = await pipeline.wait_state(State.ERROR)
+            assert detail is not None and "max_replication_slots" in detail
+        finally:
+            await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_user_who_may_not_create_the_publication_is_told_who_can(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    with pytest.raises(ConnectorError) as caught:
+        await PostgresConnector.test_connection(datasource(pg.password_url()), PASSWORD, model("keyed"))
+    assert (caught.value.obj, caught.value.field) == ("model 'm'", "table")
+    assert "must own public.keyed" in str(caught.value) and "CREATE PUBLICATION" in str(caught.value)
+    pipeline = Pipeline(isolated_home, pg, "keyed", url=pg.password_url(), secret=PASSWORD)
+    try:
+        await pipeline.runtime.start_model("m")
+        detail = await pipeline.wait_state(State.ERROR)
+        assert detail is not None and "must own public.keyed" in detail and PASSWORD not in detail
+    finally:
+        await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_models_slot_and_publication_can_be_dropped(pg: PostgresServer, isolated_home: Path) -> None:
+    pg.execute("CREATE TABLE to_drop (id int PRIMARY KEY)")
+    pipeline = Pipeline(isolated_home, pg, "to_drop")
+    try:
+        await pipeline.start()
+        await pipeline.runtime.stop_model("m")
+    finally:
+        await pipeline.close()
+    ds = pipeline.home.workspace.datasource("pg")
+    cfg = pipeline.home.workspace.model("m")
+    summary = await PostgresConnector.drop_replication_objects(ds, None, cfg)
+    assert summary.startswith("dropped replication slot eventdesk_m_") and "and publication" in summary
+    slot = object_names("pg", "m", "public", "to_drop").slot
+    assert pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [(0,)]
+    assert await PostgresConnector.drop_replication_objects(ds, None, cfg) == "nothing to drop"
+
+
+@pytest.mark.asyncio
+async def test_the_tables_a_model_can_follow_are_listed(pg: PostgresServer) -> None:
+    tables = await PostgresConnector.list_tables(datasource(pg.url), None)
+    assert {"public.keyed", "public.keyless (no primary key)", "public.keyless_full (no primary key)"} <= set(
+        tables
+    )
+    assert not any(t.startswith(("pg_catalog.", "information_schema.")) for t in tables)
+
+
+@pytest.mark.asyncio
+async def test_tls_with_a_ca_file_and_what_goes_wrong_with_it(pg: PostgresServer, tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path / "pki")
+    with running_postgres(tls=(pki.server.cert, pki.server.key)) as secure:
+
+        def over_tls(sslmode: str, ca: Path | None) -> DatasourceConfig:
+            values = {"url": secure.url, "sslmode": sslmode, "ca_file": str(ca) if ca else ""}
+            return DatasourceConfig("pg", "postgres", PostgresDatasourceSettings.load(values, "x").as_dict())
+
+        summary = await PostgresConnector.test_connection(over_tls("verify-full", pki.ca), None)
+        assert "wal_level logical" in summary
+        with pytest.raises(ConnectorError) as wrong_ca:
+            await PostgresConnector.test_connection(over_tls("verify-full", pki.other_ca), None)
+        assert wrong_ca.value.field == "ca_file" and wrong_ca.value.terminal
+    plain = PostgresDatasourceSettings.load({"url": pg.url, "sslmode": "require"}, "x")
+    with pytest.raises(ConnectorError) as no_tls:  # the module's cluster has no TLS
+        await PostgresConnector.test_connection(DatasourceConfig("pg", "postgres", plain.as_dict()), None)
+    assert no_tls.value.field == "sslmode" and "SSL" in str(no_tls.value)
