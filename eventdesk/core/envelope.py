@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 from eventdesk.core import json_codec
 
-Op = Literal["created", "updated", "deleted"]
-OPS: tuple[Op, ...] = ("created", "updated", "deleted")
+# "truncated": a whole table emptied at once (a PostgreSQL TRUNCATE), an event without a key.
+Op = Literal["created", "updated", "deleted", "truncated"]
+OPS: tuple[Op, ...] = ("created", "updated", "deleted", "truncated")
 PAYLOAD_FORMATS = ("envelope", "model-message", "payload")
 # Names a format had before, still accepted on input (workspace files, the command line, replay).
 PAYLOAD_FORMAT_ALIASES = {"seed": "model-message"}

@@ -49,7 +49,7 @@ DEFAULT_SCAN_CHUNK = 500  # one chunk per event-loop turn: ~5-10 ms of reading a
 EventRole = Qt.ItemDataRole.UserRole + 1
 """``data(index, EventRole)`` is the row's :class:`CapturedEvent`."""
 
-OP_COLORS = {"created": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828"}
+OP_COLORS = {"created": "#2e7d32", "updated": "#1565c0", "deleted": "#c62828", "truncated": "#6a1b9a"}
 _OP_FOREGROUND = {op: QColor(c) for op, c in OP_COLORS.items()}
 _OP_BACKGROUND = {
     op: QColor(QColor(c).red(), QColor(c).green(), QColor(c).blue(), 38) for op, c in OP_COLORS.items()

@@ -37,7 +37,7 @@ from eventdesk.connectors.postgres.pgoutput import (
 from eventdesk.connectors.postgres.values import Convert, converter
 from eventdesk.core.envelope import Event, Op, new_event_ids, utc_now_iso
 
-TRUNCATED = cast(Op, "truncated")
+TRUNCATED: Op = "truncated"
 
 
 def stamp(events: list[Event]) -> None:
