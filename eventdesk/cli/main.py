@@ -28,7 +28,7 @@ from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
 from eventdesk.core.runtime_status import Status, build_status
-from eventdesk.core.secrets import SecretRef, secret_problem
+from eventdesk.core.secrets import SecretRef, resolve_secret, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
 
@@ -207,6 +207,13 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         help="also remove the models and routes that depend on it, with their checkpoints and positions "
         "(without it, an object with dependants is not removed; they are listed)",
     )
+    p.add_argument(
+        "--drop-slot",
+        action="store_true",
+        help="also drop what each removed model holds on its source server (a PostgreSQL replication "
+        "slot and publication: an abandoned slot keeps WAL on the server's disk); without it, they "
+        "are named and kept",
+    )
     p.set_defaults(handler=_cmd_remove)
 
     p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
@@ -328,9 +335,22 @@ def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
             + ". Add --cascade to remove all of that",
             obj=plan.label,
         )
+    if args.drop_slot:
+        for model, _what in plan.held:  # dropped first: a failure removes nothing
+            cfg = home.workspace.model(model)
+            ds = home.workspace.datasource(cfg.datasource)
+            secret = resolve_secret(ds.secret, ds.label)
+            summary = asyncio.run(connector_class(ds.kind).release_model(ds, secret, cfg))
+            print(f"model {model!r}: {summary}")
     home.remove(args.type, args.name, cascade=args.cascade)
     for line in plan.describe():
         print(f"removed {line}")
+    if not args.drop_slot:
+        for model, what in plan.held:
+            print(
+                f"kept on the server for model {model!r}: {what} (it holds WAL until dropped; "
+                "remove with --drop-slot next time, or drop them on the server)"
+            )
     return 0
 
 

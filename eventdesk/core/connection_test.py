@@ -49,3 +49,19 @@ async def check_connection(workspace: Workspace, kind: str, name: str, timeout: 
     except Exception as exc:  # a kind's bug or an unexpected library error: say what it was
         log.exception("testing %s failed", label)
         raise error(f"{type(exc).__name__}: {exc}", obj=label) from exc
+
+
+async def release_model(workspace: Workspace, name: str, timeout: float = TEST_TIMEOUT) -> str:
+    """Drop what model ``name`` keeps on its source server (``Connector.release_model``: a
+    PostgreSQL replication slot and publication), the secret looked up off the loop; a summary,
+    or a ConnectorError naming the model."""
+    model = workspace.model(name)
+    ds = workspace.datasource(model.datasource)
+    try:
+        async with asyncio.timeout(timeout):
+            secret = await asyncio.to_thread(resolve_secret, ds.secret, ds.label)
+            return await connector_class(ds.kind).release_model(ds, secret, model)
+    except EventDeskError:
+        raise
+    except TimeoutError:
+        raise ConnectorError(f"no answer within {timeout:g} s", obj=model.label) from None

@@ -111,6 +111,17 @@ class Connector(ABC):
         """Check that the datasource (and model, if given) can be reached; return a summary."""
 
     @classmethod
+    def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
+        """What following ``model`` keeps on the source server after EventDesk lets go of it
+        (a PostgreSQL replication slot holds WAL until dropped), in words; None: nothing."""
+        return None
+
+    @classmethod
+    async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
+        """Drop what :meth:`held_on_server` names (``eventdesk remove ... --drop-slot``); a summary."""
+        return "nothing to drop"
+
+    @classmethod
     def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:
         """Checks beyond the settings schema, made when a datasource is added or changed: raise
         :class:`~eventdesk.core.errors.ConfigError` naming the field (none by default)."""

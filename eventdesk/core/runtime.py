@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from eventdesk.core.capture import Capture
-from eventdesk.core.connection_test import TEST_TIMEOUT, check_connection
+from eventdesk.core.connection_test import TEST_TIMEOUT, check_connection, release_model
 from eventdesk.core.contracts import Connector, StateChange
 from eventdesk.core.model_runner import STOP_TIMEOUT
 from eventdesk.core.runtime_hub import (
@@ -191,6 +191,10 @@ class Runtime:
         """Connect once to the saved datasource, model or broker ``name``: the summary, or an
         EventDeskError naming the object and field (core/connection_test.py)."""
         return await check_connection(self._hub.workspace, kind, name, timeout)
+
+    async def release_model(self, name: str, timeout: float = TEST_TIMEOUT) -> str:
+        """Drop what model ``name`` keeps on its source server (a removal's ``held``); a summary."""
+        return await release_model(self._hub.workspace, name, timeout)
 
 
 __all__ = ["TEST_TIMEOUT", "Runtime", "Status"]

@@ -115,6 +115,8 @@ class Removal:
     secret: SecretRef | None = None
     checkpoints: tuple[str, ...] = ()  # the models whose checkpoint goes with them
     positions: tuple[str, ...] = ()  # the routes whose delivery position goes with them
+    # (model, what it keeps on its source server): a replication slot that holds WAL until dropped
+    held: tuple[tuple[str, str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -378,7 +380,14 @@ class Workspace:
         else:
             routes = sorted({r for m in models for r in children("route", "model", m)})
         secret = getattr(stored, "secret", None)
-        return Removal(object_type, name, tuple(models), tuple(routes), secret)
+        held = []
+        for m in models:
+            cfg = self.models.get(m)
+            ds = self.datasources.get(cfg.datasource) if cfg is not None else None
+            what = None if cfg is None or ds is None else connector_class(ds.kind).held_on_server(ds, cfg)
+            if what is not None:
+                held.append((m, what))
+        return Removal(object_type, name, tuple(models), tuple(routes), secret, held=tuple(held))
 
     def remove(self, object_type: str, name: str) -> list[str]:
         """Remove an object and what depends on it; return labels of everything removed."""

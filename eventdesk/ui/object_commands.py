@@ -184,9 +184,28 @@ class ObjectCommands(QObject):
             + "\n\nCaptured events stay in the capture.",
         ):
             return
+        drop = bool(plan.held) and await self.confirm(
+            "Drop on the server too?",
+            "These stay on the source server unless dropped now:\n"
+            + "\n".join(f"\u2022 model {m!r}: {what}" for m, what in plan.held)
+            + "\n\nAn abandoned replication slot keeps WAL on the server's disk until it is "
+            "dropped. Drop them now (Yes) or keep them (Cancel)?",
+        )
         for model in plan.models:
             self.tasks.cancel(f"model/{model}")
         await self.runtime.forget(plan)
+        if drop:
+            try:
+                for model, _what in plan.held:  # dropped first: a failure removes nothing
+                    summary = await self.runtime.release_model(model)
+                    self.notifications.notify(
+                        "info", f"model {model!r}: {summary}", key=f"remove/{kind}/{name}"
+                    )
+            except EventDeskError as exc:
+                self.notifications.notify(
+                    "error", f"not removed: {exc.describe()}", key=f"remove/{kind}/{name}"
+                )
+                return
         try:
             removed = self.home.remove(kind, name, cascade=True, delete_secret_too=False)
         except EventDeskError as exc:

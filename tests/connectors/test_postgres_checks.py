@@ -247,3 +247,31 @@ async def test_tls_with_a_ca_file_and_what_goes_wrong_with_it(pg: PostgresServer
     with pytest.raises(ConnectorError) as no_tls:  # the module's cluster has no TLS
         await PostgresConnector.test_connection(DatasourceConfig("pg", "postgres", plain.as_dict()), None)
     assert no_tls.value.field == "sslmode" and "SSL" in str(no_tls.value)
+
+
+@pytest.mark.asyncio
+async def test_remove_names_the_slot_it_keeps_and_drops_it_with_drop_slot(
+    pg: PostgresServer, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE removed_a (id int PRIMARY KEY)")
+    pg.execute("CREATE TABLE removed_b (id int PRIMARY KEY)")
+    pipeline = Pipeline(isolated_home, pg, "removed_a", model="a")
+    pipeline.home.add_model("b", "pg", {"table": "removed_b"})
+    try:
+        await pipeline.start()
+        await pipeline.runtime.start_model("b")
+        await pipeline.wait_state(State.RUNNING, model="b")
+    finally:
+        await pipeline.close()
+    slot_a = object_names("pg", "a", "public", "removed_a").slot
+    slot_b = object_names("pg", "b", "public", "removed_b").slot
+    slots = "SELECT slot_name FROM pg_replication_slots WHERE slot_name IN (%s, %s) ORDER BY 1"
+    assert pg.execute(slots, (slot_a, slot_b)) == sorted([(slot_a,), (slot_b,)])
+    h = home_args(isolated_home)
+    kept = ok(*h, "remove", "model", "a")
+    assert f"kept on the server for model 'a': replication slot {slot_a} and publication" in kept
+    assert pg.execute(slots, (slot_a, slot_b)) == sorted([(slot_a,), (slot_b,)])  # named, not dropped
+    dropped = ok(*h, "remove", "model", "b", "--drop-slot")
+    assert f"model 'b': dropped replication slot {slot_b}" in dropped and "kept on the server" not in dropped
+    assert pg.execute(slots, (slot_a, slot_b)) == [(slot_a,)]
+    pg.execute("SELECT pg_drop_replication_slot(%s)", (slot_a,))

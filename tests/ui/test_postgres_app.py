@@ -107,3 +107,35 @@ def test_rows_arrive_live_and_an_update_shows_its_diff(
     if shot:
         qtbot.wait(300)  # let the layouts settle before grabbing
         assert window.grab().save(shot)
+
+
+def test_removing_a_model_offers_to_drop_its_slot_on_the_server(
+    qtbot: QtBot, window: MainWindow, home: Home, pg: PostgresServer
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from eventdesk.connectors.postgres.settings import object_names
+
+    pg.execute("CREATE TABLE leaving (id int PRIMARY KEY)")
+    home.add_datasource("pgt", "postgres", {"url": pg.url, "sslmode": "disable"})
+    home.add_model("leaving", "pgt", {"table": "public.leaving"})
+    window.workspace_changed()
+    tree_action(window, "model/leaving", "start")
+    qtbot.waitUntil(lambda: node_state(window, "model/leaving") == "running", timeout=WAIT_MS)
+    slot = object_names("pgt", "leaving", "public", "leaving").slot
+    count = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s"
+    assert pg.execute(count, (slot,)) == [(1,)]
+
+    tree_action(window, "model/leaving", "remove")
+    qtbot.waitUntil(lambda: window.confirm_box is not None and window.confirm_box.isVisible())
+    window.confirm_box.button(QMessageBox.StandardButton.Yes).click()  # type: ignore[union-attr]
+    qtbot.waitUntil(
+        lambda: (
+            window.confirm_box is not None
+            and window.confirm_box.isVisible()
+            and slot in window.confirm_box.text()
+        )
+    )
+    window.confirm_box.button(QMessageBox.StandardButton.Yes).click()  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: "leaving" not in home.workspace.models, timeout=WAIT_MS)
+    assert pg.execute(count, (slot,)) == [(0,)]

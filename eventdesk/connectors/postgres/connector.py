@@ -273,6 +273,15 @@ class PostgresConnector(Connector):
         return await asyncio.to_thread(_list_tables, datasource, secret)
 
     @classmethod
+    def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
+        names = target_of(datasource, model).names
+        return f"replication slot {names.slot} and publication {names.publication}"
+
+    @classmethod
+    async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
+        return await cls.drop_replication_objects(datasource, secret, model)
+
+    @classmethod
     async def drop_replication_objects(
         cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig
     ) -> str:
