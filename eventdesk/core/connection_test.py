@@ -65,3 +65,15 @@ async def release_model(workspace: Workspace, name: str, timeout: float = TEST_T
         raise
     except TimeoutError:
         raise ConnectorError(f"no answer within {timeout:g} s", obj=model.label) from None
+
+
+async def list_sources(workspace: Workspace, datasource: str, timeout: float = TEST_TIMEOUT) -> list[str]:
+    """What a model of saved ``datasource`` can follow (``Connector.list_sources``), the secret
+    looked up off the loop; NotImplementedError for a kind that cannot list them."""
+    ds = workspace.datasource(datasource)
+    try:
+        async with asyncio.timeout(timeout):
+            secret = await asyncio.to_thread(resolve_secret, ds.secret, ds.label)
+            return await connector_class(ds.kind).list_sources(ds, secret)
+    except TimeoutError:
+        raise ConnectorError(f"no answer within {timeout:g} s", obj=ds.label) from None

@@ -110,6 +110,15 @@ class Connector(ABC):
     ) -> str:
         """Check that the datasource (and model, if given) can be reached; return a summary."""
 
+    # The model setting naming what a model follows on its datasource ("database", "table"),
+    # filled from :meth:`list_sources` by the model dialog; None: this kind cannot list them.
+    source_field: ClassVar[str | None] = None
+
+    @classmethod
+    async def list_sources(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:
+        """What a model of this datasource can follow (databases, tables), sorted."""
+        raise NotImplementedError(f"a {cls.kind} datasource cannot list what it holds")
+
     @classmethod
     def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
         """What following ``model`` keeps on the source server after EventDesk lets go of it

@@ -235,7 +235,7 @@ class ObjectDialog(QDialog):
         log.error("%s dialog: task %s failed", self.object_type, slot, exc_info=exc)
 
     def done(self, result: int) -> None:
-        for slot in ("test", "secret_check"):
+        for slot in ("test", "secret_check", "browse"):
             self.tasks.cancel(slot)
         super().done(result)
 

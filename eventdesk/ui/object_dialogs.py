@@ -11,14 +11,17 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
+    QLabel,
+    QMenu,
     QPushButton,
     QWidget,
 )
 
-from eventdesk.core.connection_test import TEST_TIMEOUT, check_connection
+from eventdesk.core.connection_test import TEST_TIMEOUT, check_connection, list_sources
 from eventdesk.core.errors import ConfigError, EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
@@ -34,6 +37,8 @@ from eventdesk.core.workspace import (
 from eventdesk.ui.object_dialog import ConnectionTestRow, ObjectDialog, describe_error
 
 log = logging.getLogger(__name__)
+
+MAX_LISTED = 300  # entries in the model dialog's list of a datasource's databases or tables
 
 __all__ = ["BrokerDialog", "DatasourceDialog", "ModelDialog", "ObjectDialog", "RouteDialog", "describe_error"]
 
@@ -279,6 +284,19 @@ class ModelDialog(ObjectDialog):
         elif datasource:
             self.ds_combo.setCurrentText(datasource)
         self.add_row("datasource", "Datasource", self.ds_combo)
+        # "List tables…" / "List databases…": what the datasource holds, to pick from.
+        self.browse_button = QPushButton("List…")
+        self.browse_button.setObjectName("browse_sources")
+        self.browse_status = QLabel()
+        self.browse_status.setObjectName("browse_status")
+        self.browse_status.setWordWrap(True)
+        self.browse_menu = QMenu(self)
+        self.browse_menu.triggered.connect(self._source_chosen)
+        self.browse_button.clicked.connect(self.browse_sources)
+        browse_row = QHBoxLayout()
+        browse_row.addWidget(self.browse_button)
+        browse_row.addWidget(self.browse_status, 1)
+        self.extra.addLayout(browse_row)
         self._auto_database = current is None
         self._last_name = self.name
         self._kind = ""
@@ -295,11 +313,49 @@ class ModelDialog(ObjectDialog):
         if ds is None:
             self.revalidate()
             return
+        field = connector_class(kind).source_field
+        self.browse_button.setVisible(field is not None)
+        self.browse_button.setText(f"List {field}s…" if field else "List…")
+        self.browse_status.setText("")
         if kind != self._kind or values is not None:
             self._kind = kind
             self.set_schema(connector_class(kind).model_schema, values)
             if self.form is not None and "database" in self.form.editors:
                 self.form.editors["database"].changed.connect(self._database_edited)
+        self.revalidate()
+
+    # -- what the datasource holds, to pick from ------------------------------------------
+    def browse_sources(self) -> None:
+        self.browse_button.setEnabled(False)
+        self.browse_status.setText("Asking the datasource…")
+        self.tasks.start("browse", self._browse(self.ds_combo.currentText()))
+
+    async def _browse(self, datasource: str) -> None:
+        try:
+            found = await list_sources(self.home.workspace, datasource)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the reason is the point: shown where the user looks
+            self.browse_status.setText(f"✘ {describe_error(exc)}")
+            return
+        finally:
+            self.browse_button.setEnabled(True)
+        self.browse_menu.clear()
+        for entry in found[:MAX_LISTED]:
+            self.browse_menu.addAction(entry)
+        more = f" (the first {MAX_LISTED} in the menu; type the others)" if len(found) > MAX_LISTED else ""
+        self.browse_status.setText(f"{len(found)} found{more}" if found else "none found")
+        if found:
+            self.browse_menu.popup(self.browse_button.mapToGlobal(self.browse_button.rect().bottomLeft()))
+
+    def _source_chosen(self, action: QAction) -> None:
+        field = connector_class(self._kind).source_field if self._kind else None
+        if field is None or self.form is None or field not in self.form.editors:
+            return
+        value = action.text().split(" (", 1)[0]  # "public.t (no primary key)": the name alone
+        self.form.editors[field].set_value(value)
+        if field == "database":
+            self._auto_database = value == self.name
         self.revalidate()
 
     def _name_changed(self, _text: str) -> None:

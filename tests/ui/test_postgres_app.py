@@ -139,3 +139,39 @@ def test_removing_a_model_offers_to_drop_its_slot_on_the_server(
     window.confirm_box.button(QMessageBox.StandardButton.Yes).click()  # type: ignore[union-attr]
     qtbot.waitUntil(lambda: "leaving" not in home.workspace.models, timeout=WAIT_MS)
     assert pg.execute(count, (slot,)) == [(0,)]
+
+
+def test_the_model_dialog_lists_the_tables_to_pick_from(
+    qtbot: QtBot, window: MainWindow, home: Home, pg: PostgresServer
+) -> None:
+    pg.execute("CREATE TABLE picked (id int PRIMARY KEY)")
+    pg.execute("CREATE TABLE unkeyed (v text)")
+    home.add_datasource("pgl", "postgres", {"url": pg.url, "sslmode": "disable"})
+    dialog = ModelDialog(home, datasource="pgl")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.browse_button.isVisible() and dialog.browse_button.text() == "List tables…"
+    dialog.browse_button.click()
+    qtbot.waitUntil(lambda: "found" in dialog.browse_status.text(), timeout=WAIT_MS)
+    entries = [a.text() for a in dialog.browse_menu.actions()]
+    assert "public.picked" in entries and "public.unkeyed (no primary key)" in entries
+    type_into(qtbot, dialog.name_edit, "picked-model")
+    next(a for a in dialog.browse_menu.actions() if a.text() == "public.picked").trigger()
+    assert dialog.form is not None and dialog.form.values()["table"] == "public.picked"
+    dialog.browse_menu.close()
+
+
+def test_a_datasource_that_cannot_answer_says_why_in_the_dialog(
+    qtbot: QtBot, window: MainWindow, home: Home, pg: PostgresServer
+) -> None:
+    from tests.peers.servers import free_port
+
+    home.add_datasource(
+        "gone", "postgres", {"url": f"postgresql://u@127.0.0.1:{free_port()}/db", "sslmode": "disable"}
+    )
+    dialog = ModelDialog(home, datasource="gone")
+    qtbot.addWidget(dialog)
+    dialog.browse_button.click()
+    qtbot.waitUntil(lambda: dialog.browse_status.text().startswith("✘"), timeout=WAIT_MS)
+    assert "datasource 'gone'" in dialog.browse_status.text()
+    assert dialog.browse_button.isEnabled()

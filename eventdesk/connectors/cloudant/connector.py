@@ -40,6 +40,7 @@ class CloudantConnector(Connector):
     model_settings: ClassVar[type[CloudantModelSettings]] = CloudantModelSettings
     datasource_schema: ClassVar[Schema] = DATASOURCE_SCHEMA
     model_schema: ClassVar[Schema] = MODEL_SCHEMA
+    source_field: ClassVar[str | None] = "database"
 
     HEARTBEAT_MS: ClassVar[int] = 5000
     """The server sends an empty line this often; silence for twice as long is a dead link."""
@@ -96,6 +97,10 @@ class CloudantConnector(Connector):
     ) -> str:
         """Ask for the server's (and the database's) info; raise ConnectorError if that fails."""
         return await asyncio.to_thread(_check_connection, datasource, secret, model)
+
+    @classmethod
+    async def list_sources(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:
+        return await cls.list_databases(datasource, secret)
 
     @classmethod
     async def list_databases(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:

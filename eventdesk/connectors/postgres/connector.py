@@ -59,6 +59,7 @@ class PostgresConnector(Connector):
     model_settings = PostgresModelSettings
     datasource_schema = DATASOURCE_SCHEMA
     model_schema = MODEL_SCHEMA
+    source_field = "table"
 
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread."""
@@ -271,6 +272,10 @@ class PostgresConnector(Connector):
         """``schema.table`` of every table the user can see outside the system schemas (for the
         model dialog to offer), each marked `` (no primary key)`` where it has none."""
         return await asyncio.to_thread(_list_tables, datasource, secret)
+
+    @classmethod
+    async def list_sources(cls, datasource: DatasourceConfig, secret: str | None) -> list[str]:
+        return await cls.list_tables(datasource, secret)
 
     @classmethod
     def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
