@@ -65,6 +65,10 @@ async def measure(home: Home, shape: str) -> dict[str, Any]:
     from tests.bench.app_feed import LoopMonitor, until
 
     window = MainWindow(home)
+    # paint() below processes Qt events inside this task to time a paint; the window's 1 Hz
+    # status refresh is a task too, and qasync refuses to step one task inside another: the
+    # ticks stop for the measurement (they read the capture, not the detail pane).
+    window._tick.stop()
     window.show()
     tune_for_streaming()
     table, detail = window.table, window.detail
