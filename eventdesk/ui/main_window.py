@@ -44,6 +44,7 @@ from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.filter_bar import FilterBar
 from eventdesk.ui.live_feed import LiveFeed
+from eventdesk.ui.menu_bar import DeskMenus
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_commands import ObjectCommands
 from eventdesk.ui.object_dialogs import ObjectDialog, describe_error
@@ -82,6 +83,7 @@ class MainWindow(QMainWindow):
         self._close_requested = False
         self.total_backlog: int | None = None
         self.total_quarantined = 0
+        self._export_dialog: ExportDialog | None = None
         self.setWindowTitle("EventDesk")
         self.resize(1280, 800)
 
@@ -125,10 +127,12 @@ class MainWindow(QMainWindow):
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.demo.act_send_samples)
         self.empty_state.open_demo.clicked.connect(self.demo.open_demo)
+        self.menus = DeskMenus(self)
         self.status = StatusSummary(self)
         self.setStatusBar(self.status)
 
         self.feed.batch.connect(self._on_batch)
+        self.table.pausedChanged.connect(self._on_paused)
         self.table.selectedEvent.connect(self._on_selected_event)
         self.filter_bar.filterChanged.connect(self._on_filter)
         self.status.quarantineClicked.connect(lambda: self.filter_bar.set_quarantined(True))
@@ -188,7 +192,7 @@ class MainWindow(QMainWindow):
             "stop_all", "Stop all", lambda: self.run_control.stop_all(), "Ctrl+Shift+R", icon="stop"
         )
         self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon="pause")
-        self.act_pause.setCheckable(True)
+        self.act_pause.setCheckable(True)  # one state with the table's Pause/Resume (_on_paused)
         self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
         self.act_export = self._action("export", "Export…", self.export_events, "Ctrl+E", icon="export")
         self.act_open_recording = self._action(
@@ -291,11 +295,12 @@ class MainWindow(QMainWindow):
         ws = self.home.workspace
         self.act_add_model.setEnabled(bool(ws.datasources))
         self.act_add_route.setEnabled(bool(ws.models))
-        self.act_start_all.setEnabled(bool(ws.models))
+        states = [self.runtime.state_of(f"model/{m}").state for m in ws.models]
+        self.act_start_all.setEnabled(any(s in (State.STOPPED, State.ERROR) for s in states))
         self.act_stop_all.setEnabled(
-            any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
-            or self.runtime.is_running("route")
+            any(s is not State.STOPPED for s in states) or self.runtime.is_running("route")
         )
+        self.demo.act_send_samples.setEnabled(self.demo.sample_model() is not None)
         if self.home.read_only is not None:
             for action in (
                 self.act_add_datasource,
@@ -304,6 +309,8 @@ class MainWindow(QMainWindow):
                 self.act_add_route,
                 self.act_start_all,
                 self.act_stop_all,
+                self.demo.act_send_samples,
+                self.menus.act_open_demo,
             ):
                 action.setEnabled(False)
             for button in (
@@ -376,13 +383,23 @@ class MainWindow(QMainWindow):
 
     def toggle_pause(self) -> None:
         self.table.set_paused(not self.table.model.paused)
-        self.act_pause.setChecked(self.table.model.paused)
+        self._on_paused(self.table.model.paused)
+
+    def _on_paused(self, paused: bool) -> None:
+        """The table paused or resumed (from either control): the toolbar's action shows it."""
+        self.act_pause.setChecked(paused)
+        self.act_pause.setText("Resume" if paused else "Pause")
 
     def focus_filter(self) -> None:
         self.filter_bar.focus_filter()
 
     def export_events(self) -> ExportDialog:
-        """The export dialog over the capture, the table's current filter and its selected rows."""
+        """The export dialog over the capture, the table's current filter and its selected rows;
+        one at a time: asked again while it is open, the open one is raised."""
+        if self._export_dialog is not None and self._export_dialog in self.dialogs:
+            self._export_dialog.raise_()
+            self._export_dialog.activateWindow()
+            return self._export_dialog
         dialog = ExportDialog(
             self.home.capture,
             models=self.home.workspace.models,
@@ -397,6 +414,7 @@ class MainWindow(QMainWindow):
             )
         )
         self.commands.track(dialog)
+        self._export_dialog = dialog
         dialog.show()
         return dialog
 

@@ -229,8 +229,9 @@ class ObjectCommands(QObject):
         self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
         try:
             summary = await self.runtime.test_connection(kind, name)
-        except EventDeskError as exc:  # the exact error is the point of a test
-            self.notifications.notify("error", f"{kind} {name}: test failed", exc.describe(), key=key)
+        except EventDeskError as exc:  # the exact error is the point of a test: in view, not in Details
+            reason, _, more = exc.describe().partition("\n")
+            self.notifications.notify("error", f"{kind} {name}: test failed: {reason}", more or None, key=key)
         else:
             self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
 
