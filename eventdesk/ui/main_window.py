@@ -127,7 +127,7 @@ class MainWindow(QMainWindow):
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.demo.act_send_samples)
         self.empty_state.open_demo.clicked.connect(self.demo.open_demo)
-        self.menus = DeskMenus(self)
+        self.menus = DeskMenus(self, self)
         self.status = StatusSummary(self)
         self.setStatusBar(self.status)
 

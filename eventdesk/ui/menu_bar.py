@@ -9,26 +9,76 @@ so they share their enabled and checked state) or call the window's commands.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QMenu, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QToolBar, QWidget
 
 from eventdesk.core.contracts import State
+from eventdesk.core.home import Home
+from eventdesk.core.runtime import Runtime
+from eventdesk.ui.demo_actions import DemoActions
+from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.help_dialogs import AboutDialog, ShortcutsDialog, documentation_url
+from eventdesk.ui.notifications import NotificationArea
 
-if TYPE_CHECKING:
-    from eventdesk.ui.main_window import MainWindow
+
+class DeskWindow(Protocol):
+    """What the menus use of the main window (its actions, panes and model commands)."""
+
+    @property
+    def home(self) -> Home: ...
+    @property
+    def runtime(self) -> Runtime: ...
+    @property
+    def demo(self) -> DemoActions: ...
+    @property
+    def notifications(self) -> NotificationArea: ...
+    @property
+    def toolbar(self) -> QToolBar: ...
+    @property
+    def table(self) -> EventTableView: ...
+    @property
+    def tree(self) -> QWidget: ...
+    @property
+    def rate_chart(self) -> QWidget: ...
+    @property
+    def detail(self) -> QWidget: ...
+    @property
+    def act_add_datasource(self) -> QAction: ...
+    @property
+    def act_add_model(self) -> QAction: ...
+    @property
+    def act_add_broker(self) -> QAction: ...
+    @property
+    def act_add_route(self) -> QAction: ...
+    @property
+    def act_start_all(self) -> QAction: ...
+    @property
+    def act_stop_all(self) -> QAction: ...
+    @property
+    def act_pause(self) -> QAction: ...
+    @property
+    def act_focus_filter(self) -> QAction: ...
+    @property
+    def act_export(self) -> QAction: ...
+    @property
+    def act_open_recording(self) -> QAction: ...
+
+    def start_model(self, name: str) -> None: ...
+    def stop_model(self, name: str) -> None: ...
 
 
 class DeskMenus(QObject):
-    """``DeskMenus(window)`` fills ``window.menuBar()``; ``menus[title]`` is each top menu."""
+    """``DeskMenus(window, main)`` fills ``main.menuBar()`` (``main`` is ``window`` itself, as a
+    QMainWindow); ``menus[title]`` is each top menu."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: DeskWindow, main: QMainWindow) -> None:
+        super().__init__(main)
+        self.main = main
         self.window = window
-        bar = window.menuBar()
+        bar = main.menuBar()
         self.menus: dict[str, QMenu] = {}
         for title in ("File", "Edit", "View", "Run", "Help"):
             menu = bar.addMenu(f"&{title}")
@@ -46,7 +96,7 @@ class DeskMenus(QObject):
         file.addAction(window.act_open_recording)
         file.addAction(window.act_export)
         file.addSeparator()
-        self.act_quit = self._action("quit", "Quit", window.close, "Ctrl+Q")
+        self.act_quit = self._action("quit", "Quit", main.close, "Ctrl+Q")
         self.act_quit.setMenuRole(QAction.MenuRole.QuitRole)
         file.addAction(self.act_quit)
 
@@ -98,16 +148,16 @@ class DeskMenus(QObject):
         slot: object,
         shortcut: str | None = None,
     ) -> QAction:
-        action = QAction(text, self.window)
+        action = QAction(text, self.main)
         action.setObjectName(name)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
         action.triggered.connect(lambda _checked=False: slot())  # type: ignore[operator]
-        self.window.addAction(action)
+        self.main.addAction(action)
         return action
 
     def _toggle(self, name: str, text: str, widget: QWidget) -> QAction:
-        action = QAction(text, self.window)
+        action = QAction(text, self.main)
         action.setObjectName(name)
         action.setCheckable(True)
         action.setChecked(True)
@@ -118,7 +168,11 @@ class DeskMenus(QObject):
     def rebuild_models_menu(self) -> None:
         """One submenu per model with Start and Stop, each enabled only when it would act."""
         window = self.window
+        for old in self.models_menu.findChildren(QMenu):  # clear() keeps submenus: drop them now
+            old.setParent(None)
+            old.deleteLater()
         self.models_menu.clear()
+        self.model_actions: dict[str, tuple[QAction, QAction]] = {}
         models = list(window.home.workspace.models)
         self.models_menu.setEnabled(bool(models))
         read_only = window.home.read_only is not None
@@ -134,11 +188,12 @@ class DeskMenus(QObject):
             stop.setObjectName(f"stop_model_{name}")
             stop.setEnabled(not read_only and state is not State.STOPPED)
             stop.triggered.connect(lambda _checked=False, n=name: window.stop_model(n))
+            self.model_actions[name] = (start, stop)
 
     # -- Help --------------------------------------------------------------------------------
     def show_shortcuts(self) -> ShortcutsDialog:
         if self.shortcuts_dialog is None:
-            self.shortcuts_dialog = ShortcutsDialog(self.window.findChildren(QAction), self.window)
+            self.shortcuts_dialog = ShortcutsDialog(self.main.findChildren(QAction), self.main)
         self.shortcuts_dialog.show()
         self.shortcuts_dialog.raise_()
         return self.shortcuts_dialog
@@ -155,7 +210,7 @@ class DeskMenus(QObject):
 
     def show_about(self) -> AboutDialog:
         if self.about_dialog is None:
-            self.about_dialog = AboutDialog(self.window)
+            self.about_dialog = AboutDialog(self.main)
         self.about_dialog.show()
         self.about_dialog.raise_()
         return self.about_dialog
