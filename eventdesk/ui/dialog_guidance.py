@@ -7,11 +7,15 @@ Pure data and functions (plus one label widget), so the dialogs stay about layou
 
 from __future__ import annotations
 
+import re
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from eventdesk.core.errors import EventDeskError
+from eventdesk.core.registry import broker_class, connector_class
 from eventdesk.core.settings_schema import Schema
+from eventdesk.core.workspace import Workspace
 
 # (field, stored value) -> what the form shows; the stored value is what is saved.
 CHOICE_LABELS: dict[tuple[str, str], str] = {
@@ -43,6 +47,9 @@ FORMAT_EXAMPLES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+_OBJ = re.compile(r"(datasource|model|broker) '(.+)'")  # how errors name an object: EventDeskError.obj
+
+
 def choice_label(field: str, value: str) -> str:
     return CHOICE_LABELS.get((field, value), value)
 
@@ -65,6 +72,34 @@ def describe_with_labels(exc: BaseException, schema: Schema | None, rows: dict[s
         return None
     label = field_label(schema, rows, exc.field)
     return f"{exc.obj}: {label}: {exc.detail}" if exc.obj else f"{label}: {exc.detail}"
+
+
+def schema_of(workspace: Workspace, kind: str, name: str) -> Schema | None:
+    """The settings schema of a saved datasource, model or broker (None if it has none)."""
+    try:
+        if kind == "datasource":
+            return connector_class(workspace.datasource(name).kind).datasource_schema
+        if kind == "model":
+            model = workspace.model(name)
+            return connector_class(workspace.datasource(model.datasource).kind).model_schema
+        if kind == "broker":
+            return broker_class(workspace.broker(name).kind).schema
+    except EventDeskError:  # not saved, or of a kind not installed: fields keep their names
+        return None
+    return None
+
+
+def reason_of(exc: EventDeskError, kind: str, name: str, workspace: Workspace) -> str:
+    """Why ``kind name`` failed, in one line: the field by the label of the object at fault
+    (a model's test may fail on its datasource), that object named only if it is another
+    one ("URL: connection refused", "datasource 'couch': Password / API key: HTTP 401")."""
+    own = exc.obj == f"{kind} {name!r}"
+    if not exc.field:
+        return exc.detail if own else exc.describe()
+    at_fault = _OBJ.fullmatch(exc.obj or "")
+    schema = schema_of(workspace, at_fault[1], at_fault[2]) if at_fault else None
+    label = field_label(schema, {}, exc.field)
+    return f"{label}: {exc.detail}" if own or not exc.obj else f"{exc.obj}: {label}: {exc.detail}"
 
 
 def format_examples_label() -> QLabel:

@@ -104,5 +104,8 @@ def test_a_failed_test_from_the_tree_says_why_in_view(qtbot: QtBot, desk: MainWi
 
     qtbot.waitUntil(lambda: bool(banner_text()), timeout=20000)
     text = banner_text()
-    assert text.startswith("datasource couch: test failed: ")
-    assert str(port) in text or "refused" in text.lower() or "connect" in text.lower(), text
+    # the reason in the banner's line, its field by label, not only behind "Details"
+    assert text.startswith(
+        f"datasource couch: test failed: URL: connection to http://127.0.0.1:{port} failed"
+    )
+    assert "refused" in text and "field '" not in text

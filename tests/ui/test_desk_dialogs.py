@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.home import Home
+from eventdesk.ui.dialog_guidance import reason_of, schema_of
 from eventdesk.ui.object_dialogs import DatasourceDialog, ModelDialog, RouteDialog
 from tests.peers.servers import free_port
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
@@ -132,3 +133,16 @@ def test_route_formats_explained_with_an_example_each(qtbot: QtBot, home: Home) 
     for name in ("envelope", "model-message", "payload"):
         assert f"<b>{name}</b>" in text
     assert '{"model": "accounts", "message": {"_id": "acc-42", "balance": 10}}' in text
+
+
+def test_a_reason_names_its_field_by_label_and_the_object_once(home: Home) -> None:
+    home.add_datasource("couch", "couchdb", {"url": "http://127.0.0.1:5984"})
+    home.add_model("accounts", "couch", {"database": "accounts"})
+    ws = home.workspace
+    own = ConfigError("HTTP 401", obj="datasource 'couch'", field="secret")
+    assert reason_of(own, "datasource", "couch", ws) == ("Password / API key: HTTP 401")
+    # a model's test failing on its datasource's field names that datasource
+    assert reason_of(own, "model", "accounts", ws) == ("datasource 'couch': Password / API key: HTTP 401")
+    missing = ConfigError("database not found", obj="model 'accounts'", field="database")
+    assert reason_of(missing, "model", "accounts", ws) == ("Database: database not found")
+    assert schema_of(ws, "broker", "nowhere") is None
