@@ -300,7 +300,7 @@ class MainWindow(QMainWindow):
         self.act_stop_all.setEnabled(
             any(s is not State.STOPPED for s in states) or self.runtime.is_running("route")
         )
-        self.demo.act_send_samples.setEnabled(self.demo.sample_model() is not None)
+        self.demo.act_send_samples.setVisible(self.demo.sample_model() is not None)  # webhooks only
         if self.home.read_only is not None:
             for action in (
                 self.act_add_datasource,

@@ -7,6 +7,7 @@ connection-test row shows a busy indicator and Cancel, so the window never freez
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -35,7 +36,7 @@ from eventdesk.core.workspace import (
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.dialog_guidance import describe_with_labels
 from eventdesk.ui.secret_dialog import SecretField
-from eventdesk.ui.settings_form import SettingsForm, error_border, error_label
+from eventdesk.ui.settings_form import FieldEditor, SettingsForm, error_border, error_label
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,26 @@ class ObjectDialog(QDialog):
                 self.secret.label = secret_fields[0].title
                 self.secret_label.setText(secret_fields[0].title + ":")
             self.secret_label.setVisible(bool(secret_fields))
+        self._chain_tab_order()
         self.revalidate()
+
+    def _chain_tab_order(self) -> None:
+        """Tab goes down the rows as they show: the header's, then the form's (the secret's
+        editor, made before the form, would otherwise come first)."""
+        assert self.form is not None
+        chain: list[QWidget] = []
+        for layout in (self.header, self.form.form):
+            for r in range(layout.rowCount()):
+                item = layout.itemAt(r, QFormLayout.ItemRole.FieldRole)
+                widget = item.widget() if item is not None else None
+                if isinstance(widget, FieldRow | FieldEditor):
+                    chain.append(widget.input)
+                elif isinstance(widget, SecretField):
+                    chain.extend([widget.replace_button, widget.remove_button, widget.input])
+                elif widget is not None:
+                    chain.append(widget)
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
 
     def add_secret_row(self, stored: SecretRef | None) -> None:
         """The secret's editor; :meth:`set_schema` shows it where the kind's schema has it."""

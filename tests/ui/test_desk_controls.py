@@ -65,14 +65,15 @@ def test_send_samples_only_with_a_webhook_model_and_demo_from_the_menu(
     qtbot: QtBot, desk: MainWindow, home: Home
 ) -> None:
     samples = desk.demo.act_send_samples
-    assert not samples.isEnabled()
+    button = desk.toolbar.widgetForAction(samples)
+    assert not samples.isVisible() and not button.isVisible()
     home.add_datasource("couch", "couchdb", {"url": f"http://127.0.0.1:{free_port()}"})
     home.add_model("accounts-db", "couch", {"database": "accounts"})
     desk.workspace_changed()
-    assert not samples.isEnabled()  # a model, but no webhook one
+    assert not samples.isVisible()  # a model, but no webhook one
     assert action(desk, "open_demo").isEnabled() and not desk.showing_empty_state
     open_demo_from_menu(qtbot, desk)  # the demo from the menu, with the workspace not empty
-    assert samples.isEnabled()
+    assert samples.isVisible() and samples.isEnabled() and button.isVisible()
     samples.trigger()
     qtbot.waitUntil(lambda: desk.table.model.rowCount() >= desk.demo.sample_count, timeout=15000)
 

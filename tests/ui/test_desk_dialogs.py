@@ -5,7 +5,7 @@ tested changes, "Since" in words, and the route formats explained with an exampl
 from __future__ import annotations
 
 import pytest
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
 
 from eventdesk.core.errors import ConfigError
@@ -146,3 +146,26 @@ def test_a_reason_names_its_field_by_label_and_the_object_once(home: Home) -> No
     missing = ConfigError("database not found", obj="model 'accounts'", field="database")
     assert reason_of(missing, "model", "accounts", ws) == ("Database: database not found")
     assert schema_of(ws, "broker", "nowhere") is None
+
+
+def test_tab_goes_down_the_rows_as_they_show(qtbot: QtBot, home: Home) -> None:
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.kind_combo.setCurrentText("couchdb")
+    assert dialog.form is not None and dialog.secret is not None
+    expected = [
+        dialog.kind_combo,
+        dialog.name_edit,
+        dialog.form.widget("url"),
+        dialog.form.widget("auth"),
+        dialog.form.widget("username"),
+        dialog.secret.input,
+    ]
+    order: list[QWidget] = []
+    widget: QWidget = dialog.kind_combo
+    for _ in range(200):
+        if widget in expected and widget not in order:
+            order.append(widget)
+        widget = widget.nextInFocusChain()
+    assert order == expected
