@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
+    QHeaderView,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -53,17 +53,12 @@ from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
 from eventdesk.ui.run_control import RunControl
 from eventdesk.ui.status_bar import StatusSummary, Summary
+from eventdesk.ui.window_layout import restore_layout, save_layout
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
 
 TICK_MS = 1000
-SETTINGS_GROUP = "main_window"
-
-
-def app_settings() -> QSettings:
-    """The app's QSettings in the default format (tests point it at a temporary path)."""
-    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, "EventDesk", "EventDesk")
 
 
 class MainWindow(QMainWindow):
@@ -528,41 +523,17 @@ class MainWindow(QMainWindow):
         )
 
     # -- persistence -----------------------------------------------------------------------
-    def _headers(self) -> dict[str, Any]:
-        return {"tree_header": self.tree.header(), "table_header": self.table.table.horizontalHeader()}
-
     def save_settings(self) -> None:
-        s = app_settings()
-        s.beginGroup(SETTINGS_GROUP)
-        s.setValue("geometry", self.saveGeometry())
-        s.setValue("state", self.saveState())
-        s.setValue("main_split", self.main_split.saveState())
-        s.setValue("left_split", self.left_split.saveState())
-        for name, header in self._headers().items():
-            s.setValue(name, header.saveState())
-        s.endGroup()
-        s.sync()
+        save_layout(self, self._splits(), self._headers())
 
     def restore_settings(self) -> None:
-        s = app_settings()
-        s.beginGroup(SETTINGS_GROUP)
+        restore_layout(self, self._splits(), self._headers())
 
-        def value(name: str) -> QByteArray | None:
-            v = s.value(name)
-            return v if isinstance(v, QByteArray) and not v.isEmpty() else None
+    def _splits(self) -> dict[str, QSplitter]:
+        return {"main_split": self.main_split, "left_split": self.left_split}
 
-        if (v := value("geometry")) is not None:
-            self.restoreGeometry(v)
-        if (v := value("state")) is not None:
-            self.restoreState(v)
-        if (v := value("main_split")) is not None:
-            self.main_split.restoreState(v)
-        if (v := value("left_split")) is not None:
-            self.left_split.restoreState(v)
-        for name, header in self._headers().items():
-            if (v := value(name)) is not None:
-                header.restoreState(v)
-        s.endGroup()
+    def _headers(self) -> dict[str, QHeaderView]:
+        return {"tree_header": self.tree.header(), "table_header": self.table.table.horizontalHeader()}
 
     # -- closing ---------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
