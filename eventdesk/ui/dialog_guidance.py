@@ -35,8 +35,8 @@ FORMAT_EXAMPLES: tuple[tuple[str, str, str], ...] = (
     (
         "envelope",
         "the whole event",
-        '{"id": "01J…", "datasource": "ds", "model": "accounts", "op": "updated", "key": "acc-42", '
-        '"rev": "2-…", "payload": {"_id": "acc-42", "balance": 10}, …}',
+        '{"id": "01J…", "received_at": "…Z", "datasource": "couch", "model": "accounts", "op": "updated", '
+        '"key": "acc-42", "rev": "2-…", "seq": "…", "payload": {"_id": "acc-42", "balance": 10}, "source": {…}}',
     ),
     (
         "model-message",

@@ -159,6 +159,7 @@ class ObjectDialog(QDialog):
             self.secret.setParent(self)
         if self.form is not None:
             self.form_holder.removeWidget(self.form)
+            self.form.hide()  # not drawn over the new one until its deferred delete
             self.form.deleteLater()
         self.form = SettingsForm(
             schema,
