@@ -186,6 +186,8 @@ class EventDetail(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.setAccessibleName("Event detail")
+        self.setAccessibleDescription("The selected event: its document, what changed, its envelope")
         self._event: CapturedEvent | None = None
         self._previous: CapturedEvent | None = None
         self._size = 0

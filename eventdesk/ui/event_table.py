@@ -420,6 +420,7 @@ class EventTableView(QWidget):
     """The table with Follow latest, Pause and Clear, and a one-line count of what is shown."""
 
     selectedEvent = Signal(object)
+    pausedChanged = Signal(bool)  # the window's Pause action follows the table's button
 
     def __init__(self, model: EventTableModel | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -439,6 +440,7 @@ class EventTableView(QWidget):
         self.follow_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
 
         self.pause_button = QPushButton("Pause", self)
+        self.pause_button.setObjectName("table_pause")
         self.pause_button.setCheckable(True)
         self.pause_button.setToolTip("Stop inserting arriving events; resume shows the latest")
         self.pause_button.toggled.connect(self._on_pause_toggled)
@@ -449,6 +451,11 @@ class EventTableView(QWidget):
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.table = QTableView(self)
+        self.table.setObjectName("event_table")
+        self.table.setAccessibleName("Events")
+        self.table.setAccessibleDescription(
+            "Captured events, newest last: received, datasource, model, op, key, revision, summary"
+        )
         self.table.setModel(self.model)
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
@@ -558,6 +565,7 @@ class EventTableView(QWidget):
     def _on_pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")
         self.model.set_paused(paused)
+        self.pausedChanged.emit(paused)
 
     def _on_selection_changed(self, *_: object) -> None:
         if self._removing:  # the selected row left the window: keep showing it

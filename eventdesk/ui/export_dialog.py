@@ -42,6 +42,7 @@ from eventdesk.core.export import EXTENSIONS, ExportProgress, ExportResult, expo
 from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.core.scope import EventScope, format_utc
 from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.dialog_guidance import describe_with_labels
 
 SCOPE_ALL, SCOPE_MATCHING, SCOPE_SHOWN, SCOPE_SELECTED = range(4)
 FORMAT_LABELS = (
@@ -51,6 +52,8 @@ FORMAT_LABELS = (
     ("parquet", "Parquet (.parquet)"),
 )
 ANY_OP = "any op"
+# The export's fields as its errors name them -> the labels the dialog shows.
+FIELD_LABELS = {"out": "File", "filter": "Filter", "format": "Format", "models": "Models", "op": "Op"}
 _ERROR_STYLE = "color: #d32f2f;"
 
 
@@ -274,13 +277,17 @@ class ExportDialog(QDialog):
         self.file_chooser = chooser
         chooser.open()
 
+    def describe(self, exc: EventDeskError) -> str:
+        """``exc`` with its field named by this dialog's label ("File", not "field 'out'")."""
+        return describe_with_labels(exc, None, FIELD_LABELS) or exc.describe()
+
     def start(self) -> None:
         if self.running:
             return
         try:
             scope = self.scope()
         except EventDeskError as exc:
-            self._show_error(exc.describe())
+            self._show_error(self.describe(exc))
             return
         out = Path(self.path_edit.text().strip()).expanduser()
         fmt, bom, guard = self.fmt, self.bom_check.isChecked(), self.guard_check.isChecked()
@@ -345,11 +352,11 @@ class ExportDialog(QDialog):
             return
         except EventDeskError as exc:
             self._set_running(False)
-            self._show_error(exc.describe())
+            self._show_error(self.describe(exc))
             return
         except OSError as exc:
             self._set_running(False)
-            self._show_error(f"export: field 'out': {exc.strerror or exc}")
+            self._show_error(f"export: {FIELD_LABELS['out']}: {exc.strerror or exc}")
             return
         self._set_running(False)
         self.export_result = result

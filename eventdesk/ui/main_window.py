@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
+    QHeaderView,
     QMainWindow,
     QMessageBox,
     QSplitter,
@@ -44,6 +44,7 @@ from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.filter_bar import FilterBar
 from eventdesk.ui.live_feed import LiveFeed
+from eventdesk.ui.menu_bar import DeskMenus
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_commands import ObjectCommands
 from eventdesk.ui.object_dialogs import ObjectDialog, describe_error
@@ -52,17 +53,12 @@ from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
 from eventdesk.ui.run_control import RunControl
 from eventdesk.ui.status_bar import StatusSummary, Summary
+from eventdesk.ui.window_layout import restore_layout, save_layout
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
 
 TICK_MS = 1000
-SETTINGS_GROUP = "main_window"
-
-
-def app_settings() -> QSettings:
-    """The app's QSettings in the default format (tests point it at a temporary path)."""
-    return QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope, "EventDesk", "EventDesk")
 
 
 class MainWindow(QMainWindow):
@@ -82,6 +78,7 @@ class MainWindow(QMainWindow):
         self._close_requested = False
         self.total_backlog: int | None = None
         self.total_quarantined = 0
+        self._export_dialog: ExportDialog | None = None
         self.setWindowTitle("EventDesk")
         self.resize(1280, 800)
 
@@ -125,10 +122,12 @@ class MainWindow(QMainWindow):
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.demo.act_send_samples)
         self.empty_state.open_demo.clicked.connect(self.demo.open_demo)
+        self.menus = DeskMenus(self, self)
         self.status = StatusSummary(self)
         self.setStatusBar(self.status)
 
         self.feed.batch.connect(self._on_batch)
+        self.table.pausedChanged.connect(self._on_paused)
         self.table.selectedEvent.connect(self._on_selected_event)
         self.filter_bar.filterChanged.connect(self._on_filter)
         self.status.quarantineClicked.connect(lambda: self.filter_bar.set_quarantined(True))
@@ -188,7 +187,7 @@ class MainWindow(QMainWindow):
             "stop_all", "Stop all", lambda: self.run_control.stop_all(), "Ctrl+Shift+R", icon="stop"
         )
         self.act_pause = self._action("pause", "Pause", self.toggle_pause, "Ctrl+P", icon="pause")
-        self.act_pause.setCheckable(True)
+        self.act_pause.setCheckable(True)  # one state with the table's Pause/Resume (_on_paused)
         self.act_focus_filter = self._action("focus_filter", "Filter", self.focus_filter, "Ctrl+F")
         self.act_export = self._action("export", "Export…", self.export_events, "Ctrl+E", icon="export")
         self.act_open_recording = self._action(
@@ -291,11 +290,12 @@ class MainWindow(QMainWindow):
         ws = self.home.workspace
         self.act_add_model.setEnabled(bool(ws.datasources))
         self.act_add_route.setEnabled(bool(ws.models))
-        self.act_start_all.setEnabled(bool(ws.models))
+        states = [self.runtime.state_of(f"model/{m}").state for m in ws.models]
+        self.act_start_all.setEnabled(any(s in (State.STOPPED, State.ERROR) for s in states))
         self.act_stop_all.setEnabled(
-            any(self.runtime.state_of(f"model/{m}").state is not State.STOPPED for m in ws.models)
-            or self.runtime.is_running("route")
+            any(s is not State.STOPPED for s in states) or self.runtime.is_running("route")
         )
+        self.demo.act_send_samples.setVisible(self.demo.sample_model() is not None)  # webhooks only
         if self.home.read_only is not None:
             for action in (
                 self.act_add_datasource,
@@ -304,6 +304,8 @@ class MainWindow(QMainWindow):
                 self.act_add_route,
                 self.act_start_all,
                 self.act_stop_all,
+                self.demo.act_send_samples,
+                self.menus.act_open_demo,
             ):
                 action.setEnabled(False)
             for button in (
@@ -376,13 +378,23 @@ class MainWindow(QMainWindow):
 
     def toggle_pause(self) -> None:
         self.table.set_paused(not self.table.model.paused)
-        self.act_pause.setChecked(self.table.model.paused)
+        self._on_paused(self.table.model.paused)
+
+    def _on_paused(self, paused: bool) -> None:
+        """The table paused or resumed (from either control): the toolbar's action shows it."""
+        self.act_pause.setChecked(paused)
+        self.act_pause.setText("Resume" if paused else "Pause")
 
     def focus_filter(self) -> None:
         self.filter_bar.focus_filter()
 
     def export_events(self) -> ExportDialog:
-        """The export dialog over the capture, the table's current filter and its selected rows."""
+        """The export dialog over the capture, the table's current filter and its selected rows;
+        one at a time: asked again while it is open, the open one is raised."""
+        if self._export_dialog is not None and self._export_dialog in self.dialogs:
+            self._export_dialog.raise_()
+            self._export_dialog.activateWindow()
+            return self._export_dialog
         dialog = ExportDialog(
             self.home.capture,
             models=self.home.workspace.models,
@@ -397,6 +409,7 @@ class MainWindow(QMainWindow):
             )
         )
         self.commands.track(dialog)
+        self._export_dialog = dialog
         dialog.show()
         return dialog
 
@@ -510,41 +523,17 @@ class MainWindow(QMainWindow):
         )
 
     # -- persistence -----------------------------------------------------------------------
-    def _headers(self) -> dict[str, Any]:
-        return {"tree_header": self.tree.header(), "table_header": self.table.table.horizontalHeader()}
-
     def save_settings(self) -> None:
-        s = app_settings()
-        s.beginGroup(SETTINGS_GROUP)
-        s.setValue("geometry", self.saveGeometry())
-        s.setValue("state", self.saveState())
-        s.setValue("main_split", self.main_split.saveState())
-        s.setValue("left_split", self.left_split.saveState())
-        for name, header in self._headers().items():
-            s.setValue(name, header.saveState())
-        s.endGroup()
-        s.sync()
+        save_layout(self, self._splits(), self._headers())
 
     def restore_settings(self) -> None:
-        s = app_settings()
-        s.beginGroup(SETTINGS_GROUP)
+        restore_layout(self, self._splits(), self._headers())
 
-        def value(name: str) -> QByteArray | None:
-            v = s.value(name)
-            return v if isinstance(v, QByteArray) and not v.isEmpty() else None
+    def _splits(self) -> dict[str, QSplitter]:
+        return {"main_split": self.main_split, "left_split": self.left_split}
 
-        if (v := value("geometry")) is not None:
-            self.restoreGeometry(v)
-        if (v := value("state")) is not None:
-            self.restoreState(v)
-        if (v := value("main_split")) is not None:
-            self.main_split.restoreState(v)
-        if (v := value("left_split")) is not None:
-            self.left_split.restoreState(v)
-        for name, header in self._headers().items():
-            if (v := value(name)) is not None:
-                header.restoreState(v)
-        s.endGroup()
+    def _headers(self) -> dict[str, QHeaderView]:
+        return {"tree_header": self.tree.header(), "table_header": self.table.table.horizontalHeader()}
 
     # -- closing ---------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:

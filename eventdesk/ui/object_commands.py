@@ -22,6 +22,7 @@ from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
 from eventdesk.core.secrets import delete_secret
 from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.dialog_guidance import reason_of
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, ObjectDialog, RouteDialog
 
@@ -229,8 +230,10 @@ class ObjectCommands(QObject):
         self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
         try:
             summary = await self.runtime.test_connection(kind, name)
-        except EventDeskError as exc:  # the exact error is the point of a test
-            self.notifications.notify("error", f"{kind} {name}: test failed", exc.describe(), key=key)
+        except EventDeskError as exc:  # the exact error is the point of a test: in view, not in Details
+            why = reason_of(exc, kind, name, self.home.workspace)
+            reason, _, more = why.partition("\n")
+            self.notifications.notify("error", f"{kind} {name}: test failed: {reason}", more or None, key=key)
         else:
             self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
 

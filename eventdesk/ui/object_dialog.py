@@ -7,6 +7,7 @@ connection-test row shows a busy indicator and Cancel, so the window never freez
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -33,8 +34,9 @@ from eventdesk.core.workspace import (
     check_name,
 )
 from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.dialog_guidance import describe_with_labels
 from eventdesk.ui.secret_dialog import SecretField
-from eventdesk.ui.settings_form import SettingsForm, error_border, error_label
+from eventdesk.ui.settings_form import FieldEditor, SettingsForm, error_border, error_label
 
 log = logging.getLogger(__name__)
 
@@ -138,38 +140,73 @@ class ObjectDialog(QDialog):
         """The row of a field that is not a schema field (name, kind, ...): its input and error."""
         return self._rows[key][1]
 
-    def add_row(self, key: str, title: str, widget: QWidget) -> FieldRow:
+    def add_row(self, key: str, title: str, widget: QWidget, *, first: bool = False) -> FieldRow:
+        """A row in the header; ``first`` puts it above the name (a kind is known first)."""
         row = FieldRow(widget, key)
         self._rows[key] = (title.rstrip(" *"), row)
-        self.header.addRow(title + ":", row)
+        if first:
+            self.header.insertRow(0, title + ":", row)
+        else:
+            self.header.addRow(title + ":", row)
         return row
 
     def set_schema(self, schema: Schema, values: dict[str, Any] | None = None) -> None:
         """(Re)generate the settings form, keeping what the user typed in shared fields."""
         old = self.form.values() if self.form is not None else {}
+        secret_fields = [f for f in schema.fields if f.secret]
+        if self.secret is not None:  # out of the old form before it goes: the new one places it
+            self.secret_label.setParent(self)
+            self.secret.setParent(self)
         if self.form is not None:
             self.form_holder.removeWidget(self.form)
+            self.form.hide()  # not drawn over the new one until its deferred delete
             self.form.deleteLater()
-        self.form = SettingsForm(schema, obj=f"{self.object_type} {self.name!r}")
+        self.form = SettingsForm(
+            schema,
+            obj=f"{self.object_type} {self.name!r}",
+            secret_row=(self.secret_label, self.secret) if self.secret is not None else None,
+        )
         start = schema.defaults()
         start.update({k: v for k, v in old.items() if k in start and v not in ("", None)})
         start.update(showable_values(schema, values or {}))
         self.form.set_values(start)
         self.form.changed.connect(self.revalidate)
         self.form_holder.addWidget(self.form)
-        secret_fields = [f for f in schema.fields if f.secret]
+        self.form.show()  # now, not on the next event-loop turn: the secret's row is inside it
         if self.secret is not None:
             self.secret.setVisible(bool(secret_fields))
             if secret_fields:
                 self.secret.label = secret_fields[0].title
                 self.secret_label.setText(secret_fields[0].title + ":")
             self.secret_label.setVisible(bool(secret_fields))
+        self._chain_tab_order()
         self.revalidate()
 
+    def _chain_tab_order(self) -> None:
+        """Tab goes down the rows as they show: the header's, then the form's (the secret's
+        editor, made before the form, would otherwise come first)."""
+        assert self.form is not None
+        chain: list[QWidget] = []
+        for layout in (self.header, self.form.form):
+            for r in range(layout.rowCount()):
+                item = layout.itemAt(r, QFormLayout.ItemRole.FieldRole)
+                widget = item.widget() if item is not None else None
+                if isinstance(widget, FieldRow | FieldEditor):
+                    chain.append(widget.input)
+                elif isinstance(widget, SecretField):
+                    chain.extend([widget.replace_button, widget.remove_button, widget.input])
+                elif widget is not None:
+                    chain.append(widget)
+        for first, second in itertools.pairwise(chain):
+            QWidget.setTabOrder(first, second)
+
     def add_secret_row(self, stored: SecretRef | None) -> None:
-        self.secret = SecretField("Secret", stored)
-        self.secret_label = QLabel("Secret:")
-        self.header.addRow(self.secret_label, self.secret)
+        """The secret's editor; :meth:`set_schema` shows it where the kind's schema has it."""
+        self.secret = SecretField("Secret", stored, self)
+        self.secret_label = QLabel("Secret:", self)
+        self.secret_label.setBuddy(self.secret)
+        self.secret.hide()
+        self.secret_label.hide()
         self.secret.changed.connect(self.revalidate)
 
     # -- validation ------------------------------------------------------------------------
@@ -212,9 +249,17 @@ class ObjectDialog(QDialog):
         elif fld == "secret" and self.secret is not None:
             self.secret.set_error(exc.detail)
         else:
-            self.general_error.setText(exc.describe())
+            self.general_error.setText(self.describe(exc))
             self.general_error.show()
         self.save_button.setEnabled(False)
+
+    def describe(self, exc: BaseException) -> str:
+        """``exc`` in words, its field named by the label this dialog shows for it."""
+        rows = {key: title for key, (title, _row) in self._rows.items()}
+        if self.secret is not None:
+            rows["secret"] = self.secret.label
+        labelled = describe_with_labels(exc, self.form.schema if self.form is not None else None, rows)
+        return labelled if labelled is not None else describe_error(exc)
 
     # -- saving ----------------------------------------------------------------------------
     def save(self) -> None:
@@ -273,6 +318,13 @@ class ConnectionTestRow(QWidget):
         self.cancel.show()
         self.result.setStyleSheet("")
         self.result.setText("Testing…")
+
+    def clear(self) -> None:
+        """What was tested changed: the last result no longer says anything (a running test
+        goes on and reports)."""
+        if self.button.isEnabled():
+            self.result.clear()
+            self.result.setStyleSheet("")
 
     def finished(self, ok: bool | None, message: str) -> None:
         self.button.setEnabled(True)

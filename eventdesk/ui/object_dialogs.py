@@ -34,6 +34,7 @@ from eventdesk.core.workspace import (
     RouteConfig,
     Workspace,
 )
+from eventdesk.ui.dialog_guidance import URL_PLACEHOLDERS, format_examples_label
 from eventdesk.ui.object_dialog import ConnectionTestRow, ObjectDialog, describe_error
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class _TestableDialog(ObjectDialog):
         self.kind_combo.addItems(list(self.kinds))
         if current is not None:
             self.kind_combo.setCurrentText(current.kind)
-        self.add_row("kind", "Kind", self.kind_combo)
+        self.add_row("kind", "Kind", self.kind_combo, first=True)
         self.add_secret_row(current.secret if current is not None else None)
         if current is not None and current.secret is not None:
             self.check_stored_secret(current.secret)
@@ -64,7 +65,20 @@ class _TestableDialog(ObjectDialog):
         self.test.button.clicked.connect(self.start_test)
         self.test.cancel.clicked.connect(self.cancel_test)
         self.kind_combo.currentTextChanged.connect(lambda _k: self.set_schema(self.schema_of(self.kind)))
+        assert self.secret is not None
+        self.secret.changed.connect(self.test.clear)  # a result says nothing about other values
         self.set_schema(self.schema_of(self.kind), current.settings if current is not None else None)
+
+    def set_schema(self, schema: Schema, values: dict[str, Any] | None = None) -> None:
+        """The kind's form, its URL placeholder following the kind; a new kind or an edit of
+        a field clears the last test's result."""
+        super().set_schema(schema, values)
+        assert self.form is not None
+        url = self.form.editors.get("url")
+        if url is not None and self.kind in URL_PLACEHOLDERS:
+            url.placeholder(URL_PLACEHOLDERS[self.kind])
+        self.form.changed.connect(self.test.clear)
+        self.test.clear()
 
     @property
     def kind(self) -> str:
@@ -177,7 +191,7 @@ class _TestableDialog(ObjectDialog):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the exact error is the point of a test
-            self.test.finished(False, describe_error(exc))
+            self.test.finished(False, self.describe(exc))
         else:
             self.test.finished(True, summary or "Connected.")
 
@@ -422,6 +436,8 @@ class RouteDialog(ObjectDialog):
         if self.fixed_model:
             self.setWindowTitle(f"Republish {model}")
         self.set_schema(ROUTE_SCHEMA, current.settings if current else None)
+        self.format_examples = format_examples_label()
+        self.extra.addWidget(self.format_examples)
         self.model_combo.currentTextChanged.connect(self._targets_changed)
         self.broker_combo.currentTextChanged.connect(self._targets_changed)
         self.name_edit.textEdited.connect(self._name_edited)

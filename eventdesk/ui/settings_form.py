@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.settings_schema import Field, Schema
+from eventdesk.ui.dialog_guidance import choice_label
 
 ERROR_STYLE = "color: #c62828;"
 _INT_LIMIT = 2_000_000_000
@@ -116,7 +117,8 @@ class FieldEditor(QWidget):
             widget = box
         elif f.type == "choice":
             combo = QComboBox()
-            combo.addItems(list(f.choices))
+            for choice in f.choices:  # shown in words ("From now"), stored as the value ("now")
+                combo.addItem(choice_label(f.name, choice), choice)
             combo.currentIndexChanged.connect(self.changed)
             widget = combo
         elif f.type == "json":
@@ -147,7 +149,8 @@ class FieldEditor(QWidget):
         if isinstance(w, QCheckBox):
             return w.isChecked()
         if isinstance(w, QComboBox):
-            return w.currentText()
+            data = w.currentData()
+            return data if isinstance(data, str) else w.currentText()
         if isinstance(w, QPlainTextEdit):
             return w.toPlainText().strip()
         raise TypeError(type(w).__name__)  # pragma: no cover
@@ -163,13 +166,18 @@ class FieldEditor(QWidget):
         elif isinstance(w, QCheckBox):
             w.setChecked(bool(value))
         elif isinstance(w, QComboBox):
-            index = w.findText("" if value is None else str(value))
+            index = w.findData("" if value is None else str(value))
             w.setCurrentIndex(max(index, 0))
         elif isinstance(w, QPlainTextEdit):
             if value is None or value == "":
                 w.setPlainText("")
             else:
                 w.setPlainText(value if isinstance(value, str) else json.dumps(value, indent=2))
+
+    def placeholder(self, text: str) -> None:
+        """Show ``text`` in an empty line edit (a URL's shape for the chosen kind, say)."""
+        if isinstance(self.input, QLineEdit):
+            self.input.setPlaceholderText(text)
 
     def set_error(self, message: str | None) -> None:
         error_border(self.input, bool(message))
@@ -184,7 +192,16 @@ class SettingsForm(QWidget):
     validChanged = Signal(bool)
     changed = Signal()
 
-    def __init__(self, schema: Schema, obj: str = "settings", parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        obj: str = "settings",
+        parent: QWidget | None = None,
+        *,
+        secret_row: tuple[QWidget, QWidget] | None = None,
+    ) -> None:
+        """``secret_row`` (label, editor): the dialog's secret field, shown where the schema
+        has its secret (after the username, say), though the form does not hold its value."""
         super().__init__(parent)
         self.schema = schema
         self.obj = obj
@@ -203,6 +220,9 @@ class SettingsForm(QWidget):
         self.advanced_toggle: QToolButton | None = None
         self.advanced_box: QWidget | None = None
         for f in schema.fields:
+            if f.secret and not f.advanced and secret_row is not None:
+                self.form.addRow(*secret_row)
+                secret_row = None
             if f.secret or f.advanced:
                 continue
             self._add(self.form, f)

@@ -261,6 +261,8 @@ class WorkspaceTree(QTreeView):
         self.tree_model = WorkspaceTreeModel(self)
         self.setModel(self.tree_model)
         self.setObjectName("workspace_tree")
+        self.setAccessibleName("Workspace")
+        self.setAccessibleDescription("Datasources with their models, brokers and routes, with states")
         self.setUniformRowHeights(True)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)

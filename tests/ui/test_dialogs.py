@@ -358,7 +358,7 @@ def test_test_connection_reports_success_and_exact_error(
     dialog.test.button.click()
     qtbot.waitUntil(lambda: dialog.test.result.text().startswith("✘"))
     assert dialog.test.result.text() == (
-        "✘ datasource 'prod': field 'secret': HTTP 401: name or password is incorrect"
+        "✘ datasource 'prod': Password / API key: HTTP 401: name or password is incorrect"
     )
     assert dialog.test.button.isEnabled() and not dialog.test.busy.isVisible()
 

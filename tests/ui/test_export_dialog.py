@@ -141,16 +141,19 @@ def test_table_scope_selected_rows_and_errors(
     dialog.expression_edit.setText("payload.[")
     assert dialog.expression_error.isVisible()
     dialog.export_button.click()
-    assert "field 'filter'" in dialog.status_label.text()
+    assert "export: Filter: invalid JMESPath" in dialog.status_label.text()
     dialog.expression_edit.setText("foo(bar)")
     assert dialog.expression_error.isVisible()
     assert "unknown function foo()" in dialog.expression_error.text()
     dialog.export_button.click()
-    assert "field 'filter'" in dialog.status_label.text() and "foo()" in dialog.status_label.text()
+    assert (
+        "export: Filter: invalid JMESPath" in dialog.status_label.text()
+        and "foo()" in dialog.status_label.text()
+    )
     dialog.expression_edit.setText("")
     dialog.path_edit.setText(str(tmp_path / "missing" / "x.jsonl"))
     dialog.export_button.click()
-    qtbot.waitUntil(lambda: "field 'out'" in dialog.status_label.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "File: " in dialog.status_label.text(), timeout=10_000)
 
 
 def test_open_recording_shows_it_in_its_own_window(
@@ -224,7 +227,7 @@ def test_export_to_a_fifo_shows_the_error_and_leaves_it(
     dialog = make_dialog(dialog_for, qtbot, capture, models=["accounts"])
     dialog.path_edit.setText(str(fifo))
     dialog.export_button.click()
-    qtbot.waitUntil(lambda: "field 'out'" in dialog.status_label.text(), timeout=10_000)
+    qtbot.waitUntil(lambda: "File: " in dialog.status_label.text(), timeout=10_000)
     assert "is a FIFO" in dialog.status_label.text() and str(fifo) in dialog.status_label.text()
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".pipe", "pipe"))) == [

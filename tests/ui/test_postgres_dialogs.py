@@ -54,7 +54,7 @@ def test_postgres_datasource_form_test_button_and_model_form(
     fill(dialog, pg.password_url(), "not-" + PASSWORD)
     dialog.test.button.click()
     qtbot.waitUntil(lambda: dialog.test.result.text().startswith("✘"), timeout=20000)
-    assert "datasource 'pg': field 'secret'" in dialog.test.result.text()
+    assert "datasource 'pg': Password: " in dialog.test.result.text()
     assert "not-" + PASSWORD not in dialog.test.result.text()
     fill(dialog, pg.password_url(), PASSWORD)
     dialog.test.button.click()
