@@ -293,12 +293,12 @@ class EventDetail(QWidget):
             f"<b>{esc(str(env.get('model', '')))}</b>",
             f"<b style='color:{color}'>{esc(op)}</b>",
             f"key <b>{esc(str(env.get('key', '')))}</b>",
-            f"rev {esc(str(env.get('rev')))}",
+            f"rev {esc(str(env.get('rev')))}" if env.get("rev") is not None else "",  # webhooks have none
             f"<span title='{esc(seq)}'>seq {esc(seq_short)}</span>",
             esc(str(env.get("received_at", ""))),
             esc(str(env.get("datasource", ""))),
         ]
-        return " · ".join(parts)
+        return " · ".join(p for p in parts if p)
 
     def _render_current(self, tab: int) -> None:
         if self._event is None:

@@ -188,3 +188,10 @@ def test_big_numbers_are_shown_exactly(detail: EventDetail, capture: Capture) ->
     assert pretty_json({"n": big}) == f'{{\n  "n": {big}\n}}'
     model = detail.tree_model
     assert model.json_of(model.index(0, 0)) == str(big)
+
+
+def test_the_header_names_a_rev_only_where_the_source_has_one() -> None:
+    webhook = CapturedEvent(1, {"model": "m", "op": "created", "key": "k", "rev": None, "seq": "s"})
+    couch = CapturedEvent(2, {"model": "m", "op": "updated", "key": "k", "rev": "2-ab", "seq": "s"})
+    assert "rev" not in EventDetail._header_html(webhook).replace("received", "")
+    assert "rev 2-ab" in EventDetail._header_html(couch)
