@@ -19,7 +19,7 @@ from collections.abc import Callable
 from eventdesk.core import json_codec
 from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import Appended, RouteRow
-from eventdesk.core.contracts import Publisher, State, StateChange
+from eventdesk.core.contracts import MessageFields, Publisher, State, StateChange
 from eventdesk.core.envelope import encode_payload
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, EventDeskError, PoisonError
 from eventdesk.core.rate import RateMeter
@@ -46,6 +46,20 @@ ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flig
 ROUTE_TAIL = 2 * ROUTE_BATCH
 ROUTE_TAIL_BYTES = 8 * 1024 * 1024
 QUARANTINE_POLL_S = 1.0  # how often a route looks for quarantined events the user asked to retry
+
+
+def message_fields(raw: bytes, model: str) -> MessageFields:
+    """The envelope fields of one stored event (for a publisher that wants them)."""
+    env = json_codec.loads(raw)
+    rev = env.get("rev")
+    return MessageFields(
+        str(env.get("datasource", "")),
+        model,
+        str(env.get("op", "")),
+        str(env.get("key", "")),
+        None if rev is None else str(rev),
+        str(env.get("id", "")),
+    )
 
 
 class RouteWorker(RoutePoison):
@@ -313,7 +327,10 @@ class RouteWorker(RoutePoison):
         """Publish ``rows`` in order, in batches of ROUTE_SEND_BATCH; returns the last position
         handed over."""
         fmt, model = self.format, self.model
-        render_fields = self.template.render_fields
+        template = self.template
+        if template.separator != publisher.topic_separator:  # a NATS subject: its own escaping
+            template = self.template = TopicTemplate(template.template, publisher.topic_separator)
+        render_fields = template.render_fields
         messages: list[tuple[str, bytes] | None] = [
             (
                 render_fields(datasource, model, op, key),  # from the columns: no JSON parsing
@@ -343,12 +360,19 @@ class RouteWorker(RoutePoison):
             link = self.link
             alone = link is None or link.alone(self)  # else a drop may be another route's doing
             self.single = (rows[0], asyncio.get_running_loop().time(), alone)
+        fields = [message_fields(raw, model) for _, raw, *_ in rows] if publisher.wants_fields else None
         step = ROUTE_SEND_BATCH
         for start in range(0, len(rows), step):
             part = messages[start : start + step]
             batch = [m for m in part if m is not None] if poisoned else part
             try:
-                fut = publisher.publish_many(batch, self.qos, self.retain)  # type: ignore[arg-type]
+                if fields is None:
+                    fut = publisher.publish_many(batch, self.qos, self.retain)  # type: ignore[arg-type]
+                else:
+                    fpart = fields[start : start + step]
+                    if poisoned:
+                        fpart = [f for f, m in zip(fpart, part, strict=True) if m is not None]
+                    fut = publisher.publish_with_fields(batch, fpart, self.qos, self.retain)  # type: ignore[arg-type]
             except BrokerDisconnectedError:
                 break
             chunk = rows[start : start + step]
