@@ -19,11 +19,11 @@ from collections.abc import Callable
 from eventdesk.core import json_codec
 from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import Appended, RouteRow
-from eventdesk.core.contracts import MessageFields, Publisher, State, StateChange
+from eventdesk.core.contracts import Publisher, State, StateChange
 from eventdesk.core.envelope import encode_payload
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, EventDeskError, PoisonError
 from eventdesk.core.rate import RateMeter
-from eventdesk.core.route_poison import RoutePoison
+from eventdesk.core.route_poison import RoutePoison, message_fields
 from eventdesk.core.runtime_hub import RuntimeHub
 from eventdesk.core.topic_template import TopicTemplate
 from eventdesk.core.workspace import RouteConfig, RouteSettings
@@ -46,20 +46,6 @@ ROUTE_DRAIN_S = 2.0  # on stop, how long a connected route waits for its in-flig
 ROUTE_TAIL = 2 * ROUTE_BATCH
 ROUTE_TAIL_BYTES = 8 * 1024 * 1024
 QUARANTINE_POLL_S = 1.0  # how often a route looks for quarantined events the user asked to retry
-
-
-def message_fields(raw: bytes, model: str) -> MessageFields:
-    """The envelope fields of one stored event (for a publisher that wants them)."""
-    env = json_codec.loads(raw)
-    rev = env.get("rev")
-    return MessageFields(
-        str(env.get("datasource", "")),
-        model,
-        str(env.get("op", "")),
-        str(env.get("key", "")),
-        None if rev is None else str(rev),
-        str(env.get("id", "")),
-    )
 
 
 class RouteWorker(RoutePoison):
@@ -142,6 +128,8 @@ class RouteWorker(RoutePoison):
             link = self.link = self.link_for(self.broker)
             publisher = await link.acquire()
             acquired = True
+            if self.template.separator != publisher.topic_separator:  # NATS subjects: their own escaping
+                self.template = TopicTemplate(self.template.template, publisher.topic_separator)
             stored = await self.hub.db(self.hub.capture.route_position, self.name)
             self.position = stored if stored is not None else 0
             self.hub.set_state(self.key, StateChange(State.CONNECTING))
@@ -327,10 +315,7 @@ class RouteWorker(RoutePoison):
         """Publish ``rows`` in order, in batches of ROUTE_SEND_BATCH; returns the last position
         handed over."""
         fmt, model = self.format, self.model
-        template = self.template
-        if template.separator != publisher.topic_separator:  # a NATS subject: its own escaping
-            template = self.template = TopicTemplate(template.template, publisher.topic_separator)
-        render_fields = template.render_fields
+        render_fields = self.template.render_fields
         messages: list[tuple[str, bytes] | None] = [
             (
                 render_fields(datasource, model, op, key),  # from the columns: no JSON parsing

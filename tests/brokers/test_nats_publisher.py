@@ -22,6 +22,7 @@ from eventdesk.core.topic_template import TopicTemplate, check_template
 from eventdesk.core.workspace import BrokerConfig
 from tests.brokers.conftest import StateRecorder
 from tests.peers.nats_server import NatsServer, nats_server  # noqa: F401 - fixture
+from tests.peers.tls import make_test_pki
 
 pytestmark = pytest.mark.asyncio
 
@@ -245,3 +246,24 @@ async def test_settings_refuse_what_cannot_work() -> None:
         SCHEMA.validate({"url": "nats://u:pw@x:1"}, "broker 'n'")
     ok = SCHEMA.validate({"url": "nats://a:1, nats://b:2", "stream": "S"}, "broker 'n'")
     assert ok["delivery"] == "jetstream"
+
+
+async def test_tls_needs_the_right_ca(tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path / "pki")
+    conf = f'tls {{\n  cert_file: "{pki.server.cert}"\n  key_file: "{pki.server.key}"\n}}\n'
+    server = NatsServer(tmp_path / "tls", extra_conf=conf)
+    server.start()
+    try:
+        url = f"tls://127.0.0.1:{server.port}"
+        summary = await NatsPublisher.test_connection(nats_config(url, ca_file=str(pki.ca)), None)
+        assert "connected to tls://127.0.0.1" in summary
+        with pytest.raises(BrokerError) as caught:
+            await NatsPublisher.test_connection(nats_config(url, ca_file=str(pki.other_ca)), None)
+        assert caught.value.field == "ca_file" and caught.value.terminal
+        assert "certificate could not be verified" in str(caught.value)
+        # A nats:// URL to a server that wants TLS: nats-py upgrades, the system's CAs refuse.
+        with pytest.raises(BrokerError) as plain:
+            await NatsPublisher.test_connection(nats_config(server.url), None)
+        assert plain.value.field == "ca_file" and "certificate" in str(plain.value)
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ its payload (the ``Nats-Msg-Id`` and the envelope headers).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import ssl
@@ -118,9 +119,10 @@ async def open_connection(
     try:
         await nc.connect(**options, **callbacks)
     except Exception as exc:
-        # nats-py leaves the socket of a refused connection (bad credentials) open: close it.
+        # nats-py leaves the socket of a refused connection (bad credentials) open: close it;
+        # after a failed TLS handshake its close() can wait for ever on the transport: bounded.
         with contextlib.suppress(Exception):
-            await nc.close()
+            await asyncio.wait_for(nc.close(), 1.0)
         raise connect_error(exc, label, where(settings)) from None
     return nc
 

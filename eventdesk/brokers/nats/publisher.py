@@ -266,7 +266,13 @@ class NatsPublisher(Publisher):
     def _ack_timed_out(self, batch: _Batch) -> None:
         for token in batch.tokens:
             self._pending.pop(token, None)
-        batch.fail(BrokerError(f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label))
+        # Like a dropped connection (the stream's leader away, a cluster electing one): the
+        # route sends the batch again and the duplicate window drops what was stored.
+        batch.fail(
+            BrokerDisconnectedError(
+                f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label
+            )
+        )
 
     async def _send_loop(self, nc: Client) -> None:
         """Send the outbox in order (nc.publish only buffers, except when its buffer is full)."""
