@@ -4,6 +4,7 @@ an outage mid-stream, hostile values in subjects and the named misconfigurations
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -267,3 +268,14 @@ async def test_tls_needs_the_right_ca(tmp_path: Path) -> None:
         assert plain.value.field == "ca_file" and "certificate" in str(plain.value)
     finally:
         server.stop()
+
+
+async def test_nkey_without_the_nkeys_package_is_named(tmp_path: Path) -> None:
+    seed = tmp_path / "user.nk"
+    seed.write_text("SUAM2SEEDNOTREALBUTSHAPEDLIKEONE\n")
+    config = nats_config("nats://127.0.0.1:1", nkey=str(seed))
+    if importlib.util.find_spec("nkeys") is not None:
+        pytest.skip("nkeys is installed: the message for its absence cannot be shown")
+    with pytest.raises(BrokerError) as caught:
+        await NatsPublisher.test_connection(config, None)
+    assert caught.value.field == "nkey" and "nkeys" in str(caught.value)

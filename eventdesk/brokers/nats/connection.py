@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import ssl
 import urllib.parse
 from typing import Any
@@ -77,6 +78,17 @@ def connect_options(settings: NatsSettings, secret: str | None, label: str, time
         options["password"] = secret or ""
     elif secret and not settings.creds and not settings.nkey:
         options["token"] = secret
+    if settings.creds or settings.nkey:
+        field = "creds" if settings.creds else "nkey"
+        if importlib.util.find_spec("nkeys") is None:
+            # nats-py signs the server's nonce with the optional nkeys package (nats-py[nkeys]).
+            raise BrokerError(
+                "a credentials file or an NKey seed needs the Python package 'nkeys' (pip install "
+                "'nats-py[nkeys]'), which is not installed",
+                obj=label,
+                field=field,
+                terminal=True,
+            )
     if settings.creds:
         options["user_credentials"] = settings.creds
     if settings.nkey:
