@@ -28,15 +28,16 @@ def check_urls(value: Any) -> str | None:
         url = part.strip()
         if not url:
             return "an empty URL in the list (nats://HOST:PORT[,nats://HOST:PORT...])"
-        parsed = urllib.parse.urlsplit(with_scheme(url))
-        if parsed.scheme not in URL_SCHEMES or not parsed.hostname:
-            return f"not a nats://HOST:PORT or tls://HOST:PORT URL: {url.split('@')[-1]!r}"
+        shown = url.split("@")[-1]  # never a user:password@ part
+        try:
+            parsed = urllib.parse.urlsplit(with_scheme(url))
+            host, _port = parsed.hostname, parsed.port  # each raises ValueError when malformed
+        except ValueError:
+            return f"not a nats://HOST:PORT or tls://HOST:PORT URL (bad host or port): {shown!r}"
+        if parsed.scheme not in URL_SCHEMES or not host:
+            return f"not a nats://HOST:PORT or tls://HOST:PORT URL: {shown!r}"
         if parsed.password:
             return "put the password in the broker's secret (keyring or --secret-env), not in the URL"
-        try:
-            parsed.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            return f"bad port in {url!r}"
     return None
 
 
@@ -78,6 +79,7 @@ SCHEMA = Schema(
             label="URL",
             required=True,
             validator=check_urls,
+            url_schemes=URL_SCHEMES,  # checked by check_urls (a "str": a list of URLs is no "url")
             help="nats://HOST:PORT (or HOST[:PORT]; default port 4222), tls://HOST:PORT; several, comma-separated, for a cluster.",
         ),
         Field(
