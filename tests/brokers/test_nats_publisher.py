@@ -279,3 +279,24 @@ async def test_nkey_without_the_nkeys_package_is_named(tmp_path: Path) -> None:
     with pytest.raises(BrokerError) as caught:
         await NatsPublisher.test_connection(config, None)
     assert caught.value.field == "nkey" and "nkeys" in str(caught.value)
+
+
+async def test_core_delivery_reaches_a_plain_subscriber(nats_server: NatsServer, make_nats: MakeNats) -> None:  # noqa: F811
+    nc = await nats.connect(nats_server.url)
+    got: list[Any] = []
+    try:
+        sub = await nc.subscribe("core.>")
+        await nc.flush()
+        publisher, _ = make_nats(nats_config(nats_server.url, delivery="core"))
+        await publisher.start()
+        await publisher.wait_connected()
+        messages = [(f"core.k{i}", b"%d" % i) for i in range(50)]
+        await asyncio.wait_for(
+            publisher.publish_with_fields(messages, [fields(i) for i in range(50)], 0, False), 5
+        )
+        for _ in range(50):
+            got.append(await sub.next_msg(timeout=5))
+    finally:
+        await nc.close()
+    assert [m.data for m in got] == [b"%d" % i for i in range(50)]  # in order
+    assert got[3].headers["Nats-Msg-Id"] == msg_id(fields(3))
