@@ -13,7 +13,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from eventdesk.core.errors import PoisonError
 
@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 # MQTT's limits, the default for every broker: a topic of 65,535 bytes, a packet of 256 MB.
 MAX_TOPIC_BYTES = 65535
 MAX_PAYLOAD_BYTES = 268435455 - MAX_TOPIC_BYTES - 16
+
+
+class MessageFields(NamedTuple):
+    """The envelope fields of one message, for a broker that carries them beside the payload
+    (headers, a de-duplication id): see :attr:`Publisher.wants_fields`."""
+
+    datasource: str
+    model: str
+    op: str
+    key: str
+    rev: str | None
+    id: str  # the event's id: the same on every resend of one captured event
 
 
 class State(enum.StrEnum):
@@ -146,6 +158,12 @@ class Publisher(ABC):
     # True for a broker EventDesk runs itself (kind ``local``): the runtime keeps it started for
     # as long as the runtime runs, so clients can subscribe before any route publishes.
     hosted: ClassVar[bool] = False
+    # The topic template's level separator: "/" (MQTT topics) or "." (NATS subjects), which
+    # also picks how values are escaped (core/topic_template.py).
+    topic_separator: ClassVar[str] = "/"
+    # True: routes publish through :meth:`publish_with_fields`, handing each message's
+    # envelope fields along (parsing them costs a little, so only kinds that use them ask).
+    wants_fields: ClassVar[bool] = False
 
     def __init__(
         self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
@@ -207,6 +225,17 @@ class Publisher(ABC):
         cheaply than one future each; this default publishes them one by one."""
         futures = [self.publish(topic, payload, qos, retain) for topic, payload in messages]
         return asyncio.gather(*futures)  # type: ignore[return-value]
+
+    def publish_with_fields(
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        fields: Sequence[MessageFields],
+        qos: int,
+        retain: bool,
+    ) -> asyncio.Future[None]:
+        """:meth:`publish_many` with each message's envelope fields (``fields[i]`` is
+        ``messages[i]``'s); asked only of a kind whose :attr:`wants_fields` is True."""
+        return self.publish_many(messages, qos, retain)
 
     @abstractmethod
     async def close(self, timeout: float = 2.0) -> None:

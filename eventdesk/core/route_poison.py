@@ -15,7 +15,7 @@ import logging
 from eventdesk.core import json_codec
 from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import RouteRow
-from eventdesk.core.contracts import Publisher
+from eventdesk.core.contracts import MessageFields, Publisher
 from eventdesk.core.envelope import encode_payload
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
 from eventdesk.core.runtime_hub import RuntimeHub
@@ -33,6 +33,20 @@ POISON_DROPS = 3
 POISON_DROP_S = 5.0
 POISON_REFUSALS = 3
 REFUSAL_PAUSE_S = 1.0
+
+
+def message_fields(raw: bytes, model: str) -> MessageFields:
+    """The envelope fields of one stored event (for a publisher that wants them)."""
+    env = json_codec.loads(raw)
+    rev = env.get("rev")
+    return MessageFields(
+        str(env.get("datasource", "")),
+        model,
+        str(env.get("op", "")),
+        str(env.get("key", "")),
+        None if rev is None else str(rev),
+        str(env.get("id", "")),
+    )
 
 
 class RoutePoison:
@@ -205,7 +219,12 @@ class RoutePoison:
                 self._poisoned(row, problem.field or "message", problem.detail, in_order=False, retried=True)
                 continue
             try:
-                await asyncio.wait_for(publisher.publish(topic, payload, self.qos, self.retain), 30.0)
+                if publisher.wants_fields:
+                    fields = [message_fields(row[1], self.model)]
+                    sending = publisher.publish_with_fields([(topic, payload)], fields, self.qos, self.retain)
+                else:
+                    sending = publisher.publish(topic, payload, self.qos, self.retain)
+                await asyncio.wait_for(sending, 30.0)
             except PoisonError as exc:
                 self._poisoned(row, exc.field or "message", exc.detail, in_order=False, retried=True)
             except (BrokerError, TimeoutError) as exc:

@@ -23,7 +23,7 @@ from eventdesk.core.contracts import Publisher, State, StateChange
 from eventdesk.core.envelope import encode_payload
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, EventDeskError, PoisonError
 from eventdesk.core.rate import RateMeter
-from eventdesk.core.route_poison import RoutePoison
+from eventdesk.core.route_poison import RoutePoison, message_fields
 from eventdesk.core.runtime_hub import RuntimeHub
 from eventdesk.core.topic_template import TopicTemplate
 from eventdesk.core.workspace import RouteConfig, RouteSettings
@@ -128,6 +128,8 @@ class RouteWorker(RoutePoison):
             link = self.link = self.link_for(self.broker)
             publisher = await link.acquire()
             acquired = True
+            if self.template.separator != publisher.topic_separator:  # NATS subjects: their own escaping
+                self.template = TopicTemplate(self.template.template, publisher.topic_separator)
             stored = await self.hub.db(self.hub.capture.route_position, self.name)
             self.position = stored if stored is not None else 0
             self.hub.set_state(self.key, StateChange(State.CONNECTING))
@@ -343,12 +345,19 @@ class RouteWorker(RoutePoison):
             link = self.link
             alone = link is None or link.alone(self)  # else a drop may be another route's doing
             self.single = (rows[0], asyncio.get_running_loop().time(), alone)
+        fields = [message_fields(raw, model) for _, raw, *_ in rows] if publisher.wants_fields else None
         step = ROUTE_SEND_BATCH
         for start in range(0, len(rows), step):
             part = messages[start : start + step]
             batch = [m for m in part if m is not None] if poisoned else part
             try:
-                fut = publisher.publish_many(batch, self.qos, self.retain)  # type: ignore[arg-type]
+                if fields is None:
+                    fut = publisher.publish_many(batch, self.qos, self.retain)  # type: ignore[arg-type]
+                else:
+                    fpart = fields[start : start + step]
+                    if poisoned:
+                        fpart = [f for f, m in zip(fpart, part, strict=True) if m is not None]
+                    fut = publisher.publish_with_fields(batch, fpart, self.qos, self.retain)  # type: ignore[arg-type]
             except BrokerDisconnectedError:
                 break
             chunk = rows[start : start + step]

@@ -5,6 +5,12 @@ stays one level and cannot name a wildcard or a ``$`` topic (``%`` -> ``%25``, `
 ``%2F``, ``+`` -> ``%2B``, ``#`` -> ``%23``, NUL -> ``%00``, a leading ``$`` -> ``%24``; an
 empty value becomes ``_``). ``urllib.parse.unquote`` gives the value back. ``{key:levels}``
 lets a value span levels: its ``/`` stay, empty levels become ``_``, the rest is escaped alike.
+
+A NATS subject (``separator="."``, the ``nats`` broker kind) is escaped the same way and also
+percent-encodes what NATS gives a meaning to: ``.`` (the token separator) -> ``%2E``, ``*`` ->
+``%2A``, ``>`` -> ``%3E`` and every whitespace or control character (``%20``, ``%09``, ...), so a
+value stays one token and no document can add a token or a wildcard; ``{key:levels}`` turns a
+value's ``/`` into ``.`` tokens there.
 """
 
 from __future__ import annotations
@@ -75,6 +81,32 @@ def escape_value(value: Any) -> str:
     return text
 
 
+def _nats_special(text: str) -> bool:
+    return any(c in ".*>%/+#\x00" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def escape_token(value: Any) -> str:
+    """``value`` as one NATS subject token: :func:`escape_value`, plus ``.``, ``*``, ``>``,
+    whitespace and control characters percent-encoded (the module docstring)."""
+    text = value if type(value) is str else str(value)
+    if not text:
+        return "_"
+    if _nats_special(text):
+        text = "".join(
+            f"%{ord(c):02X}" if c in ".*>%/+#" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F else c
+            for c in text
+        )
+    if text[0] == "$":
+        text = "%24" + text[1:]
+    return text
+
+
+def escape_tokens(value: Any) -> str:
+    """``value`` as one or more NATS subject tokens: its ``/`` become ``.``, the rest as :func:`escape_token`."""
+    text = value if type(value) is str else str(value)
+    return ".".join([escape_token(level) for level in text.split("/")])
+
+
 def escape_levels(value: Any) -> str:
     """``value`` as one or more topic levels: its ``/`` stay, everything else as :func:`escape_value`."""
     text = value if type(value) is str else str(value)
@@ -84,8 +116,12 @@ def escape_levels(value: Any) -> str:
 class TopicTemplate:
     """A checked template; :meth:`render` is on the publish path, so it is cheap."""
 
-    def __init__(self, template: str) -> None:
+    def __init__(self, template: str, separator: str = "/") -> None:
+        """``separator``: ``/`` for MQTT topics, ``.`` for NATS subjects (the publisher's
+        ``topic_separator``), which escape values differently (the module docstring)."""
         self.template = template
+        self.separator = separator
+        nats = separator == "."
         fields = _fields(template)
         self._static = not fields
         # For render_fields: the template as a %-format, and which of the four values fill it how.
@@ -94,13 +130,20 @@ class TopicTemplate:
             for literal, name, _, _ in string.Formatter().parse(template)
         )
         self._order = tuple(
-            (PLACEHOLDERS.index(name), escape_levels if levels else escape_value) for name, levels in fields
+            (
+                PLACEHOLDERS.index(name),
+                (escape_tokens if levels else escape_token)
+                if nats
+                else (escape_levels if levels else escape_value),
+            )
+            for name, levels in fields
         )
         # The fast path, when no value needs escaping: the values the template takes (one value,
         # or a tuple of them), scanned at once.
         self._pick = operator.itemgetter(*(i for i, _ in self._order)) if fields else None
         self._one = len(fields) == 1
-        self._plain = not any(levels for _, levels in fields)
+        # NATS subjects always take the long way (the fast path's scan is MQTT's).
+        self._plain = not nats and not any(levels for _, levels in fields)
 
     def render(self, envelope: dict[str, Any]) -> str:
         if self._static:

@@ -174,7 +174,10 @@ def _put(ws: Workspace, object_type: str, kind: str, settings: dict[str, Any]) -
         base = {"database": "db"} if "database" in connector_class(kind).model_schema.names else {}
         ws.put_model(ModelConfig("obj", "ds", {**base, **settings}), replace=True)
     elif object_type == "broker":
-        base = {"url": "mqtt://127.0.0.1:1883"} if kind == "mqtt" else {}
+        schema = broker_class(kind).schema
+        base = (
+            {"url": f"{schema.field('url').url_schemes[0]}://127.0.0.1:1883"} if "url" in schema.names else {}
+        )
         ws.put_broker(BrokerConfig("obj", kind, {**base, **settings}), replace=True)
     else:
         ws.put_datasource(DatasourceConfig("ds", "webhook", {}), replace=True)

@@ -1,0 +1,461 @@
+"""The ``nats`` broker kind's publisher: one NATS connection, kept open by a supervisor task
+that reconnects with the shared backoff (core/retry_policy.py). JetStream publishes (the
+default) carry a reply inbox; a batch's future resolves once the stream's PubAck for every one
+of its messages came back, so a route's position never moves without them. Each message
+carries a deterministic ``Nats-Msg-Id`` (connection.py), so a batch sent again after a crash or
+a dropped connection is dropped by the stream's duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from eventdesk.brokers.nats.connection import check_stream, headers_for, open_connection, where
+from eventdesk.brokers.nats.errors import no_stream_error, permission_error, puback_error
+from eventdesk.brokers.nats.settings import SCHEMA, NatsSettings
+from eventdesk.core.contracts import MAX_TOPIC_BYTES, MessageFields, Publisher, State, StateChange
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
+from eventdesk.core.retry_policy import Backoff
+from eventdesk.core.settings_schema import Schema
+from eventdesk.core.workspace import BrokerConfig
+
+log = logging.getLogger(__name__)
+
+_PERMISSION = re.compile(r"Permissions Violation for Publish to \"?([^\"']+)", re.IGNORECASE)
+_DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default, until the server says otherwise
+
+
+class _Batch:
+    """One future for several messages: resolved when all are acknowledged, failed on the first failure."""
+
+    __slots__ = ("future", "remaining", "timer", "tokens")
+
+    def __init__(self, future: asyncio.Future[None], count: int) -> None:
+        self.future = future
+        self.remaining = count
+        self.tokens: list[str] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def done_one(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0 and not self.future.done():
+            self.future.set_result(None)
+            if self.timer is not None:
+                self.timer.cancel()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+class NatsPublisher(Publisher):
+    """Publishes to a NATS JetStream stream (or to core NATS subjects, ``delivery = core``)."""
+
+    kind: ClassVar[str] = "nats"
+    settings_type: ClassVar[type[NatsSettings]] = NatsSettings
+    schema: ClassVar[Schema] = SCHEMA
+    topic_separator: ClassVar[str] = "."
+    wants_fields: ClassVar[bool] = True
+
+    # Tunables (instances may override them, e.g. tests shorten the backoff).
+    connect_timeout: float = 5.0
+    ack_timeout: float = 15.0  # a batch without every PubAck by then fails (and is resent)
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    stable_after: float = 5.0
+    test_timeout: ClassVar[float] = 15.0
+
+    def __init__(
+        self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
+    ) -> None:
+        super().__init__(config=config, secret=secret, on_state=on_state)
+        self._label = config.label
+        self.settings = NatsSettings.from_validated(config.settings)
+        self._jetstream = self.settings.delivery == "jetstream"
+        self._nc: Client | None = None
+        self._inbox = ""
+        self._ids = itertools.count()
+        self._pending: dict[str, tuple[_Batch, str]] = {}  # reply token -> (its batch, subject)
+        self._outbox: collections.deque[tuple[str, bytes, dict[str, str] | None, str, _Batch]] = (
+            collections.deque()
+        )
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ended: asyncio.Future[BrokerError | None] | None = None
+        self._changed: asyncio.Event | None = None
+        self._closing: asyncio.Event | None = None
+        self._running = False
+        self._terminal: BrokerError | None = None
+        self._retry = True
+        self._max_payload = _DEFAULT_MAX_PAYLOAD
+        self.summary = ""  # what the last connection found (the stream), for test_connection
+
+    # -- topics and limits ----------------------------------------------------------------
+
+    @staticmethod
+    def validate_topic(topic: str) -> str | None:
+        if not topic:
+            return "the subject is empty"
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in topic):
+            return "a NATS subject may not contain whitespace or control characters"
+        tokens = topic.split(".")
+        if any(not t for t in tokens):
+            return "a NATS subject may not have an empty token (a leading, trailing or doubled '.')"
+        if "*" in topic or ">" in topic:
+            return "a publish subject may not contain the wildcards * or >"
+        if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+            return f"a subject may be at most {MAX_TOPIC_BYTES} bytes"
+        return None
+
+    def message_bounds(self) -> tuple[int, int]:
+        # The headers (ids and envelope fields) count toward the server's max_payload too.
+        return MAX_TOPIC_BYTES // 4, self._max_payload - 4096
+
+    def check_message(self, topic: str, payload: bytes, qos: int) -> PoisonError | None:
+        problem = self.validate_topic(topic)
+        if problem is not None:
+            return PoisonError(problem, obj=self._label, field="topic")
+        if len(payload) > self._max_payload - 4096:
+            return PoisonError(
+                f"the payload is {len(payload)} bytes; the server takes messages of at most "
+                f"{self._max_payload} bytes (its max_payload), headers included",
+                obj=self._label,
+                field="payload",
+            )
+        return None
+
+    # -- the Publisher contract -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._terminal = None
+        self._changed = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._set_state(State.CONNECTING)
+        self._task = asyncio.get_running_loop().create_task(
+            self._supervise(), name=f"nats-supervisor {self.config.name}"
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._running and self._nc is not None and self._nc.is_connected
+
+    async def wait_connected(self) -> None:
+        while True:
+            if self._terminal is not None:
+                t = self._terminal
+                raise BrokerError(t.detail, obj=t.obj, field=t.field, terminal=t.terminal)
+            if self._closing is None or self._closing.is_set():
+                raise BrokerError("the publisher is closed", obj=self._label, terminal=True)
+            if self.connected:
+                return
+            assert self._changed is not None
+            self._changed.clear()
+            await self._changed.wait()
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> asyncio.Future[None]:
+        return self._enqueue([(topic, payload)], None)
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        return self._enqueue(messages, None)
+
+    def publish_with_fields(
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        fields: Sequence[MessageFields],
+        qos: int,
+        retain: bool,
+    ) -> asyncio.Future[None]:
+        return self._enqueue(messages, fields)
+
+    async def close(self, timeout: float = 2.0) -> None:
+        task = self._task
+        if task is None:
+            return
+        assert self._closing is not None
+        self._set_state(State.STOPPING)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Let what is in flight be acknowledged first (its position moves only then).
+        unsettled = {batch.future for batch, _ in self._pending.values()}
+        unsettled.update(entry[4].future for entry in self._outbox)
+        if unsettled and self.connected:
+            await asyncio.wait(unsettled, timeout=timeout)
+        if self._pending or self._outbox:
+            log.warning(
+                "%s: closing with %d message(s) not acknowledged",
+                self._label,
+                len(self._pending) + len(self._outbox),
+            )
+        self._closing.set()
+        if self._wake is not None:
+            self._wake.set()
+        try:
+            await asyncio.wait_for(task, max(0.5, deadline - loop.time()) + 1.0)
+        except TimeoutError:
+            log.warning("%s: the NATS connection did not end in time", self._label)
+        finally:
+            self._task = None
+            self._fail_all(
+                BrokerDisconnectedError("the publisher was closed before the PubAck", obj=self._label)
+            )
+            self._set_state(State.STOPPED)
+            self._notify()
+
+    @classmethod
+    async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
+        publisher = cls(config=config, secret=secret, on_state=lambda change: None)
+        publisher._retry = False
+        await publisher.start()
+        try:
+            async with asyncio.timeout(cls.test_timeout):
+                await publisher.wait_connected()
+        except TimeoutError:
+            raise BrokerError(
+                f"no answer from {where(publisher.settings)} within {cls.test_timeout:g} s",
+                obj=config.label,
+                field="url",
+            ) from None
+        finally:
+            await publisher.close(1.0)
+        return f"connected to {where(publisher.settings)} ({publisher.summary})"
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _enqueue(
+        self, messages: Sequence[tuple[str, bytes]], fields: Sequence[MessageFields] | None
+    ) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not messages:
+            future.set_result(None)
+            return future
+        if not self.connected:
+            future.set_exception(BrokerDisconnectedError("not connected to the NATS server", obj=self._label))
+            return future
+        batch = _Batch(future, len(messages))
+        stream = self.settings.stream
+        outbox = self._outbox
+        for i, (topic, payload) in enumerate(messages):
+            headers = headers_for(fields[i], stream) if fields is not None else None
+            token = str(next(self._ids)) if self._jetstream else ""
+            outbox.append((topic, payload, headers, token, batch))
+        if self._jetstream:
+            batch.timer = loop.call_later(self.ack_timeout, self._ack_timed_out, batch)
+        assert self._wake is not None
+        self._wake.set()
+        return future
+
+    def _ack_timed_out(self, batch: _Batch) -> None:
+        for token in batch.tokens:
+            self._pending.pop(token, None)
+        # Like a dropped connection (the stream's leader away, a cluster electing one): the
+        # route sends the batch again and the duplicate window drops what was stored.
+        batch.fail(
+            BrokerDisconnectedError(
+                f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label
+            )
+        )
+
+    async def _send_loop(self, nc: Client) -> None:
+        """Send the outbox in order (nc.publish only buffers, except when its buffer is full)."""
+        assert self._wake is not None
+        outbox, pending, inbox = self._outbox, self._pending, self._inbox
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while outbox:
+                subject, payload, headers, token, batch = outbox.popleft()
+                if batch.future.done():  # failed already (timed out, refused): the rest is resent
+                    continue
+                if token:
+                    pending[token] = (batch, subject)
+                    batch.tokens.append(token)
+                    await nc.publish(subject, payload, reply=inbox + token, headers=headers)
+                else:
+                    await nc.publish(subject, payload, headers=headers)
+                    batch.done_one()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        token = msg.subject[len(self._inbox) :]
+        entry = self._pending.pop(token, None)
+        if entry is None:
+            return  # a batch that already failed
+        batch, subject = entry
+        if msg.headers and msg.headers.get("Status") == "503":
+            batch.fail(no_stream_error(subject, self._label))
+            return
+        try:
+            reply: dict[str, Any] = json.loads(msg.data)
+        except ValueError:
+            batch.fail(BrokerError(f"an unreadable PubAck: {msg.data[:100]!r}", obj=self._label))
+            return
+        if "error" in reply:
+            batch.fail(puback_error(reply, subject, self._label))
+        else:
+            batch.done_one()
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc)
+        match = _PERMISSION.search(text)
+        if match is None:
+            log.debug("%s: %s", self._label, text)
+            return
+        subject = match.group(1)
+        for token, (batch, pending_subject) in list(self._pending.items()):
+            if pending_subject == subject:
+                self._pending.pop(token, None)
+                denied = permission_error(text, self._label)
+                batch.fail(PoisonError(denied.detail, obj=self._label, field="topic"))
+                break
+
+    def _fail_all(self, error: BrokerError) -> None:
+        for batch, _ in list(self._pending.values()):
+            batch.fail(error)
+        self._pending.clear()
+        while self._outbox:
+            self._outbox.popleft()[4].fail(error)
+
+    # -- the connection -------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _set_state(self, state: State, detail: str | None = None, retry_in: float | None = None) -> None:
+        if state is State.RETRYING:
+            log.warning("retrying in %.1f s: %s", retry_in or 0.0, detail)
+        elif state is State.ERROR:
+            log.log(logging.ERROR if self._retry else logging.DEBUG, "%s", detail)
+        else:
+            log.log(logging.INFO if self._retry else logging.DEBUG, "%s: %s", self._label, state.value)
+        try:
+            self.on_state(StateChange(state, detail, retry_in))
+        except Exception:
+            log.exception("%s: the state callback failed", self._label)
+
+    async def _connect_once(self, loop: asyncio.AbstractEventLoop) -> Client:
+        ended: asyncio.Future[BrokerError | None] = loop.create_future()
+        self._ended = ended
+
+        async def closed() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        nc = await open_connection(
+            self.settings,
+            self.secret,
+            self._label,
+            self.connect_timeout,
+            error_cb=self._on_error,
+            closed_cb=closed,
+            disconnected_cb=closed,
+        )
+        try:
+            self.summary = await check_stream(nc, self.settings, self._label)
+            self._inbox = nc.new_inbox() + "."
+            await nc.subscribe(
+                self._inbox + "*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
+            )
+            self._max_payload = nc.max_payload or _DEFAULT_MAX_PAYLOAD
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        return nc
+
+    async def _supervise(self) -> None:
+        """Connect, and reconnect with backoff, until closed or a terminal error."""
+        assert self._closing is not None
+        loop = asyncio.get_running_loop()
+        backoff = Backoff(
+            initial=self.backoff_initial,
+            cap=self.backoff_max,
+            stable_after=self.stable_after,
+            clock=loop.time,
+        )
+        try:
+            while not self._closing.is_set():
+                error: BrokerError | None
+                try:
+                    nc = await self._connect_once(loop)
+                except BrokerError as exc:
+                    error = exc
+                else:
+                    error = await self._run_connection(nc, backoff)
+                    if self._closing.is_set():
+                        return
+                    error = error or BrokerError(
+                        f"the connection to {where(self.settings)} ended", obj=self._label, field="url"
+                    )
+                if error.terminal or not self._retry:
+                    self._terminal = error
+                    self._set_state(State.ERROR, str(error))
+                    self._notify()
+                    return
+                delay = backoff.next_delay()
+                self._set_state(State.RETRYING, str(error), delay)
+                self._notify()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+        except Exception as exc:
+            log.exception("%s: the NATS supervisor failed", self._label)
+            self._terminal = BrokerError(f"internal error: {exc!r}", obj=self._label)
+            self._set_state(State.ERROR, str(self._terminal))
+            self._notify()
+
+    async def _run_connection(self, nc: Client, backoff: Backoff) -> BrokerError | None:
+        """Publish over ``nc`` until it ends or the publisher closes."""
+        assert self._closing is not None and self._ended is not None and self._wake is not None
+        self._nc = nc
+        self._running = True
+        backoff.connected()
+        self._set_state(State.RUNNING)
+        self._notify()
+        sender = asyncio.get_running_loop().create_task(
+            self._send_loop(nc), name=f"nats-sender {self.config.name}"
+        )
+        closing = asyncio.ensure_future(self._closing.wait())
+        error: BrokerError | None = None
+        try:
+            waits: set[asyncio.Future[Any]] = {sender, closing, self._ended}
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done and sender.exception() is not None:
+                exc = sender.exception()
+                error = BrokerError(
+                    f"the connection failed: {exc or type(exc).__name__}", obj=self._label, field="url"
+                )
+        finally:
+            self._running = False
+            self._nc = None
+            closing.cancel()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            self._fail_all(
+                BrokerDisconnectedError(
+                    "the connection to the NATS server dropped before the PubAck", obj=self._label
+                )
+            )
+            self._notify()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 2.0)
+            self._wake.set()  # wake the next connection's sender for anything queued meanwhile
+        return error
