@@ -42,6 +42,8 @@ bench: setup peers
 	$(BIN)/python -m tests.bench.pipeline
 	$(BIN)/python -m tests.bench.export
 	$(BIN)/python -m tests.bench.webhook
+	$(BIN)/python -m tests.bench.postgres
+	$(BIN)/python -m tests.bench.nats
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_feed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_history
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_detail
