@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from eventdesk.core import json_codec
 from eventdesk.core.capture import Capture
-from eventdesk.core.contracts import Publisher, StateChange
+from eventdesk.core.contracts import MessageFields, Publisher, StateChange
 from eventdesk.core.envelope import encode_payload, payload_format
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConfigError, JobCancelledError
 from eventdesk.core.registry import broker_class
@@ -172,6 +172,7 @@ class _InFlight:
     topic: str
     payload: bytes
     future: asyncio.Future[None]
+    fields: MessageFields | None = None
 
 
 class _Replayer:
@@ -189,16 +190,33 @@ class _Replayer:
         self.sent = 0
         self.resent = 0
 
-    def _publish(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+    def _publish(
+        self, topic: str, payload: bytes, fields: MessageFields | None = None
+    ) -> asyncio.Future[None]:
         try:
+            if fields is not None:  # a kind that carries them (NATS: headers, the de-duplication id)
+                return self.publisher.publish_with_fields(
+                    [(topic, payload)], [fields], self.target.qos, self.target.retain
+                )
             return self.publisher.publish(topic, payload, self.target.qos, self.target.retain)
         except BrokerDisconnectedError as exc:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
             return failed
 
-    def send(self, topic: str, payload: bytes) -> None:
-        self.pending.append(_InFlight(topic, payload, self._publish(topic, payload)))
+    def send(self, topic: str, payload: bytes, env: dict[str, Any]) -> None:
+        fields = None
+        if self.publisher.wants_fields:
+            rev = env.get("rev")
+            fields = MessageFields(
+                str(env.get("datasource", "")),
+                str(env.get("model", "")),
+                str(env.get("op", "")),
+                str(env.get("key", "")),
+                None if rev is None else str(rev),
+                str(env.get("id", "")),
+            )
+        self.pending.append(_InFlight(topic, payload, self._publish(topic, payload, fields), fields))
         self.sent += 1
 
     async def drain(self, keep: int) -> None:
@@ -239,7 +257,7 @@ class _Replayer:
                 entry.future.exception()  # consumed: it is sent again below
         await self.wait_connected()
         for entry in self.pending:
-            entry.future = self._publish(entry.topic, entry.payload)
+            entry.future = self._publish(entry.topic, entry.payload, entry.fields)
             self.resent += 1
 
 
@@ -273,7 +291,6 @@ async def replay(
     cannot be reached, :class:`JobCancelledError` when ``cancel`` is set (task cancellation also works).
     """
     pace = pace or Pace("fast")
-    template = TopicTemplate(target.topic)
     selection = Selection(capture, scope or EventScope())
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eventdesk-replay")
@@ -287,6 +304,7 @@ async def replay(
             del change  # the replay reports through its own progress and errors
 
         publisher = broker_class(target.broker.kind)(config=target.broker, secret=secret, on_state=on_state)
+    template = TopicTemplate(target.topic, publisher.topic_separator)  # NATS subjects escape their own way
     worker = _Replayer(publisher, target, connect_timeout)
     started = time.monotonic()
     first_sent: float | None = None
@@ -323,7 +341,7 @@ async def replay(
                         if delay > 0:
                             await asyncio.sleep(delay)
                 payload = raw if target.format == "envelope" else encode_payload(env, target.format)
-                worker.send(template.render(env), payload)
+                worker.send(template.render(env), payload, env)
                 last_sent = time.monotonic()
                 if first_sent is None:
                     first_sent = last_sent

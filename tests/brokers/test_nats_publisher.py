@@ -300,3 +300,41 @@ async def test_core_delivery_reaches_a_plain_subscriber(nats_server: NatsServer,
         await nc.close()
     assert [m.data for m in got] == [b"%d" % i for i in range(50)]  # in order
     assert got[3].headers["Nats-Msg-Id"] == msg_id(fields(3))
+
+
+async def test_a_replay_to_nats_escapes_subjects_and_a_second_replay_lands_nowhere(
+    nats_server: NatsServer,  # noqa: F811
+    make_nats: MakeNats,
+    tmp_path: Path,
+) -> None:
+    from eventdesk.core.capture import Capture
+    from eventdesk.core.envelope import Event
+    from eventdesk.core.replay import ReplayTarget, replay
+
+    config = nats_config(nats_server.url, stream="RP", create_stream=True, subjects="rp.>")
+    publisher, _ = make_nats(config)
+    await publisher.start()
+    capture = Capture(tmp_path / "c.sqlite3")
+    try:
+        events = [
+            Event(
+                datasource="ds",
+                model="accounts",
+                op="created",
+                key=key,
+                rev=f"1-{i}",
+                seq=i,
+                payload={"n": i},
+            )
+            for i, key in enumerate(["a.b", "x y", "plain"])
+        ]
+        capture.append_rows("accounts", events, 2)
+        target = ReplayTarget(config, "rp.{model}.{key}")
+        first = await replay(capture, target, publisher=publisher)
+        again = await replay(capture, target, publisher=publisher)  # the same events: same Msg-Ids
+        assert first.published == again.published == 3
+        stored = await stream_messages(nats_server.url, "RP")
+        assert [m.subject for m in stored] == ["rp.accounts.a%2Eb", "rp.accounts.x%20y", "rp.accounts.plain"]
+        assert [m.headers["EventDesk-Rev"] for m in stored] == ["1-0", "1-1", "1-2"]
+    finally:
+        capture.close()
