@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from eventdesk.core import registry, runtime, workspace
+from eventdesk.core import model_runner, registry, workspace
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.settings_schema import Field, Schema
@@ -164,7 +164,8 @@ def register_generator() -> None:
     def connector_class(kind: str) -> type[Connector]:
         return GeneratorConnector if kind == "generator" else original(kind)
 
-    for module in (registry, runtime, workspace):
+    # Every module that looked the name up at import (the model runner starts connectors).
+    for module in (registry, model_runner, workspace):
         module.connector_class = connector_class  # type: ignore[attr-defined]
 
 
