@@ -17,8 +17,6 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
-    if eventdesk("test", "--help").returncode != 0:
-        pytest.skip("this EventDesk has no `eventdesk test` command yet")
     with running_postgres() as server:
         server.execute("CREATE TABLE keyed (id int PRIMARY KEY)")
         server.execute("CREATE TABLE keyless (v text)")
