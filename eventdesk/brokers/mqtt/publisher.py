@@ -20,8 +20,9 @@ from eventdesk.brokers.mqtt.connection import Connection, connection_type
 from eventdesk.brokers.mqtt.link import MAX_PACKET
 from eventdesk.brokers.mqtt.settings import SCHEMA, MqttSettings
 from eventdesk.brokers.mqtt.transport import Params, resolve_params
-from eventdesk.core.contracts import MAX_TOPIC_BYTES, Publisher, State, StateChange
+from eventdesk.core.contracts import MAX_TOPIC_BYTES, State, StateChange
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
+from eventdesk.core.reconnecting_publisher import ReconnectingPublisher
 from eventdesk.core.retry_policy import Backoff
 from eventdesk.core.settings_schema import Schema
 from eventdesk.core.workspace import BrokerConfig
@@ -29,28 +30,23 @@ from eventdesk.core.workspace import BrokerConfig
 log = logging.getLogger(__name__)
 
 
-class MqttPublisher(Publisher):
+class MqttPublisher(ReconnectingPublisher):
     """Publishes to one MQTT broker (the threads and the socket: link.py, ``Link``)."""
 
     kind: ClassVar[str] = "mqtt"
     settings_type: ClassVar[type[MqttSettings]] = MqttSettings
     schema: ClassVar[Schema] = SCHEMA
+    log: ClassVar[logging.Logger] = log
 
     # Tunables (instances may override them, e.g. tests shorten the backoff).
     max_inflight: int = 1000  # QoS > 0 messages sent and not yet acknowledged
-    connect_timeout: float = 10.0  # TCP connect and TLS handshake, each
     connack_timeout: float = 30.0  # from starting an attempt to CONNACK
-    backoff_initial: float = 0.2  # reconnect delays (core/retry_policy.py's Backoff)
-    backoff_max: float = 5.0
-    stable_after: float = 5.0  # a connection that lived this long resets the backoff
     close_grace: float = 1.0  # added to close()'s timeout for the DISCONNECT itself
-    test_timeout: ClassVar[float] = 15.0
 
     def __init__(
         self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
     ) -> None:
         super().__init__(config=config, secret=secret, on_state=on_state)
-        self._label = config.label
         self.settings = MqttSettings.from_validated(config.settings)
         self._client_id = self.settings.client_id or f"eventdesk-{config.name}-{secrets.token_hex(4)}"
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,9 +56,6 @@ class MqttPublisher(Publisher):
         self._closing_event: asyncio.Event | None = None
         self._closing = False
         self._closed = False
-        self._terminal: BrokerError | None = None
-        self._retry = True
-        self._state = State.STOPPED
 
     @staticmethod
     def validate_topic(topic: str) -> str | None:
@@ -124,7 +117,9 @@ class MqttPublisher(Publisher):
         self._conn = None
         self._closing_event = asyncio.Event()
         self._set_state(State.CONNECTING)
-        self._task = loop.create_task(self._supervise(), name=f"mqtt-supervisor {self.config.name}")
+        self._task = loop.create_task(
+            self._supervise(self._closing_event), name=f"mqtt-supervisor {self.config.name}"
+        )
 
     @property
     def connection(self) -> Connection | None:
@@ -139,9 +134,7 @@ class MqttPublisher(Publisher):
     async def wait_connected(self) -> None:
         self._ensure_loop()
         while True:
-            if self._terminal is not None:
-                t = self._terminal
-                raise BrokerError(t.detail, obj=t.obj, field=t.field, terminal=t.terminal)
+            self._raise_terminal()
             if self._closing or self._closed:
                 raise BrokerError("the publisher is closed", obj=self._label, terminal=True)
             if self.connected:
@@ -225,30 +218,6 @@ class MqttPublisher(Publisher):
             self._notify()
             self._set_state(State.STOPPED)
 
-    @classmethod
-    async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
-        publisher = cls(config=config, secret=secret, on_state=lambda change: None)
-        publisher._retry = False
-        params = publisher._params()  # configuration errors surface here, before any network
-        await publisher.start()
-        try:
-            async with asyncio.timeout(cls.test_timeout):
-                await publisher.wait_connected()
-        except TimeoutError:
-            raise BrokerError(
-                f"no answer from {params.host}:{params.port} within {cls.test_timeout:g} s",
-                obj=config.label,
-                field="url",
-            ) from None
-        finally:
-            await publisher.close(1.0)
-        extras = [f"MQTT {params.protocol_name}"]
-        if params.tls:
-            extras.append("TLS")
-        if params.username:
-            extras.append(f"user {params.username!r}")
-        return f"connected to {params.url} ({', '.join(extras)})"
-
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -275,21 +244,6 @@ class MqttPublisher(Publisher):
             self._changed.set_result(None)
         self._changed = self._loop.create_future()
 
-    def _set_state(self, state: State, detail: str | None = None, retry_in: float | None = None) -> None:
-        self._state = state
-        # ``detail`` is a BrokerError's text, which already names the broker and the field.
-        # A one-shot test_connection() raises its error instead: no need to log it loudly.
-        if state is State.RETRYING:
-            log.warning("retrying in %.1f s: %s", retry_in or 0.0, detail)
-        elif state is State.ERROR:
-            log.log(logging.ERROR if self._retry else logging.DEBUG, "%s", detail)
-        else:
-            log.log(logging.INFO if self._retry else logging.DEBUG, "%s: %s", self._label, state.value)
-        try:
-            self.on_state(StateChange(state, detail, retry_in))
-        except Exception:
-            log.exception("%s: the state callback failed", self._label)
-
     def _params(self) -> Params:
         return resolve_params(
             self.settings,
@@ -299,65 +253,46 @@ class MqttPublisher(Publisher):
             connect_timeout=self.connect_timeout,
         )
 
-    def _fail(self, error: BrokerError) -> None:
-        self._terminal = error
-        self._set_state(State.ERROR, str(error))
-        self._notify()
-
-    async def _supervise(self) -> None:
-        """Connect, and reconnect with backoff, until closed or a terminal error."""
-        assert self._loop is not None and self._closing_event is not None
-        loop = self._loop
+    async def _serve_once(self, backoff: Backoff) -> BrokerError:
+        assert self._loop is not None
         try:
-            try:
-                params = self._params()
-            except BrokerError as exc:
-                self._fail(exc)
-                return
-            backoff = Backoff(
-                initial=self.backoff_initial,
-                cap=self.backoff_max,
-                stable_after=self.stable_after,
-                clock=loop.time,
+            params = self._params()
+        except BrokerError as exc:  # the configuration cannot connect: no use retrying
+            return BrokerError(exc.detail, obj=exc.obj, field=exc.field, terminal=True)
+        conn = connection_type()(params, self._loop, self.max_inflight)
+        self._conn = conn
+        conn.start()
+        first: set[asyncio.Future[Any]] = {conn.connack, conn.ended}
+        done, _ = await asyncio.wait(first, timeout=self.connack_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if conn.connack.done() and not conn.ended.done():
+            backoff.connected()
+            self._set_state(State.RUNNING)
+            self._notify()
+        timed_out = not done
+        if timed_out:
+            conn.stop()
+        error = await conn.ended
+        self._notify()
+        await conn.wait_thread_end()
+        if timed_out:
+            return BrokerError(
+                f"{params.host}:{params.port} did not accept the MQTT connection within "
+                f"{self.connack_timeout:g} s",
+                obj=self._label,
+                field="url",
             )
-            while not self._closing:
-                conn = connection_type()(params, loop, self.max_inflight)
-                self._conn = conn
-                conn.start()
-                first: set[asyncio.Future[Any]] = {conn.connack, conn.ended}
-                done, _ = await asyncio.wait(
-                    first,
-                    timeout=self.connack_timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if conn.connack.done() and not conn.ended.done():
-                    backoff.connected()
-                    self._set_state(State.RUNNING)
-                    self._notify()
-                timed_out = not done
-                if timed_out:
-                    conn.stop()
-                error = await conn.ended
-                self._notify()
-                await conn.wait_thread_end()
-                if self._closing:
-                    return
-                if timed_out:
-                    error = BrokerError(
-                        f"{params.host}:{params.port} did not accept the MQTT connection within "
-                        f"{self.connack_timeout:g} s",
-                        obj=self._label,
-                        field="url",
-                    )
-                if error is None:  # we did not stop it, yet paho ended cleanly
-                    error = BrokerError("the connection ended", obj=self._label, field="url")
-                if error.terminal or not self._retry:
-                    self._fail(error)
-                    return
-                delay = backoff.next_delay()  # starts the series over after a stable connection
-                self._set_state(State.RETRYING, str(error), delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing_event.wait(), delay)
-        except Exception as exc:
-            log.exception("%s: the MQTT supervisor failed", self._label)
-            self._fail(BrokerError(f"internal error: {exc!r}", obj=self._label))
+        # None: we did not stop it, yet paho ended cleanly
+        return error or BrokerError("the connection ended", obj=self._label, field="url")
+
+    def _target(self) -> str:
+        params = self._params()
+        return f"{params.host}:{params.port}"
+
+    def _test_summary(self) -> str:
+        params = self._params()
+        extras = [f"MQTT {params.protocol_name}"]
+        if params.tls:
+            extras.append("TLS")
+        if params.username:
+            extras.append(f"user {params.username!r}")
+        return f"connected to {params.url} ({', '.join(extras)})"

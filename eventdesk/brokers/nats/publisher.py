@@ -24,8 +24,9 @@ from nats.aio.msg import Msg
 from eventdesk.brokers.nats.connection import check_stream, headers_for, open_connection, where
 from eventdesk.brokers.nats.errors import no_stream_error, permission_error, puback_error
 from eventdesk.brokers.nats.settings import SCHEMA, NatsSettings
-from eventdesk.core.contracts import MAX_TOPIC_BYTES, MessageFields, Publisher, State, StateChange
+from eventdesk.core.contracts import MAX_TOPIC_BYTES, MessageFields, State, StateChange
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
+from eventdesk.core.reconnecting_publisher import ReconnectingPublisher
 from eventdesk.core.retry_policy import Backoff
 from eventdesk.core.settings_schema import Schema
 from eventdesk.core.workspace import BrokerConfig
@@ -61,28 +62,24 @@ class _Batch:
             self.timer.cancel()
 
 
-class NatsPublisher(Publisher):
+class NatsPublisher(ReconnectingPublisher):
     """Publishes to a NATS JetStream stream (or to core NATS subjects, ``delivery = core``)."""
 
     kind: ClassVar[str] = "nats"
     settings_type: ClassVar[type[NatsSettings]] = NatsSettings
     schema: ClassVar[Schema] = SCHEMA
+    log: ClassVar[logging.Logger] = log
     topic_separator: ClassVar[str] = "."
     wants_fields: ClassVar[bool] = True
 
     # Tunables (instances may override them, e.g. tests shorten the backoff).
     connect_timeout: float = 5.0
     ack_timeout: float = 15.0  # a batch without every PubAck by then fails (and is resent)
-    backoff_initial: float = 0.2
-    backoff_max: float = 5.0
-    stable_after: float = 5.0
-    test_timeout: ClassVar[float] = 15.0
 
     def __init__(
         self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
     ) -> None:
         super().__init__(config=config, secret=secret, on_state=on_state)
-        self._label = config.label
         self.settings = NatsSettings.from_validated(config.settings)
         self._jetstream = self.settings.delivery == "jetstream"
         self._nc: Client | None = None
@@ -98,8 +95,6 @@ class NatsPublisher(Publisher):
         self._changed: asyncio.Event | None = None
         self._closing: asyncio.Event | None = None
         self._running = False
-        self._terminal: BrokerError | None = None
-        self._retry = True
         self._max_payload = _DEFAULT_MAX_PAYLOAD
         self.summary = ""  # what the last connection found (the stream), for test_connection
 
@@ -148,7 +143,7 @@ class NatsPublisher(Publisher):
         self._wake = asyncio.Event()
         self._set_state(State.CONNECTING)
         self._task = asyncio.get_running_loop().create_task(
-            self._supervise(), name=f"nats-supervisor {self.config.name}"
+            self._supervise(self._closing), name=f"nats-supervisor {self.config.name}"
         )
 
     @property
@@ -157,9 +152,7 @@ class NatsPublisher(Publisher):
 
     async def wait_connected(self) -> None:
         while True:
-            if self._terminal is not None:
-                t = self._terminal
-                raise BrokerError(t.detail, obj=t.obj, field=t.field, terminal=t.terminal)
+            self._raise_terminal()
             if self._closing is None or self._closing.is_set():
                 raise BrokerError("the publisher is closed", obj=self._label, terminal=True)
             if self.connected:
@@ -218,24 +211,6 @@ class NatsPublisher(Publisher):
             )
             self._set_state(State.STOPPED)
             self._notify()
-
-    @classmethod
-    async def test_connection(cls, config: BrokerConfig, secret: str | None) -> str:
-        publisher = cls(config=config, secret=secret, on_state=lambda change: None)
-        publisher._retry = False
-        await publisher.start()
-        try:
-            async with asyncio.timeout(cls.test_timeout):
-                await publisher.wait_connected()
-        except TimeoutError:
-            raise BrokerError(
-                f"no answer from {where(publisher.settings)} within {cls.test_timeout:g} s",
-                obj=config.label,
-                field="url",
-            ) from None
-        finally:
-            await publisher.close(1.0)
-        return f"connected to {where(publisher.settings)} ({publisher.summary})"
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -339,18 +314,6 @@ class NatsPublisher(Publisher):
         if self._changed is not None:
             self._changed.set()
 
-    def _set_state(self, state: State, detail: str | None = None, retry_in: float | None = None) -> None:
-        if state is State.RETRYING:
-            log.warning("retrying in %.1f s: %s", retry_in or 0.0, detail)
-        elif state is State.ERROR:
-            log.log(logging.ERROR if self._retry else logging.DEBUG, "%s", detail)
-        else:
-            log.log(logging.INFO if self._retry else logging.DEBUG, "%s: %s", self._label, state.value)
-        try:
-            self.on_state(StateChange(state, detail, retry_in))
-        except Exception:
-            log.exception("%s: the state callback failed", self._label)
-
     async def _connect_once(self, loop: asyncio.AbstractEventLoop) -> Client:
         ended: asyncio.Future[BrokerError | None] = loop.create_future()
         self._ended = ended
@@ -381,45 +344,21 @@ class NatsPublisher(Publisher):
             raise
         return nc
 
-    async def _supervise(self) -> None:
-        """Connect, and reconnect with backoff, until closed or a terminal error."""
-        assert self._closing is not None
-        loop = asyncio.get_running_loop()
-        backoff = Backoff(
-            initial=self.backoff_initial,
-            cap=self.backoff_max,
-            stable_after=self.stable_after,
-            clock=loop.time,
-        )
+    async def _serve_once(self, backoff: Backoff) -> BrokerError:
         try:
-            while not self._closing.is_set():
-                error: BrokerError | None
-                try:
-                    nc = await self._connect_once(loop)
-                except BrokerError as exc:
-                    error = exc
-                else:
-                    error = await self._run_connection(nc, backoff)
-                    if self._closing.is_set():
-                        return
-                    error = error or BrokerError(
-                        f"the connection to {where(self.settings)} ended", obj=self._label, field="url"
-                    )
-                if error.terminal or not self._retry:
-                    self._terminal = error
-                    self._set_state(State.ERROR, str(error))
-                    self._notify()
-                    return
-                delay = backoff.next_delay()
-                self._set_state(State.RETRYING, str(error), delay)
-                self._notify()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
-        except Exception as exc:
-            log.exception("%s: the NATS supervisor failed", self._label)
-            self._terminal = BrokerError(f"internal error: {exc!r}", obj=self._label)
-            self._set_state(State.ERROR, str(self._terminal))
-            self._notify()
+            nc = await self._connect_once(asyncio.get_running_loop())
+        except BrokerError as exc:
+            return exc
+        error = await self._run_connection(nc, backoff)
+        return error or BrokerError(
+            f"the connection to {where(self.settings)} ended", obj=self._label, field="url"
+        )
+
+    def _target(self) -> str:
+        return where(self.settings)
+
+    def _test_summary(self) -> str:
+        return f"connected to {where(self.settings)} ({self.summary})"
 
     async def _run_connection(self, nc: Client, backoff: Backoff) -> BrokerError | None:
         """Publish over ``nc`` until it ends or the publisher closes."""
