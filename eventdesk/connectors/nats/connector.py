@@ -20,8 +20,10 @@ from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
 
 from eventdesk.brokers.nats.connection import open_connection, where
 from eventdesk.connectors.nats import errors
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FETCH_WAIT = 1.0  # seconds a fetch waits for a first message (cancellation stays prompt)
+IDLE_CHECK = 5.0  # seconds without messages after which the consumer is looked up (still there?)
 DETAIL_EVERY = 2.0  # seconds between updates of the state's detail (its pending count)
 
 
@@ -188,20 +191,34 @@ class NatsConnector(Connector):
         log.info("%s: %s", self.model.label, summary)
         self.host.set_state(StateChange(State.RUNNING, detail))
         self.backoff.connected()
-        shown = asyncio.get_running_loop().time()
+        clock = asyncio.get_running_loop().time
+        shown = checked = clock()
         while True:
             try:
                 msgs: list[Msg] = await self._until_ended(
                     sub.fetch(self.model_cfg.batch_size, timeout=FETCH_WAIT)
                 )
             except nats.errors.TimeoutError:
-                self.pending = 0
+                if clock() - checked >= IDLE_CHECK:
+                    # A pull on a deleted consumer (or stream) only times out: look.
+                    await self._check_consumer(js)
+                    checked = clock()
                 continue
             await self._capture(msgs)
             now = asyncio.get_running_loop().time()
             if now - shown >= DETAIL_EVERY:
                 shown = now
                 self.host.set_state(StateChange(State.RUNNING, f"{detail}, {self.pending} pending"))
+
+    async def _check_consumer(self, js: JetStreamContext) -> None:
+        plan = self.plan
+        try:
+            info = await self._until_ended(js.consumer_info(plan.stream, plan.name))
+        except nats.js.errors.NotFoundError:
+            raise ConnectorError(
+                f"the consumer {plan.name} of stream {plan.stream!r} was deleted", obj=plan.model
+            ) from None
+        self.pending = info.num_pending
 
     async def _capture(self, msgs: list[Msg]) -> None:
         """Capture a fetched batch, then ack it (its last message: ack policy all)."""
