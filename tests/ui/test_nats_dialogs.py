@@ -26,15 +26,15 @@ pytestmark = pytest.mark.timeout(120)
 def nats_with_streams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     for server in running_nats(tmp_path_factory.mktemp("nats")):
 
-        async def streams() -> None:
-            nc = await nats.connect(server.url)
+        async def streams(url: str) -> None:
+            nc = await nats.connect(url)
             js = nc.jetstream()
             await js.add_stream(name="ORDERS", subjects=["orders.>"])
             await js.add_stream(name="AUDIT", subjects=["audit.>"])
             await nc.close()
 
         with ThreadPoolExecutor(1) as pool:  # the Qt loop runs on this thread
-            pool.submit(asyncio.run, streams()).result()
+            pool.submit(asyncio.run, streams(server.url)).result()
         yield server
 
 
