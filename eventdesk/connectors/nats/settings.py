@@ -18,7 +18,7 @@ import jmespath.exceptions
 
 from eventdesk.brokers.nats.settings import SCHEMA as BROKER_SCHEMA
 from eventdesk.brokers.nats.settings import check_stream, check_subjects, with_scheme
-from eventdesk.core.settings_schema import Field, KindSettings, Schema
+from eventdesk.core.settings_schema import CONNECT_TIMEOUT, Field, KindSettings, Schema
 
 
 def check_jmespath(value: Any) -> str | None:
@@ -45,16 +45,7 @@ DATASOURCE_SCHEMA = Schema(
     description="A NATS server or cluster: JetStream streams (durable) or core NATS subjects (live only).",
     fields=(
         *(BROKER_SCHEMA.field(name) for name in ("url", "username", "secret", "creds", "nkey", "ca_file")),
-        Field(
-            "connect_timeout",
-            "float",
-            label="Connect timeout (s)",
-            default=10.0,
-            minimum=1,
-            maximum=300,
-            advanced=True,
-            help="How long one connection attempt may take before it is retried.",
-        ),
+        CONNECT_TIMEOUT,
     ),
     cross_checks=BROKER_SCHEMA.cross_checks[2:],  # one of credentials file, NKey, user name
 )
