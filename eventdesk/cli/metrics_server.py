@@ -41,6 +41,8 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        """Listen; call it before the runtime starts (the routes' published counts start here)."""
+        await self.metrics.refresh()
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._health)

@@ -90,7 +90,7 @@ class ServiceMetrics:
         self.registry.register(_SnapshotCollector(self))
         self.snapshot = _Snapshot()
         self._start_positions: dict[str, int] = {}  # route -> its position when first seen
-        self._states: dict[str, StateChange] = {}
+        self._states: dict[str, StateChange] = {}  # what the listener saw (absent: not started yet)
         self._stopped_with: dict[str, str] = {}  # model -> the error it stopped on
         self._off = [
             runtime.on_batch(lambda model, events: self.captured.labels(model=model).inc(len(events))),
@@ -118,7 +118,8 @@ class ServiceMetrics:
             self._stopped_with[name] = error.describe()
 
     async def refresh(self) -> None:
-        """Read what a scrape shows: one status snapshot, and each route's published count."""
+        """Read what a scrape shows: one status snapshot, and each route's published count (from
+        its position at the first refresh: call it once before the routes start)."""
         status = await self.runtime.status()
         published: dict[str, int] = {}
         for route in status.routes:
@@ -143,7 +144,10 @@ class ServiceMetrics:
         models: dict[str, str] = {}
         problems: list[str] = []
         for name in sorted(self.models()):
-            change = self.runtime.state_of(f"model/{name}")
+            change = self._states.get(f"model/{name}")
+            if change is None:  # not started yet (run starts its models after this server)
+                models[name] = "starting"
+                continue
             models[name] = change.state.value
             if name in self._stopped_with or change.state in (State.ERROR, State.STOPPED, State.STOPPING):
                 why = self._stopped_with.get(name) or change.detail or change.state.value
