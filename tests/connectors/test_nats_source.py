@@ -176,6 +176,32 @@ async def test_a_consumer_behind_the_checkpoint_is_made_again(
 
 
 @pytest.mark.asyncio
+async def test_a_server_restart_mid_stream_is_retried_without_loss(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="ORDERS", subjects=["orders.>"])
+    for i in range(3000):
+        await nc.publish("orders.new", json_codec.dumps({"n": i}))
+    await nc.flush()
+    await nc.close()
+    src = Source(tmp_path / "home", nats_server.url, stream="ORDERS", since="0", batch_size=100)
+    seen: list[State] = []
+    src.runtime.on_state(lambda key, change: seen.append(change.state))
+    try:
+        await src.runtime.start_model("m")
+        await src.wait_events(300)
+        await asyncio.to_thread(nats_server.restart)  # same port, same store
+        events = await src.wait_events(3000, timeout=30)
+    finally:
+        await src.close()
+    assert [e["seq"] for e in events] == list(range(1, 3001))  # none lost, none twice, in order
+    assert State.RETRYING in seen and seen.count(State.RUNNING) >= 2  # it did lose the server
+
+
+@pytest.mark.asyncio
 async def test_core_subject_live(tmp_path: Path, nats_server: NatsServer) -> None:  # noqa: F811
     src = Source(tmp_path / "home", nats_server.url, core_subject="live.>")
     nc = await nats.connect(nats_server.url)
