@@ -22,6 +22,7 @@ from typing import Any
 
 from eventdesk.core import json_codec
 from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.errors import ConfigError
 
 OBJECT_FIELDS = ("model", "route", "broker", "datasource")
 _LABEL = re.compile(r"\b(model|route|broker|datasource) '([^']*)'")
@@ -142,10 +143,32 @@ class ServiceOptions:
         return lambda key, change: print(describe(key, change), flush=True)
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``PORT`` or ``HOST:PORT`` (IPv6 as ``[::1]:PORT``), or a ConfigError naming the option."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 < number < 65536 or (sep and not host):
+        raise ConfigError(f"expected PORT or HOST:PORT, not {value!r}", obj="run", field="metrics-port")
+    return host, number
+
+
+def _listen_option(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
+    return value
+
+
 def add_service_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-port",
         metavar="[HOST:]PORT",
+        type=_listen_option,
         help="serve Prometheus metrics at /metrics and a health check at /healthz (503 when a model "
         "stopped) on this port, on 127.0.0.1 unless HOST is given (docs/operations.md)",
     )

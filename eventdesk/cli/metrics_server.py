@@ -11,25 +11,13 @@ from collections.abc import Callable, Collection
 
 from aiohttp import web
 
+from eventdesk.cli.json_logs import parse_listen
 from eventdesk.core import json_codec
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.runtime import Runtime
 from eventdesk.core.service_metrics import CONTENT_TYPE, ServiceMetrics
 
 log = logging.getLogger(__name__)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``PORT`` or ``HOST:PORT`` (IPv6 as ``[::1]:PORT``), or a ConfigError naming the option."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        number = -1
-    if not 0 < number < 65536 or (sep and not host):
-        raise ConfigError(f"expected PORT or HOST:PORT, not {value!r}", obj="run", field="metrics-port")
-    return host, number
 
 
 class MetricsServer:

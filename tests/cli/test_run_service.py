@@ -16,8 +16,7 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventdesk.cli.json_logs import JsonLineFormatter
-from eventdesk.cli.metrics_server import parse_listen
+from eventdesk.cli.json_logs import JsonLineFormatter, parse_listen
 from eventdesk.core.errors import ConfigError
 from tests.cli.harness import RunProcess, home_args, ok
 from tests.peers.nats_server import NatsServer, nats_server  # noqa: F401 - fixture
