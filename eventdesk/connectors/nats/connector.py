@@ -38,10 +38,12 @@ from eventdesk.connectors.nats.settings import (
 )
 from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.errors import BrokerError, ConnectorError
+from eventdesk.core.log_repeats import throttle
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 from eventdesk.core.retry_policy import Backoff
 
 log = logging.getLogger(__name__)
+throttle(__name__)  # a slow consumer is reported per dropped message: once per 10 s, counted
 
 T = TypeVar("T")
 FETCH_WAIT = 1.0  # seconds a fetch waits for a first message (cancellation stays prompt)
@@ -135,6 +137,10 @@ class NatsConnector(Connector):
             raise errors.from_broker_error(err, self.datasource.label) from None
 
     async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            log.warning("%s: messages of %s dropped: the capture could not keep up (core NATS is live only)",
+                        self.model.label, exc.subject)  # fmt: skip
+            return
         subject = errors.permission_denied(str(exc))
         ended = self._ended
         if subject is None or ended is None or ended.done():
@@ -239,10 +245,12 @@ class NatsConnector(Connector):
 
     async def _follow_core(self, nc: Client) -> None:
         subject = self.model_cfg.core_subject
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # Bounded: a capture slower than the subject leaves messages in nats-py's own pending
+        # queue, which drops them beyond its limits (a slow consumer, logged): live only.
+        queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=2 * self.model_cfg.batch_size)
 
         async def received(msg: Msg) -> None:
-            queue.put_nowait(msg)
+            await queue.put(msg)
 
         await nc.subscribe(subject, cb=received)
         await self._until_ended(nc.flush())

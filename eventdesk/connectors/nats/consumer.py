@@ -94,8 +94,3 @@ def _config(plan: ConsumerPlan, checkpoint: int | None, since: str) -> nats.js.a
         filter_subject=plan.subject or None,
     )
 
-
-async def ack_floor(js: JetStreamContext, plan: ConsumerPlan) -> int:
-    """The consumer's ack floor (a stream sequence)."""
-    info = await js.consumer_info(plan.stream, plan.name)
-    return info.ack_floor.stream_seq if info.ack_floor is not None else 0
