@@ -93,4 +93,3 @@ def _config(plan: ConsumerPlan, checkpoint: int | None, since: str) -> nats.js.a
         ack_wait=ACK_WAIT,
         filter_subject=plan.subject or None,
     )
-
