@@ -16,6 +16,7 @@ from eventdesk.connectors.nats.settings import consumer_name
 from eventdesk.core import json_codec
 from tests.cli.harness import RunProcess, eventdesk, home_args, ok
 from tests.peers.nats_server import NatsServer, nats_server  # noqa: F401 - fixture
+from tests.peers.servers import free_port
 
 TOTAL = 50_000
 
@@ -122,3 +123,8 @@ def test_cli_names_misconfigurations(tmp_path: Path, nats_server: NatsServer) ->
     assert result.returncode != 0 and "stream" in result.stderr
     result = eventdesk(*h, "datasource", "add", "web", "--kind", "nats", "--url", "http://127.0.0.1:1")
     assert result.returncode != 0 and "url" in result.stderr
+    ok(*h, "datasource", "add", "down", "--kind", "nats", "--url", f"nats://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    result = eventdesk(*h, "test", "datasource", "down")  # nobody listens: said at once
+    assert result.returncode == 5 and time.monotonic() - started < 10
+    assert "datasource 'down': field 'url': cannot connect to nats://127.0.0.1:" in result.stderr

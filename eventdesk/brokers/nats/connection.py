@@ -85,7 +85,12 @@ def connect_options(settings: Endpoint, secret: str | None, label: str, timeout:
         # EventDesk reconnects itself (the shared Backoff), so in-flight batches fail at once
         # with BrokerDisconnectedError instead of waiting in nats-py's reconnect buffer.
         "allow_reconnect": False,
-        "max_reconnect_attempts": 0,
+        # WHY: nats-py's server selection (Client._select_next_server, 2.16) reads 0 as "no
+        # limit": a connect to a server that refuses it then loops for ever (every
+        # reconnect_time_wait) instead of failing. 1 (each server tried twice, at once) lets it
+        # fail, and the caller's Backoff take over.
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0,
         "connect_timeout": timeout,
         "name": f"eventdesk {label}",
     }
