@@ -4,7 +4,6 @@ and once it stopped; the fleet's lease-change hook in the scrape."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -35,10 +34,10 @@ async def test_health_follows_the_models_and_leases_are_counted(tmp_path: Path) 
     try:
         await metrics.refresh()
         assert metrics.health().healthy and metrics.health().models == {"m": "starting"}
+        retrying = asyncio.Event()
+        runtime.on_state(lambda key, change: change.state is State.RETRYING and retrying.set())
         await runtime.start_model("m")
-        deadline = time.monotonic() + 10
-        while runtime.state_of("model/m").state is not State.RETRYING and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(retrying.wait(), 10)
         health = metrics.health()
         assert health.healthy and health.models == {"m": "retrying"}  # waiting for its source is no fault
         await runtime.stop_model("m")
