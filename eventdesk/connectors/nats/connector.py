@@ -104,7 +104,9 @@ class NatsConnector(Connector):
                 await self._retry(err)
             except (ConnectionLostError, OSError, nats.errors.Error) as exc:
                 await self._retry(
-                    ConnectorError(f"{self.where}: {exc or type(exc).__name__}", obj=self.datasource.label)
+                    ConnectorError(
+                        f"{self.where}: {str(exc) or type(exc).__name__}", obj=self.datasource.label
+                    )
                 )
 
     async def _retry(self, err: ConnectorError) -> None:
