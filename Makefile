@@ -44,6 +44,7 @@ bench: setup peers
 	$(BIN)/python -m tests.bench.webhook
 	$(BIN)/python -m tests.bench.postgres
 	$(BIN)/python -m tests.bench.nats
+	$(BIN)/python -m tests.bench.nats_source
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_feed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_history
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_detail

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from eventdesk import __version__
+from eventdesk.cli.json_logs import ServiceOptions, add_service_options, use_json_logs
 from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
 from eventdesk.core.connection_test import TESTABLE, check_connection
@@ -236,6 +237,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
         "new changes only and routes start at the end of the new capture (nothing is published again)",
     )
+    add_service_options(p)
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("test", help="test the connection of a saved datasource, model or broker")
@@ -473,20 +475,28 @@ def _describe_state(key: str, change: StateChange) -> str:
     return line
 
 
-async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULING_POLICIES[0]) -> int:
+async def _run(
+    home: Home,
+    models: list[str] | None,
+    scheduling: str = SCHEDULING_POLICIES[0],
+    service: ServiceOptions | None = None,
+) -> int:
+    from eventdesk.cli.metrics_server import MetricsServer
     from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
+
+    service = service or ServiceOptions()
 
     names = models if models else list(home.workspace.models)
     for name in names:
         home.workspace.model(name)
     for bad in home.workspace.invalid.values():
-        print(f"eventdesk: warning: not started: {bad.error.describe()}", file=sys.stderr, flush=True)
+        service.warn(f"not started: {bad.error.describe()}")
     if not names:
         raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
     runtime = Runtime(home.workspace, home.capture)
     if home.capture_notice:
-        print(home.capture_notice, flush=True)
+        service.say(home.capture_notice)
     tune_for_streaming()
     apply_scheduling(scheduling)  # before the runtime starts its threads: they inherit it
     stop = asyncio.Event()
@@ -494,28 +504,37 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
 
     def on_terminal(key: str, error: EventDeskError) -> None:
         failure.append(error)
-        stop.set()
+        if not service.keep_going:
+            stop.set()
 
-    runtime.on_state(lambda key, change: print(_describe_state(key, change), flush=True))
+    runtime.on_state(service.state_listener(_describe_state))
     runtime.on_terminal(on_terminal)
+    metrics = MetricsServer(runtime, lambda: names, service.metrics_port) if service.metrics_port else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if metrics is not None:
+            await metrics.start()
         await runtime.start(names)
         await stop.wait()
     finally:
         await runtime.aclose()
+        if metrics is not None:
+            await metrics.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if failure:
         raise failure[0]
-    print("stopped", flush=True)
+    service.say("stopped")
     return 0
 
 
 def _cmd_run(home: Home, args: argparse.Namespace) -> int:
-    return asyncio.run(_run(home, args.models, args.scheduling))
+    service = ServiceOptions.from_args(args)
+    if service.json:
+        use_json_logs()
+    return asyncio.run(_run(home, args.models, args.scheduling, service))
 
 
 # Every sub-command's parser names its ``handler(home, args) -> int`` with ``set_defaults``; main()
@@ -567,7 +586,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             home.close()
     except EventDeskError as exc:
-        print(f"eventdesk: error: {exc.describe()}", file=sys.stderr)
+        if getattr(args, "log_format", "text") == "json":  # run --log-format json: a JSON line too
+            logging.getLogger("eventdesk.run").error("%s", exc.describe())
+        else:
+            print(f"eventdesk: error: {exc.describe()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

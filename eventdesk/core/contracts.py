@@ -66,6 +66,11 @@ class ConnectorHost(Protocol):
 
     loop: asyncio.AbstractEventLoop
 
+    @property
+    def workspace_id(self) -> str:
+        """The workspace's id, for what a kind names on a server shared by several workspaces
+        (the nats kind's durable consumer): every runner of one workspace derives the same name."""
+
     async def deliver(self, events: list[Event], checkpoint: Any) -> None:
         """Append ``events`` to capture and advance the checkpoint to ``checkpoint``.
 
@@ -121,6 +126,12 @@ class Connector(ABC):
         cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig | None = None
     ) -> str:
         """Check that the datasource (and model, if given) can be reached; return a summary."""
+
+    def source_lag(self) -> float | None:
+        """How far behind its source the model is, in the kind's own unit (nats: messages
+        the stream holds that are not captured yet); None: this kind does not say. Read on
+        the loop (``Runtime.connector_of(model).source_lag()``, the metrics' source lag)."""
+        return None
 
     # The model setting naming what a model follows on its datasource ("database", "table"),
     # filled from :meth:`list_sources` by the model dialog; None: this kind cannot list them.

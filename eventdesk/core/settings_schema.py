@@ -152,6 +152,20 @@ class Field:
         return value
 
 
+# The same setting in every kind that connects to a server with a time limit of its own
+# (postgres, nats): one declaration.
+CONNECT_TIMEOUT = Field(
+    "connect_timeout",
+    "float",
+    label="Connect timeout (s)",
+    default=10.0,
+    minimum=1,
+    maximum=300,
+    advanced=True,
+    help="How long one connection attempt may take before it is retried.",
+)
+
+
 @dataclass(frozen=True)
 class Schema:
     """The settings of one kind (or of one object type such as a route)."""

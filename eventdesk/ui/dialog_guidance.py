@@ -28,6 +28,7 @@ URL_PLACEHOLDERS: dict[str, str] = {
     "couchdb": "http://localhost:5984",
     "cloudant": "https://ACCOUNT.cloudantnosqldb.appdomain.cloud",
     "postgres": "postgresql://USER@HOST:5432/DATABASE",
+    "nats": "nats://HOST:4222 (several, comma-separated, for a cluster)",
 }
 
 # One line each: what a route publishes for a change of document {"_id": "acc-42", "balance": 10}.

@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 import ssl
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
 import nats.js
 import nats.js.api
@@ -29,7 +29,23 @@ EXPECTED_STREAM = "Nats-Expected-Stream"
 _HEADER_SAFE = "!\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 
-def where(settings: NatsSettings) -> str:
+class Endpoint(Protocol):
+    """What connecting needs of a kind's settings: the broker's ``NatsSettings`` and the nats
+    source kind's datasource settings (connectors/nats/settings.py) both have it."""
+
+    @property
+    def servers(self) -> list[str]: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def creds(self) -> str: ...
+    @property
+    def nkey(self) -> str: ...
+    @property
+    def ca_file(self) -> str: ...
+
+
+def where(settings: Endpoint) -> str:
     """The servers, as shown in messages (no user names or passwords)."""
     return ", ".join(
         f"{p.scheme}://{p.hostname}:{p.port or 4222}" for p in map(urllib.parse.urlsplit, settings.servers)
@@ -62,14 +78,19 @@ def headers_for(f: MessageFields, stream: str) -> dict[str, str]:
     return headers
 
 
-def connect_options(settings: NatsSettings, secret: str | None, label: str, timeout: float) -> dict[str, Any]:
+def connect_options(settings: Endpoint, secret: str | None, label: str, timeout: float) -> dict[str, Any]:
     """nats.connect's keyword arguments; raises a terminal BrokerError for unusable settings."""
     options: dict[str, Any] = {
         "servers": settings.servers,
         # EventDesk reconnects itself (the shared Backoff), so in-flight batches fail at once
         # with BrokerDisconnectedError instead of waiting in nats-py's reconnect buffer.
         "allow_reconnect": False,
-        "max_reconnect_attempts": 0,
+        # WHY: nats-py's server selection (Client._select_next_server, 2.16) reads 0 as "no
+        # limit": a connect to a server that refuses it then loops for ever (every
+        # reconnect_time_wait) instead of failing. 1 (each server tried twice, at once) lets it
+        # fail, and the caller's Backoff take over.
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0,
         "connect_timeout": timeout,
         "name": f"eventdesk {label}",
     }
@@ -123,7 +144,7 @@ def connect_options(settings: NatsSettings, secret: str | None, label: str, time
 
 
 async def open_connection(
-    settings: NatsSettings, secret: str | None, label: str, timeout: float, **callbacks: Any
+    settings: Endpoint, secret: str | None, label: str, timeout: float, **callbacks: Any
 ) -> Client:
     """Connect (one attempt over the servers); a BrokerError says why not."""
     options = connect_options(settings, secret, label, timeout)

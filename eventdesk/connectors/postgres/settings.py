@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from eventdesk.core.settings_schema import Field, KindSettings, Schema, check_pem_file
+from eventdesk.core.settings_schema import CONNECT_TIMEOUT, Field, KindSettings, Schema, check_pem_file
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -94,16 +94,7 @@ DATASOURCE_SCHEMA = Schema(
             advanced=True,
             help="PEM file of the certificate authority that signed the server's certificate.",
         ),
-        Field(
-            "connect_timeout",
-            "float",
-            label="Connect timeout (s)",
-            default=10.0,
-            minimum=1,
-            maximum=300,
-            advanced=True,
-            help="How long one connection attempt may take before it is retried.",
-        ),
+        CONNECT_TIMEOUT,
     ),
 )
 
