@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
 """Batches handed to the capture and not yet committed; the reader waits beyond that."""
 
+INSERT_TAG = 0x49  # 'I', the first byte of an Insert message
+
 LAG_REPORT_S = 5.0
 """How often (at most) the slot's lag is reported, when it changed."""
 
@@ -115,11 +117,19 @@ class ReplicationSession:
                 wait = 0.001 if self.in_flight and self.pending_lsn is not None else 0.2
                 select.select([conn], [], [], min(wait, self.status_interval))
                 continue
-            message = decode(msg.payload)
+            payload = msg.payload
+            # An insert of the table goes the fast way; anything else is decoded in full.
+            event = builder.insert(payload) if payload[0] == INSERT_TAG else None
+            if event is not None:
+                if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
+                    self.hand_over(partial=True)
+                self.open.append(event)
+                continue
+            message = decode(payload)
             if isinstance(message, (Insert, Update, Delete, Truncate)):
                 event = builder.change(message)
                 if event is not None:
-                    if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
+                    if len(self.open) >= self.batch_size:
                         self.hand_over(partial=True)
                     self.open.append(event)
             elif isinstance(message, Begin):
