@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from eventdesk.core.settings_schema import Field, KindSettings, Schema, check_pem_file
+from eventdesk.core.settings_schema import BATCH_SIZE, Field, KindSettings, Schema, check_pem_file
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -137,16 +137,7 @@ MODEL_SCHEMA = Schema(
             "id > 1000, on key columns only unless the table has REPLICA IDENTITY FULL (the "
             "server refuses updates otherwise). Empty: every row.",
         ),
-        Field(
-            "batch_size",
-            "int",
-            label="Batch size",
-            default=1000,
-            minimum=1,
-            maximum=10000,
-            advanced=True,
-            help="Largest number of changes handed over at once.",
-        ),
+        BATCH_SIZE,
     ),
 )
 
