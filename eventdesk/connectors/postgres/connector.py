@@ -48,7 +48,7 @@ def target_of(datasource: DatasourceConfig, model: ModelConfig) -> server.Target
         where=ds.where,
         schema=schema,
         table=table,
-        names=object_names(datasource.name, model.name, schema, table),
+        names=object_names(datasource.workspace_id, datasource.name, model.name, schema, table),
         row_filter=ms.row_filter,
     )
 

@@ -190,8 +190,9 @@ def ensure_publication(conn: Any, target: Target) -> bool:
 
 
 def other_slots(conn: Any, target: Target) -> list[str]:
-    """Slots of models of the same name and datasource on other tables (``eventdesk_<model>_``
-    and another hash), each with what its publication publishes, as ``name (public.t)``."""
+    """Other slots of this workspace's models of this name (``eventdesk_<model>_<workspace>_``
+    and another hash: another table), each with what its publication publishes, as
+    ``name (public.t)``."""
     prefix = target.names.slot.rsplit("_", 1)[0] + "_"
     with conn.cursor() as cur:
         cur.execute(

@@ -203,13 +203,16 @@ class ObjectNames:
     slot: str
 
 
-def object_names(datasource: str, model: str, schema: str, table: str) -> ObjectNames:
-    """Names EventDesk derives for a model: ``eventdesk_<model>_<hash>`` (a slot name takes only
-    ``[a-z0-9_]`` and 63 characters; the hash of the datasource, model and table keeps two
-    models with similar names apart)."""
-    digest = hashlib.sha256(f"{datasource}\0{model}\0{schema}\0{table}".encode()).hexdigest()[:8]
-    base = re.sub(r"[^a-z0-9_]+", "_", model.lower()).strip("_")[:40] or "model"
-    name = f"eventdesk_{base}_{digest}"
+def object_names(workspace: str, datasource: str, model: str, schema: str, table: str) -> ObjectNames:
+    """Names EventDesk derives for a model: ``eventdesk_<model>_<workspace>_<hash>`` (a slot name
+    takes only ``[a-z0-9_]`` and 63 characters). ``<workspace>``, the first 6 characters of the
+    workspace's id, keeps two workspaces (two homes) following the same database apart; the hash
+    of the datasource, model and table keeps two models with similar names apart and gives an
+    edited table new ones (connector.py names the slot the previous table left)."""
+    digest = hashlib.sha256(f"{workspace}\0{datasource}\0{model}\0{schema}\0{table}".encode()).hexdigest()[:8]
+    base = re.sub(r"[^a-z0-9_]+", "_", model.lower()).strip("_")[:36] or "model"
+    owner = re.sub(r"[^a-z0-9]+", "", workspace.lower())[:6]
+    name = f"eventdesk_{base}_{owner}_{digest}" if owner else f"eventdesk_{base}_{digest}"
     return ObjectNames(publication=name, slot=name)
 
 
