@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
 """Batches handed to the capture and not yet committed; the reader waits beyond that."""
 
-INSERT_TAG = 0x49  # 'I', the first byte of an Insert message
+FAST_TAGS = (0x49, 0x55)  # 'I' and 'U': the first byte of an Insert and an Update message
 
 LAG_REPORT_S = 5.0
 """How often (at most) the slot's lag is reported, when it changed."""
@@ -118,8 +118,8 @@ class ReplicationSession:
                 select.select([conn], [], [], min(wait, self.status_interval))
                 continue
             payload = msg.payload
-            # An insert of the table goes the fast way; anything else is decoded in full.
-            event = builder.insert(payload) if payload[0] == INSERT_TAG else None
+            # An insert or plain update of the table goes the fast way; the rest is decoded in full.
+            event = builder.fast_change(payload) if payload[0] in FAST_TAGS else None
             if event is not None:
                 if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
                     self.hand_over(partial=True)

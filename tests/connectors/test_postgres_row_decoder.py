@@ -1,7 +1,8 @@
-"""The fast path of inserts (insert_decoder.py, through ``ChangeBuilder.insert``) against the
-general path it stands in for (``pgoutput.decode`` then ``ChangeBuilder.change``): the same
-event for any table shape and row, and ``None`` (the general path takes it) for whatever it
-does not handle. Real servers' inserts go this way in test_postgres_types.py and the run tests."""
+"""The fast path of inserts and plain updates (row_decoder.py, through
+``ChangeBuilder.fast_change``) against the general path it stands in for (``pgoutput.decode``
+then ``ChangeBuilder.change``): the same event for any table shape and row, and ``None`` (the
+general path takes it) for whatever it does not handle. Real servers' changes go this way in
+test_postgres_types.py and the run tests."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventdesk.connectors.postgres.changes import ChangeBuilder
-from eventdesk.connectors.postgres.pgoutput import UNCHANGED, Begin, Column, Insert, Relation, decode
+from eventdesk.connectors.postgres.pgoutput import UNCHANGED, Begin, Column, Insert, Relation, Update, decode
 
 # Type OIDs with text in the form PostgreSQL writes it.
 TEXTS: dict[int, st.SearchStrategy[str]] = {
@@ -43,8 +44,9 @@ TEXTS: dict[int, st.SearchStrategy[str]] = {
 shapes = st.lists(st.sampled_from(sorted(TEXTS)), min_size=1, max_size=8)
 
 
-def encode_insert(oid: int, items: list[Any]) -> bytes:
-    out = b"I" + struct.pack("!I", oid) + b"N" + struct.pack("!h", len(items))
+def encode_insert(oid: int, items: list[Any], tag: bytes = b"I", old: bytes = b"") -> bytes:
+    """An Insert (or with ``tag`` ``U``, an Update; ``old``: its 'O' or 'K' part) of ``items``."""
+    out = tag + struct.pack("!I", oid) + old + b"N" + struct.pack("!h", len(items))
     for item in items:
         if item is None:
             out += b"n"
@@ -73,7 +75,7 @@ def builder_for(types: list[int], keys: int, oid: int = 16400) -> ChangeBuilder:
 
 def reference(builder: ChangeBuilder, data: bytes) -> Any:
     message = decode(data)
-    assert isinstance(message, Insert)
+    assert isinstance(message, (Insert, Update))
     return builder.change(message)
 
 
@@ -90,19 +92,19 @@ def fields(event: Any) -> tuple[Any, ...]:
     )
 
 
-@given(st.data())
-def test_any_insert_gives_the_general_paths_event(data: st.DataObject) -> None:
+@given(st.data(), st.sampled_from([b"I", b"U"]))
+def test_any_insert_or_update_gives_the_general_paths_event(data: st.DataObject, tag: bytes) -> None:
     types = data.draw(shapes)
     keys = data.draw(st.integers(0, min(3, len(types))))
     items = [
         data.draw(st.one_of(st.none(), TEXTS[t])) if i >= keys else data.draw(TEXTS[t])
         for i, t in enumerate(types)
     ]
-    message = encode_insert(16400, items)
-    fast = builder_for(types, keys).insert(message)
+    message = encode_insert(16400, items, tag)
+    fast = builder_for(types, keys).fast_change(message)
     expected = reference(builder_for(types, keys), message)
     assert fast is not None
-    assert fields(fast) == fields(expected)
+    assert fields(fast) == fields(expected) and fast.op == ("created" if tag == b"I" else "updated")
     assert type(fast.payload) is dict and [type(v) for v in fast.payload.values()] == [
         type(v) for v in expected.payload.values()
     ]
@@ -110,9 +112,9 @@ def test_any_insert_gives_the_general_paths_event(data: st.DataObject) -> None:
 
 def test_positions_in_the_transaction_count_on_with_the_general_path() -> None:
     builder = builder_for([23, 25], 1)
-    first = builder.insert(encode_insert(16400, ["1", "a"]))
+    first = builder.fast_change(encode_insert(16400, ["1", "a"]))
     second = reference(builder, encode_insert(16400, ["2", "b"]))
-    third = builder.insert(encode_insert(16400, ["3", "c"]))
+    third = builder.fast_change(encode_insert(16400, ["3", "c"]))
     assert first is not None and third is not None
     assert [first.rev, second.rev, third.rev] == ["0/151CE58:0", "0/151CE58:1", "0/151CE58:2"]
 
@@ -131,9 +133,15 @@ def test_positions_in_the_transaction_count_on_with_the_general_path() -> None:
         encode_insert(16400, ["1", "a"])[:5] + b"K" + encode_insert(16400, ["1", "a"])[6:],  # not 'N'
         encode_insert(16400, ["1", "\u00e9"]).replace(b"\xc3\xa9", b"\xc3("),  # not UTF-8
         b"I\x00\x00",  # no relation
+        encode_insert(16400, ["1", "b"], b"U", b"K" + encode_insert(16400, ["1", None])[6:]),  # key changed
+        encode_insert(16400, ["1", "b"], b"U", b"O" + encode_insert(16400, ["1", "a"])[6:]),  # old row
+        encode_insert(16400, ["1", UNCHANGED], b"U"),  # an unchanged TOASTed value
     ],
 )
 def test_what_the_fast_path_leaves_to_the_general_path(message: bytes) -> None:
     builder = builder_for([23, 25], 1)
-    assert builder.insert(message) is None
+    assert builder.fast_change(message) is None
     assert builder.position == 0  # nothing counted: the general path numbers it
+    if message[:1] == b"U":  # well-formed updates the general path takes
+        event = reference(builder, message)
+        assert event is not None and event.op == "updated"

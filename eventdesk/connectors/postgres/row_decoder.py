@@ -1,13 +1,14 @@
-"""The stream's hot path: an Insert message of the followed table turned straight into its row.
+"""The stream's hot path: an Insert, or an Update carrying only the new row (the usual form:
+default replica identity, key unchanged), of the followed table turned straight into its row.
 
-A backlog is mostly inserts. Decoding each into pgoutput.py's ``Insert`` (a tuple of texts) and
+A backlog is mostly such messages. Decoding each into pgoutput.py's ``Insert`` (a tuple of texts) and
 then converting that in changes.py made about 10 µs of a row's CPU time (docs/performance.md,
 ``tests.bench.postgres``); here one loop over the message's bytes converts each column as it
 is read, with the table's names and converters paired once per Relation message. Anything
-out of the ordinary (another table, a column count that is not the Relation's, a binary or
-unchanged value, a NULL key) gives ``None``: the caller then takes the general path
+out of the ordinary (another table, an update with the old row or old key, a column count
+that is not the Relation's, a binary or unchanged value, a NULL key) gives ``None``: the caller then takes the general path
 (``pgoutput.decode`` and ``ChangeBuilder.change``), which is the reference this module is
-tested against (tests/connectors/test_postgres_insert_decoder.py).
+tested against (tests/connectors/test_postgres_row_decoder.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any
 
 from eventdesk.connectors.postgres.values import Convert
 
-_HEAD = struct.Struct("!Bh")  # 'N', column count (after the 'I' tag and the relation OID)
+_HEAD = struct.Struct("!Bh")  # 'N', column count (after the 'I' or 'U' tag and the relation OID)
 _LENGTH = struct.Struct("!i").unpack_from
 _TEXT, _NULL = 0x74, 0x6E  # 't', 'n'
 
 
-class InsertDecoder:
-    """Rows of one table's Insert messages (see the module docstring)."""
+class RowDecoder:
+    """Rows of one table's Insert and plain Update messages (see the module docstring)."""
 
     __slots__ = ("columns", "count", "key_index")
 
@@ -36,8 +37,8 @@ class InsertDecoder:
         self.key_index = key_index
 
     def decode(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
-        """``(key, row)`` of an Insert message of this table (``data`` starts with its ``I``
-        tag), or None when the general path must take it."""
+        """``(key, row)`` of an Insert or Update message of this table (``data`` starts with
+        its tag), or None when the general path must take it."""
         try:
             new, count = _HEAD.unpack_from(data, 5)
         except struct.error:
