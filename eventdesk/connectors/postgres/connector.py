@@ -164,10 +164,13 @@ class PostgresConnector(Connector):
             server.check_can_create(plain, target, slot_exists=slot is not None)
             created = server.ensure_publication(plain, target)
             if created and slot is None and checkpoint is not None:
-                # Neither existed: the model's table was edited since its checkpoint (the names
-                # derive from it), which belongs to the previous table's slot.
-                self._table_edited(loop, server.other_slots(plain, target))
-                checkpoint = None
+                # Neither existed: if a slot of this model for another table is there, the
+                # model's table was edited since its checkpoint (the names derive from it), which
+                # belongs to that slot. (With none, the slot was dropped: the error below.)
+                leftovers = server.other_slots(plain, target)
+                if leftovers:
+                    self._table_edited(loop, leftovers)
+                    checkpoint = None
         finally:
             plain.close()
         if slot is not None and checkpoint is None and first_since == "0":
@@ -243,18 +246,15 @@ class PostgresConnector(Connector):
 
     def _table_edited(self, loop: asyncio.AbstractEventLoop, leftovers: list[str]) -> None:
         """Follow the edited model's new table from now on, and name the slots the previous
-        table may have left (they hold WAL until dropped; whether one is this model's, or a
-        model of the same name in another workspace, only the user can tell)."""
+        table left: they hold WAL until dropped, and are not dropped here, since one may also
+        be a slot kept on purpose when a model of this name was removed (``remove`` without
+        ``--drop-slot``)."""
         target = self.target
         note = (
-            f"the model now follows {target.schema}.{target.table}: new slot {target.names.slot}, from now on"
+            f"the model now follows {target.schema}.{target.table}: new slot {target.names.slot}, "
+            f"from now on; the previous table's slot is {' or '.join(leftovers)}, which keeps WAL "
+            "on the server until dropped (SELECT pg_drop_replication_slot('...'))"
         )
-        if leftovers:
-            note += (
-                "; the previous table's slot may be "
-                + " or ".join(leftovers)
-                + ", which keeps WAL on the server until dropped (SELECT pg_drop_replication_slot('...'))"
-            )
         log.warning("%s: %s", target.model, note)
         self._state(loop, StateChange(State.CONNECTING, note))
         self.committed = None
