@@ -7,7 +7,7 @@ so the contracts do not depend on the workspace that depends on the kinds behind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventdesk.core.route_settings import RouteSettings
@@ -20,6 +20,10 @@ class DatasourceConfig:
     kind: str
     settings: dict[str, Any]
     secret: SecretRef | None = None
+    # The workspace holding it (set by the workspace, never stored with it): a kind that keeps
+    # objects on the server (postgres: a replication slot) names them after it, so that two
+    # workspaces following the same database never share one. Empty outside a workspace.
+    workspace_id: str = field(default="", compare=False, repr=False)
 
     @property
     def label(self) -> str:

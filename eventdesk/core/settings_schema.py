@@ -208,6 +208,19 @@ class Schema:
         return result
 
 
+BATCH_SIZE = Field(
+    "batch_size",
+    "int",
+    label="Batch size",
+    default=1000,
+    minimum=1,
+    maximum=10000,
+    advanced=True,
+    help="Largest number of changes handed over at once.",
+)
+"""The model setting of the source kinds that read in batches (cloudant, postgres)."""
+
+
 def json_kind(value: Any) -> str:
     """How a JSON value is named in messages: "a string", "an array", ..."""
     if value is None:

@@ -302,6 +302,8 @@ class Workspace:
     def _stored(self, object_type: str, valid: AnyConfig) -> None:
         """Keep a validated object; it replaces an invalid one of that name, whose dependants may now
         validate too."""
+        if isinstance(valid, DatasourceConfig):
+            valid.workspace_id = self.workspace_id
         self._table(object_type)[valid.name] = valid
         if self.invalid.pop(f"{object_type}/{valid.name}", None) is not None:
             self._retry_invalid()
@@ -336,7 +338,9 @@ class Workspace:
         try:
             cfg = _parse_entry(object_type, name, entry)
             if object_type == "datasource":
-                self.datasources[name] = self.validate_datasource(cfg)  # type: ignore[arg-type]
+                valid = self.validate_datasource(cfg)  # type: ignore[arg-type]
+                valid.workspace_id = self.workspace_id
+                self.datasources[name] = valid
             elif object_type == "model":
                 self.models[name] = self.validate_model(cfg)  # type: ignore[arg-type]
             elif object_type == "broker":

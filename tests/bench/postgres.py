@@ -2,13 +2,15 @@
 
   backlog  rows/s: a backlog of N changed rows (inserted while ``run`` was stopped) drained by
            ``eventdesk run`` through the capture to a mosquitto subscriber at QoS 1 (counted
-           by ``mosquitto_sub``, from ``run``'s start to the last distinct key), beside
+           by ``mosquitto_sub``, from ``run``'s start to the last distinct key; the route
+           sends the stored envelope as the Cloudant pipeline bench does, ``--format payload``
+           makes it send the row alone, which parses each envelope), beside
            ``pg_recvlogical`` reading the same backlog with the same plugin (pgoutput, the same
            publication) into /dev/null (target: at least 0.5x)
   latency  from commit to subscriber at 200 rows/s, p50 and p99 (target: 5 ms and 20 ms)
   RSS      peak resident memory of ``run`` (VmHWM) over both (target: 120 MB at most)
 
-Run: .venv/bin/python -m tests.bench.postgres [--quick]
+Run: .venv/bin/python -m tests.bench.postgres [--quick] [--format envelope|payload]
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def recvlogical_rate(pg: PostgresServer, slot: str, publication: str, total: int
     return total / (time.perf_counter() - start)
 
 
-def main(quick: bool) -> None:
+def main(quick: bool, fmt: str) -> None:
     total = 20_000 if quick else 100_000
     with tempfile.TemporaryDirectory(prefix="eventdesk-bench-pg-") as tmp, running_postgres() as pg:
         root = Path(tmp)
@@ -74,7 +76,7 @@ def main(quick: bool) -> None:
             ok(*h, "model", "add", "bench", "--datasource", "pg")
             ok(*h, "broker", "add", "mosq", "--kind", "mqtt", "--url", broker.url)
             ok(*h, "route", "add", "out", "--model", "bench", "--broker", "mosq", "--topic", "bench/{key}",
-               "--format", "payload", "--qos", "1")  # fmt: skip
+               "--format", fmt, "--qos", "1")  # fmt: skip
             run = RunProcess(h)  # creates the slot and the publication
             run.wait_line("model 'bench': running", 60)
             run.stop()
@@ -91,7 +93,7 @@ def main(quick: bool) -> None:
             drained = total / (time.perf_counter() - start)
             counter.close()
             reference = recvlogical_rate(pg, "bench_reference", publication, total, end_lsn)
-            print(f"backlog  {total} rows: eventdesk run -> mosquitto QoS 1  {drained:9.0f} rows/s")
+            print(f"backlog  {total} rows: eventdesk run -> mosquitto QoS 1 ({fmt})  {drained:9.0f} rows/s")
             print(f"         pg_recvlogical -> /dev/null         {reference:9.0f} rows/s")
             print(f"         ratio {drained / reference:.2f}x (target >= 0.5x)")
 
@@ -135,4 +137,8 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="20,000 rows instead of 100,000")
-    main(parser.parse_args().quick)
+    parser.add_argument(
+        "--format", default="envelope", choices=("envelope", "payload"), help="the route's payload format"
+    )
+    args = parser.parse_args()
+    main(args.quick, args.format)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eventdesk.connectors.postgres.settings import ObjectNames, object_names
 from eventdesk.core import json_codec
 from eventdesk.core.contracts import State
 from eventdesk.core.home import Home
@@ -38,6 +39,10 @@ class Pipeline:
         self.home.add_model(model, "pg", {"table": table, "since": since, **model_settings})
         self.model = model
         self.runtime = Runtime(self.home.workspace, self.home.capture)
+
+    def names(self, table: str, model: str | None = None) -> ObjectNames:
+        """The slot and publication of a model of this home on ``public.<table>``."""
+        return object_names(self.home.workspace.workspace_id, "pg", model or self.model, "public", table)
 
     async def start(self, timeout: float = 30.0) -> None:
         await self.runtime.start_model(self.model)

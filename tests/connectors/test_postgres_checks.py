@@ -5,13 +5,14 @@ table, a table without a primary key, a wrong password, a user without REPLICATI
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from eventdesk.connectors.postgres import PostgresConnector
-from eventdesk.connectors.postgres.settings import PostgresDatasourceSettings, object_names
+from eventdesk.connectors.postgres.settings import PostgresDatasourceSettings
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import ConfigError, ConnectorError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
@@ -215,7 +216,7 @@ async def test_a_models_slot_and_publication_can_be_dropped(pg: PostgresServer, 
     cfg = pipeline.home.workspace.model("m")
     summary = await PostgresConnector.drop_replication_objects(ds, None, cfg)
     assert summary.startswith("dropped replication slot eventdesk_m_") and "and publication" in summary
-    slot = object_names("pg", "m", "public", "to_drop").slot
+    slot = pipeline.names("to_drop").slot
     assert pg.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [(0,)]
     assert await PostgresConnector.drop_replication_objects(ds, None, cfg) == "nothing to drop"
 
@@ -263,8 +264,8 @@ async def test_remove_names_the_slot_it_keeps_and_drops_it_with_drop_slot(
         await pipeline.wait_state(State.RUNNING, model="b")
     finally:
         await pipeline.close()
-    slot_a = object_names("pg", "a", "public", "removed_a").slot
-    slot_b = object_names("pg", "b", "public", "removed_b").slot
+    slot_a = pipeline.names("removed_a", "a").slot
+    slot_b = pipeline.names("removed_b", "b").slot
     slots = "SELECT slot_name FROM pg_replication_slots WHERE slot_name IN (%s, %s) ORDER BY 1"
     assert pg.execute(slots, (slot_a, slot_b)) == sorted([(slot_a,), (slot_b,)])
     h = home_args(isolated_home)
@@ -275,3 +276,88 @@ async def test_remove_names_the_slot_it_keeps_and_drops_it_with_drop_slot(
     assert f"model 'b': dropped replication slot {slot_b}" in dropped and "kept on the server" not in dropped
     assert pg.execute(slots, (slot_a, slot_b)) == [(slot_a,)]
     pg.execute("SELECT pg_drop_replication_slot(%s)", (slot_a,))
+
+
+def our_slots(pg: PostgresServer) -> dict[str, str | None]:
+    """EventDesk's slots on the server, each with what its publication says it publishes."""
+    rows = pg.execute(
+        "SELECT s.slot_name, obj_description(p.oid, 'pg_publication') FROM pg_replication_slots s "
+        "LEFT JOIN pg_publication p ON p.pubname = s.slot_name WHERE s.slot_name LIKE 'eventdesk\\_edited\\_%'"
+    )
+    return dict(rows)
+
+
+@pytest.mark.asyncio
+async def test_editing_a_models_row_filter_or_table_leaves_no_slot_unsaid(
+    pg: PostgresServer, isolated_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="eventdesk.connectors.postgres")
+    pg.execute("CREATE TABLE edit_a (id int PRIMARY KEY, v text)")
+    pg.execute("CREATE TABLE edit_b (id int PRIMARY KEY, v text)")
+    pipeline = Pipeline(isolated_home, pg, "edit_a", model="edited", row_filter="id > 0")
+    try:
+        await pipeline.start()
+        pg.execute("INSERT INTO edit_a VALUES (1, 'in'), (-1, 'filtered out')")
+        await pipeline.wait_events(1)
+        assert list(our_slots(pg).values()) == ["public.edit_a WHERE id > 0"]
+        await pipeline.runtime.stop_model("edited")
+
+        # The row filter edited: the slot and publication are made anew for it (same names).
+        pipeline.home.add_model("edited", "pg", {"table": "edit_a", "row_filter": "id > 10"}, replace=True)
+        await pipeline.runtime.start_model("edited")
+        await pipeline.wait_state(State.RUNNING)
+        assert list(our_slots(pg).values()) == ["public.edit_a WHERE id > 10"]  # one slot, not two
+        pg.execute("INSERT INTO edit_a VALUES (5, 'filtered out now'), (11, 'in')")
+        events = await pipeline.wait_events(2, model="edited")
+        assert [e["key"] for e in events] == ["1", "11"]
+        await pipeline.runtime.stop_model("edited")
+
+        # The table edited: the new table is followed from now on, and the slot the previous
+        # one left (it still holds WAL) is named, since only the user can tell whose it is.
+        pipeline.home.add_model("edited", "pg", {"table": "edit_b"}, replace=True)
+        await pipeline.runtime.start_model("edited")
+        await pipeline.wait_state(State.RUNNING)
+        slots = our_slots(pg)
+        old = next(name for name, covered in slots.items() if covered == "public.edit_a WHERE id > 10")
+        assert sorted(slots.values()) == ["public.edit_a WHERE id > 10", "public.edit_b"]
+        pg.execute("INSERT INTO edit_b VALUES (7, 'b')")
+        pg.execute("INSERT INTO edit_a VALUES (12, 'not followed any more')")
+        events = await pipeline.wait_events(3, model="edited")
+        assert [(e["key"], e["source"]["table"]) for e in events] == [
+            ("1", "edit_a"),
+            ("11", "edit_a"),
+            ("7", "edit_b"),
+        ]
+        summary = await PostgresConnector.test_connection(
+            pipeline.home.workspace.datasource("pg"), None, pipeline.home.workspace.model("edited")
+        )
+        assert "slot eventdesk_edited_" in summary and " exists" in summary
+        warned = [r.getMessage() for r in caplog.records if "now follows public.edit_b" in r.getMessage()]
+        assert len(warned) == 1 and f"{old} (public.edit_a WHERE id > 10)" in warned[0]
+    finally:
+        await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_two_homes_following_the_same_table_each_have_their_own_slot(
+    pg: PostgresServer, tmp_path: Path, isolated_home: Path
+) -> None:
+    pg.execute("CREATE TABLE shared (id int PRIMARY KEY)")
+    first = Pipeline(tmp_path / "first", pg, "shared")  # same datasource, model and table names
+    second = Pipeline(tmp_path / "second", pg, "shared")
+    try:
+        await first.start()
+        await second.start()
+        slots = {first.names("shared").slot, second.names("shared").slot}
+        assert len(slots) == 2
+        active = "SELECT slot_name FROM pg_replication_slots WHERE active AND slot_name = ANY(%s) ORDER BY 1"
+        assert pg.execute(active, (sorted(slots),)) == [(s,) for s in sorted(slots)]  # both followed
+        for shown in (first, second):  # each run shows its own slot
+            detail = shown.runtime.state_of("model/m").detail or ""
+            assert f"slot {shown.names('shared').slot}" in detail
+        pg.execute("INSERT INTO shared VALUES (1)")
+        for pipeline in (first, second):  # neither takes the other's changes
+            assert [e["key"] for e in await pipeline.wait_events(1)] == ["1"]
+    finally:
+        await first.close()
+        await second.close()

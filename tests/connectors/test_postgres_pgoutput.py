@@ -282,11 +282,18 @@ def test_table_names_and_derived_object_names() -> None:
     assert split_table("orders") == ("public", "orders")
     assert split_table('Sales."Order Lines"') == ("sales", "Order Lines")
     assert split_table("a.b.c") is None
-    names = object_names("pg", "Orders-EU", "public", "orders")
+    workspace = "0f3a9c2be81d4e5f9a7b6c5d4e3f2a1b"  # a workspace id (uuid4 hex)
+    names = object_names(workspace, "pg", "Orders-EU", "public", "orders")
     assert names.slot == names.publication
-    assert names.slot.startswith("eventdesk_orders_eu_") and len(names.slot) <= 63
-    assert names.slot != object_names("pg2", "Orders-EU", "public", "orders").slot
-    assert set(names.slot) <= set("abcdefghijklmnopqrstuvwxyz0123456789_")
+    assert names.slot.startswith("eventdesk_orders_eu_0f3a9c_") and len(names.slot) <= 63
+    assert names.slot != object_names(workspace, "pg2", "Orders-EU", "public", "orders").slot
+    assert names.slot != object_names(workspace, "pg", "Orders-EU", "public", "orders_v2").slot
+    # Two homes (workspaces) following the same table never share a slot.
+    other = object_names("7d1e0b", "pg", "Orders-EU", "public", "orders").slot
+    assert other != names.slot and other.startswith("eventdesk_orders_eu_7d1e0b_")
+    longest = object_names(workspace, "pg", "M" * 80, "public", "t").slot
+    for slot in (names.slot, other, longest):
+        assert set(slot) <= set("abcdefghijklmnopqrstuvwxyz0123456789_") and len(slot) <= 63
 
 
 # -- the decoder and the conversions on what a real server writes, for generated values ---------

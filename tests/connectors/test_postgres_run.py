@@ -165,8 +165,12 @@ def captured_keys(home: Path) -> set[str]:
         con.close()
 
 
-def confirmed_flush(pg: PostgresServer, table: str) -> int:
-    slot = object_names("pg", "items", "public", table).slot  # the model's, as setup_home makes it
+def workspace_id(home: Path) -> str:
+    return str(json.loads((home / "workspace.json").read_text())["workspace_id"])
+
+
+def confirmed_flush(pg: PostgresServer, home: Path, table: str) -> int:
+    slot = object_names(workspace_id(home), "pg", "items", "public", table).slot  # as setup_home makes it
     rows = pg.execute(
         "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
     )
@@ -176,7 +180,7 @@ def confirmed_flush(pg: PostgresServer, table: str) -> int:
 
 def check_slot_within_capture(pg: PostgresServer, home: Path, writer: Writer) -> None:
     """Every transaction that ended at or before the slot's confirmed position is captured."""
-    flushed = confirmed_flush(pg, writer.table)  # first: the capture only grows after this
+    flushed = confirmed_flush(pg, home, writer.table)  # first: the capture only grows after this
     keys = captured_keys(home)
     with writer.lock:
         covered = [ids for lsn, ids in writer.committed if lsn <= flushed]

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from eventdesk.connectors.postgres.pgoutput import parse_lsn
-from eventdesk.connectors.postgres.settings import object_names
 from eventdesk.core.contracts import State
 from tests.connectors.postgres_pipeline import Pipeline
 from tests.peers.postgres_server import PostgresServer, running_postgres
@@ -239,7 +238,7 @@ async def test_a_row_filter_outside_the_replica_identity_is_refused_before_it_bl
     finally:
         await pipeline.close()
     assert detail is not None and "field 'row_filter'" in detail and "uses region," in detail
-    publication = object_names("pg", "m", "public", "guarded").publication
+    publication = pipeline.names("guarded").publication
     assert pg.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s", (publication,)) == [(0,)]
     pg.execute("INSERT INTO guarded VALUES (1, 'eu')")
     pg.execute("UPDATE guarded SET region = 'us'")  # the application's writes still go through

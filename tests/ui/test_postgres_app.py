@@ -122,7 +122,7 @@ def test_removing_a_model_offers_to_drop_its_slot_on_the_server(
     window.workspace_changed()
     tree_action(window, "model/leaving", "start")
     qtbot.waitUntil(lambda: node_state(window, "model/leaving") == "running", timeout=WAIT_MS)
-    slot = object_names("pgt", "leaving", "public", "leaving").slot
+    slot = object_names(home.workspace.workspace_id, "pgt", "leaving", "public", "leaving").slot
     count = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s"
     assert pg.execute(count, (slot,)) == [(1,)]
 

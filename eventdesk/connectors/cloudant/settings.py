@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eventdesk.core.settings_schema import Field, KindSettings, Schema
+from eventdesk.core.settings_schema import BATCH_SIZE, Field, KindSettings, Schema
 
 # CouchDB's rule for database names, plus the system databases one may follow.
 _DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*$")
@@ -111,16 +111,7 @@ MODEL_SCHEMA = Schema(
             json_type="object",
             help='A Mango selector evaluated by the server, e.g. {"region": "Bangalore"}.',
         ),
-        Field(
-            "batch_size",
-            "int",
-            label="Batch size",
-            default=1000,
-            minimum=1,
-            maximum=10000,
-            advanced=True,
-            help="Largest number of changes handed over at once.",
-        ),
+        BATCH_SIZE,
     ),
 )
 

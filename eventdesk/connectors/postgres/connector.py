@@ -48,7 +48,7 @@ def target_of(datasource: DatasourceConfig, model: ModelConfig) -> server.Target
         where=ds.where,
         schema=schema,
         table=table,
-        names=object_names(datasource.name, model.name, schema, table),
+        names=object_names(datasource.workspace_id, datasource.name, model.name, schema, table),
         row_filter=ms.row_filter,
     )
 
@@ -156,9 +156,21 @@ class PostgresConnector(Connector):
         plain = server.connect(args)
         try:
             info = server.inspect(plain, target)
+            was = server.publication_covers(plain, target)
+            if was is not None and was != server.covers(target):
+                self._replace_objects(loop, plain, was)
+                checkpoint = None  # the old slot's positions mean nothing to the new one
             slot = server.slot_position(plain, target.names.slot)
             server.check_can_create(plain, target, slot_exists=slot is not None)
-            server.ensure_publication(plain, target)
+            created = server.ensure_publication(plain, target)
+            if created and slot is None and checkpoint is not None:
+                # Neither existed: if a slot of this model for another table is there, the
+                # model's table was edited since its checkpoint (the names derive from it), which
+                # belongs to that slot. (With none, the slot was dropped: the error below.)
+                leftovers = server.other_slots(plain, target)
+                if leftovers:
+                    self._table_edited(loop, leftovers)
+                    checkpoint = None
         finally:
             plain.close()
         if slot is not None and checkpoint is None and first_since == "0":
@@ -174,8 +186,8 @@ class PostgresConnector(Connector):
         if slot is None and checkpoint is not None:
             raise ConnectorError(
                 f"the replication slot {target.names.slot} no longer exists (dropped outside "
-                "EventDesk, or the model's table changed since its checkpoint): changes may have "
-                "been missed. Remove and add the model again to start over",
+                "EventDesk): changes may have been missed. Remove and add the model again to "
+                "start over",
                 obj=target.model,
                 terminal=True,
             )
@@ -217,6 +229,35 @@ class PostgresConnector(Connector):
             with contextlib.suppress(Exception):
                 conn.close()
         return session.checkpoint
+
+    def _replace_objects(self, loop: asyncio.AbstractEventLoop, conn: Any, was: str) -> None:
+        """The model's table or row filter was edited: its slot and publication, made for what
+        it followed before, are dropped (a slot left behind would hold WAL on the server's disk)
+        and made anew; the model follows its new table from now on (its rows already there are
+        not copied: remove and add the model with ``--since 0`` for that)."""
+        target = self.target
+        server.drop_objects(conn, target)
+        note = (
+            f"now {server.covers(target)}, was {was}: replaced slot {target.names.slot} and its publication"
+        )
+        log.warning("%s: %s", target.model, note)
+        self._state(loop, StateChange(State.CONNECTING, note))
+        self.committed = None
+
+    def _table_edited(self, loop: asyncio.AbstractEventLoop, leftovers: list[str]) -> None:
+        """Follow the edited model's new table from now on, and name the slots the previous
+        table left: they hold WAL until dropped, and are not dropped here, since one may also
+        be a slot kept on purpose when a model of this name was removed (``remove`` without
+        ``--drop-slot``)."""
+        target = self.target
+        note = (
+            f"the model now follows {target.schema}.{target.table}: new slot {target.names.slot}, "
+            f"from now on; the previous table's slot is {' or '.join(leftovers)}, which keeps WAL "
+            "on the server until dropped (SELECT pg_drop_replication_slot('...'))"
+        )
+        log.warning("%s: %s", target.model, note)
+        self._state(loop, StateChange(State.CONNECTING, note))
+        self.committed = None
 
     def _committed(self, lsn: str) -> None:
         self.committed = lsn
@@ -340,12 +381,17 @@ def _check_connection(datasource: DatasourceConfig, secret: str | None, model: M
             target = target_of(datasource, model)
             info = server.inspect(conn, target)
             slot = server.slot_position(conn, target.names.slot)
+            was = server.publication_covers(conn, target)
+            if was is not None and was != server.covers(target):  # the model was edited
+                slot_state = f"made for {was}, will be replaced"
+                slot = None
+            else:
+                slot_state = "exists" if slot is not None else "will be created"
             server.check_can_create(conn, target, slot_exists=slot is not None)
             key = ", ".join(info.primary_key) or "REPLICA IDENTITY FULL"
             summary += (
                 f"; table {target.schema}.{target.table} (key: {key}); "
-                f"slot {target.names.slot} {'exists' if slot is not None else 'will be created'}, "
-                f"publication {target.names.publication}"
+                f"slot {target.names.slot} {slot_state}, publication {target.names.publication}"
             )
         return summary
     except ConnectorError:

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 2
 """Batches handed to the capture and not yet committed; the reader waits beyond that."""
 
+FAST_TAGS = (0x49, 0x55)  # 'I' and 'U': the first byte of an Insert and an Update message
+
 LAG_REPORT_S = 5.0
 """How often (at most) the slot's lag is reported, when it changed."""
 
@@ -115,11 +117,19 @@ class ReplicationSession:
                 wait = 0.001 if self.in_flight and self.pending_lsn is not None else 0.2
                 select.select([conn], [], [], min(wait, self.status_interval))
                 continue
-            message = decode(msg.payload)
+            payload = msg.payload
+            # An insert or plain update of the table goes the fast way; the rest is decoded in full.
+            event = builder.fast_change(payload) if payload[0] in FAST_TAGS else None
+            if event is not None:
+                if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
+                    self.hand_over(partial=True)
+                self.open.append(event)
+                continue
+            message = decode(payload)
             if isinstance(message, (Insert, Update, Delete, Truncate)):
                 event = builder.change(message)
                 if event is not None:
-                    if len(self.open) >= self.batch_size:  # a big transaction: hand over a part
+                    if len(self.open) >= self.batch_size:
                         self.hand_over(partial=True)
                     self.open.append(event)
             elif isinstance(message, Begin):

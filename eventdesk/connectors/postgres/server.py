@@ -149,6 +149,32 @@ def check_row_filter(cur: Any, target: Target, oid: int, identity: str, version:
         )
 
 
+def covers(target: Target) -> str:
+    """What the model's publication is to publish, as its comment records it."""
+    where = f" WHERE {target.row_filter}" if target.row_filter else ""
+    return f"{target.schema}.{target.table}{where}"
+
+
+def publication_covers(conn: Any, target: Target) -> str | None:
+    """What the model's existing publication publishes (its comment, or for one made without
+    it, its tables); None if there is no such publication."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = %s",
+            (target.names.publication,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        if row[0]:
+            return str(row[0])
+        cur.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY 1",
+            (target.names.publication,),
+        )
+        return ", ".join(r[0] for r in cur.fetchall())
+
+
 def ensure_publication(conn: Any, target: Target) -> bool:
     """Create the model's publication if it is missing; True if it was created."""
     with conn.cursor() as cur:
@@ -156,12 +182,31 @@ def ensure_publication(conn: Any, target: Target) -> bool:
         if cur.fetchone() is not None:
             return False
         where = f" WHERE ({target.row_filter})" if target.row_filter else ""
-        cur.execute(
-            f"CREATE PUBLICATION {quote_ident(target.names.publication)} "
-            f"FOR TABLE {table_sql(target.schema, target.table)}{where}"
-        )
+        name = quote_ident(target.names.publication)
+        cur.execute(f"CREATE PUBLICATION {name} FOR TABLE {table_sql(target.schema, target.table)}{where}")
+        cur.execute(f"COMMENT ON PUBLICATION {name} IS %s", (covers(target),))
         log.info("%s: created publication %s", target.model, target.names.publication)
         return True
+
+
+def other_slots(conn: Any, target: Target) -> list[str]:
+    """Other slots of this workspace's models of this name (``eventdesk_<model>_<workspace>_``
+    and another hash: another table), each with what its publication publishes, as
+    ``name (public.t)``."""
+    prefix = target.names.slot.rsplit("_", 1)[0] + "_"
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT s.slot_name, obj_description(p.oid, 'pg_publication') FROM pg_replication_slots s "
+            "LEFT JOIN pg_publication p ON p.pubname = s.slot_name "
+            "WHERE left(s.slot_name, length(%s)) = %s AND s.slot_name <> %s ORDER BY 1",
+            (prefix, prefix, target.names.slot),
+        )
+        rows = cur.fetchall()
+    return [
+        f"{name} ({covered})" if covered else str(name)
+        for name, covered in rows
+        if re.fullmatch("[0-9a-f]{8}", name[len(prefix) :])  # not a longer model name's
+    ]
 
 
 def check_can_create(conn: Any, target: Target, slot_exists: bool) -> None:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from eventdesk.core.settings_schema import CONNECT_TIMEOUT, Field, KindSettings, Schema, check_pem_file
+from eventdesk.core.settings_schema import (
+    BATCH_SIZE,
+    CONNECT_TIMEOUT,
+    Field,
+    KindSettings,
+    Schema,
+    check_pem_file,
+)
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -128,16 +135,7 @@ MODEL_SCHEMA = Schema(
             "id > 1000, on key columns only unless the table has REPLICA IDENTITY FULL (the "
             "server refuses updates otherwise). Empty: every row.",
         ),
-        Field(
-            "batch_size",
-            "int",
-            label="Batch size",
-            default=1000,
-            minimum=1,
-            maximum=10000,
-            advanced=True,
-            help="Largest number of changes handed over at once.",
-        ),
+        BATCH_SIZE,
     ),
 )
 
@@ -203,13 +201,16 @@ class ObjectNames:
     slot: str
 
 
-def object_names(datasource: str, model: str, schema: str, table: str) -> ObjectNames:
-    """Names EventDesk derives for a model: ``eventdesk_<model>_<hash>`` (a slot name takes only
-    ``[a-z0-9_]`` and 63 characters; the hash of the datasource, model and table keeps two
-    models with similar names apart)."""
-    digest = hashlib.sha256(f"{datasource}\0{model}\0{schema}\0{table}".encode()).hexdigest()[:8]
-    base = re.sub(r"[^a-z0-9_]+", "_", model.lower()).strip("_")[:40] or "model"
-    name = f"eventdesk_{base}_{digest}"
+def object_names(workspace: str, datasource: str, model: str, schema: str, table: str) -> ObjectNames:
+    """Names EventDesk derives for a model: ``eventdesk_<model>_<workspace>_<hash>`` (a slot name
+    takes only ``[a-z0-9_]`` and 63 characters). ``<workspace>``, the first 6 characters of the
+    workspace's id, keeps two workspaces (two homes) following the same database apart; the hash
+    of the datasource, model and table keeps two models with similar names apart and gives an
+    edited table new ones (connector.py names the slot the previous table left)."""
+    digest = hashlib.sha256(f"{workspace}\0{datasource}\0{model}\0{schema}\0{table}".encode()).hexdigest()[:8]
+    base = re.sub(r"[^a-z0-9_]+", "_", model.lower()).strip("_")[:36] or "model"
+    owner = re.sub(r"[^a-z0-9]+", "", workspace.lower())[:6]
+    name = f"eventdesk_{base}_{owner}_{digest}" if owner else f"eventdesk_{base}_{digest}"
     return ObjectNames(publication=name, slot=name)
 
 

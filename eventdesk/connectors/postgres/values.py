@@ -42,10 +42,12 @@ def _float(text: str) -> Any:
 
 
 def _numeric(text: str) -> Any:
-    value = Decimal(text)
-    if not value.is_finite():
-        return text  # 'NaN', 'Infinity', '-Infinity': not JSON numbers
-    return int(text) if value == value.to_integral_value() and "." not in text else value
+    # numeric_out writes digits with an optional sign and point, never an exponent.
+    if "." in text:
+        return Decimal(text)
+    if text[-1].isdigit():
+        return int(text)
+    return text  # 'NaN', 'Infinity', '-Infinity': not JSON numbers
 
 
 def _json(text: str) -> Any:
@@ -73,6 +75,8 @@ def _timestamp(text: str) -> str:
 
 
 def _timestamptz(text: str) -> str:
+    if text[-3] in "+-":  # a whole-hour zone, as the session's UTC always gives: '...+00'
+        return text.replace(" ", "T", 1) + ":00"
     if text in ("infinity", "-infinity") or text.endswith(" BC"):
         return text
     stamp = text.replace(" ", "T", 1)
