@@ -218,7 +218,19 @@ BATCH_SIZE = Field(
     advanced=True,
     help="Largest number of changes handed over at once.",
 )
-"""The model setting of the source kinds that read in batches (cloudant, postgres)."""
+"""The model setting of the source kinds that read in batches (cloudant, postgres, nats)."""
+
+
+def since_field(starts: str) -> Field:
+    """A source model's ``since``: ``now`` or ``0`` (the past too), for its first run only.
+    ``starts`` says, in the kind's words, where each choice starts reading."""
+    return Field(
+        "since",
+        "choice",
+        default="now",
+        choices=("now", "0"),
+        help=f"Where the first run starts: {starts}. Later runs resume from the checkpoint.",
+    )
 
 
 def json_kind(value: Any) -> str:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from eventdesk.core.settings_schema import BATCH_SIZE, Field, KindSettings, Schema
+from eventdesk.core.settings_schema import BATCH_SIZE, Field, KindSettings, Schema, since_field
 
 # CouchDB's rule for database names, plus the system databases one may follow.
 _DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*$")
@@ -88,14 +88,7 @@ MODEL_SCHEMA = Schema(
             validator=check_database_name,
             help="The database to follow (defaults to the model's name).",
         ),
-        Field(
-            "since",
-            "choice",
-            default="now",
-            choices=("now", "0"),
-            help="Where the first run starts: now (new changes only) or 0 (everything). Later runs resume "
-            "from the checkpoint.",
-        ),
+        since_field("now (new changes only) or 0 (everything)"),
         Field(
             "include_docs",
             "bool",

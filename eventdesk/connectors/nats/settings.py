@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jmespath
@@ -18,7 +18,14 @@ import jmespath.exceptions
 
 from eventdesk.brokers.nats.settings import SCHEMA as BROKER_SCHEMA
 from eventdesk.brokers.nats.settings import check_stream, check_subjects, with_scheme
-from eventdesk.core.settings_schema import CONNECT_TIMEOUT, Field, KindSettings, Schema
+from eventdesk.core.settings_schema import (
+    BATCH_SIZE,
+    CONNECT_TIMEOUT,
+    Field,
+    KindSettings,
+    Schema,
+    since_field,
+)
 
 
 def check_jmespath(value: Any) -> str | None:
@@ -70,14 +77,7 @@ MODEL_SCHEMA = Schema(
             validator=check_subject,
             help="Only the stream's messages on this subject (wildcards * and > allowed; empty: all).",
         ),
-        Field(
-            "since",
-            "choice",
-            default="now",
-            choices=("now", "0"),
-            help="Where the first run starts: now (new messages) or 0 (the stream's first message). "
-            "Later runs resume from the checkpoint, the stream sequence captured last.",
-        ),
+        since_field("now (new messages) or 0 (the stream's first message)"),
         Field(
             "core_subject",
             "str",
@@ -108,16 +108,7 @@ MODEL_SCHEMA = Schema(
             help="Where a JSON payload holds the op, e.g. op (Debezium's c/u/d/r are understood; empty: "
             "the EventDesk-Op header, else created).",
         ),
-        Field(
-            "batch_size",
-            "int",
-            label="Batch size",
-            default=1000,
-            minimum=1,
-            maximum=10000,
-            advanced=True,
-            help="Largest number of messages fetched and captured at once.",
-        ),
+        replace(BATCH_SIZE, help="Largest number of messages fetched and captured at once."),
     ),
     cross_checks=(
         lambda v: (

@@ -21,6 +21,7 @@ from eventdesk.core.settings_schema import (
     KindSettings,
     Schema,
     check_pem_file,
+    since_field,
 )
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -117,13 +118,8 @@ MODEL_SCHEMA = Schema(
             validator=check_table,
             help="SCHEMA.TABLE to follow (empty: public.<model name>).",
         ),
-        Field(
-            "since",
-            "choice",
-            default="now",
-            choices=("now", "0"),
-            help="Where the first run starts: now (changes from the slot's creation on) or 0 (the "
-            "table's rows first, then its changes). Later runs resume from the checkpoint.",
+        since_field(
+            "now (changes from the slot's creation on) or 0 (the table's rows first, then its changes)"
         ),
         Field(
             "row_filter",
