@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
-from eventdesk.ui.event_table import OP_COLORS
+from eventdesk.ui.event_rows import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
 
 LARGE_PAYLOAD = 1_000_000

@@ -557,6 +557,7 @@ class MainWindow(QMainWindow):
         if self.watcher is not None:
             self.watcher.stop()
         self.feed.stop()
+        self.table.model.stop()
         for off in self._listening:
             off()
         for dialog in list(self.dialogs):

@@ -119,6 +119,8 @@ class DeskMenus(QObject):
             view.addAction(action)
         view.addSeparator()
         view.addAction(window.table.follow_action)
+        view.addAction(window.table.newest_first_action)
+        view.addAction(window.table.goto_action)
         view.addAction(window.act_pause)
         view.addAction(window.act_focus_filter)
 
