@@ -7,6 +7,8 @@ connector updates one banner instead of adding a new one per attempt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
 
@@ -51,6 +53,9 @@ class Banner(QWidget):
         self.details_button.setCheckable(True)
         self.details_button.setVisible(bool(details))
         row.addWidget(self.details_button)
+        self._row = row
+        self.action_buttons: dict[str, QToolButton] = {}
+        self._slots: dict[str, Callable[[], None]] = {}
         close = QToolButton()
         close.setText("✕")
         close.setToolTip("Dismiss")
@@ -65,6 +70,19 @@ class Banner(QWidget):
         self.details.hide()
         self.details_button.toggled.connect(self.details.setVisible)
         outer.addWidget(self.details)
+
+    def add_action(self, name: str, text: str, slot: Callable[[], None]) -> QToolButton:
+        """A button on the banner that does what the message asks for ("Enter password…");
+        added once per ``name`` (a banner updated in place keeps its button)."""
+        self._slots[name] = slot
+        button = self.action_buttons.get(name)
+        if button is None:
+            button = self.action_buttons[name] = QToolButton()
+            button.setObjectName(f"banner_action_{name}")
+            button.clicked.connect(lambda _checked=False: self._slots[name]())
+            self._row.insertWidget(self._row.indexOf(self.details_button), button)
+        button.setText(text)
+        return button
 
     def update_content(self, level: str, message: str, details: str | None) -> None:
         self.level = level

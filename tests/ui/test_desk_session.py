@@ -1,0 +1,124 @@
+"""The desk between runs and out of view (issue 16): models running at close start again at
+launch when asked (a setting, off by default, kept), the tray icon (none offscreen: said so, and
+what it would notify decided all the same), and a layout that holds still (a row with a long rev
+selected leaves the panes' sizes alone; column widths persist)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from eventdesk.core import demo
+from eventdesk.core.capture import CapturedEvent
+from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.home import Home
+from eventdesk.ui import session_restore
+from eventdesk.ui.event_table import COL_KEY
+from eventdesk.ui.main_window import MainWindow
+from eventdesk.ui.tray import tray_notice, tray_summary
+from tests.peers.servers import free_port
+from tests.ui.conftest_desk import open_demo_from_menu
+from tests.ui.conftest_main import (  # noqa: F401 - fixtures
+    MakeWindow,
+    home_fixture,
+    isolated_qsettings_fixture,
+    make_window_fixture,
+    qloop_fixture,
+    run,
+)
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def demo_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "WEBHOOK_PORT", free_port())
+    monkeypatch.setattr(demo, "BROKER_PORT", free_port())
+
+
+def demo_state(window: MainWindow) -> State:
+    return window.runtime.state_of(f"model/{demo.MODEL}").state
+
+
+@pytest.mark.parametrize("asked", [True, False])
+def test_models_running_at_close_start_again_only_when_asked(
+    qtbot: QtBot, make_window: MakeWindow, asked: bool
+) -> None:
+    first = make_window()
+    setting = first.menus.act_restart_running
+    assert not setting.isChecked() and not session_restore.restart_enabled()  # off by default
+    setting.setChecked(asked)
+    open_demo_from_menu(qtbot, first)
+    run(qtbot, first.shutdown(), timeout=15_000)
+
+    again = make_window()
+    assert again.menus.act_restart_running.isChecked() is asked  # the setting was kept
+    if asked:
+        qtbot.waitUntil(lambda: demo_state(again) is State.RUNNING, timeout=15_000)
+    else:
+        qtbot.wait(1000)  # the window's first turns, when a restart would begin
+        assert demo_state(again) is State.STOPPED
+
+
+def test_tray_says_when_there_is_none_and_notifies_errors_only_out_of_view(
+    qtbot: QtBot, make_window: MakeWindow
+) -> None:
+    window = make_window()
+    tray = window.tray
+    assert tray.available is False and tray.icon is None  # offscreen has no system tray
+    failed = StateChange(State.ERROR, "datasource 'couch': URL: connection refused\nmore")
+    window.tray.on_state("model/accounts", failed)
+    assert tray.notified == []  # the window is in view: its banner says it
+    window.showMinimized()
+    qtbot.waitUntil(window.isMinimized)
+    tray.on_state("model/orders", StateChange(State.RUNNING))
+    tray.on_state("model/accounts", failed)
+    assert tray.notified == [("Model accounts failed", "datasource 'couch': URL: connection refused")]
+    assert tray_summary(tray.states) == "EventDesk: 1 model running; 1 failing (model accounts)"
+    assert tray_notice("model/x", StateChange(State.RETRYING), window_in_view=False) is None
+
+
+def long_rev_event(pos: int) -> CapturedEvent:
+    return CapturedEvent(
+        pos,
+        {
+            "id": f"id{pos}",
+            "received_at": "2026-11-29T10:00:00.123Z",
+            "datasource": "ds",
+            "model": "accounts",
+            "op": "updated",
+            "key": "k" * 300,
+            "rev": f"{pos}-" + "f" * 400,
+            "seq": str(pos),
+            "payload": {"note": "x" * 2000},
+            "source": {},
+        },
+    )
+
+
+def test_selecting_a_row_with_long_values_leaves_the_panes_alone(
+    qtbot: QtBot, make_window: MakeWindow, home: Home
+) -> None:
+    window = make_window()
+    window.resize(780, 560)
+    qtbot.waitExposed(window)
+    window.table.model.append([long_rev_event(p) for p in (10_001, 10_002)])
+    qtbot.wait(50)
+    splits = (window.main_split.sizes(), window.left_split.sizes())
+    window.table.table.selectRow(1)
+    qtbot.waitUntil(lambda: window.detail.current_event is not None, timeout=5000)
+    qtbot.wait(100)
+    assert (window.main_split.sizes(), window.left_split.sizes()) == splits
+    assert window.width() == 780
+
+
+def test_column_widths_and_sort_order_persist(qtbot: QtBot, make_window: MakeWindow) -> None:
+    first = make_window()
+    first.table.table.setColumnWidth(COL_KEY, 233)
+    first.table.newest_first_action.setChecked(True)
+    run(qtbot, first.shutdown())
+    again = make_window()
+    assert again.table.table.columnWidth(COL_KEY) == 233
+    header = again.table.table.horizontalHeader()
+    assert header.sortIndicatorOrder() == Qt.SortOrder.DescendingOrder and again.table.model.descending
