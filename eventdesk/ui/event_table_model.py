@@ -15,11 +15,19 @@ import bisect
 import logging
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QFont
 
 from eventdesk.core.capture import Capture, CapturedEvent
@@ -30,13 +38,16 @@ from eventdesk.ui.event_rows import COL_RECEIVED, COLUMNS, Row, cell_data
 log = logging.getLogger(__name__)
 
 PAGE = 200  # rows read at once
+STEP_EVERY = 0.25  # seconds of scanning between two updates of the table (the first at once)
 CACHE_PAGES = 24  # rows kept: PAGE * CACHE_PAGES (a few screens around each place looked at)
 
 
 class _Scanner(QObject):
-    """Runs one :func:`scan` on a worker thread; its steps reach the model as queued signals."""
+    """Runs one :func:`scan` on a worker thread; what it finds reaches the model as queued
+    signals, at most every :data:`STEP_EVERY` (each update repaints the table, and a paint while
+    the scan runs shares the GIL with it: fewer, larger updates)."""
 
-    step = Signal(int, object)  # generation, Found
+    step = Signal(int, object)  # generation, [Found, ...] newest first
     finished = Signal(int, int, str)  # generation, events in the span (-1: all matched), error ("" if none)
 
     def run(
@@ -55,10 +66,15 @@ class _Scanner(QObject):
                     and not needs_envelopes(flt)
                 )
                 total = -1 if empty else capture.view_span(after=after, before=before)[0]
+                pending: list[Found] = []
+                sent = 0.0  # the first step goes at once: the newest rows show first
                 for found in scan(capture, flt, before=before, after=after, cancelled=cancel.is_set):
-                    if cancel.is_set():
-                        return
-                    self.step.emit(generation, found)
+                    pending.append(found)
+                    if time.monotonic() - sent >= STEP_EVERY and not cancel.is_set():
+                        self.step.emit(generation, pending)
+                        pending, sent = [], time.monotonic()
+                if pending and not cancel.is_set():
+                    self.step.emit(generation, pending)
             except sqlite3.ProgrammingError:  # the capture was closed under the scan: the app is leaving
                 return
             except Exception as exc:  # shown in the table's count; the app goes on
@@ -346,18 +362,19 @@ class EventTableModel(QAbstractTableModel):
         self.loadingChanged.emit(True)
         self.statsChanged.emit()
 
-    def _on_step(self, generation: int, found: Found) -> None:
+    def _on_step(self, generation: int, founds: list[Found]) -> None:
         if generation != self._generation:
             return  # a cancelled scan's last step
         after, before = self._span
-        self._progress = (before - found.reached) / max(1, before - after - 1)
-        k = len(found.block)
+        self._progress = (before - founds[-1].reached) / max(1, before - after - 1)
+        k = sum(len(f.block) for f in founds)
         self._found += k
         if k:
             n = len(self._index)
             first = n if self._descending else 0
             self.beginInsertRows(QModelIndex(), first, first + k - 1)
-            self._index.prepend(found.block)
+            for found in founds:  # newest first: each goes in front of the one before
+                self._index.prepend(found.block)
             self.endInsertRows()
         self.statsChanged.emit()
 

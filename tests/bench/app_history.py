@@ -209,7 +209,7 @@ def main() -> None:
         raise SystemExit(f"child failed ({proc.returncode})")
     r = json.loads(lines[0].removeprefix("RESULT "))
     print(
-        f"start    window shown with the latest {r['rows']:,} events in {r['loaded_since_launch']:.2f} s from "
+        f"start    window shown with all {r['rows']:,} events counted in {r['loaded_since_launch']:.2f} s from "
         f"launch ({r['imported']:.2f} s interpreter and imports, {r['constructed'] * 1000:.0f} ms window, "
         f"{(r['loaded'] - r['constructed']) * 1000:.0f} ms history); newest shown #{r['newest_shown']:,} of "
         f"#{r['newest_captured']:,}; RSS {r['rss_started']:.0f} MB (target < 400; {r['rss_started'] / 400:.2f} x); "
