@@ -129,6 +129,10 @@ class EventTableView(QWidget):
         hheader.sortIndicatorChanged.connect(self._on_sort_indicator)
         for col, width in enumerate(DEFAULT_WIDTHS):
             self.table.setColumnWidth(col, width)
+        # older events carry their date: room for "2026-11-01 08:06:52.350" (a saved width wins)
+        self.table.setColumnWidth(
+            COL_RECEIVED, self.fontMetrics().horizontalAdvance("2026-11-01 00:00:00.000") + 16
+        )
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)

@@ -5,6 +5,8 @@ selected leaves the panes' sizes alone; column widths persist)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
@@ -111,6 +113,10 @@ def test_selecting_a_row_with_long_values_leaves_the_panes_alone(
     qtbot.wait(100)
     assert (window.main_split.sizes(), window.left_split.sizes()) == splits
     assert window.width() == 780
+    header = window.detail.header.text()
+    shown = re.sub(r"title='[^']*'", "", header)  # what the label shows; the whole value is its tooltip
+    assert "f" * 400 not in shown and "k" * 300 not in shown and "…" in shown
+    assert "f" * 400 in header
 
 
 def test_column_widths_and_sort_order_persist(qtbot: QtBot, make_window: MakeWindow) -> None:
