@@ -19,8 +19,7 @@ from eventdesk.ui import session_restore
 from eventdesk.ui.event_table import COL_KEY
 from eventdesk.ui.main_window import MainWindow
 from eventdesk.ui.tray import tray_notice, tray_summary
-from tests.peers.servers import free_port
-from tests.ui.conftest_desk import open_demo_from_menu
+from tests.ui.conftest_desk import demo_on_free_ports, open_demo_from_menu
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     MakeWindow,
     home_fixture,
@@ -35,8 +34,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(autouse=True)
 def demo_ports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo, "WEBHOOK_PORT", free_port())
-    monkeypatch.setattr(demo, "BROKER_PORT", free_port())
+    demo_on_free_ports(monkeypatch)
 
 
 def demo_state(window: MainWindow) -> State:
