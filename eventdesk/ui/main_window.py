@@ -60,6 +60,7 @@ from eventdesk.ui.window_layout import restore_layout, save_layout
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
+TREE_MIN_WIDTH = 180  # its names stay readable; the window's minimum width grows to ~780
 
 TICK_MS = 1000
 
@@ -258,6 +259,11 @@ class MainWindow(QMainWindow):
         self.main_split.addWidget(self.detail)
         self.main_split.setStretchFactor(1, 1)
         self.main_split.setSizes([390, 700, 360])
+        # at the smallest window (826x550) the tree keeps room for its names, and a drag never
+        # collapses the tree or the table to nothing (the detail pane may go: View ▸ Event detail)
+        self.left_split.setMinimumWidth(TREE_MIN_WIDTH)
+        self.main_split.setCollapsible(0, False)
+        self.main_split.setCollapsible(1, False)
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty_state)
@@ -267,9 +273,9 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.notifications)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        self.notifications.overlay_on(central)  # banners float: they never push the table
 
     # -- workspace -------------------------------------------------------------------------
     @property

@@ -1,7 +1,8 @@
 """The desk between runs and out of view (issue 16): models running at close start again at
 launch when asked (a setting, off by default, kept), the tray icon (none offscreen: said so, and
 what it would notify decided all the same), and a layout that holds still (a row with a long rev
-selected leaves the panes' sizes alone; column widths persist)."""
+selected leaves the panes' sizes alone; banners float over the panes without moving the table;
+the tree keeps a usable width at the smallest size; column widths and the sort order persist)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.home import Home
 from eventdesk.ui import session_restore
 from eventdesk.ui.event_table import COL_KEY
-from eventdesk.ui.main_window import MainWindow
+from eventdesk.ui.main_window import TREE_MIN_WIDTH, MainWindow
 from eventdesk.ui.tray import tray_notice, tray_summary
 from tests.ui.conftest_desk import demo_on_free_ports, open_demo_from_menu
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
@@ -101,7 +102,7 @@ def test_selecting_a_row_with_long_values_leaves_the_panes_alone(
     qtbot: QtBot, make_window: MakeWindow, home: Home
 ) -> None:
     window = make_window()
-    window.resize(780, 560)
+    window.resize(800, 560)
     qtbot.waitExposed(window)
     window.table.model.append([long_rev_event(p) for p in (10_001, 10_002)])
     qtbot.wait(50)
@@ -110,7 +111,7 @@ def test_selecting_a_row_with_long_values_leaves_the_panes_alone(
     qtbot.waitUntil(lambda: window.detail.current_event is not None, timeout=5000)
     qtbot.wait(100)
     assert (window.main_split.sizes(), window.left_split.sizes()) == splits
-    assert window.width() == 780
+    assert window.width() == 800
     header = window.detail.header.text()
     shown = re.sub(r"title='[^']*'", "", header)  # what the label shows; the whole value is its tooltip
     assert "f" * 400 not in shown and "k" * 300 not in shown and "…" in shown
@@ -126,3 +127,44 @@ def test_column_widths_and_sort_order_persist(qtbot: QtBot, make_window: MakeWin
     assert again.table.table.columnWidth(COL_KEY) == 233
     header = again.table.table.horizontalHeader()
     assert header.sortIndicatorOrder() == Qt.SortOrder.DescendingOrder and again.table.model.descending
+
+
+def test_banners_float_over_the_panes_without_moving_the_table(qtbot: QtBot, make_window: MakeWindow) -> None:
+    window = make_window()
+    window.resize(800, 560)
+    qtbot.waitExposed(window)
+    window.stack.setCurrentWidget(window.main_split)  # the panes, as with objects defined
+    qtbot.wait(50)
+    table = window.table.table
+    before = (table.mapTo(window, table.rect().topLeft()), table.size())
+    area = window.notifications
+    for i in range(3):
+        area.notify(
+            "error", f"model m{i}: datasource 'couch': URL: connection refused", "details", key=f"k{i}"
+        )
+    qtbot.wait(50)
+    assert (table.mapTo(window, table.rect().topLeft()), table.size()) == before  # nothing pushed
+    central = window.centralWidget()
+    assert area.isVisible() and area.parentWidget() is central
+    assert central.rect().contains(area.geometry())  # floating inside the window, bottom right
+    assert area.geometry().bottom() > central.height() // 2
+    tops = [b.mapTo(central, b.rect().topLeft()).y() for b in area.banners]
+    assert tops == sorted(tops) and len(set(tops)) == 3  # stacked, not on top of each other
+    area.banners[0].details_button.click()  # a banner that grows stays inside, above the bottom
+    qtbot.wait(50)
+    assert central.rect().contains(area.geometry())
+    area.clear()
+    assert not area.isVisible()
+    assert (table.mapTo(window, table.rect().topLeft()), table.size()) == before
+
+
+def test_at_the_smallest_size_the_tree_keeps_a_usable_width(qtbot: QtBot, make_window: MakeWindow) -> None:
+    window = make_window()
+    window.resize(826, 550)
+    qtbot.waitUntil(lambda: window.width() == 826)
+    window.stack.setCurrentWidget(window.main_split)
+    qtbot.wait(50)
+    assert window.tree.width() >= TREE_MIN_WIDTH
+    window.main_split.moveSplitter(0, 1)  # a drag of the tree's edge all the way left
+    qtbot.wait(50)
+    assert window.main_split.sizes()[0] >= TREE_MIN_WIDTH and window.tree.isVisible()

@@ -167,16 +167,16 @@ def test_geometry_and_splitters_persist(
 ) -> None:
     add_objects(home)
     window = make_window()
-    window.resize(731, 517)  # within the offscreen screen (800x600)
+    window.resize(791, 517)  # within the offscreen screen (800x600), above the minimum width
     window.main_split.setSizes([180, 300, 240])
-    qtbot.waitUntil(lambda: window.width() == 731)
+    qtbot.waitUntil(lambda: window.width() == 791)
     sizes = window.main_split.sizes()
     run(qtbot, window.shutdown())
     files = list(isolated_qsettings.rglob("*.ini"))
     assert files, "QSettings must write under the isolated path"
     assert QSettings(str(files[0]), QSettings.Format.IniFormat).contains("main_window/geometry")
     again = make_window()
-    assert (again.width(), again.height()) == (731, 517)
+    assert (again.width(), again.height()) == (791, 517)
     assert again.main_split.sizes() == sizes
 
 
