@@ -148,6 +148,10 @@ class CaptureReads(CaptureDatabase):
         sql = f"SELECT pos, envelope FROM events WHERE pos IN ({marks}) ORDER BY pos"  # noqa: S608 - values bound
         return [CapturedEvent(int(p), json_codec.loads(e)) for p, e in self._view_query(sql, positions)]
 
+    def view_last_pos(self) -> int:
+        """The newest position (0: none), read without waiting for the writer's lock."""
+        return int(self._view_query("SELECT MAX(pos) FROM events", ())[0][0] or 0)
+
     def view_received_at(self, pos: int) -> str | None:
         """The ``received_at`` of the event at ``pos`` (None: no such event)."""
         rows = self._view_query("SELECT received_at FROM events WHERE pos = ?", (pos,))

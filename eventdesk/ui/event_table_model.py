@@ -296,7 +296,7 @@ class EventTableModel(QAbstractTableModel):
         self._stop_scan()
         newest = self._index[-1] if len(self._index) else 0
         if self._capture is not None:
-            newest = max(newest, self._capture.last_pos())
+            newest = max(newest, self._capture.view_last_pos())
         self._cleared_at = max(self._cleared_at, newest)
         self._floor = max(self._floor, self._cleared_at + 1)
         self.beginResetModel()
@@ -346,7 +346,7 @@ class EventTableModel(QAbstractTableModel):
         capture = self._capture
         assert capture is not None
         self._stop_scan()
-        before = capture.last_pos() + 1
+        before = capture.view_last_pos() + 1  # never queues behind the runtime's appends
         self.beginResetModel()
         self._index = PositionList()
         self._missed = 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QDateTime, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
 from eventdesk.core import event_index
@@ -21,6 +22,7 @@ from eventdesk.ui.event_table import (
     EventTableView,
     summarize,
 )
+from eventdesk.ui.go_to_time import GoToTimeDialog
 from eventdesk.ui.live_feed import LiveFeed
 
 pytestmark = pytest.mark.gui
@@ -370,3 +372,28 @@ def test_view_emits_the_selected_event(qtbot: Any) -> None:
     with qtbot.waitSignal(view.selectedEvent) as blocker:
         view.table.selectRow(2)
     assert blocker.args == [view.model.event_at(2)]
+
+
+def test_go_to_time_dialog_finds_the_first_event_at_or_after_the_time(
+    qtbot: Any, capture: Capture, add_events: AddEvents
+) -> None:
+    events = add_events("accounts", 30)
+    view = EventTableView()
+    qtbot.addWidget(view)
+    view.show()
+    loaded(qtbot, view.model, lambda: view.model.load_history(capture))
+    target = events[17]
+    when = datetime.fromisoformat(str(target.envelope["received_at"]))
+    view.goto_action.trigger()
+    dialog = view.goto_dialog
+    assert isinstance(dialog, GoToTimeDialog) and dialog.isVisible()
+    view.goto_action.trigger()  # one dialog, not two
+    assert view.goto_dialog is dialog
+    dialog.when.setDateTime(QDateTime.fromMSecsSinceEpoch(round(when.timestamp() * 1000)))
+    assert dialog.received_at() == str(target.envelope["received_at"])[:23] + "Z"
+    dialog.accept()
+    chosen = view.selected()
+    assert chosen is not None
+    first_at_that_time = next(e for e in events if e.envelope["received_at"] >= dialog.received_at())
+    assert chosen.pos == first_at_that_time.pos and not view.following
+    qtbot.waitUntil(lambda: view.goto_dialog is None)
