@@ -132,11 +132,22 @@ class CaptureReads(CaptureDatabase):
         models: Iterable[str] | None = None,
         ops: Iterable[str] | None = None,
         quarantined: bool = False,
+        contains: str | None = None,
     ) -> list[tuple[int, bytes]]:
-        """Like :meth:`view_positions`, with each stored envelope (raw JSON)."""
+        """Like :meth:`view_positions`, with each stored envelope (raw JSON). ``contains`` (ASCII,
+        lower case) keeps only envelopes that may contain it in any case: those that contain it
+        ASCII-lowercased, and every one with a non-ASCII character (whose case folding SQLite
+        does not know). SQLite does that work, without Python's GIL."""
         clauses, params = self._where(
             models=models, ops=ops, after=after or None, before=before, quarantined=quarantined
         )
+        if contains is not None:
+            screen = (
+                "(instr(lower(CAST(envelope AS TEXT)), ?) > 0"
+                " OR length(CAST(envelope AS TEXT)) != length(envelope))"
+            )
+            clauses = f"{clauses} AND {screen}" if clauses else f"WHERE {screen}"
+            params = (*params, contains)
         sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - values bound
         return [(int(p), bytes(e)) for p, e in self._view_query(sql, (*params, limit))]
 

@@ -22,7 +22,8 @@ from eventdesk.core.capture_reads import CaptureReads
 from eventdesk.core.filters import EventFilter
 
 POSITIONS_CHUNK = 50_000  # positions per query when only SQLite filters (~40 ms)
-ENVELOPES_CHUNK = 2_000  # envelopes per query when text or expression filter (~10 ms)
+ENVELOPES_CHUNK = 2_000  # envelopes per query when an expression filters (~10 ms)
+SCREEN_WINDOW = 50_000  # positions SQLite screens per query for a text (~60 ms)
 
 Block: TypeAlias = "range | array[int]"  # array is not subscriptable at run time
 
@@ -138,6 +139,12 @@ def envelope_matcher(flt: EventFilter) -> Callable[[bytes], bool]:
     return match
 
 
+def sql_screen(flt: EventFilter) -> str | None:
+    """The text of ``flt`` as SQLite can screen envelopes for it (ASCII, lower case), or None."""
+    needle = text_screen(flt.text) if flt.text else None
+    return needle if needle is not None and needle.isascii() else None
+
+
 def needs_envelopes(flt: EventFilter) -> bool:
     """The filter looks into envelopes (text, expression): SQLite alone cannot answer it."""
     return bool(flt.text) or bool(flt.expression.strip())
@@ -168,6 +175,23 @@ def scan(
             yield Found(compact(found), top if len(found) == POSITIONS_CHUNK else after + 1)
         return
     match = envelope_matcher(flt)
+    needle = sql_screen(flt)
+    if needle is not None:  # SQLite screens a window of positions at a time, Python checks the few left
+        top = before
+        while top - 1 > after and not cancelled():
+            low = max(after, top - 1 - SCREEN_WINDOW)
+            rows = reads.view_raw(
+                SCREEN_WINDOW,
+                after=low,
+                before=top,
+                models=models,
+                ops=ops,
+                quarantined=flt.quarantined,
+                contains=needle,
+            )
+            yield Found(compact([pos for pos, raw in rows if match(raw)]), low + 1)
+            top = low + 1
+        return
     top = before
     while not cancelled():
         rows = reads.view_raw(

@@ -397,3 +397,27 @@ def test_go_to_time_dialog_finds_the_first_event_at_or_after_the_time(
     first_at_that_time = next(e for e in events if e.envelope["received_at"] >= dialog.received_at())
     assert chosen.pos == first_at_that_time.pos and not view.following
     qtbot.waitUntil(lambda: view.goto_dialog is None)
+
+
+def test_text_filter_over_the_capture_finds_what_casefolding_finds(
+    qtbot: Any, capture: Capture, add_events: AddEvents
+) -> None:
+    """SQLite screens envelopes for the text (ASCII lower case only); whatever Python's casefold
+    matches must still be found: non-ASCII letters that fold to ASCII, quotes, a match in a key."""
+    notes = ["Straße", "STRASSE", "\u017ftrasse", "plain", "KELVIN 5 \u212a", 'say "hi"', "Ünïcödé"]
+    for i, note in enumerate(notes):
+        add_events("accounts", 1, start=i, payload={"note": note})
+    add_events("accounts", 1, start=50, payload={"note": "none"}).clear()
+    model = EventTableModel()
+
+    def found(text: str) -> list[str]:
+        loaded(qtbot, model, lambda: model.set_filter(EventFilter(text=text), capture))
+        return [str(model.event_at(r).envelope["payload"]["note"]) for r in range(model.rowCount())]
+
+    for text in ("strasse", "k", '"hi', "ünï", "k50", "nothing-like-it"):
+        expected = [n for n in notes if text.casefold() in n.casefold()] or []
+        if text == "k":  # also in every key: all of them
+            expected = [*notes, "none"]
+        if text == "k50":
+            expected = ["none"]
+        assert found(text) == expected, text
