@@ -186,7 +186,8 @@ def main() -> None:
         print(
             f"fill     {args.events:,} events captured at {rate:,.0f}/s ({size:,.0f} MB on disk)", flush=True
         )
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        # the window's saved layout goes to the run's own directory, not the user's settings
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(Path(tmp) / "config"))
         started = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the child reads the same clock
         proc = subprocess.run(
             [
