@@ -12,24 +12,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-import qasync
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication
+from screenshot_desk import SCREENSHOTS, desk, run, save
 
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.home import Home
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = ROOT / "resources" / "screenshots" / "main-window.png"
 CITIES = ("Bangalore", "Pune", "Chennai", "Mumbai", "Delhi")
 
 
@@ -90,29 +82,21 @@ def populate(home: Home) -> None:
 
 
 async def render(output: Path) -> None:
-    from eventdesk.ui.main_window import MainWindow
-
-    with tempfile.TemporaryDirectory(prefix="eventdesk-shot-") as tmp:
-        QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(Path(tmp) / "qsettings"))
-        home = Home.open(str(Path(tmp) / "home"))
-        populate(home)
-        window = MainWindow(home)
-        window.resize(1480, 900)
-        window.show()
-        rt = window.runtime
-        rt._set_state("model/accounts", StateChange(State.RUNNING))
-        rt._set_state("model/orders", StateChange(State.RUNNING))
-        rt._set_state(
-            "model/inventory",
-            StateChange(
-                State.RETRYING,
-                "model 'inventory': connection refused (http://localhost:5984)",
-                retry_in=8,
-            ),
+    async with desk(populate) as (_home, window):
+        # the states the runtime would report (shown, as the app shows a runner's: nothing runs here)
+        window.runtime.show_foreign(
+            {
+                "model/accounts": StateChange(State.RUNNING),
+                "model/orders": StateChange(State.RUNNING),
+                "model/inventory": StateChange(
+                    State.RETRYING,
+                    "model 'inventory': connection refused (http://localhost:5984)",
+                    retry_in=8,
+                ),
+                "broker/mosquitto": StateChange(State.RUNNING),
+                "route/accounts-to-mosquitto": StateChange(State.RUNNING),
+            }
         )
-        rt._set_state("broker/mosquitto", StateChange(State.RUNNING))
-        rt._set_state("route/accounts-to-mosquitto", StateChange(State.RUNNING))
         tree = window.tree.tree_model
         now = time.monotonic()
         for k in range(60):
@@ -120,7 +104,7 @@ async def render(output: Path) -> None:
             rates = {"accounts": 11 + 3 * math.sin(k / 6) + (k % 3) * 0.4, "orders": 3 + math.cos(k / 9)}
             window.rate_chart.add_sample(t, rates)
         await asyncio.sleep(1.5)  # history loads, the tick computes the backlog
-        window._tick.stop()  # keep the sample rates below (no connector really runs here)
+        window._tick.stop()  # noqa: SLF001 - keep the sample rates below (no connector really runs here)
         tree.set_rate("accounts", 12.3)
         tree.set_rate("orders", 3.1)
         table = window.table
@@ -138,24 +122,8 @@ async def render(output: Path) -> None:
         window.status.rate.setText("15.4 ev/s")
         window.status.connectors.setText("Connectors: 2/3 running")
         await asyncio.sleep(0.3)  # let the layouts settle before grabbing
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if not window.grab().save(str(output)):
-            raise SystemExit(f"could not write {output}")
-        print(f"saved {output}")
-        await window.shutdown()
-        window.close()
-        home.close()
-        QSettings.setDefaultFormat(QSettings.Format.NativeFormat)
-
-
-def main() -> int:
-    output = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUTPUT
-    app = QApplication.instance() or QApplication(sys.argv)
-    app.setApplicationName("EventDesk")
-    with asyncio.Runner(loop_factory=qasync.QEventLoop) as runner:
-        runner.run(render(output))
-    return 0
+        save(window.grab(), output)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(render, SCREENSHOTS / "main-window.png"))

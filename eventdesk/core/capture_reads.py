@@ -1,18 +1,22 @@
 """Reading the capture's events: by model and position (routes, views), filtered (exports), counted.
 
-Every read but the routes' goes through the writer's connection under its lock; the routes
-read through a connection of their own (:meth:`read_route_rows`), so a route catching up never
-queues behind its model's appends. The filters of the exports' queries are built in one place,
-:meth:`CaptureReads._where`.
+Most reads go through the writer's connection under its lock; the routes read through a
+connection of their own (:meth:`read_route_rows`), so a route catching up never queues behind
+its model's appends, and so does the live table (the ``view_*`` reads: pages of its virtual
+view over the whole capture, and the index of what its filter matches, built on a worker thread).
+The filters of the queries are built in one place, :meth:`CaptureReads._where`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from eventdesk.core import json_codec
+from eventdesk.core import capture_schema, json_codec
 from eventdesk.core.capture_db import CaptureDatabase
 
 
@@ -32,6 +36,137 @@ RouteRow = tuple[int, bytes, str, str, str]
 
 class CaptureReads(CaptureDatabase):
     """The event reads of a capture (a part of :class:`~eventdesk.core.capture.Capture`)."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        super().__init__(path, readonly=readonly)
+        self._view_lock = threading.RLock()
+        self._view_db: sqlite3.Connection | None = None
+        self._view_closed = False
+
+    def close(self) -> None:
+        super().close()
+        with self._view_lock:
+            self._view_closed = True
+            if self._view_db is not None:
+                self._view_db.close()
+                self._view_db = None
+
+    # -- the live table's reads: a read-only connection of its own (WAL: never waits for appends) --
+    def _view_query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._view_lock:
+            db = self._view_db
+            if db is None:
+                if self._view_closed:  # a worker's late read: never reopen a closed capture
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+                )
+                db.execute("PRAGMA busy_timeout=5000")
+                capture_schema.stand_in(db, capture_schema.stored_version(db))  # an older file's quarantine
+                self._view_db = db
+            return db.execute(sql, params).fetchall()
+
+    def view_span(
+        self,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        models: Iterable[str] | None = None,
+        ops: Iterable[str] | None = None,
+        quarantined: bool = False,
+    ) -> tuple[int, int, int]:
+        """``(count, lowest, highest)`` position of the events in ``(after, before)`` of ``models``
+        and ``ops`` (``count == highest - lowest + 1``: they are a contiguous run)."""
+        if models is None and ops is None and not quarantined:
+            # SQLite counts a whole table fast (from its smallest index) but a range of rowids
+            # only by reading the table's pages: count everything and take the ends away.
+            queries: list[tuple[str, Sequence[Any]]] = [("SELECT COUNT(*) FROM events", ())]
+            if before is not None:
+                queries.append(("SELECT COUNT(*) FROM events WHERE pos >= ?", (before,)))
+            if after:
+                queries.append(("SELECT COUNT(*) FROM events WHERE pos <= ?", (after,)))
+            clauses, params = self._where(after=after or None, before=before)
+            queries.append((f"SELECT MIN(pos), MAX(pos) FROM events {clauses}", params))  # noqa: S608 - values bound
+            *counts, (lo, hi) = self._view_snapshot(queries)
+            count = counts[0][0] - sum(c[0] for c in counts[1:])
+        else:
+            clauses, params = self._where(
+                models=models, ops=ops, after=after or None, before=before, quarantined=quarantined
+            )
+            sql = f"SELECT COUNT(*), MIN(pos), MAX(pos) FROM events {clauses}"  # noqa: S608 - values bound
+            count, lo, hi = self._view_query(sql, params)[0]
+        return int(count), int(lo or 0), int(hi or 0)
+
+    def _view_snapshot(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """The first row of each query, all read from one snapshot of the capture."""
+        with self._view_lock:
+            self._view_query("BEGIN", ())
+            try:
+                return [self._view_query(sql, params)[0] for sql, params in queries]
+            finally:
+                self._view_query("COMMIT", ())
+
+    def view_positions(
+        self,
+        limit: int,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        models: Iterable[str] | None = None,
+        ops: Iterable[str] | None = None,
+        quarantined: bool = False,
+    ) -> list[int]:
+        """The positions of the newest ``limit`` such events in ``(after, before)``, newest first."""
+        clauses, params = self._where(
+            models=models, ops=ops, after=after or None, before=before, quarantined=quarantined
+        )
+        sql = f"SELECT pos FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - values bound
+        return [int(r[0]) for r in self._view_query(sql, (*params, limit))]
+
+    def view_raw(
+        self,
+        limit: int,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        models: Iterable[str] | None = None,
+        ops: Iterable[str] | None = None,
+        quarantined: bool = False,
+        contains: str | None = None,
+    ) -> list[tuple[int, bytes]]:
+        """Like :meth:`view_positions`, with each stored envelope (raw JSON). ``contains`` (ASCII,
+        lower case) keeps only envelopes that may contain it in any case: those that contain it
+        ASCII-lowercased, and every one with a non-ASCII character (whose case folding SQLite
+        does not know). SQLite does that work, without Python's GIL."""
+        clauses, params = self._where(
+            models=models, ops=ops, after=after or None, before=before, quarantined=quarantined
+        )
+        if contains is not None:
+            screen = (
+                "(instr(lower(CAST(envelope AS TEXT)), ?) > 0"
+                " OR length(CAST(envelope AS TEXT)) != length(envelope))"
+            )
+            clauses = f"{clauses} AND {screen}" if clauses else f"WHERE {screen}"
+            params = (*params, contains)
+        sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - values bound
+        return [(int(p), bytes(e)) for p, e in self._view_query(sql, (*params, limit))]
+
+    def view_events(self, positions: Sequence[int]) -> list[CapturedEvent]:
+        """The events at ``positions`` (a page of the table: a few hundred), in capture order."""
+        if not positions:
+            return []
+        marks = ",".join("?" * len(positions))
+        sql = f"SELECT pos, envelope FROM events WHERE pos IN ({marks}) ORDER BY pos"  # noqa: S608 - values bound
+        return [CapturedEvent(int(p), json_codec.loads(e)) for p, e in self._view_query(sql, positions)]
+
+    def view_last_pos(self) -> int:
+        """The newest position (0: none), read without waiting for the writer's lock."""
+        return int(self._view_query("SELECT MAX(pos) FROM events", ())[0][0] or 0)
+
+    def view_received_at(self, pos: int) -> str | None:
+        """The ``received_at`` of the event at ``pos`` (None: no such event)."""
+        rows = self._view_query("SELECT received_at FROM events WHERE pos = ?", (pos,))
+        return str(rows[0][0]) if rows else None
 
     def last_pos(self, model: str | None = None) -> int:
         with self._lock:

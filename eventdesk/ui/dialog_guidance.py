@@ -116,3 +116,18 @@ def format_examples_label() -> QLabel:
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setStyleSheet("color: palette(dark);")
     return label
+
+
+_FIELD_IN_TEXT = re.compile(r"(datasource|model|broker) '([^']+)': field '([^']+)'")
+
+
+def label_fields(text: str, workspace: Workspace) -> str:
+    """A runtime message (a state's detail: ``EventDeskError.describe()`` text) with each field
+    named by its label: "datasource 'couch': field 'secret': …" becomes
+    "datasource 'couch': Password / API key: …"."""
+
+    def labelled(m: re.Match[str]) -> str:
+        kind, name, field = m[1], m[2], m[3]
+        return f"{kind} '{name}': {field_label(schema_of(workspace, kind, name), {}, field)}"
+
+    return _FIELD_IN_TEXT.sub(labelled, text)

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
-from eventdesk.ui.event_table import OP_COLORS
+from eventdesk.ui.event_rows import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
 
 LARGE_PAYLOAD = 1_000_000
@@ -285,16 +285,22 @@ class EventDetail(QWidget):
     def _header_html(event: CapturedEvent) -> str:
         env = event.envelope
         op = str(env.get("op", ""))
-        seq = str(env.get("seq", ""))
-        seq_short = seq if len(seq) <= 24 else seq[:23] + "…"
         esc = html.escape
+
+        def short(label: str, value: str, limit: int = 24, bold: bool = False) -> str:
+            """``label value`` cut at ``limit`` characters (all of it in the tooltip): a long
+            key, rev or seq must not make the header, and so the pane, taller or wider."""
+            shown = value if len(value) <= limit else value[: limit - 1] + "…"
+            inner = f"<b>{esc(shown)}</b>" if bold else esc(shown)
+            return f"<span title='{esc(value, quote=True)}'>{label} {inner}</span>"
+
         color = OP_COLORS.get(op, "#616161")
         parts = [
             f"<b>{esc(str(env.get('model', '')))}</b>",
             f"<b style='color:{color}'>{esc(op)}</b>",
-            f"key <b>{esc(str(env.get('key', '')))}</b>",
-            f"rev {esc(str(env.get('rev')))}" if env.get("rev") is not None else "",  # webhooks have none
-            f"<span title='{esc(seq)}'>seq {esc(seq_short)}</span>",
+            short("key", str(env.get("key", "")), 40, bold=True),
+            short("rev", str(env.get("rev"))) if env.get("rev") is not None else "",  # webhooks have none
+            short("seq", str(env.get("seq", ""))),
             esc(str(env.get("received_at", ""))),
             esc(str(env.get("datasource", ""))),
         ]

@@ -52,11 +52,15 @@ from eventdesk.ui.rate_chart import RateChart
 from eventdesk.ui.read_only import BANNER_KEY, HomeWatcher, read_only_banner
 from eventdesk.ui.recording_view import RecordingOpener, selected_positions
 from eventdesk.ui.run_control import RunControl
+from eventdesk.ui.session_restore import models_to_restart, remember_running
+from eventdesk.ui.state_banners import StateBanners
 from eventdesk.ui.status_bar import StatusSummary, Summary
+from eventdesk.ui.tray import DeskTray
 from eventdesk.ui.window_layout import restore_layout, save_layout
 from eventdesk.ui.workspace_tree import WorkspaceTree
 
 log = logging.getLogger(__name__)
+TREE_MIN_WIDTH = 180  # its names stay readable; the window's minimum width grows to ~780
 
 TICK_MS = 1000
 
@@ -102,6 +106,10 @@ class MainWindow(QMainWindow):
             workspace_changed=self.workspace_changed,
             status_changed=self.refresh_status,
         )
+        self.state_banners = StateBanners(
+            self.notifications, lambda: self.home.workspace, self.commands.enter_secret
+        )
+        self.tray = DeskTray(self)
         self.run_control = RunControl(
             self,
             home,
@@ -141,6 +149,8 @@ class MainWindow(QMainWindow):
         self.table.model.load_history(home.capture)
         if home.read_only is not None:
             self._enter_read_only(str(home.read_only))
+        else:  # once the event loop runs: the models that ran at the last close, if asked for
+            QTimer.singleShot(0, self.restart_models)
 
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
@@ -249,6 +259,11 @@ class MainWindow(QMainWindow):
         self.main_split.addWidget(self.detail)
         self.main_split.setStretchFactor(1, 1)
         self.main_split.setSizes([390, 700, 360])
+        # at the smallest window (826x550) the tree keeps room for its names, and a drag never
+        # collapses the tree or the table to nothing (the detail pane may go: View ▸ Event detail)
+        self.left_split.setMinimumWidth(TREE_MIN_WIDTH)
+        self.main_split.setCollapsible(0, False)
+        self.main_split.setCollapsible(1, False)
 
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty_state)
@@ -258,9 +273,9 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.notifications)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        self.notifications.overlay_on(central)  # banners float: they never push the table
 
     # -- workspace -------------------------------------------------------------------------
     @property
@@ -370,6 +385,12 @@ class MainWindow(QMainWindow):
     def confirm_box(self) -> QMessageBox | None:
         return self.commands.confirm_box
 
+    def restart_models(self) -> None:
+        """Start the models that were running at the last close (Run ▸ Restart running models at launch)."""
+        if not self._shut_down:
+            for name in models_to_restart(self.home.workspace):
+                self.run_control.start_model(name)
+
     def start_model(self, name: str) -> None:
         self.run_control.start_model(name)
 
@@ -434,15 +455,8 @@ class MainWindow(QMainWindow):
         if self._shut_down:
             return
         self.tree.tree_model.set_state(key, change)
-        kind, _, name = key.partition("/")
-        if change.state is State.ERROR:
-            first = (change.detail or "failed").splitlines()[0]
-            self.notifications.notify("error", f"{kind} {name}: {first}", change.detail, key=key)
-        elif change.state is State.RETRYING:
-            when = f" (next try in {change.retry_in:.0f} s)" if change.retry_in else ""
-            self.notifications.notify("warning", f"{kind} {name} is retrying{when}", change.detail, key=key)
-        elif change.state is State.RUNNING:
-            self.notifications.dismiss_key(key)
+        self.state_banners.show(key, change)
+        self.tray.on_state(key, change)
         self._update_actions()
 
     def _on_terminal(self, key: str, error: EventDeskError) -> None:
@@ -557,6 +571,10 @@ class MainWindow(QMainWindow):
         if self.watcher is not None:
             self.watcher.stop()
         self.feed.stop()
+        self.table.model.stop()
+        self.tray.hide()
+        if self.home.read_only is None:
+            remember_running([m for m in self.home.workspace.models if self.runtime.is_running("model", m)])
         for off in self._listening:
             off()
         for dialog in list(self.dialogs):

@@ -22,6 +22,7 @@ from eventdesk.ui.demo_actions import DemoActions
 from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.help_dialogs import AboutDialog, ShortcutsDialog, documentation_url
 from eventdesk.ui.notifications import NotificationArea
+from eventdesk.ui.session_restore import restart_enabled, set_restart_enabled
 
 
 class DeskWindow(Protocol):
@@ -119,6 +120,8 @@ class DeskMenus(QObject):
             view.addAction(action)
         view.addSeparator()
         view.addAction(window.table.follow_action)
+        view.addAction(window.table.newest_first_action)
+        view.addAction(window.table.goto_action)
         view.addAction(window.act_pause)
         view.addAction(window.act_focus_filter)
 
@@ -128,6 +131,16 @@ class DeskMenus(QObject):
         self.models_menu = run.addMenu("Model")
         self.models_menu.setObjectName("menu_run_model")
         self.models_menu.aboutToShow.connect(self.rebuild_models_menu)
+        run.addSeparator()
+        self.act_restart_running = QAction("Restart running models at launch", self.main)
+        self.act_restart_running.setObjectName("restart_running")
+        self.act_restart_running.setCheckable(True)
+        self.act_restart_running.setChecked(restart_enabled())
+        self.act_restart_running.setToolTip(
+            "Start again, when EventDesk opens, the models that were running when it was closed"
+        )
+        self.act_restart_running.toggled.connect(set_restart_enabled)
+        run.addAction(self.act_restart_running)
         run.addSeparator()
         run.addAction(window.act_pause)
         run.addAction(window.demo.act_send_samples)

@@ -1,13 +1,17 @@
-"""Non-modal notifications: a small stack of dismissable banners at the top of the window.
+"""Non-modal notifications: a small stack of dismissable banners.
 
 Errors from connectors and brokers land here (and on their tree node), never as a stream
 of modal dialogs. A banner with the same ``key`` replaces the previous one, so a retrying
-connector updates one banner instead of adding a new one per attempt.
+connector updates one banner instead of adding a new one per attempt. In the main window the
+stack floats over the bottom right of the panes (:meth:`NotificationArea.overlay_on`): a banner
+coming or going never moves or resizes the table.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
 
 LEVEL_STYLES = {
@@ -17,6 +21,8 @@ LEVEL_STYLES = {
     "success": ("#edf7ed", "#2e7d32", "✔"),
 }
 MAX_BANNERS = 4
+OVERLAY_WIDTH = 560  # the floating stack's width at most
+OVERLAY_MARGIN = 12
 
 
 class Banner(QWidget):
@@ -51,6 +57,9 @@ class Banner(QWidget):
         self.details_button.setCheckable(True)
         self.details_button.setVisible(bool(details))
         row.addWidget(self.details_button)
+        self._row = row
+        self.action_buttons: dict[str, QToolButton] = {}
+        self._slots: dict[str, Callable[[], None]] = {}
         close = QToolButton()
         close.setText("✕")
         close.setToolTip("Dismiss")
@@ -65,6 +74,19 @@ class Banner(QWidget):
         self.details.hide()
         self.details_button.toggled.connect(self.details.setVisible)
         outer.addWidget(self.details)
+
+    def add_action(self, name: str, text: str, slot: Callable[[], None]) -> QToolButton:
+        """A button on the banner that does what the message asks for ("Enter password…");
+        added once per ``name`` (a banner updated in place keeps its button)."""
+        self._slots[name] = slot
+        button = self.action_buttons.get(name)
+        if button is None:
+            button = self.action_buttons[name] = QToolButton()
+            button.setObjectName(f"banner_action_{name}")
+            button.clicked.connect(lambda _checked=False: self._slots[name]())
+            self._row.insertWidget(self._row.indexOf(self.details_button), button)
+        button.setText(text)
+        return button
 
     def update_content(self, level: str, message: str, details: str | None) -> None:
         self.level = level
@@ -83,7 +105,34 @@ class NotificationArea(QWidget):
         self._layout.setContentsMargins(6, 4, 6, 0)
         self._layout.setSpacing(4)
         self.banners: list[Banner] = []
+        self._host: QWidget | None = None
         self.hide()
+
+    def overlay_on(self, host: QWidget) -> None:
+        """Float over ``host``'s bottom right corner instead of taking room in a layout."""
+        self._host = host
+        self.setParent(host)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, False)
+        host.installEventFilter(self)
+        self._place()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self._host and event.type() == QEvent.Type.Resize:
+            self._place()
+        return False
+
+    def _place(self) -> None:
+        host = self._host
+        if host is None or not self.banners:
+            return
+        width = max(0, min(OVERLAY_WIDTH, host.width() - 2 * OVERLAY_MARGIN))
+        layout = self._layout
+        height = layout.heightForWidth(width) if layout.hasHeightForWidth() else self.sizeHint().height()
+        height = min(max(height, self.sizeHint().height()), host.height() - 2 * OVERLAY_MARGIN)
+        self.setGeometry(
+            host.width() - width - OVERLAY_MARGIN, host.height() - height - OVERLAY_MARGIN, width, height
+        )
+        self.raise_()
 
     def notify(
         self, level: str, message: str, details: str | None = None, *, key: str | None = None
@@ -93,14 +142,17 @@ class NotificationArea(QWidget):
             for banner in self.banners:
                 if banner.key == key:
                     banner.update_content(level, message, details)
+                    self._place()
                     return banner
         banner = Banner(level, message, details, key)
         banner.dismissed.connect(self.dismiss)
+        banner.details_button.toggled.connect(lambda _shown: QTimer.singleShot(0, self._place))
         self.banners.append(banner)
         self._layout.addWidget(banner)
         while len(self.banners) > MAX_BANNERS:
             self.dismiss(self.banners[0])
         self.show()
+        self._place()
         return banner
 
     def dismiss(self, banner: Banner) -> None:
@@ -109,6 +161,7 @@ class NotificationArea(QWidget):
             self._layout.removeWidget(banner)
             banner.deleteLater()
         self.setVisible(bool(self.banners))
+        self._place()
 
     def dismiss_key(self, key: str) -> None:
         for banner in [b for b in self.banners if b.key == key]:

@@ -116,6 +116,16 @@ class ObjectCommands(QObject):
         }
         self.open_dialog(dialogs[kind](self.home, name, parent=self.window), self._after_edit)
 
+    def enter_secret(self, datasource: str, model: str) -> None:
+        """Open ``datasource``'s dialog (its secret field offered for typing, as the stored one is
+        missing) and, once saved, start ``model`` again."""
+
+        async def restart(_kind: str, _name: str) -> None:
+            await self.runtime.stop_model(model)
+            await self.runtime.start_model(model)
+
+        self.open_dialog(DatasourceDialog(self.home, datasource, parent=self.window), restart)
+
     async def _after_edit(self, kind: str, name: str) -> None:
         if kind == "route":
             await self.runtime.restart_route(name)  # a route worker keeps its settings

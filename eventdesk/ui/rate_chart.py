@@ -17,7 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QPalette, QShowEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from eventdesk.ui.event_table import model_color
+from eventdesk.ui.event_rows import model_color
 
 if TYPE_CHECKING:
     import pyqtgraph as pg

@@ -126,6 +126,7 @@ class RecordingWindow(QMainWindow):
         if self.export_dialog is not None:
             self.export_dialog.reject()
         self.tasks.cancel("detail")
+        self.table.model.stop()
         self.capture.close()
         self.closed.emit()
         super().closeEvent(event)
@@ -134,7 +135,7 @@ class RecordingWindow(QMainWindow):
 def selected_positions(view: EventTableView) -> list[int]:
     """The capture positions of the rows selected in ``view``."""
     rows = view.table.selectionModel().selectedRows()
-    return [view.model.event_at(index.row()).pos for index in rows]
+    return [view.model.position_at(index.row()) for index in rows]  # no envelope read: the index has them
 
 
 class RecordingOpener(QObject):

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication, QHeaderView, QMen
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.workspace import Workspace
 from eventdesk.ui import icons
+from eventdesk.ui.dialog_guidance import label_fields
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -202,7 +203,7 @@ class WorkspaceTreeModel(QStandardItemModel):
         if change.retry_in:
             lines.append(f"Next retry in {change.retry_in:.0f} s")
         if change.detail:
-            lines.append(f"Detail: {change.detail}")
+            lines.append(f"Detail: {label_fields(change.detail, self.workspace)}")
         last = self.last_error.get(key)
         if kind == "datasource":
             last = next(
@@ -214,7 +215,7 @@ class WorkspaceTreeModel(QStandardItemModel):
                 None,
             )
         if last and last != change.detail:
-            lines.append(f"Last error: {last}")
+            lines.append(f"Last error: {label_fields(last, self.workspace)}")
         return "\n".join(lines)
 
     def _refresh(self, key: str) -> None:

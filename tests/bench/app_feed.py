@@ -288,7 +288,7 @@ async def feed_app(root: Path, rate: float, seconds: float, diagnose: bool = Fal
         lambda: (
             time.monotonic() > deadline
             or (
-                window.table.model.rowCount() >= min(total, window.table.model.max_rows)
+                window.table.model.rowCount() >= total  # the whole capture is in the table
                 and shown["events"] >= total
             )
         ),

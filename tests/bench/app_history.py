@@ -1,12 +1,14 @@
-"""Benchmark: start the desktop app over 1,000,000 captured events (issue: Desktop app, Performance).
+"""Benchmark: the desktop app over 1,000,000 captured events (issues: Desktop app, Performance, 16).
 
-Fills a capture with 1,000,000 events (``Capture.append``, 10,000 per transaction), then starts
-the app in a child process (offscreen) and prints:
-  start    time to a shown window with the latest events loaded, and RSS then (target < 400 MB)
-  filters  time from a filter leaving the bar to the table refilled, for a model, a JMESPath
-           expression and a text that matches one event in 10,000 (the worst case: a long scan)
-  scroll   time to scroll the table to the top of its window and repaint
-  loop     the largest gap of a 10 ms timer meanwhile
+Fills a capture with 1,000,000 events (tests/ui/big_capture.py: SQLite makes the rows), then
+starts the app in a child process (offscreen) and prints:
+  start    time to a shown window with the whole capture counted, and RSS then (target < 400 MB)
+  filters  time from a filter leaving the bar to the exact count over the whole capture, for a
+           model, a JMESPath expression and a text that matches one event in 10,000
+  jumps    scrolling anywhere in the 1,000,000 rows (Go to row: read its page, repaint), per jump
+           (target < 50 ms), beside a plain SELECT of the same page on a connection of its own;
+           and Go to time (a binary search over positions)
+  loop     the largest gap of a 10 ms timer meanwhile (the count runs on a worker thread)
   memory   peak RSS of the child (target < 400 MB; never everything in memory)
 
 Run: .venv/bin/python -m tests.bench.app_history [--events 1000000]
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,14 +30,11 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from eventdesk.core.capture import Capture
-from eventdesk.core.envelope import Event
+from eventdesk.core import json_codec
 from eventdesk.core.home import Home
+from tests.ui.big_capture import MODELS, fill_capture, received_at
 
-MODELS = ("orders", "accounts")
-BATCH = 10_000
-RARE = 10_000  # one event in RARE carries the rare word
-PAD = "x" * 120
+JUMPS = 40
 
 
 def fill(home_dir: Path, count: int) -> float:
@@ -43,31 +43,11 @@ def fill(home_dir: Path, count: int) -> float:
     home.add_datasource("couch", "couchdb", {"url": "http://127.0.0.1:5984"})
     for model in MODELS:
         home.add_model(model, "couch", {"database": model})
-    capture: Capture = home.capture
-    start = time.monotonic()
-    for first in range(0, count, BATCH):
-        model = MODELS[(first // BATCH) % len(MODELS)]
-        events = [
-            Event(
-                datasource="couch",
-                model=model,
-                op="created" if n % 4 else "updated",
-                key=f"doc-{n % 100_000:06d}",
-                rev=f"{n}-h",
-                seq=f"{n}-s",
-                payload={
-                    "n": n,
-                    "region": "Bangalore" if n % 2 else "Pune",
-                    "note": "needle" if n % RARE == 0 else "hay",
-                    "pad": PAD,
-                },
-            )
-            for n in range(first, min(count, first + BATCH))
-        ]
-        capture.append(model, events, events[-1].seq)
-    rate = count / (time.monotonic() - start)
+    path = home.capture.path
     home.close()
-    return rate
+    start = time.monotonic()
+    fill_capture(path, count)
+    return count / (time.monotonic() - start)
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -78,6 +58,41 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 # -- the child: the app over the big capture -------------------------------------------------------
+async def jumps(window: Any, path: Path) -> tuple[list[float], list[float]]:
+    """Seconds per jump to a random row (page read + repaint), and per plain SELECT of that page."""
+    import random
+    import sqlite3
+
+    table = window.table
+    rows = table.model.rowCount()
+    rng = random.Random(16)
+    targets = [rng.randrange(rows) for _ in range(JUMPS)]
+    times: list[float] = []
+    for row in targets:
+        await asyncio.sleep(0.05)  # the loop's turn: the detail pane shows the last jump's event
+        start = time.monotonic()
+        table.go_to_row(row)
+        table.table.viewport().repaint()
+        times.append(time.monotonic() - start)
+        chosen = table.selected()
+        if chosen is None or chosen.pos != table.model.position_at(row):
+            raise SystemExit(f"the jump to row {row} did not land there")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    selects: list[float] = []
+    try:
+        for row in targets:
+            first = row - row % 200
+            start = time.monotonic()
+            found = db.execute(
+                "SELECT pos, envelope FROM events WHERE pos > ? ORDER BY pos LIMIT 200", (first,)
+            ).fetchall()
+            [json_codec.loads(e) for _, e in found]
+            selects.append(time.monotonic() - start)
+    finally:
+        db.close()
+    return times, selects
+
+
 async def measure(home_dir: str, started: float) -> dict[str, Any]:
     from PySide6.QtWidgets import QApplication
 
@@ -101,6 +116,7 @@ async def measure(home_dir: str, started: float) -> dict[str, Any]:
     out["loaded"] = time.monotonic() - t0
     out["loaded_since_launch"] = time.monotonic() - started
     out["rows"] = model.rowCount()
+    out["counted"] = model.total
     out["newest_shown"] = model.event_at(model.rowCount() - 1).pos
     out["newest_captured"] = home.capture.last_pos()
     out["rss_started"] = rss_mb()
@@ -127,16 +143,11 @@ async def measure(home_dir: str, started: float) -> dict[str, Any]:
     window._on_filter(EventFilter())
     await until(lambda: not model.loading)
 
-    view = window.table.table
+    out["jumps"], out["selects"] = await jumps(window, home.capture.path)
     start = time.monotonic()
-    view.scrollToTop()
-    view.viewport().repaint()
-    out["scroll_top"] = time.monotonic() - start
-    out["top_row_visible"] = view.rowAt(0)
-    start = time.monotonic()
-    view.scrollToBottom()
-    view.viewport().repaint()
-    out["scroll_bottom"] = time.monotonic() - start
+    row = window.table.go_to_time(received_at(654_321))
+    window.table.table.viewport().repaint()
+    out["go_to_time"] = (time.monotonic() - start, row)
     out["rss_end"] = rss_mb()
     out["rss_peak"] = rss_mb("VmHWM")
     monitor.stop()
@@ -175,7 +186,8 @@ def main() -> None:
         print(
             f"fill     {args.events:,} events captured at {rate:,.0f}/s ({size:,.0f} MB on disk)", flush=True
         )
-        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        # the window's saved layout goes to the run's own directory, not the user's settings
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(Path(tmp) / "config"))
         started = time.monotonic()  # CLOCK_MONOTONIC is system-wide: the child reads the same clock
         proc = subprocess.run(
             [
@@ -198,7 +210,7 @@ def main() -> None:
         raise SystemExit(f"child failed ({proc.returncode})")
     r = json.loads(lines[0].removeprefix("RESULT "))
     print(
-        f"start    window shown with the latest {r['rows']:,} events in {r['loaded_since_launch']:.2f} s from "
+        f"start    window shown with all {r['rows']:,} events counted in {r['loaded_since_launch']:.2f} s from "
         f"launch ({r['imported']:.2f} s interpreter and imports, {r['constructed'] * 1000:.0f} ms window, "
         f"{(r['loaded'] - r['constructed']) * 1000:.0f} ms history); newest shown #{r['newest_shown']:,} of "
         f"#{r['newest_captured']:,}; RSS {r['rss_started']:.0f} MB (target < 400; {r['rss_started'] / 400:.2f} x); "
@@ -216,11 +228,17 @@ def main() -> None:
             f"largest loop gap {gap:.0f} ms",
             flush=True,
         )
+    jumps_ms = sorted(t * 1000 for t in r["jumps"])
+    selects_ms = sorted(t * 1000 for t in r["selects"])
     print(
-        f"scroll   to the top of the window {r['scroll_top'] * 1000:.1f} ms (row {r['top_row_visible']} at the "
-        f"top), back to the bottom {r['scroll_bottom'] * 1000:.1f} ms",
+        f"jumps    {len(jumps_ms)} jumps anywhere in {r['rows']:,} rows (page read + repaint): median "
+        f"{statistics.median(jumps_ms):.1f} ms, worst {jumps_ms[-1]:.1f} ms (target < 50; "
+        f"{jumps_ms[-1] / 50:.2f} x); a plain SELECT of the same page + JSON: median "
+        f"{statistics.median(selects_ms):.1f} ms, worst {selects_ms[-1]:.1f} ms",
         flush=True,
     )
+    secs, row = r["go_to_time"]
+    print(f"goto     Go to time (binary search + repaint) {secs * 1000:.1f} ms, row {row:,}", flush=True)
     print(
         f"memory   RSS at the end {r['rss_end']:.0f} MB, peak {r['rss_peak']:.0f} MB "
         f"(target < 400; {r['rss_peak'] / 400:.2f} x)",

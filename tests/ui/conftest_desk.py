@@ -19,6 +19,12 @@ from tests.peers.servers import free_port
 from tests.ui.conftest_main import run
 
 
+def demo_on_free_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free ports instead of 8787/1883, so a test's demo never meets another (or a real broker)."""
+    monkeypatch.setattr(demo, "WEBHOOK_PORT", free_port())
+    monkeypatch.setattr(demo, "BROKER_PORT", free_port())
+
+
 @pytest.fixture(name="desk")
 def desk_fixture(
     qtbot: QtBot,
@@ -27,8 +33,8 @@ def desk_fixture(
     home: Home,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[MainWindow]:
-    monkeypatch.setattr(demo, "WEBHOOK_PORT", free_port())
-    monkeypatch.setattr(demo, "BROKER_PORT", free_port())
+    """The shown main window (the demo, if opened, on free ports); shut down after."""
+    demo_on_free_ports(monkeypatch)
     win = MainWindow(home)
     win.show()
     yield win

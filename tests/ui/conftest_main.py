@@ -7,7 +7,7 @@ processes Qt events) also runs asyncio callbacks: no ``exec()``, no nested loops
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from eventdesk.core.home import Home
+from eventdesk.ui.main_window import MainWindow
 
 T = TypeVar("T")
 
@@ -75,3 +76,27 @@ def home_fixture(isolated_home: Path) -> Iterator[Home]:
     h = Home.open(str(isolated_home))
     yield h
     h.close()
+
+
+MakeWindow = Callable[[], MainWindow]
+
+
+@pytest.fixture(name="make_window")
+def make_window_fixture(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home
+) -> Iterator[MakeWindow]:
+    """``make_window()``: a shown main window on ``home``; every one made is shut down after."""
+    made: list[MainWindow] = []
+
+    def make() -> MainWindow:
+        window = MainWindow(home)
+        window.show()
+        made.append(window)
+        return window
+
+    yield make
+    for window in made:
+        run(qtbot, window.shutdown())
+        assert not window.tasks.pending
+        window.close()
+        window.deleteLater()

@@ -333,11 +333,14 @@ def test_wrong_password_shows_on_the_node_and_in_a_banner(
     source_tip = node_tooltip(window, "datasource/couch")
     assert "State: error" in model_tip
     assert node_state(window, "datasource/couch") == "error"
-    assert "State: error" in source_tip and "field 'secret'" in source_tip
+    # the field by its label, in the tooltips as in the banner (issue 16)
+    assert "State: error" in source_tip and "Password / API key" in source_tip
+    assert "field '" not in model_tip + source_tip
     banners = [b for b in window.notifications.banners if b.level == "error"]
     assert len(banners) == 1
     assert db in banners[0].message.text()
-    assert "field 'secret'" in banners[0].details.toPlainText()
+    assert "Password / API key" in banners[0].details.toPlainText()
+    assert "field '" not in banners[0].message.text() + banners[0].details.toPlainText()
     assert window.notifications.isVisible()
     assert QApplication.activeModalWidget() is None
     shown = [model_tip, source_tip, banners[0].message.text(), banners[0].details.toPlainText()]

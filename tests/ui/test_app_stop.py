@@ -31,9 +31,12 @@ from PySide6.QtWidgets import QApplication
 from eventdesk.ui import app as ui_app
 from eventdesk.ui.main_window import MainWindow
 app = QApplication(sys.argv)
-def start():
-    window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow))
-    window.start_model("accounts")
+def start():  # once the window is there (a loaded machine may take more than a second)
+    window = next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)), None)
+    if window is None:
+        QTimer.singleShot(100, start)
+    else:
+        window.start_model("accounts")
 QTimer.singleShot(500, start)
 sys.exit(ui_app.run_app(sys.argv[1]))
 """

@@ -6,10 +6,7 @@ subscriber on it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -20,7 +17,8 @@ from eventdesk.core import demo
 from eventdesk.core.contracts import State
 from eventdesk.core.home import Home
 from eventdesk.ui.main_window import MainWindow
-from tests.peers.servers import Subscriber, free_port
+from tests.peers.servers import Subscriber
+from tests.ui.conftest_desk import desk_fixture  # noqa: F401 - fixture
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     home_fixture,
     isolated_qsettings_fixture,
@@ -34,23 +32,9 @@ ROUTE_STATE = "route/" + demo.ROUTE
 
 
 @pytest.fixture
-def window(
-    qtbot: QtBot,
-    qloop: asyncio.AbstractEventLoop,
-    isolated_qsettings: Path,
-    home: Home,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[MainWindow]:
-    # Free ports instead of 8787/1883, so this test never meets another one (or a real broker).
-    monkeypatch.setattr(demo, "WEBHOOK_PORT", free_port())
-    monkeypatch.setattr(demo, "BROKER_PORT", free_port())
-    win = MainWindow(home)
-    win.show()
-    yield win
-    run(qtbot, win.shutdown(), timeout=15000)
-    assert not win.tasks.pending
-    win.close()
-    win.deleteLater()
+def window(desk: MainWindow) -> MainWindow:
+    """The desk tests' window (tests/ui/conftest_desk.py): shown, the demo on free ports."""
+    return desk
 
 
 def test_open_the_demo_send_samples_see_them_and_toggle_republishing(

@@ -1,14 +1,16 @@
-"""The live table model and view: batched inserts, a bounded window, filters, pause, history."""
+"""The live table model and view: batched inserts, filters, pause, the whole capture read in the background."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QDateTime, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from eventdesk.core import event_index
 from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.filters import EventFilter, FilterError
 from eventdesk.ui.event_table import (
@@ -20,6 +22,7 @@ from eventdesk.ui.event_table import (
     EventTableView,
     summarize,
 )
+from eventdesk.ui.go_to_time import GoToTimeDialog
 from eventdesk.ui.live_feed import LiveFeed
 
 pytestmark = pytest.mark.gui
@@ -65,8 +68,9 @@ def _appended(model: EventTableModel) -> None:
     model.append(fake(30))
 
 
-def _trimmed(model: EventTableModel) -> None:
+def _sorted(model: EventTableModel) -> None:
     model.append(fake(30))
+    model.sort(0, Qt.SortOrder.DescendingOrder)
     model.append(fake(40, start=31))
 
 
@@ -80,18 +84,18 @@ def _cleared(model: EventTableModel) -> None:
     model.clear()
 
 
-@pytest.mark.parametrize("reach", [_appended, _trimmed, _filtered, _cleared])
+@pytest.mark.parametrize("reach", [_appended, _sorted, _filtered, _cleared])
 def test_model_passes_the_model_tester_in_every_state(
     qtmodeltester: Any, reach: Callable[[EventTableModel], None]
 ) -> None:
-    model = EventTableModel(max_rows=50)
+    model = EventTableModel()
     reach(model)
     qtmodeltester.check(model, force_py=True)
     model.append(fake(60, start=1000))  # the tester keeps checking every later change
 
 
 def test_model_passes_the_qt_model_tester_while_live(qtmodeltester: Any) -> None:
-    model = EventTableModel(max_rows=20)
+    model = EventTableModel()
     qtmodeltester.check(model, force_py=True)  # the tester keeps watching every later change
     for start in range(1, 200, 25):
         model.append(fake(25, start=start))
@@ -102,30 +106,30 @@ def test_model_passes_the_qt_model_tester_while_live(qtmodeltester: Any) -> None
 
 
 def test_one_insert_per_batch_of_a_thousand() -> None:
-    model = EventTableModel(max_rows=5000)
-    inserted, removed = Counter(), Counter()
+    model = EventTableModel()
+    inserted = Counter()
     model.rowsInserted.connect(inserted)
-    model.rowsRemoved.connect(removed)
     model.append(fake(1000))
     assert inserted.calls == [(0, 999)]
-    assert removed.calls == []
     model.append(fake(1000, start=1001))
     assert inserted.calls == [(0, 999), (1000, 1999)]
+    model.append(fake(1000, start=1))  # delivered twice: already in
+    assert model.rowCount() == 2000 and len(inserted.calls) == 2
 
 
-def test_window_stays_bounded_with_one_trim_per_batch() -> None:
-    model = EventTableModel(max_rows=1000)
-    removed = Counter()
-    model.rowsRemoved.connect(removed)
-    model.append(fake(900))
-    model.append(fake(300, start=901))
-    assert model.rowCount() == 1000
-    assert removed.calls == [(0, 199)]
-    assert model.event_at(0).pos == 201 and model.event_at(999).pos == 1200
-    model.append(fake(2500, start=1201))  # a batch bigger than the window
-    assert model.rowCount() == 1000
-    assert model.event_at(999).pos == 3700
-    assert removed.calls[-1] == (0, 999)
+def test_newest_first_puts_arrivals_at_the_top() -> None:
+    model = EventTableModel()
+    model.append(fake(10))
+    inserted = Counter()
+    model.rowsInserted.connect(inserted)
+    model.sort(0, Qt.SortOrder.DescendingOrder)
+    assert [model.event_at(r).pos for r in range(3)] == [10, 9, 8]
+    model.append(fake(2, start=11))
+    assert inserted.calls == [(0, 1)]
+    assert [model.event_at(r).pos for r in range(3)] == [12, 11, 10]
+    assert model.row_of(1) == 11
+    model.sort(3, Qt.SortOrder.AscendingOrder)  # only received time sorts
+    assert model.event_at(0).pos == 12
 
 
 def test_filter_applies_to_arriving_events() -> None:
@@ -169,17 +173,26 @@ def test_summary_is_one_line_and_bounded() -> None:
     assert len(summarize(deep)) <= 200
 
 
-def test_pause_counts_and_resume_reloads_from_capture(capture: Capture, add_events: AddEvents) -> None:
-    model = EventTableModel(max_rows=100)
+def loaded(qtbot: Any, model: EventTableModel, start: Callable[[], None]) -> None:
+    """Run ``start`` (which reads the capture) and wait until the whole capture is read."""
+    with qtbot.waitSignal(model.historyLoaded, timeout=10_000):
+        start()
+    assert not model.loading
+
+
+def test_pause_counts_and_resume_reloads_from_capture(
+    qtbot: Any, capture: Capture, add_events: AddEvents
+) -> None:
+    model = EventTableModel()
     add_events("accounts", 10)
-    model.load_history(capture)
+    loaded(qtbot, model, lambda: model.load_history(capture))
     assert model.rowCount() == 10
     model.set_paused(True)
     arrived = add_events("accounts", 5, start=10)
     model.append(arrived)
     assert model.rowCount() == 10
     assert model.arrived_while_paused == 5
-    model.set_paused(False)
+    loaded(qtbot, model, lambda: model.set_paused(False))
     assert model.arrived_while_paused == 0
     assert model.rowCount() == 15
     assert keys(model)[-1] == "k14"
@@ -187,46 +200,47 @@ def test_pause_counts_and_resume_reloads_from_capture(capture: Capture, add_even
     assert model.rowCount() == 15
 
 
-def test_history_loads_only_the_window_from_a_big_capture(
+def test_the_whole_capture_is_in_the_table_and_pages_are_read_on_demand(
     qtbot: Any, capture: Capture, add_events: AddEvents
 ) -> None:
     for start in range(0, 20_000, 5000):
         add_events("accounts", 5000, start=start)
-    model = EventTableModel(max_rows=500, scan_chunk=200)
-    inserted = Counter()
-    model.rowsInserted.connect(inserted)
-    with qtbot.waitSignal(model.historyLoaded, timeout=10_000):
-        model.load_history(capture)
-    assert model.rowCount() == 500
-    assert keys(model)[0] == "k19500" and keys(model)[-1] == "k19999"
-    assert len(inserted.calls) == 3  # one insert per chunk read (200, 200, 100)
+    model = EventTableModel()
+    loaded(qtbot, model, lambda: model.load_history(capture))
+    assert model.rowCount() == 20_000 and model.total == 20_000
+    assert model.event_at(0).envelope["key"] == "k0"
+    assert model.event_at(19_999).envelope["key"] == "k19999"
+    assert model.event_at(12_345).envelope["key"] == "k12345"
 
 
-def test_filter_refills_from_capture_newest_first(
-    qtbot: Any, capture: Capture, add_events: AddEvents
+def test_filter_counts_exactly_over_the_whole_capture(
+    qtbot: Any, capture: Capture, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(event_index, "ENVELOPES_CHUNK", 64)  # several steps of the scan
     add_events("accounts", 300)
     add_events("orders", 300)
-    model = EventTableModel(max_rows=50, scan_chunk=64)
-    with qtbot.waitSignal(model.historyLoaded, timeout=10_000):
-        model.set_filter(
-            EventFilter(models=frozenset({"accounts"}), expression="payload.region == 'Bangalore'"), capture
-        )
+    model = EventTableModel()
+    flt = EventFilter(models=frozenset({"accounts"}), expression="payload.region == 'Bangalore'")
+    loaded(qtbot, model, lambda: model.set_filter(flt, capture))
     rows = [model.event_at(r).envelope for r in range(model.rowCount())]
-    assert len(rows) == 50
+    assert len(rows) == 150 and model.total == 600
     assert all(r["model"] == "accounts" and r["payload"]["region"] == "Bangalore" for r in rows)
-    assert rows[-1]["key"] == "k299" and rows[0]["key"] == "k201"
+    assert rows[-1]["key"] == "k299" and rows[0]["key"] == "k1"
     positions = [model.event_at(r).pos for r in range(model.rowCount())]
     assert positions == sorted(positions)
 
 
-def test_history_scan_is_bounded(qtbot: Any, capture: Capture, add_events: AddEvents) -> None:
+def test_a_new_filter_cancels_the_running_scan(
+    qtbot: Any, capture: Capture, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_index, "ENVELOPES_CHUNK", 10)
     add_events("accounts", 2000)
-    model = EventTableModel(max_rows=100, scan_limit=500, scan_chunk=100)
-    with qtbot.waitSignal(model.historyLoaded, timeout=10_000):
-        model.set_filter(EventFilter(text="no such thing"), capture)
-    assert model.rowCount() == 0
-    assert not model.loading
+    model = EventTableModel()
+    model.set_filter(EventFilter(text="no such thing"), capture)
+    assert model.loading
+    loaded(qtbot, model, lambda: model.set_filter(EventFilter(text="k1999"), capture))
+    qtbot.wait(50)  # a late step of the first scan would land now
+    assert keys(model) == ["k1999"]
 
 
 def test_clear_keeps_captured_events_out_of_later_reloads(
@@ -234,12 +248,11 @@ def test_clear_keeps_captured_events_out_of_later_reloads(
 ) -> None:
     add_events("accounts", 20)
     model = EventTableModel()
-    model.load_history(capture)
+    loaded(qtbot, model, lambda: model.load_history(capture))
     model.clear()
     assert model.rowCount() == 0
     model.append(add_events("accounts", 3, start=20))
-    with qtbot.waitSignal(model.historyLoaded, timeout=10_000):
-        model.set_filter(EventFilter(), capture)
+    loaded(qtbot, model, lambda: model.set_filter(EventFilter(), capture))
     assert keys(model) == ["k20", "k21", "k22"]
 
 
@@ -273,7 +286,7 @@ def test_live_feed_coalesces_batches_into_one_signal(qtbot: Any) -> None:
 
 
 def test_view_follows_pauses_and_reports(qtbot: Any) -> None:
-    view = EventTableView(EventTableModel(max_rows=2000))
+    view = EventTableView(EventTableModel())
     qtbot.addWidget(view)
     view.resize(900, 300)
     view.show()
@@ -294,48 +307,62 @@ def test_view_follows_pauses_and_reports(qtbot: Any) -> None:
 
     view.pause_button.click()
     view.model.append(fake(7, start=701))
-    assert view.stats_label.text() == "700 shown · 7 arrived while paused"
+    assert view.stats_label.text() == "700 events · 7 arrived while paused"
     assert view.pause_button.text() == "Resume"
     view.pause_button.click()
-    assert view.stats_label.text() == "700 shown"
+    assert view.stats_label.text() == "700 events"
+    view.model.set_filter(EventFilter(text="Bangalore"))
+    assert view.stats_label.text() == "350 of 707 match"  # 7 arrived while paused (no capture to show them)
     view.clear_button.click()
     assert view.model.rowCount() == 0
 
 
-def test_view_keeps_the_rows_in_view_when_trimming(qtbot: Any) -> None:
-    view = EventTableView(EventTableModel(max_rows=300))
+def test_newest_first_view_follows_at_the_top_and_keeps_rows_in_view(qtbot: Any) -> None:
+    view = EventTableView(EventTableModel())
     qtbot.addWidget(view)
     view.resize(900, 300)
     view.show()
     qtbot.waitExposed(view)
     view.model.append(fake(300))
+    view.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.DescendingOrder)  # a click on Received
+    assert view.newest_first_action.isChecked() and view.model.event_at(0).pos == 300
     bar = view.table.verticalScrollBar()
-    bar.setValue(150)
-    top = view.table.indexAt(view.table.viewport().rect().topLeft()).row()
-    top_pos = view.model.event_at(top).pos
-    view.model.append(fake(50, start=301))
-    top_after = view.table.indexAt(view.table.viewport().rect().topLeft()).row()
-    assert view.model.event_at(top_after).pos == top_pos
+    assert view.following and bar.value() == 0
+    view.model.append(fake(5, start=301))
+    assert bar.value() == 0 and view.model.event_at(view.table.rowAt(0)).pos == 305
+    bar.setValue(100)
+    assert not view.following
+    top_pos = view.model.event_at(view.table.rowAt(0)).pos
+    view.model.append(fake(50, start=306))  # above what the user reads: the same rows stay in view
+    assert view.model.event_at(view.table.rowAt(0)).pos == top_pos
+    view.table.horizontalHeader().setSortIndicator(4, Qt.SortOrder.AscendingOrder)  # Key does not sort
+    assert view.model.descending
+    assert view.table.horizontalHeader().sortIndicatorSection() == 0
 
 
 def test_view_keeps_the_rows_in_view_when_history_arrives_above(
-    qtbot: Any, capture: Capture, add_events: AddEvents
+    qtbot: Any, capture: Capture, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(event_index, "ENVELOPES_CHUNK", 100)
     add_events("accounts", 1000)
-    view = EventTableView(EventTableModel(max_rows=1000, scan_chunk=100))
+    view = EventTableView(EventTableModel())
     qtbot.addWidget(view)
     view.resize(900, 300)
     view.show()
     qtbot.waitExposed(view)
-    view.model.load_history(capture)  # the first chunk now, the rest on later event-loop turns
-    assert view.model.loading
-    view.table.verticalScrollBar().setValue(20)
-    assert not view.following
-    top_pos = view.model.event_at(view.table.rowAt(0)).pos
+    seen: list[int] = []
+
+    def read_on_first_rows(*_: object) -> None:  # the user scrolls up while older chunks still come
+        if not seen:
+            view.table.verticalScrollBar().setValue(20)
+            assert not view.following and view.model.loading
+            seen.append(view.model.event_at(view.table.rowAt(0)).pos)
+
+    view.model.rowsInserted.connect(read_on_first_rows)
     with qtbot.waitSignal(view.model.historyLoaded, timeout=10_000):
-        pass
-    assert view.model.rowCount() == 1000
-    assert view.model.event_at(view.table.rowAt(0)).pos == top_pos
+        view.model.set_filter(EventFilter(text="k"), capture)  # the newest chunk first, then older ones
+    assert view.model.rowCount() == 1000 and seen
+    assert view.model.event_at(view.table.rowAt(0)).pos == seen[0]
 
 
 def test_view_emits_the_selected_event(qtbot: Any) -> None:
@@ -345,3 +372,52 @@ def test_view_emits_the_selected_event(qtbot: Any) -> None:
     with qtbot.waitSignal(view.selectedEvent) as blocker:
         view.table.selectRow(2)
     assert blocker.args == [view.model.event_at(2)]
+
+
+def test_go_to_time_dialog_finds_the_first_event_at_or_after_the_time(
+    qtbot: Any, capture: Capture, add_events: AddEvents
+) -> None:
+    events = add_events("accounts", 30)
+    view = EventTableView()
+    qtbot.addWidget(view)
+    view.show()
+    loaded(qtbot, view.model, lambda: view.model.load_history(capture))
+    target = events[17]
+    when = datetime.fromisoformat(str(target.envelope["received_at"]))
+    view.goto_action.trigger()
+    dialog = view.goto_dialog
+    assert isinstance(dialog, GoToTimeDialog) and dialog.isVisible()
+    view.goto_action.trigger()  # one dialog, not two
+    assert view.goto_dialog is dialog
+    dialog.when.setDateTime(QDateTime.fromMSecsSinceEpoch(round(when.timestamp() * 1000)))
+    assert dialog.received_at() == str(target.envelope["received_at"])[:23] + "Z"
+    dialog.accept()
+    chosen = view.selected()
+    assert chosen is not None
+    first_at_that_time = next(e for e in events if e.envelope["received_at"] >= dialog.received_at())
+    assert chosen.pos == first_at_that_time.pos and not view.following
+    qtbot.waitUntil(lambda: view.goto_dialog is None)
+
+
+def test_text_filter_over_the_capture_finds_what_casefolding_finds(
+    qtbot: Any, capture: Capture, add_events: AddEvents
+) -> None:
+    """SQLite screens envelopes for the text (ASCII lower case only); whatever Python's casefold
+    matches must still be found: non-ASCII letters that fold to ASCII, quotes, a match in a key."""
+    notes = ["Straße", "STRASSE", "\u017ftrasse", "plain", "KELVIN 5 \u212a", 'say "hi"', "Ünïcödé"]
+    for i, note in enumerate(notes):
+        add_events("accounts", 1, start=i, payload={"note": note})
+    add_events("accounts", 1, start=50, payload={"note": "none"}).clear()
+    model = EventTableModel()
+
+    def found(text: str) -> list[str]:
+        loaded(qtbot, model, lambda: model.set_filter(EventFilter(text=text), capture))
+        return [str(model.event_at(r).envelope["payload"]["note"]) for r in range(model.rowCount())]
+
+    for text in ("strasse", "k", '"hi', "ünï", "k50", "nothing-like-it"):
+        expected = [n for n in notes if text.casefold() in n.casefold()] or []
+        if text == "k":  # also in every key: all of them
+            expected = [*notes, "none"]
+        if text == "k50":
+            expected = ["none"]
+        assert found(text) == expected, text

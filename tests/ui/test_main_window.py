@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,37 +20,16 @@ from eventdesk.core.envelope import Event
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import Schema
 from eventdesk.core.workspace import BrokerConfig, DatasourceConfig, ModelConfig
-from eventdesk.ui.main_window import MainWindow
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, RouteDialog
 from eventdesk.ui.workspace_tree import STATE_ROLE
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
+    MakeWindow,
     home_fixture,
     isolated_qsettings_fixture,
+    make_window_fixture,
     qloop_fixture,
     run,
 )
-
-MakeWindow = Callable[[], MainWindow]
-
-
-@pytest.fixture
-def make_window(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home
-) -> Iterator[MakeWindow]:
-    made: list[MainWindow] = []
-
-    def make() -> MainWindow:
-        window = MainWindow(home)
-        window.show()
-        made.append(window)
-        return window
-
-    yield make
-    for window in made:
-        run(qtbot, window.shutdown())
-        assert not window.tasks.pending
-        window.close()
-        window.deleteLater()
 
 
 def add_objects(home: Home) -> None:
@@ -189,16 +167,16 @@ def test_geometry_and_splitters_persist(
 ) -> None:
     add_objects(home)
     window = make_window()
-    window.resize(731, 517)  # within the offscreen screen (800x600)
+    window.resize(791, 517)  # within the offscreen screen (800x600), above the minimum width
     window.main_split.setSizes([180, 300, 240])
-    qtbot.waitUntil(lambda: window.width() == 731)
+    qtbot.waitUntil(lambda: window.width() == 791)
     sizes = window.main_split.sizes()
     run(qtbot, window.shutdown())
     files = list(isolated_qsettings.rglob("*.ini"))
     assert files, "QSettings must write under the isolated path"
     assert QSettings(str(files[0]), QSettings.Format.IniFormat).contains("main_window/geometry")
     again = make_window()
-    assert (again.width(), again.height()) == (731, 517)
+    assert (again.width(), again.height()) == (791, 517)
     assert again.main_split.sizes() == sizes
 
 
