@@ -180,7 +180,23 @@ class ObjectDialog(QDialog):
                 self.secret_label.setText(secret_fields[0].title + ":")
             self.secret_label.setVisible(bool(secret_fields))
         self._chain_tab_order()
+        self._align_label_columns()
         self.revalidate()
+
+    def _align_label_columns(self) -> None:
+        """One label column for the header's rows and the form's: two form layouts would
+        otherwise each size their own, and the fields under "Name" start further right."""
+        assert self.form is not None
+        labels: list[QWidget] = []
+        for layout in (self.header, self.form.form):
+            for r in range(layout.rowCount()):
+                item = layout.itemAt(r, QFormLayout.ItemRole.LabelRole)
+                widget = item.widget() if item is not None else None
+                if widget is not None:
+                    labels.append(widget)
+        width = max((label.sizeHint().width() for label in labels if not label.isHidden()), default=0)
+        for label in labels:
+            label.setMinimumWidth(width)
 
     def _chain_tab_order(self) -> None:
         """Tab goes down the rows as they show: the header's, then the form's (the secret's

@@ -55,6 +55,28 @@ def test_datasource_fields_in_the_order_a_user_knows_them(qtbot: QtBot, home: Ho
     assert dialog.secret is not None and dialog.secret.isVisible()
 
 
+def test_the_header_and_the_form_share_one_label_column(qtbot: QtBot, home: Home) -> None:
+    dialog = DatasourceDialog(home)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    for kind in ("couchdb", "postgres", "webhook"):
+        dialog.kind_combo.setCurrentText(kind)
+        qtbot.wait(10)  # the layouts settle on the next turn
+        assert dialog.form is not None
+        lefts = {
+            layout.itemAt(r, QFormLayout.ItemRole.FieldRole)
+            .widget()
+            .mapTo(dialog, dialog.rect().topLeft())
+            .x()
+            for layout in (dialog.header, dialog.form.form)
+            for r in range(layout.rowCount())
+            if layout.itemAt(r, QFormLayout.ItemRole.FieldRole) is not None
+            and layout.itemAt(r, QFormLayout.ItemRole.LabelRole) is not None
+            and not layout.itemAt(r, QFormLayout.ItemRole.FieldRole).widget().isHidden()
+        }
+        assert len(lefts) == 1, (kind, lefts)
+
+
 def test_url_placeholder_follows_the_kind(qtbot: QtBot, home: Home) -> None:
     dialog = DatasourceDialog(home)
     qtbot.addWidget(dialog)
