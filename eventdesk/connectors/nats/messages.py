@@ -2,11 +2,14 @@
 
 The payload is the message's JSON if it parses; otherwise, as such: its text (a JSON string)
 when it is UTF-8, else ``{"base64": "..."}``; ``source.encoding`` says which (``json``,
-``text``, ``base64``). ``key``, ``op`` and ``rev`` come from the headers the ``nats`` broker
-kind writes (``EventDesk-Key``/``-Op``/``-Rev``, percent-encoded), else from the model's JMESPath
-expressions on a JSON payload, else the key is the subject and the op ``created``. A JetStream
-message without a rev header has its stream sequence as its rev, so a message delivered again
-(after a crash) is recognised by the capture and stored once.
+``text``, ``base64``). ``key`` and ``op`` come from the headers the ``nats`` broker kind writes
+(``EventDesk-Key``/``-Op``, percent-encoded), else from the model's JMESPath expressions on a
+JSON payload, else the key is the subject and the op ``created``. A JetStream message's rev is
+its stream sequence, whatever its headers say: the capture stores one event per (model, key,
+rev), so a message delivered again (after a crash) is stored once, and two distinct messages
+are never taken for one (two with the same ``EventDesk-Key`` and ``-Rev`` headers: the same
+change published twice beyond the stream's duplicate window, or by two routes). The
+``EventDesk-Rev`` header is kept as ``source.rev``. A core NATS message has no rev.
 """
 
 from __future__ import annotations
@@ -84,13 +87,15 @@ class MessageDecoder:
             op = parse_op(raw)
             if op is None and raw is not None:
                 source["op"] = raw  # an op word EventDesk does not know: kept beside it
-        rev = _header(headers, REV_HEADER) or (str(seq) if seq is not None else None)
+        sent_rev = _header(headers, REV_HEADER)
+        if sent_rev is not None:
+            source["rev"] = sent_rev  # the change's rev where it was captured first
         return Event(
             datasource=self.datasource,
             model=self.model,
             op=op or "created",
             key=key if key is not None else subject,
-            rev=rev,
+            rev=str(seq) if seq is not None else None,  # unique per stream message
             seq=seq,
             payload=payload,
             source=source,
