@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from eventdesk.brokers.nats.connection import header_value
+from eventdesk.clients.nats.headers import header_value
 from eventdesk.connectors.nats.messages import MessageDecoder, decode_payload
 from eventdesk.connectors.nats.settings import NatsModelSettings, consumer_name
 

@@ -1,26 +1,30 @@
 """What the ``nats`` broker kind does on a connection beside publishing: the stream check or
 creation, and what a message carries beside its payload (the ``Nats-Msg-Id`` and the envelope
-headers). Connecting itself (credentials, TLS) is NATS's, shared with the source kind
-(clients/nats/connection.py).
+headers, named in clients/nats/headers.py). Connecting itself (credentials, TLS) is NATS's,
+shared with the source kind (clients/nats/connection.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 
 import nats.js.api
 from nats.aio.client import Client
 
 from eventdesk.brokers.nats.errors import stream_error
 from eventdesk.brokers.nats.settings import NatsSettings
+from eventdesk.clients.nats.headers import (
+    DATASOURCE_HEADER,
+    KEY_HEADER,
+    MODEL_HEADER,
+    OP_HEADER,
+    REV_HEADER,
+    header_value,
+)
 from eventdesk.core.contracts import MessageFields
 
 MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
-# Header values are percent-encoded (urllib.parse.unquote gives them back): a key may hold a
-# CR or LF, which would end the header block, and nats-py strips leading and trailing spaces.
-_HEADER_SAFE = "!\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 
 def msg_id(f: MessageFields) -> str:
@@ -31,18 +35,14 @@ def msg_id(f: MessageFields) -> str:
     return digest.hexdigest()
 
 
-def header_value(value: str) -> str:
-    return urllib.parse.quote(value, safe=_HEADER_SAFE)
-
-
 def headers_for(f: MessageFields, stream: str) -> dict[str, str]:
     headers = {
         MSG_ID: msg_id(f),
-        "EventDesk-Datasource": header_value(f.datasource),
-        "EventDesk-Model": header_value(f.model),
-        "EventDesk-Op": header_value(f.op),
-        "EventDesk-Key": header_value(f.key),
-        "EventDesk-Rev": header_value(f.rev or ""),
+        DATASOURCE_HEADER: header_value(f.datasource),
+        MODEL_HEADER: header_value(f.model),
+        OP_HEADER: header_value(f.op),
+        KEY_HEADER: header_value(f.key),
+        REV_HEADER: header_value(f.rev or ""),
     }
     if stream:
         headers[EXPECTED_STREAM] = stream

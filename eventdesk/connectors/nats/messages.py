@@ -15,19 +15,15 @@ change published twice beyond the stream's duplicate window, or by two routes). 
 from __future__ import annotations
 
 import base64
-import urllib.parse
 from typing import Any
 
 import jmespath
 
+from eventdesk.clients.nats.headers import KEY_HEADER, OP_HEADER, REV_HEADER, read_header
 from eventdesk.connectors.nats.settings import NatsModelSettings
 from eventdesk.connectors.webhook.body import OP_WORDS
 from eventdesk.core import json_codec
 from eventdesk.core.envelope import Event, Op
-
-KEY_HEADER = "EventDesk-Key"
-OP_HEADER = "EventDesk-Op"
-REV_HEADER = "EventDesk-Rev"
 
 # Debezium's one-letter ops (its NATS sink's payload.op): c, u, d, and r for a snapshot read.
 # "truncated": the broker kind writes every op of the envelope.
@@ -76,18 +72,18 @@ class MessageDecoder:
         if seq is not None:
             source["stream"] = self.stream
             source["stream_seq"] = seq
-        key = _header(headers, KEY_HEADER)
+        key = read_header(headers, KEY_HEADER)
         if key is None and self.key_path is not None and encoding == "json":
             found = self.key_path.search(payload)
             if isinstance(found, str | int) and not isinstance(found, bool) and found != "":
                 key = str(found)
-        op: Op | None = parse_op(_header(headers, OP_HEADER))
+        op: Op | None = parse_op(read_header(headers, OP_HEADER))
         if op is None and self.op_path is not None and encoding == "json":
             raw = self.op_path.search(payload)
             op = parse_op(raw)
             if op is None and raw is not None:
                 source["op"] = raw  # an op word EventDesk does not know: kept beside it
-        sent_rev = _header(headers, REV_HEADER)
+        sent_rev = read_header(headers, REV_HEADER)
         if sent_rev is not None:
             source["rev"] = sent_rev  # the change's rev where it was captured first
         return Event(
@@ -100,8 +96,3 @@ class MessageDecoder:
             payload=payload,
             source=source,
         )
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    return urllib.parse.unquote(value) if value else None
