@@ -210,10 +210,10 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--drop-slot",
+        "--drop-server-objects",
         action="store_true",
-        help="also drop what each removed model holds on its source server (a PostgreSQL replication "
-        "slot and publication: an abandoned slot keeps WAL on the server's disk); without it, they "
-        "are named and kept",
+        help="also drop what each removed model holds on its source server (a PostgreSQL replication slot and "
+        "publication, whose slot keeps WAL on the server's disk; a NATS JetStream consumer); without it, they are named and kept",
     )
     p.set_defaults(handler=_cmd_remove)
 
@@ -350,8 +350,8 @@ def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
     if not args.drop_slot:
         for model, what in plan.held:
             print(
-                f"kept on the server for model {model!r}: {what} (it holds WAL until dropped; "
-                "remove with --drop-slot next time, or drop them on the server)"
+                f"kept on the server for model {model!r}: {what} (until dropped: remove with "
+                "--drop-slot next time, or drop it on the server)"
             )
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from eventdesk.brokers.nats.connection import header_value
+from eventdesk.clients.nats.headers import header_value
 from eventdesk.connectors.nats.messages import MessageDecoder, decode_payload
 from eventdesk.connectors.nats.settings import NatsModelSettings, consumer_name
 
@@ -40,9 +40,13 @@ def test_headers_written_by_the_broker_kind_come_back() -> None:
         "EventDesk-Rev": header_value(rev),
     }
     ev = decoder().event("ed.m.truncated.x", b"{}", headers, 41)
-    assert (ev.key, ev.op, ev.rev, ev.seq) == (key, "truncated", rev, 41)
+    assert (ev.key, ev.op, ev.rev, ev.seq) == (key, "truncated", "41", 41)  # rev: the stream's
     assert ev.source == {"connector": "nats", "subject": "ed.m.truncated.x", "encoding": "json",
-                         "stream": "S", "stream_seq": 41}  # fmt: skip
+                         "stream": "S", "stream_seq": 41, "rev": rev}  # fmt: skip
+    again = decoder().event("ed.m.truncated.x", b'{"other": 1}', headers, 42)  # same headers
+    assert (again.key, again.rev) == (key, "42")  # another message: another (key, rev)
+    live = decoder().event("ed.m.truncated.x", b"{}", headers, None)
+    assert (live.rev, live.source["rev"]) == (None, rev)  # core NATS: no rev, never collapsed
 
 
 def test_without_headers_key_is_the_subject_and_rev_the_sequence() -> None:

@@ -110,7 +110,12 @@ async def test_messages_become_events(tmp_path: Path, nats_server: NatsServer, j
     assert (first["key"], first["op"], first["rev"], first["seq"]) == ("o-1", "updated", "1", 1)
     assert first["source"] == {"connector": "nats", "subject": "orders.new", "encoding": "json",
                                "stream": "ORDERS", "stream_seq": 1}  # fmt: skip
-    assert (headed["key"], headed["op"], headed["rev"]) == ("a b.c", "deleted", "3-x")
+    assert (headed["key"], headed["op"], headed["rev"], headed["source"]["rev"]) == (
+        "a b.c",
+        "deleted",
+        "2",
+        "3-x",
+    )
     assert (text["payload"], text["key"], text["source"]["encoding"]) == (
         "plain text, not JSON",
         "orders.text",
@@ -145,6 +150,37 @@ async def test_resume_captures_once_and_acks_to_the_checkpoint(
         await src.close()
     assert [e["payload"]["n"] for e in events] == list(range(500))
     assert checkpoint == 500 and info.ack_floor.stream_seq == 500 and not info.num_ack_pending
+
+
+@pytest.mark.asyncio
+async def test_distinct_messages_with_the_same_key_and_rev_headers_are_all_captured(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    js_stream: Any,
+) -> None:
+    # The same change published three times (as EventDesk's nats broker does beyond the stream's
+    # duplicate window, or two routes of one model into one stream): three stream messages.
+    headers = {"EventDesk-Key": "doc-1", "EventDesk-Op": "updated", "EventDesk-Rev": "2-b"}
+    for fmt in ("envelope", "payload", "envelope"):
+        await js_stream.publish("orders.new", json_codec.dumps({"format": fmt}), headers=headers)
+    await js_stream.publish("orders.new", b'{"last": true}')
+    src = Source(tmp_path / "home", nats_server.url, stream="ORDERS", since="0")
+    try:
+        await src.runtime.start_model("m")
+        events = await src.wait_events(4)
+        await src.runtime.stop_model("m")
+        await src.runtime.start_model("m")  # resumed: nothing read twice
+        await src.wait_state(State.RUNNING)
+        await asyncio.sleep(0.3)
+        events = src.events()
+    finally:
+        await src.close()
+    assert [(e["key"], e["rev"], e["source"].get("rev"), e["seq"]) for e in events] == [
+        ("doc-1", "1", "2-b", 1),
+        ("doc-1", "2", "2-b", 2),
+        ("doc-1", "3", "2-b", 3),
+        ("orders.new", "4", None, 4),
+    ]
 
 
 @pytest.mark.asyncio

@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from eventdesk.brokers.nats.connection import check_stream, headers_for, open_connection, where
+from eventdesk.brokers.nats.connection import check_stream, headers_for
 from eventdesk.brokers.nats.errors import no_stream_error, permission_error, puback_error
 from eventdesk.brokers.nats.settings import SCHEMA, NatsSettings
+from eventdesk.clients.nats.connection import open_connection, where
 from eventdesk.core.contracts import MAX_TOPIC_BYTES, MessageFields, State, StateChange
 from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
 from eventdesk.core.reconnecting_publisher import ReconnectingPublisher

@@ -1,7 +1,7 @@
 """The ``nats`` connector: follows a JetStream stream (or, live only, a core NATS subject).
 
 ``run`` works on the loop (nats-py is asyncio): it connects as the broker kind does
-(brokers/nats/connection.py), makes sure the model's durable pull consumer starts right after
+(clients/nats/connection.py), makes sure the model's durable pull consumer starts right after
 the checkpoint (consumer.py), then fetches batches, hands each to ``host.deliver`` and acks it
 (ack policy *all*: the batch's last message) only once the capture committed it. The
 checkpoint is the stream sequence of the last message captured. A dropped connection or a
@@ -25,19 +25,18 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
-from eventdesk.brokers.nats.connection import open_connection, where
+from eventdesk.clients.nats.connection import open_connection, where
 from eventdesk.connectors.nats import errors
-from eventdesk.connectors.nats.consumer import ConsumerPlan, prepare_consumer
+from eventdesk.connectors.nats.consumer import ConsumerPlan, delete_consumer, prepare_consumer
 from eventdesk.connectors.nats.messages import MessageDecoder
 from eventdesk.connectors.nats.settings import (
     DATASOURCE_SCHEMA,
     MODEL_SCHEMA,
     NatsDatasourceSettings,
     NatsModelSettings,
-    consumer_name,
 )
 from eventdesk.core.contracts import Connector, State, StateChange
-from eventdesk.core.errors import BrokerError, ConnectorError
+from eventdesk.core.errors import ConnectorError
 from eventdesk.core.log_repeats import throttle
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 from eventdesk.core.retry_policy import Backoff
@@ -75,13 +74,7 @@ class NatsConnector(Connector):
             stream=self.model_cfg.stream,
             settings=self.model_cfg,
         )
-        self.plan = ConsumerPlan(
-            stream=self.model_cfg.stream,
-            name=consumer_name(self.host.workspace_id, self.datasource.name, self.model.name),
-            subject=self.model_cfg.subject,
-            model=self.model.label,
-            description=f"EventDesk model {self.model.name!r} of datasource {self.datasource.name!r}",
-        )
+        self.plan = ConsumerPlan.of(self.datasource, self.model, self.model_cfg)
         self.committed: int | None = None  # the last stream sequence the capture committed
         self.pending: int | None = None  # messages of the stream not fetched yet (source lag)
         self._ended: asyncio.Future[ConnectorError | None] | None = None
@@ -125,18 +118,16 @@ class NatsConnector(Connector):
             if not ended.done():
                 ended.set_result(None)
 
-        try:
-            return await open_connection(
-                self.settings,
-                self.secret,
-                self.datasource.label,
-                self.settings.connect_timeout,
-                error_cb=self._on_error,
-                closed_cb=closed,
-                disconnected_cb=closed,
-            )
-        except BrokerError as err:
-            raise errors.from_broker_error(err, self.datasource.label) from None
+        return await open_connection(
+            self.settings,
+            self.secret,
+            self.datasource.label,
+            self.settings.connect_timeout,
+            ConnectorError,
+            error_cb=self._on_error,
+            closed_cb=closed,
+            disconnected_cb=closed,
+        )
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):
@@ -282,13 +273,50 @@ class NatsConnector(Connector):
             _check_model(cfg, model.label)
             if cfg.core_subject:
                 return summary + f"; core NATS subject {cfg.core_subject} (live only)"
+            js = nc.jetstream()
             try:
-                info = await nc.jetstream().stream_info(cfg.stream)
+                info = await js.stream_info(cfg.stream)
+            except Exception as exc:
+                raise errors.stream_error(exc, model.label, cfg.stream, where(settings)) from None
+            plan = ConsumerPlan.of(datasource, model, cfg)
+            try:
+                consumer = await js.consumer_info(plan.stream, plan.name)
+                held = f"consumer {plan.name} ({consumer.num_pending} messages not captured yet)"
+            except nats.js.errors.NotFoundError:
+                held = f"consumer {plan.name} (not made yet: made when the model starts)"
             except Exception as exc:
                 raise errors.stream_error(exc, model.label, cfg.stream, where(settings)) from None
             return summary + (
                 f"; stream {cfg.stream!r} ({', '.join(info.config.subjects or [])}): "
-                f"{info.state.messages} messages, sequences {info.state.first_seq}-{info.state.last_seq}"
+                f"{info.state.messages} messages, sequences {info.state.first_seq}-{info.state.last_seq}; "
+                + held
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 1.0)
+
+    @classmethod
+    def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
+        cfg = NatsModelSettings.from_validated(model.settings)
+        if cfg.core_subject or not cfg.stream:
+            return None  # core NATS keeps nothing on the server
+        plan = ConsumerPlan.of(datasource, model, cfg)
+        return (
+            f"JetStream consumer {plan.name} on stream {plan.stream!r} (on a work-queue or "
+            "interest stream it keeps messages until deleted)"
+        )
+
+    @classmethod
+    async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
+        """Delete the model's durable consumer (``eventdesk remove ... --drop-slot``); a summary."""
+        if cls.held_on_server(datasource, model) is None:
+            return "nothing to drop (core NATS keeps nothing on the server)"
+        settings = NatsDatasourceSettings.from_validated(datasource.settings)
+        cfg = NatsModelSettings.from_validated(model.settings)
+        nc = await _connect_once(settings, secret, datasource.label)
+        try:
+            return await delete_consumer(
+                nc.jetstream(), ConsumerPlan.of(datasource, model, cfg), where(settings)
             )
         finally:
             with contextlib.suppress(Exception):
@@ -315,10 +343,7 @@ def _check_model(cfg: NatsModelSettings, label: str) -> None:
 
 
 async def _connect_once(settings: NatsDatasourceSettings, secret: str | None, label: str) -> Client:
-    try:
-        return await open_connection(settings, secret, label, settings.connect_timeout)
-    except BrokerError as err:
-        raise errors.from_broker_error(err, label) from None
+    return await open_connection(settings, secret, label, settings.connect_timeout, ConnectorError)
 
 
 async def _has_jetstream(nc: Client) -> bool:

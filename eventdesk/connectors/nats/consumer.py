@@ -19,7 +19,10 @@ import nats.js.api
 import nats.js.errors
 from nats.js.client import JetStreamContext
 
+from eventdesk.clients.nats.errors import JS_STREAM_NOT_FOUND
 from eventdesk.connectors.nats import errors
+from eventdesk.connectors.nats.settings import NatsModelSettings, consumer_name
+from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,19 @@ class ConsumerPlan:
     subject: str  # the filter subject ("" : the whole stream)
     model: str  # the model's label, for messages
     description: str
+
+    @classmethod
+    def of(cls, datasource: DatasourceConfig, model: ModelConfig, cfg: NatsModelSettings) -> ConsumerPlan:
+        """The consumer of ``model``, named from its workspace's id (``datasource.workspace_id``,
+        as postgres names its slots), so that every runner of the workspace, and ``eventdesk
+        remove --drop-slot``, find the same one."""
+        return cls(
+            stream=cfg.stream,
+            name=consumer_name(datasource.workspace_id, datasource.name, model.name),
+            subject=cfg.subject,
+            model=model.label,
+            description=f"EventDesk model {model.name!r} of datasource {datasource.name!r}",
+        )
 
 
 async def prepare_consumer(
@@ -66,6 +82,20 @@ async def prepare_consumer(
     log.info("%s: %s consumer %s on stream %s, %s", plan.model, "made again" if current else "made", plan.name,
              plan.stream, start)  # fmt: skip
     return f"consumer {plan.name} starts {start}"
+
+
+async def delete_consumer(js: JetStreamContext, plan: ConsumerPlan, where: str) -> str:
+    """Delete the consumer (a model removed with ``--drop-slot``); a summary."""
+    try:
+        await js.delete_consumer(plan.stream, plan.name)
+    except nats.js.errors.NotFoundError as exc:
+        if getattr(exc, "err_code", None) == JS_STREAM_NOT_FOUND:
+            return f"stream {plan.stream!r} is gone, and with it consumer {plan.name}: nothing to drop"
+        return f"consumer {plan.name} of stream {plan.stream!r} was not there: nothing to drop"
+    except Exception as exc:
+        raise errors.stream_error(exc, plan.model, plan.stream, where) from None
+    log.info("%s: deleted consumer %s of stream %s", plan.model, plan.name, plan.stream)
+    return f"deleted JetStream consumer {plan.name} of stream {plan.stream!r}"
 
 
 def _resumes_at(info: nats.js.api.ConsumerInfo, plan: ConsumerPlan, checkpoint: int) -> bool:

@@ -1,6 +1,6 @@
 """Why following a NATS stream or subject failed, said so a user can act on it: connection
-failures are named by the broker kind's ``connect_error`` (brokers/nats/errors.py) and turned
-into :class:`ConnectorError`s of the datasource; a missing stream, a filter subject the stream
+failures are named by NATS's ``connect_error`` (clients/nats/errors.py) as
+:class:`ConnectorError`s of the datasource; a missing stream, a filter subject the stream
 does not bind, a permission the account lacks, a stream that lost the checkpoint's messages are
 named on the model, with the field to look at. Secrets never reach these texts.
 """
@@ -12,18 +12,10 @@ import re
 import nats.errors
 import nats.js.errors
 
-from eventdesk.brokers.nats.errors import JS_NOT_ENABLED, JS_STREAM_NOT_FOUND
-from eventdesk.core.errors import BrokerError, ConnectorError
+from eventdesk.clients.nats.errors import JS_CONSUMER_FILTER_NOT_SUBSET, JS_NOT_ENABLED, JS_STREAM_NOT_FOUND
+from eventdesk.core.errors import ConnectorError
 
-JS_CONSUMER_FILTER_NOT_SUBSET = (
-    10093  # "consumer filter subject is not a valid subset of the interest subjects"
-)
 _PERMISSION = re.compile(r"Permissions Violation for (Publish|Subscription) to \"?([^\"']+)", re.IGNORECASE)
-
-
-def from_broker_error(err: BrokerError, datasource: str) -> ConnectorError:
-    """A connection failure named by brokers/nats (its texts fit a datasource as well)."""
-    return ConnectorError(err.detail, obj=datasource, field=err.field, terminal=err.terminal)
 
 
 def permission_denied(text: str) -> str | None:

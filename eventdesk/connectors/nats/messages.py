@@ -2,29 +2,28 @@
 
 The payload is the message's JSON if it parses; otherwise, as such: its text (a JSON string)
 when it is UTF-8, else ``{"base64": "..."}``; ``source.encoding`` says which (``json``,
-``text``, ``base64``). ``key``, ``op`` and ``rev`` come from the headers the ``nats`` broker
-kind writes (``EventDesk-Key``/``-Op``/``-Rev``, percent-encoded), else from the model's JMESPath
-expressions on a JSON payload, else the key is the subject and the op ``created``. A JetStream
-message without a rev header has its stream sequence as its rev, so a message delivered again
-(after a crash) is recognised by the capture and stored once.
+``text``, ``base64``). ``key`` and ``op`` come from the headers the ``nats`` broker kind writes
+(``EventDesk-Key``/``-Op``, percent-encoded), else from the model's JMESPath expressions on a
+JSON payload, else the key is the subject and the op ``created``. A JetStream message's rev is
+its stream sequence, whatever its headers say: the capture stores one event per (model, key,
+rev), so a message delivered again (after a crash) is stored once, and two distinct messages
+are never taken for one (two with the same ``EventDesk-Key`` and ``-Rev`` headers: the same
+change published twice beyond the stream's duplicate window, or by two routes). The
+``EventDesk-Rev`` header is kept as ``source.rev``. A core NATS message has no rev.
 """
 
 from __future__ import annotations
 
 import base64
-import urllib.parse
 from typing import Any
 
 import jmespath
 
+from eventdesk.clients.nats.headers import KEY_HEADER, OP_HEADER, REV_HEADER, read_header
 from eventdesk.connectors.nats.settings import NatsModelSettings
 from eventdesk.connectors.webhook.body import OP_WORDS
 from eventdesk.core import json_codec
 from eventdesk.core.envelope import Event, Op
-
-KEY_HEADER = "EventDesk-Key"
-OP_HEADER = "EventDesk-Op"
-REV_HEADER = "EventDesk-Rev"
 
 # Debezium's one-letter ops (its NATS sink's payload.op): c, u, d, and r for a snapshot read.
 # "truncated": the broker kind writes every op of the envelope.
@@ -73,30 +72,27 @@ class MessageDecoder:
         if seq is not None:
             source["stream"] = self.stream
             source["stream_seq"] = seq
-        key = _header(headers, KEY_HEADER)
+        key = read_header(headers, KEY_HEADER)
         if key is None and self.key_path is not None and encoding == "json":
             found = self.key_path.search(payload)
             if isinstance(found, str | int) and not isinstance(found, bool) and found != "":
                 key = str(found)
-        op: Op | None = parse_op(_header(headers, OP_HEADER))
+        op: Op | None = parse_op(read_header(headers, OP_HEADER))
         if op is None and self.op_path is not None and encoding == "json":
             raw = self.op_path.search(payload)
             op = parse_op(raw)
             if op is None and raw is not None:
                 source["op"] = raw  # an op word EventDesk does not know: kept beside it
-        rev = _header(headers, REV_HEADER) or (str(seq) if seq is not None else None)
+        sent_rev = read_header(headers, REV_HEADER)
+        if sent_rev is not None:
+            source["rev"] = sent_rev  # the change's rev where it was captured first
         return Event(
             datasource=self.datasource,
             model=self.model,
             op=op or "created",
             key=key if key is not None else subject,
-            rev=rev,
+            rev=str(seq) if seq is not None else None,  # unique per stream message
             seq=seq,
             payload=payload,
             source=source,
         )
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    return urllib.parse.unquote(value) if value else None

@@ -1,7 +1,7 @@
 """The settings of a ``nats`` datasource and of its models: schemas and typed settings.
 
 A datasource is a NATS server or cluster, connected to as the ``nats`` broker kind does (the
-same URL, credential and TLS fields, brokers/nats/settings.py). A model follows one JetStream
+same URL, credential and TLS fields: NATS's, clients/nats/settings.py). A model follows one JetStream
 stream (optionally one filter subject of it) through a durable pull consumer whose name
 EventDesk derives (:func:`consumer_name`), or, live only, core NATS subjects (no durability).
 """
@@ -16,8 +16,14 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
-from eventdesk.brokers.nats.settings import SCHEMA as BROKER_SCHEMA
-from eventdesk.brokers.nats.settings import check_stream, check_subjects, with_scheme
+from eventdesk.clients.nats.settings import (
+    CREDENTIAL_FIELDS,
+    URL,
+    check_stream,
+    check_subjects,
+    one_login,
+    servers,
+)
 from eventdesk.core.settings_schema import (
     BATCH_SIZE,
     CONNECT_TIMEOUT,
@@ -50,11 +56,8 @@ DATASOURCE_SCHEMA = Schema(
     kind="nats",
     title="NATS",
     description="A NATS server or cluster: JetStream streams (durable) or core NATS subjects (live only).",
-    fields=(
-        *(BROKER_SCHEMA.field(name) for name in ("url", "username", "secret", "creds", "nkey", "ca_file")),
-        CONNECT_TIMEOUT,
-    ),
-    cross_checks=BROKER_SCHEMA.cross_checks[2:],  # one of credentials file, NKey, user name
+    fields=(URL, *CREDENTIAL_FIELDS, CONNECT_TIMEOUT),
+    cross_checks=(one_login,),
 )
 
 MODEL_SCHEMA = Schema(
@@ -122,8 +125,8 @@ MODEL_SCHEMA = Schema(
 
 @dataclass(frozen=True)
 class NatsDatasourceSettings(KindSettings):
-    """A ``nats`` datasource's settings (the password or token is its secret). It has the
-    connection fields of brokers/nats's ``NatsSettings``, so brokers/nats/connection.py connects it."""
+    """A ``nats`` datasource's settings (the password or token is its secret): NATS's connection
+    fields, so clients/nats/connection.py connects it as it connects a ``nats`` broker."""
 
     schema = DATASOURCE_SCHEMA
 
@@ -136,7 +139,7 @@ class NatsDatasourceSettings(KindSettings):
 
     @property
     def servers(self) -> list[str]:
-        return [with_scheme(u.strip()) for u in self.url.split(",") if u.strip()]
+        return servers(self.url)
 
 
 @dataclass(frozen=True)

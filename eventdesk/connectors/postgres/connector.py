@@ -321,7 +321,7 @@ class PostgresConnector(Connector):
     @classmethod
     def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
         names = target_of(datasource, model).names
-        return f"replication slot {names.slot} and publication {names.publication}"
+        return f"replication slot {names.slot} and publication {names.publication} (the slot holds WAL)"
 
     @classmethod
     async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
