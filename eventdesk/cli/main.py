@@ -13,12 +13,13 @@ import logging
 import signal
 import sqlite3
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from eventdesk import __version__
+from eventdesk.cli import fleet_commands
 from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
 from eventdesk.core.connection_test import TESTABLE, check_connection
@@ -31,6 +32,9 @@ from eventdesk.core.runtime_status import Status, build_status
 from eventdesk.core.secrets import SecretRef, resolve_secret, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
+
+if TYPE_CHECKING:
+    from eventdesk.core.runtime import Runtime
 
 EXIT_CODES = """\
 exit codes:
@@ -236,6 +240,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
         "new changes only and routes start at the end of the new capture (nothing is published again)",
     )
+    fleet_commands.add_run_options(p)
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("test", help="test the connection of a saved datasource, model or broker")
@@ -473,7 +478,13 @@ def _describe_state(key: str, change: StateChange) -> str:
     return line
 
 
-async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULING_POLICIES[0]) -> int:
+# What runs once the runtime exists, until the stop event (default: start every model named).
+Drive = Callable[["Runtime", list[str], asyncio.Event], Awaitable[None]]
+
+
+async def _run(
+    home: Home, models: list[str] | None, scheduling: str = SCHEDULING_POLICIES[0], drive: Drive | None = None
+) -> int:
     from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
 
@@ -502,8 +513,11 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runtime.start(names)
-        await stop.wait()
+        if drive is not None:
+            await drive(runtime, names, stop)  # a fleet agent (cli/fleet_commands.py)
+        else:
+            await runtime.start(names)
+            await stop.wait()
     finally:
         await runtime.aclose()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -515,7 +529,8 @@ async def _run(home: Home, models: list[str] | None, scheduling: str = SCHEDULIN
 
 
 def _cmd_run(home: Home, args: argparse.Namespace) -> int:
-    return asyncio.run(_run(home, args.models, args.scheduling))
+    drive = fleet_commands.drive_fleet(home, args) if args.fleet else None
+    return asyncio.run(_run(home, args.models, args.scheduling, drive))
 
 
 # Every sub-command's parser names its ``handler(home, args) -> int`` with ``set_defaults``; main()
@@ -524,6 +539,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eventdesk.cli.export_commands",
     "eventdesk.cli.demo_commands",
     "eventdesk.cli.quarantine_commands",
+    "eventdesk.cli.fleet_commands",
 )
 
 
