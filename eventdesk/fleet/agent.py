@@ -91,8 +91,10 @@ class FleetAgent:
             await self.bucket.close()
 
     async def turn(self) -> None:
-        """One round: heartbeat, renewals, then what to take or release."""
+        """One round: renewals first (nothing may hold them up), heartbeat, then what to take
+        or release."""
         self._turns += 1
+        await asyncio.gather(*(self._renew(name) for name in list(self.held)))
         await self._heartbeat()
         snapshot = await self.bucket.snapshot()
         now = time.monotonic()
@@ -101,7 +103,6 @@ class FleetAgent:
             entry = snapshot.get(lease_key(name))
             if entry is not None and entry.revision != holding.revision:
                 self.lose(name, "another agent holds its lease now")
-        await asyncio.gather(*(self._renew(name) for name in list(self.held)))
         if self._turns < 2:
             return  # first hear who else is starting, so the first agent up does not take all
         now = time.monotonic()

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from eventdesk.core.errors import ConfigError
 
-DEFAULT_TTL = 10.0
+# A JetStream R3 bucket whose leader node dies answers nothing until its peers elect another
+# (about 4-9 s with nats-server's election timeouts): a lease must outlive that by far, as its
+# holder stops once TTL - TTL/6 passed since its last renewal, sent up to TTL/3 earlier.
+DEFAULT_TTL = 15.0
 MIN_TTL = 1.0
 LEASE_PREFIX = "lease."
 AGENT_PREFIX = "agent."

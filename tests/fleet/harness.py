@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.js.api import StreamConfig
 
 from eventdesk.core.home import Home
@@ -41,8 +43,12 @@ class Fleet:
 
     @property
     def read_url(self) -> str:
-        """One node's URL (node 0, which the tests never kill) for the checks."""
-        return self.cluster.nodes[0].url
+        """A running node's URL, for the checks."""
+        return next(n.url for n in self.cluster.nodes if n.proc is not None)
+
+    @property
+    def bucket(self) -> str:
+        return "eventdesk-" + self.workspace_id
 
     def setup(self, models: int) -> None:
         create_stream(self.read_url)
@@ -60,7 +66,7 @@ class Fleet:
         finally:
             home.close()
 
-    def start_agent(self, agent: str) -> RunProcess:
+    def start_agent(self, agent: str, ttl: float = TTL) -> RunProcess:
         """``eventdesk run --fleet`` as ``agent`` in a home of its own (a copy of the workspace
         file, no capture yet the first time)."""
         home = self.tmp / f"home-{agent}"
@@ -69,7 +75,7 @@ class Fleet:
             shutil.copy(self.tmp / "template" / "workspace.json", home / "workspace.json")
         run = RunProcess(
             home_args(home),
-            run_args=("--fleet", self.cluster.url, "--agent-id", agent, "--lease-ttl", str(TTL),
+            run_args=("--fleet", self.cluster.url, "--agent-id", agent, "--lease-ttl", str(ttl),
                       "--fleet-replicas", "3"),
         )  # fmt: skip
         self.agents[agent] = run
@@ -77,7 +83,7 @@ class Fleet:
 
     def holders(self) -> dict[str, dict[str, Any]]:
         """Each model's lease as the bucket holds it now (absent: never taken)."""
-        return asyncio.run(read_leases(self.read_url, self.workspace_id))
+        return asyncio.run(read_leases(self.read_url, self.bucket))
 
     def wait_held(
         self, timeout: float, *, by: set[str] | None = None, balanced: bool = False
@@ -87,7 +93,15 @@ class Fleet:
         deadline = time.monotonic() + timeout
         leases: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
-            leases = self.holders()
+            try:
+                leases = self.holders()
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.ServiceUnavailableError,
+            ):
+                time.sleep(0.2)  # a bucket just created, or a new leader being elected
+                continue
             owners = {m: leases.get(m, {}).get("agent") for m in self.dbs}
             running = all(leases.get(m, {}).get("progress", {}).get("state") == "running" for m in self.dbs)
             if running and all(o and (by is None or o in by) for o in owners.values()):
@@ -115,8 +129,7 @@ def create_stream(url: str) -> None:
     asyncio.run(create())
 
 
-async def read_leases(url: str, workspace_id: str) -> dict[str, dict[str, Any]]:
-    bucket = "eventdesk-" + workspace_id
+async def read_leases(url: str, bucket: str) -> dict[str, dict[str, Any]]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream(timeout=5)
@@ -125,14 +138,14 @@ async def read_leases(url: str, workspace_id: str) -> dict[str, dict[str, Any]]:
         except nats.js.errors.BucketNotFoundError:
             return {}
         out: dict[str, dict[str, Any]] = {}
-        try:
-            keys = await kv.keys()
-        except nats.js.errors.NoKeysError:
-            return {}
-        for key in keys:
-            if key.startswith("lease."):
-                entry = await kv.get(key)
-                out[key[len("lease.") :]] = json.loads(entry.value or b"{}")
+        # The keys from the stream's subjects, not kv.keys(): that creates a consumer, which
+        # needs the cluster's meta leader (a test may just have killed it).
+        prefix = f"$KV.{bucket}.lease."
+        info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + ">")
+        for subject in info.state.subjects or {}:
+            key = subject[len(f"$KV.{bucket}.") :]
+            entry = await kv.get(key)
+            out[key[len("lease.") :]] = json.loads(entry.value or b"{}")
         return out
     finally:
         await nc.close()
@@ -182,18 +195,52 @@ class Writer:
                 self.written.add((model, r["id"], r["rev"]))
 
 
+def stream_headers(url: str) -> list[dict[str, str]]:
+    """The headers of every message the stream holds, read by sequence (no consumer: creating
+    one needs the cluster's meta leader, which a test may just have killed)."""
+
+    async def read() -> list[dict[str, str]]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream(timeout=10)
+            state = (await js.stream_info(STREAM)).state
+            out = []
+            for seq in range(state.first_seq, state.last_seq + 1):
+                msg = await js.get_msg(STREAM, seq)
+                out.append(dict(msg.headers or {}))
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def wait_stream_count(url: str, count: int, timeout: float) -> int:
+    async def messages() -> int:
+        nc = await nats.connect(url)
+        try:
+            return int((await nc.jetstream(timeout=10).stream_info(STREAM)).state.messages)
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        n = asyncio.run(messages())
+        if n >= count:
+            return n
+        time.sleep(0.2)
+    raise AssertionError(f"stream {STREAM} holds {n} messages, not {count}, after {timeout} s")
+
+
 def check_exactly_once(url: str, written: set[tuple[str, str, str]], timeout: float = 60) -> None:
     """The stream ends up holding every written change once: by Nats-Msg-Id and by key+rev,
     none twice, none missing, nothing else."""
-    from tests.brokers.test_nats_cli import stream_messages, wait_stream_count
-
-    wait_stream_count(url, STREAM, len(written), timeout)
+    wait_stream_count(url, len(written), timeout)
     time.sleep(1.0)  # anything still on its way would show as one too many
-    stored = stream_messages(url, STREAM)
-    ids = Counter(m.headers["Nats-Msg-Id"] for m in stored)
-    changes = Counter(
-        (m.headers["EventDesk-Model"], m.headers["EventDesk-Key"], m.headers["EventDesk-Rev"]) for m in stored
-    )
+    stored = stream_headers(url)
+    ids = Counter(h["Nats-Msg-Id"] for h in stored)
+    changes = Counter((h["EventDesk-Model"], h["EventDesk-Key"], h["EventDesk-Rev"]) for h in stored)
     assert max(ids.values()) == 1, [i for i, c in ids.items() if c > 1][:5]
     assert max(changes.values()) == 1, [c for c, n in changes.items() if n > 1][:5]
     assert set(changes) == written, (

@@ -6,6 +6,7 @@ change exactly once."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,15 +17,16 @@ from tests.peers.servers import CouchServer
 
 MODELS = 12
 AGENTS = ("a1", "a2", "a3")
+NODE_LOSS_TTL = 15.0
 MARGIN = 3.0  # beyond the TTL: one renewal period to notice, the take, the model's start
 
 
-def start_fleet(tmp_path: Path, couch: CouchServer, cluster: NatsCluster) -> Fleet:
+def start_fleet(tmp_path: Path, couch: CouchServer, cluster: NatsCluster, ttl: float = TTL) -> Fleet:
     fleet = Fleet(cluster, couch, tmp_path)
     fleet.setup(MODELS)
     for agent in AGENTS:
-        fleet.start_agent(agent)
-    fleet.wait_held(30, balanced=True)
+        fleet.start_agent(agent, ttl)
+    fleet.wait_held(30 + ttl, balanced=True)
     return fleet
 
 
@@ -59,3 +61,54 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(
         stop_all(fleet)
     # A clean stop released every lease.
     assert all(lease["agent"] == "" for lease in fleet.holders().values()), fleet.holders()
+
+
+def test_sigkill_of_a_nats_node_stops_nothing(
+    tmp_path: Path,
+    couch: CouchServer,
+    nats_cluster: NatsCluster,  # noqa: F811
+) -> None:
+    # The node may lead the bucket's stream, which then answers nothing until the other two
+    # elect a new leader (4-9 s): the lease must outlive that (docs/fleet.md, sizing).
+    fleet = start_fleet(tmp_path, couch, nats_cluster, NODE_LOSS_TTL)
+    try:
+        before = {m: lease["agent"] for m, lease in fleet.holders().items()}
+        with Writer(couch, fleet.dbs) as writer:
+            time.sleep(1.0)
+            # The worst node to lose: the leader of the bucket's stream. The agents and
+            # publishers connected to it move to the others.
+            nats_cluster.kill(nats_cluster.leader("KV_" + fleet.bucket))
+            time.sleep(NODE_LOSS_TTL)
+        check_exactly_once(fleet.read_url, writer.written)
+        after = fleet.wait_held(5)
+        assert {m: lease["agent"] for m, lease in after.items()} == before, fleet.outputs()
+        for agent, run in fleet.agents.items():
+            assert "fleet: lost model" not in run.output(), f"agent {agent}:\n{run.output()}"
+    finally:
+        stop_all(fleet)
+
+
+def test_an_agent_paused_past_its_ttl_stops_its_models_when_resumed(
+    tmp_path: Path,
+    couch: CouchServer,
+    nats_cluster: NatsCluster,  # noqa: F811
+) -> None:
+    fleet = start_fleet(tmp_path, couch, nats_cluster)
+    try:
+        with Writer(couch, fleet.dbs) as writer:
+            time.sleep(1.0)
+            sleeper = fleet.agents["a2"]
+            theirs = {m for m, lease in fleet.holders().items() if lease["agent"] == "a2"}
+            mark = len(sleeper.lines)
+            sleeper.proc.send_signal(signal.SIGSTOP)
+            try:
+                fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
+            finally:
+                sleeper.proc.send_signal(signal.SIGCONT)
+            for model in theirs:
+                sleeper.wait_line(f"fleet: lost model {model!r}", 10, start=mark)
+            time.sleep(1.0)
+        check_exactly_once(fleet.read_url, writer.written)
+        fleet.wait_held(TTL * 4, balanced=True)  # and it takes its share again
+    finally:
+        stop_all(fleet)

@@ -57,6 +57,10 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def server_name(self) -> str:
+        return f"ed-test-{self.port}"
+
     def start(self) -> None:
         exe = nats_server_exe()
         store = self.workdir / "store"
@@ -66,7 +70,7 @@ class NatsServer:
             extra += f"\nmqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n}}\n"
         conf = self.workdir / "nats.conf"
         conf.write_text(
-            NATS_CONF.format(name=f"ed-test-{self.port}", port=self.port, store=store, extra=extra)
+            NATS_CONF.format(name=self.server_name, port=self.port, store=store, extra=extra)
         )
         log = (self.workdir / "nats.log").open("ab")
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
@@ -156,12 +160,30 @@ class NatsCluster:
             node.proc.wait(10)
             node.proc = None
 
+    def leader(self, stream: str) -> int:
+        """The index of the node leading ``stream`` (a KV bucket's stream is KV_<bucket>)."""
+        url = next(n.url for n in self.nodes if n.proc is not None)
+        name = asyncio.run(_stream_leader(url, stream))
+        return next(i for i, n in enumerate(self.nodes) if n.server_name == name)
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
 
     def log(self) -> str:
         return "\n".join(f"--- node {i}\n{n.log()[-3000:]}" for i, n in enumerate(self.nodes))
+
+
+async def _stream_leader(url: str, stream: str) -> str:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        assert info.cluster is not None and info.cluster.leader, f"stream {stream} has no leader"
+        return str(info.cluster.leader)
+    finally:
+        await nc.close()
 
 
 async def _jetstream_ready(urls: list[str], timeout: float) -> None:
