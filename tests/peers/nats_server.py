@@ -69,9 +69,7 @@ class NatsServer:
         if self.mqtt_port:
             extra += f"\nmqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n}}\n"
         conf = self.workdir / "nats.conf"
-        conf.write_text(
-            NATS_CONF.format(name=self.server_name, port=self.port, store=store, extra=extra)
-        )
+        conf.write_text(NATS_CONF.format(name=self.server_name, port=self.port, store=store, extra=extra))
         log = (self.workdir / "nats.log").open("ab")
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
