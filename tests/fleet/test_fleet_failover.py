@@ -6,11 +6,13 @@ change exactly once."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
 from pathlib import Path
 
+from tests.cli.harness import home_args, ok
 from tests.fleet.harness import TTL, Fleet, Writer, check_exactly_once
 from tests.peers.nats_server import NatsCluster, nats_cluster  # noqa: F401 - fixture
 from tests.peers.servers import CouchServer
@@ -28,6 +30,25 @@ def start_fleet(tmp_path: Path, couch: CouchServer, cluster: NatsCluster, ttl: f
         fleet.start_agent(agent, ttl)
     fleet.wait_held(30 + ttl, balanced=True)
     return fleet
+
+
+def check_fleet_status(fleet: Fleet, dead: str) -> None:
+    """``eventdesk fleet status`` (JSON and text) from the workspace's home, beside the agents."""
+    args = (*home_args(fleet.tmp / "template"), "fleet", "status", "--fleet", fleet.cluster.url)
+    status = json.loads(ok(*args, "--json"))
+    assert set(status["agents"]) == set(AGENTS)
+    assert status["agents"][dead]["seen_ago"] > TTL  # its last heartbeat, never renewed
+    live = set(AGENTS) - {dead}
+    assert all(status["agents"][a]["seen_ago"] < TTL for a in live)
+    assert sum(len(status["agents"][a]["models"]) for a in live) == MODELS
+    assert set(status["models"]) == set(fleet.dbs)
+    for name, m in status["models"].items():
+        assert m["agent"] in live and m["state"] == "running" and m["lease_age"] >= 0
+        assert set(m["routes"]) == {f"r-{name}"} and m["routes"][f"r-{name}"]["backlog"] >= 0
+        assert m["resume"] is not None and m["resume"]["key"].startswith("d")
+    text = ok(*args)
+    assert f"  {dead}: " in text and "(silent past its TTL)" in text
+    assert "  m00: a" in text and "    route r-m00: backlog=" in text
 
 
 def stop_all(fleet: Fleet) -> None:
@@ -54,6 +75,7 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(
             took = time.monotonic() - killed
             time.sleep(1.5)
         check_exactly_once(fleet.read_url, writer.written)
+        check_fleet_status(fleet, dead="a2")
         counts = Counter(lease["agent"] for lease in leases.values())
         assert counts == {"a1": MODELS // 2, "a3": MODELS // 2}, counts
         assert took >= TTL / 2, f"taken over after {took:.1f} s: before the lease could expire"
