@@ -1,10 +1,10 @@
 """A fleet agent: runs beside a :class:`~eventdesk.core.runtime.Runtime` and starts or stops the
 models whose leases it takes, renews, releases or loses (the rules: fleet/lease.py).
 
-Every ttl/3 it writes its heartbeat, reads the bucket, renews what it holds (each renewal, by
-compare-and-set, also records the model's resume point and figures: fleet/progress.py), stops at
-once any model whose lease another agent now holds, and takes free or expired leases up to its
-fair share. A watchdog stops a model as soon as its lease is due to end without a renewal having
+Every ttl/3 it renews what it holds (each renewal, by compare-and-set, also records the model's
+resume point and figures: fleet/progress.py) and writes its heartbeat; more often (every ttl/6,
+at most 0.5 s) it reads the bucket, stops at once any model whose lease another agent now holds,
+and takes free or expired leases up to its fair share. A watchdog stops a model as soon as its lease is due to end without a renewal having
 succeeded (a paused or cut-off agent must not go on as the owner). On a clean stop it stops its
 models, lets their routes drain, records where each resumes and releases the leases.
 """
@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventdesk.core import json_codec
@@ -44,6 +44,8 @@ class Holding:
     taken_at: float  # wall clock, for display
     floor: int = 0  # fleet/progress.py: the route position set when the lease was taken
     resume: dict[str, Any] | None = None
+    figures: dict[str, Any] = field(default_factory=dict)  # the last measured, for renewals
+    measuring: asyncio.Task[dict[str, Any]] | None = None
 
 
 class FleetAgent:
@@ -63,24 +65,29 @@ class FleetAgent:
         self.started_at = time.time()
         self.lease_changes = 0  # leases taken, released or lost (a counter for metrics)
         self._stopping: dict[str, asyncio.Task[None]] = {}  # models being stopped or released
-        self._turns = 0
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         await self.bucket.open(create=True)
         watchdog = asyncio.create_task(self._watchdog(), name="fleet:watchdog")
+        joined = next_renewal = time.monotonic()
         try:
             while not stop.is_set():
                 started = time.monotonic()
                 try:
-                    await self.turn()
+                    if started >= next_renewal:
+                        next_renewal = started + self.settings.renew_every
+                        await self.renew_all()
+                    # Take nothing until every agent starting with this one was heard of, so
+                    # the first one up does not take everything.
+                    await self.look(settled=started - joined >= self.settings.renew_every)
                 except (TimeoutError, OSError) as exc:
                     log.warning("fleet: the bucket did not answer (%s); retrying", type(exc).__name__)
                 except Exception as exc:  # a NATS hiccup must not end the agent
                     log.warning("fleet: turn failed: %s: %s", type(exc).__name__, exc)
-                wait = self.settings.renew_every - (time.monotonic() - started)
+                wait = self.settings.look_every - (time.monotonic() - started)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(0.05, wait))
+                    await asyncio.wait_for(stop.wait(), max(0.02, wait))
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,12 +97,16 @@ class FleetAgent:
                 await self.bucket.delete(agent_key(self.me))
             await self.bucket.close()
 
-    async def turn(self) -> None:
-        """One round: renewals first (nothing may hold them up), heartbeat, then what to take
-        or release."""
-        self._turns += 1
-        await asyncio.gather(*(self._renew(name) for name in list(self.held)))
-        await self._heartbeat()
+    async def renew_all(self) -> None:
+        """Every ttl/3: the heartbeat and every lease this agent holds, at once (the heartbeat
+        is sent first, so others never see this agent's heartbeat outlive its leases: when it
+        dies, its share is spread as soon as its leases expire)."""
+        await asyncio.gather(self._heartbeat(), *(self._renew(name) for name in list(self.held)))
+
+    async def look(self, *, settled: bool = True) -> None:
+        """Read the bucket: stop what another agent holds now, then (once ``settled``) take
+        or release leases as the rules say. Done more often than renewals, so an expired lease
+        is noticed soon after its TTL."""
         snapshot = await self.bucket.snapshot()
         now = time.monotonic()
         self._observe(snapshot, now)
@@ -103,8 +114,8 @@ class FleetAgent:
             entry = snapshot.get(lease_key(name))
             if entry is not None and entry.revision != holding.revision:
                 self.lose(name, "another agent holds its lease now")
-        if self._turns < 2:
-            return  # first hear who else is starting, so the first agent up does not take all
+        if not settled:
+            return
         now = time.monotonic()
         holders = {m: self.leases.holder(lease_key(m), now) for m in self.models}
         alive = {
@@ -131,6 +142,7 @@ class FleetAgent:
                 self.leases.observe(key, entry.revision, holder, ttl, now)
 
     async def _heartbeat(self) -> None:
+        """Write this agent's heartbeat (a failure is logged: it must not stop the renewals)."""
         beat = {
             "agent": self.me,
             "ttl": self.settings.ttl,
@@ -140,7 +152,10 @@ class FleetAgent:
             "at": time.time(),
             "models": sorted(self.held),
         }
-        await self.bucket.put(agent_key(self.me), json_codec.dumps(beat))
+        try:
+            await self.bucket.put(agent_key(self.me), json_codec.dumps(beat))
+        except Exception as exc:
+            log.warning("fleet: heartbeat failed: %s: %s", type(exc).__name__, exc)
 
     # -- one lease ----------------------------------------------------------------------------
     def _lease(self, holding: Holding, agent: str, figures: dict[str, Any]) -> bytes:
@@ -163,11 +178,20 @@ class FleetAgent:
         figures["state"] = self.runtime.state_of(f"model/{holding.model}").state.value
         return figures
 
+    async def _figures(self, holding: Holding) -> dict[str, Any]:
+        """The model's figures for a renewal: measured now, or the last ones if the capture
+        thread is too busy to answer within TTL/6 (a renewal must not wait on it)."""
+        if holding.measuring is None or holding.measuring.done():
+            holding.measuring = asyncio.ensure_future(self._measure(holding))
+        with contextlib.suppress(TimeoutError):
+            holding.figures = await asyncio.wait_for(asyncio.shield(holding.measuring), self.settings.margin)
+        return holding.figures
+
     async def _renew(self, name: str) -> None:
         holding = self.held.get(name)
         if holding is None:
             return
-        figures = await self._measure(holding)
+        figures = await self._figures(holding)
         sent = time.monotonic()
         try:
             revision = await self.bucket.update(
@@ -190,7 +214,9 @@ class FleetAgent:
             return  # it ran here before and is still stopping: next turn
         previous = Lease.decode(entry.value) if entry is not None else None
         holding = Holding(name, 0, 0.0, time.time(), resume=previous.resume if previous else None)
-        value = self._lease(holding, self.me, previous.progress if previous else {})
+        figures = dict(previous.progress) if previous else {}
+        figures["state"] = "starting"
+        value = self._lease(holding, self.me, figures)
         sent = time.monotonic()
         try:
             if entry is None:
@@ -212,9 +238,13 @@ class FleetAgent:
             )
             if self.held.get(name) is holding:
                 await self.runtime.start_model(name)
+                await self._renew(name)  # at once: its state for fleet status, the lease confirmed
         except EventDeskError as exc:
             # It cannot run here (a secret missing on this host, say): let another agent try.
             print(f"fleet: model {name!r} cannot start here: {exc.describe()}", flush=True)
+            await self.release(name)
+        except Exception:
+            log.exception("fleet: model %r failed to start", name)
             await self.release(name)
 
     def lose(self, name: str, why: str) -> None:

@@ -90,6 +90,12 @@ class FleetSettings:
         return self.ttl / 3
 
     @property
+    def look_every(self) -> float:
+        """How often the bucket is read: an expired lease is seen at most this long (plus as
+        long again for the observer's clock to start) after its TTL."""
+        return min(self.ttl / 6, 0.5)
+
+    @property
     def margin(self) -> float:
         """How long before others may call a lease expired its holder stops on its own."""
         return self.ttl / 6

@@ -156,7 +156,7 @@ def failover_times(tmp: Path, cluster: NatsCluster, failovers: int) -> list[tupl
             theirs = sorted(m for m, lease in fleet.holders().items() if lease["agent"] == victim)
             fleet.agents[victim].kill()
             killed = time.monotonic()
-            writer = Writer(couch, {m: fleet.dbs[m] for m in theirs}, per_round=1)
+            writer = Writer(couch, {m: fleet.dbs[m] for m in theirs}, per_round=1, prefix=f"f{i}-")
             writer.write_round()  # one new document per model, just after the kill
             fleet.wait_held(TTL + 30, by=set(agents) - {victim})
             held = time.monotonic() - killed
@@ -164,6 +164,9 @@ def failover_times(tmp: Path, cluster: NatsCluster, failovers: int) -> list[tupl
             out.append((held, time.monotonic() - killed))
             fleet.start_agent(victim)  # it comes back (same home) and takes its share again
             fleet.wait_held(TTL * 6, balanced=True)
+            # A new agent calls a lease expired only a TTL after it first saw its revision:
+            # kill the next one once every agent has watched the leases for that long.
+            time.sleep(TTL)
     finally:
         for run in fleet.agents.values():
             if run.proc.poll() is None:

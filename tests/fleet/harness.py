@@ -88,8 +88,8 @@ class Fleet:
     def wait_held(
         self, timeout: float, *, by: set[str] | None = None, balanced: bool = False
     ) -> dict[str, dict[str, Any]]:
-        """Until every model runs under a lease of one of ``by`` (default: any agent), each
-        agent with its fair share when ``balanced``."""
+        """Until every model runs under a lease of one of ``by`` (default: any agent); when
+        ``balanced``, every live agent holds its fair share."""
         deadline = time.monotonic() + timeout
         leases: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
@@ -106,8 +106,10 @@ class Fleet:
             running = all(leases.get(m, {}).get("progress", {}).get("state") == "running" for m in self.dbs)
             if running and all(o and (by is None or o in by) for o in owners.values()):
                 counts = Counter(owners.values())
-                agents = len(by) if by is not None else len(counts)
-                if not balanced or max(counts.values()) <= -(-len(self.dbs) // agents):
+                live = [a for a, run in self.agents.items() if run.proc.poll() is None]
+                if not balanced or (
+                    set(counts) == set(live) and max(counts.values()) <= -(-len(self.dbs) // len(live))
+                ):
                     return leases
             time.sleep(0.1)
         raise AssertionError(f"models not all held and running after {timeout} s: {leases}\n{self.outputs()}")
@@ -156,8 +158,14 @@ class Writer:
     (model, id, rev) written."""
 
     def __init__(
-        self, couch: CouchServer, dbs: dict[str, str], per_round: int = 3, pause: float = 0.05
+        self,
+        couch: CouchServer,
+        dbs: dict[str, str],
+        per_round: int = 3,
+        pause: float = 0.05,
+        prefix: str = "d",
     ) -> None:
+        self.prefix = prefix  # of the document ids: one per writer on the same databases
         self.couch = couch
         self.dbs = dbs
         self.per_round = per_round
@@ -187,7 +195,7 @@ class Writer:
         n = self._round
         self._round += 1
         for model, db in self.dbs.items():
-            docs = [{"_id": f"d{n:05d}-{j}", "n": n} for j in range(self.per_round)]
+            docs = [{"_id": f"{self.prefix}{n:05d}-{j}", "n": n} for j in range(self.per_round)]
             reply = json.loads(
                 self.couch.request("POST", f"/{db}/_bulk_docs", json.dumps({"docs": docs}).encode())
             )
