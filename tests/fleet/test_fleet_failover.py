@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -51,6 +52,15 @@ def check_fleet_status(fleet: Fleet, dead: str) -> None:
     assert "  m00: a" in text and "    route r-m00: backlog=" in text
 
 
+def captured(fleet: Fleet, agent: str, model: str) -> int:
+    """How many events of ``model`` the capture of ``agent`` holds."""
+    con = sqlite3.connect(f"file:{fleet.tmp / f'home-{agent}' / 'capture.sqlite3'}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM events WHERE model = ?", (model,)).fetchone()[0])
+    finally:
+        con.close()
+
+
 def stop_all(fleet: Fleet) -> None:
     for agent, run in fleet.agents.items():
         if run.proc.poll() is None:
@@ -77,6 +87,11 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(
         check_exactly_once(fleet.read_url, writer.written)
         check_fleet_status(fleet, dead="a2")
         counts = Counter(lease["agent"] for lease in leases.values())
+        # The new holders resumed where the victim's routes had got to, not from the start.
+        for model in theirs:
+            written = sum(1 for m, _, _ in writer.written if m == model)
+            read_again = captured(fleet, leases[model]["agent"], model)
+            assert 0 < read_again < written, (model, read_again, written)
         assert counts == {"a1": MODELS // 2, "a3": MODELS // 2}, counts
         assert took >= TTL / 2, f"taken over after {took:.1f} s: before the lease could expire"
     finally:
