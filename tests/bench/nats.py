@@ -153,7 +153,7 @@ def failover_times(tmp: Path, cluster: NatsCluster, failovers: int) -> list[tupl
         fleet.wait_held(30, balanced=True)
         for i in range(failovers):
             victim = agents[i % len(agents)]
-            theirs = sorted(m for m, lease in fleet.holders().items() if lease["agent"] == victim)
+            theirs = sorted(fleet.held_by(victim))
             fleet.agents[victim].kill()
             killed = time.monotonic()
             writer = Writer(couch, {m: fleet.dbs[m] for m in theirs}, per_round=1, prefix=f"f{i}-")

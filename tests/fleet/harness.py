@@ -22,6 +22,7 @@ import nats.js.errors
 from nats.js.api import StreamConfig
 
 from eventdesk.core.home import Home
+from tests.brokers.test_nats_cli import wait_stream_count
 from tests.cli.harness import RunProcess, home_args
 from tests.peers.nats_server import NatsCluster
 from tests.peers.servers import CouchServer
@@ -85,6 +86,9 @@ class Fleet:
         """Each model's lease as the bucket holds it now (absent: never taken)."""
         return asyncio.run(read_leases(self.read_url, self.bucket))
 
+    def held_by(self, agent: str) -> set[str]:
+        return {m for m, lease in self.holders().items() if lease["agent"] == agent}
+
     def wait_held(
         self, timeout: float, *, by: set[str] | None = None, balanced: bool = False
     ) -> dict[str, dict[str, Any]]:
@@ -113,6 +117,13 @@ class Fleet:
                     return leases
             time.sleep(0.1)
         raise AssertionError(f"models not all held and running after {timeout} s: {leases}\n{self.outputs()}")
+
+    def check_exactly_once(self, written: set[tuple[str, str, str]], timeout: float = 60) -> None:
+        """:func:`check_exactly_once` on this fleet's stream, the agents' output on a failure."""
+        try:
+            check_exactly_once(self.read_url, written, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.outputs()}") from None
 
     def outputs(self) -> str:
         return "\n".join(f"=== agent {a}\n{r.output()[-4000:]}" for a, r in self.agents.items())
@@ -223,28 +234,10 @@ def stream_headers(url: str) -> list[dict[str, str]]:
     return asyncio.run(read())
 
 
-def wait_stream_count(url: str, count: int, timeout: float) -> int:
-    async def messages() -> int:
-        nc = await nats.connect(url)
-        try:
-            return int((await nc.jetstream(timeout=10).stream_info(STREAM)).state.messages)
-        finally:
-            await nc.close()
-
-    deadline = time.monotonic() + timeout
-    n = 0
-    while time.monotonic() < deadline:
-        n = asyncio.run(messages())
-        if n >= count:
-            return n
-        time.sleep(0.2)
-    raise AssertionError(f"stream {STREAM} holds {n} messages, not {count}, after {timeout} s")
-
-
 def check_exactly_once(url: str, written: set[tuple[str, str, str]], timeout: float = 60) -> None:
     """The stream ends up holding every written change once: by Nats-Msg-Id and by key+rev,
     none twice, none missing, nothing else."""
-    wait_stream_count(url, len(written), timeout)
+    wait_stream_count(url, STREAM, len(written), timeout)
     time.sleep(1.0)  # anything still on its way would show as one too many
     stored = stream_headers(url)
     ids = Counter(h["Nats-Msg-Id"] for h in stored)

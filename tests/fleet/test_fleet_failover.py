@@ -11,10 +11,13 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.cli.harness import home_args, ok
-from tests.fleet.harness import TTL, Fleet, Writer, check_exactly_once
+from tests.fleet.harness import STREAM, TTL, Fleet, Writer
 from tests.peers.nats_server import NatsCluster, nats_cluster  # noqa: F401 - fixture
 from tests.peers.servers import CouchServer
 
@@ -67,85 +70,84 @@ def stop_all(fleet: Fleet) -> None:
             assert run.stop(20) == 0, f"agent {agent}:\n{run.output()}"
 
 
-def test_sigkill_of_an_agent_moves_its_models_to_the_others(
+@pytest.fixture
+def make_fleet(
     tmp_path: Path,
     couch: CouchServer,
     nats_cluster: NatsCluster,  # noqa: F811
-) -> None:
-    fleet = start_fleet(tmp_path, couch, nats_cluster)
-    try:
-        with Writer(couch, fleet.dbs) as writer:
-            time.sleep(1.5)
-            victim = "a2"
-            theirs = {m for m, lease in fleet.holders().items() if lease["agent"] == victim}
-            assert theirs, "the victim held no model"
-            fleet.agents[victim].kill()
-            killed = time.monotonic()
-            leases = fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
-            took = time.monotonic() - killed
-            time.sleep(1.5)
-        check_exactly_once(fleet.read_url, writer.written)
-        check_fleet_status(fleet, dead="a2")
-        counts = Counter(lease["agent"] for lease in leases.values())
-        # The new holders resumed where the victim's routes had got to, not from the start.
-        for model in theirs:
-            written = sum(1 for m, _, _ in writer.written if m == model)
-            read_again = captured(fleet, leases[model]["agent"], model)
-            assert 0 < read_again < written, (model, read_again, written)
-        assert counts == {"a1": MODELS // 2, "a3": MODELS // 2}, counts
-        assert took >= TTL / 2, f"taken over after {took:.1f} s: before the lease could expire"
-    finally:
+) -> Iterator[Callable[[float], Fleet]]:
+    """Start the fleet (agents with a lease TTL given); every agent still running is stopped
+    cleanly (exit 0) at the end."""
+    started: list[Fleet] = []
+
+    def make(ttl: float = TTL) -> Fleet:
+        started.append(start_fleet(tmp_path, couch, nats_cluster, ttl))
+        return started[-1]
+
+    yield make
+    for fleet in started:
         stop_all(fleet)
-    # A clean stop released every lease.
+
+
+def test_sigkill_of_an_agent_moves_its_models_to_the_others(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet()
+    with Writer(fleet.couch, fleet.dbs) as writer:
+        time.sleep(1.5)
+        victim = "a2"
+        theirs = fleet.held_by(victim)
+        assert theirs, "the victim held no model"
+        fleet.agents[victim].kill()
+        killed = time.monotonic()
+        leases = fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
+        took = time.monotonic() - killed
+        time.sleep(1.5)
+    fleet.check_exactly_once(writer.written)
+    check_fleet_status(fleet, dead="a2")
+    counts = Counter(lease["agent"] for lease in leases.values())
+    assert counts == {"a1": MODELS // 2, "a3": MODELS // 2}, counts
+    assert took >= TTL / 2, f"taken over after {took:.1f} s: before the lease could expire"
+    # The new holders resumed where the victim's routes had got to, not from the start.
+    for model in theirs:
+        written = sum(1 for m, _, _ in writer.written if m == model)
+        read_again = captured(fleet, leases[model]["agent"], model)
+        assert 0 < read_again < written, (model, read_again, written)
+    # A clean stop releases every lease.
+    stop_all(fleet)
     assert all(lease["agent"] == "" for lease in fleet.holders().values()), fleet.holders()
 
 
-def test_sigkill_of_a_nats_node_stops_nothing(
-    tmp_path: Path,
-    couch: CouchServer,
-    nats_cluster: NatsCluster,  # noqa: F811
-) -> None:
+def test_sigkill_of_a_nats_node_stops_nothing(make_fleet: Callable[..., Fleet]) -> None:
     # The node may lead the bucket's stream, which then answers nothing until the other two
     # elect a new leader (4-9 s): the lease must outlive that (docs/fleet.md, sizing).
-    fleet = start_fleet(tmp_path, couch, nats_cluster, NODE_LOSS_TTL)
-    try:
-        before = {m: lease["agent"] for m, lease in fleet.holders().items()}
-        with Writer(couch, fleet.dbs) as writer:
-            time.sleep(1.0)
-            # The worst node to lose: the leader of the bucket's stream. The agents and
-            # publishers connected to it move to the others.
-            nats_cluster.kill(nats_cluster.leader("KV_" + fleet.bucket))
-            time.sleep(NODE_LOSS_TTL)
-        check_exactly_once(fleet.read_url, writer.written)
-        after = fleet.wait_held(5)
-        assert {m: lease["agent"] for m, lease in after.items()} == before, fleet.outputs()
-        for agent, run in fleet.agents.items():
-            assert "fleet: lost model" not in run.output(), f"agent {agent}:\n{run.output()}"
-    finally:
-        stop_all(fleet)
+    fleet = make_fleet(NODE_LOSS_TTL)
+    before = {m: lease["agent"] for m, lease in fleet.holders().items()}
+    with Writer(fleet.couch, fleet.dbs) as writer:
+        time.sleep(1.0)
+        # The worst node to lose: the one leading both the bucket's stream and the routes'
+        # stream. The agents and publishers connected to it move to the others.
+        fleet.cluster.kill(fleet.cluster.colocate_leaders("KV_" + fleet.bucket, STREAM))
+        time.sleep(NODE_LOSS_TTL)
+    fleet.check_exactly_once(writer.written)
+    after = fleet.wait_held(5)
+    assert {m: lease["agent"] for m, lease in after.items()} == before, fleet.outputs()
+    for agent, run in fleet.agents.items():
+        assert "fleet: lost model" not in run.output(), f"agent {agent}:\n{run.output()}"
 
 
-def test_an_agent_paused_past_its_ttl_stops_its_models_when_resumed(
-    tmp_path: Path,
-    couch: CouchServer,
-    nats_cluster: NatsCluster,  # noqa: F811
-) -> None:
-    fleet = start_fleet(tmp_path, couch, nats_cluster)
-    try:
-        with Writer(couch, fleet.dbs) as writer:
-            time.sleep(1.0)
-            sleeper = fleet.agents["a2"]
-            theirs = {m for m, lease in fleet.holders().items() if lease["agent"] == "a2"}
-            mark = len(sleeper.lines)
-            sleeper.proc.send_signal(signal.SIGSTOP)
-            try:
-                fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
-            finally:
-                sleeper.proc.send_signal(signal.SIGCONT)
-            for model in theirs:
-                sleeper.wait_line(f"fleet: lost model {model!r}", 10, start=mark)
-            time.sleep(1.0)
-        check_exactly_once(fleet.read_url, writer.written)
-        fleet.wait_held(TTL * 4, balanced=True)  # and it takes its share again
-    finally:
-        stop_all(fleet)
+def test_an_agent_paused_past_its_ttl_stops_its_models_when_resumed(make_fleet: Callable[..., Fleet]) -> None:
+    fleet = make_fleet()
+    with Writer(fleet.couch, fleet.dbs) as writer:
+        time.sleep(1.0)
+        sleeper = fleet.agents["a2"]
+        theirs = fleet.held_by("a2")
+        mark = len(sleeper.lines)
+        sleeper.proc.send_signal(signal.SIGSTOP)
+        try:
+            fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
+        finally:
+            sleeper.proc.send_signal(signal.SIGCONT)
+        for model in theirs:
+            sleeper.wait_line(f"fleet: lost model {model!r}", 10, start=mark)
+        time.sleep(1.0)
+    fleet.check_exactly_once(writer.written)
+    fleet.wait_held(TTL * 4, balanced=True)  # and it takes its share again

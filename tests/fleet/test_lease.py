@@ -121,8 +121,7 @@ def test_agents_acting_on_stale_reads_never_share_a_model_and_even_out(
             holders = {m: (read[lease_key(m)][1] or None) if lease_key(m) in read else None for m in names}
             todo = plan(names, held[agent], agent, holders, set(ids))
             for m in todo.release:
-                last = read[lease_key(m)][0]
-                if bucket.cas(lease_key(m), "", last):
+                if bucket.cas(lease_key(m), "", read[lease_key(m)][0]):
                     held[agent].discard(m)
             for m in todo.take:
                 last = read[lease_key(m)][0] if lease_key(m) in read else None

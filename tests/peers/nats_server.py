@@ -164,6 +164,16 @@ class NatsCluster:
         name = asyncio.run(_stream_leader(url, stream))
         return next(i for i, n in enumerate(self.nodes) if n.server_name == name)
 
+    def colocate_leaders(self, stream: str, other: str, tries: int = 20) -> int:
+        """Make the node leading ``stream`` lead ``other`` too (its leader steps down until a
+        new election lands there); that node's index."""
+        for _ in range(tries):
+            target = self.leader(stream)
+            if self.leader(other) == target:
+                return target
+            asyncio.run(_step_down(next(n.url for n in self.nodes if n.proc is not None), other))
+        raise AssertionError(f"the leaders of {stream} and {other} never met in {tries} elections")
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
@@ -172,14 +182,35 @@ class NatsCluster:
         return "\n".join(f"--- node {i}\n{n.log()[-3000:]}" for i, n in enumerate(self.nodes))
 
 
-async def _stream_leader(url: str, stream: str) -> str:
+async def _stream_leader(url: str, stream: str, timeout: float = 20.0) -> str:
+    """The stream's leader, once it has one (after a step-down, an election)."""
     import nats
 
     nc = await nats.connect(url)
     try:
-        info = await nc.jetstream().stream_info(stream)
-        assert info.cluster is not None and info.cluster.leader, f"stream {stream} has no leader"
-        return str(info.cluster.leader)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = await nc.jetstream(timeout=2).stream_info(stream)
+                if info.cluster is not None and info.cluster.leader:
+                    return str(info.cluster.leader)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {stream} has no leader after {timeout} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+async def _step_down(url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+        await asyncio.sleep(0.5)  # the election that follows
     finally:
         await nc.close()
 
