@@ -54,18 +54,17 @@ class FleetBucket:
 
     async def open(self, *, create: bool) -> None:
         """Connect and open the bucket (creating it when ``create`` and it is missing)."""
+        # With its reconnect on for good, nats-py would also retry the first connection for
+        # ever: bounded here, so a wrong URL or a server down says so (systemd restarts).
+        budget = max(5.0, self.settings.ttl / 3)
         try:
-            self.nc = await nats.connect(
-                servers=list(self.settings.servers),
-                name=f"eventdesk fleet agent {self.settings.agent}",
-                connect_timeout=max(1.0, self.settings.ttl / 3),
-                allow_reconnect=True,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.2,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
+            self.nc = await asyncio.wait_for(self._connect(), budget)
+        except TimeoutError:
+            raise BrokerError(
+                f"cannot connect to {self.where}: no server answered within {budget:g} s",
+                obj=OBJ,
+                field="fleet",
+            ) from None
         except Exception as exc:
             raise BrokerError(
                 f"cannot connect to {self.where}: {type(exc).__name__}: {exc}", obj=OBJ, field="fleet"
@@ -99,6 +98,19 @@ class FleetBucket:
                 obj=OBJ,
                 field="fleet",
             ) from None
+
+    async def _connect(self) -> Client:
+        return await nats.connect(
+            servers=list(self.settings.servers),
+            name=f"eventdesk fleet agent {self.settings.agent}",
+            connect_timeout=max(1.0, self.settings.ttl / 3),
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("fleet connection: %s", exc)
