@@ -32,7 +32,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TTL,
         metavar="S",
-        help=f"seconds a model's lease lasts without renewal (renewed every third; default {DEFAULT_TTL:g}): "
+        help=f"seconds a model's lease lasts without renewal (renewed every sixth; default {DEFAULT_TTL:g}): "
         "how soon another agent resumes the models of one that died",
     )
     p.add_argument(

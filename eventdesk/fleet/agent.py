@@ -1,9 +1,9 @@
 """A fleet agent: runs beside a :class:`~eventdesk.core.runtime.Runtime` and starts or stops the
 models whose leases it takes, renews, releases or loses (the rules: fleet/lease.py).
 
-Every ttl/3 it renews what it holds (each renewal, by compare-and-set, also records the model's
-resume point and figures: fleet/progress.py) and writes its heartbeat; more often (every ttl/6,
-at most 0.5 s) it reads the bucket, stops at once any model whose lease another agent now holds,
+Every ttl/6 it renews what it holds (each renewal, by compare-and-set, also records the model's
+resume point and figures: fleet/progress.py) and writes its heartbeat (after a failure, again at
+the next read); every min(ttl/6, 0.5 s) it reads the bucket, stops at once any model whose lease another agent now holds,
 and takes free or expired leases up to its fair share. A watchdog stops a model as soon as its lease is due to end without a renewal having
 succeeded (a paused or cut-off agent must not go on as the owner). On a clean stop it stops its
 models, lets their routes drain, records where each resumes and releases the leases.
@@ -76,8 +76,9 @@ class FleetAgent:
                 started = time.monotonic()
                 try:
                     if started >= next_renewal:
-                        next_renewal = started + self.settings.renew_every
-                        await self.renew_all()
+                        # After a failed renewal, try again at the next read, not a period later.
+                        renewed = await self.renew_all()
+                        next_renewal = started + (self.settings.renew_every if renewed else 0.0)
                     # Take nothing until every agent starting with this one was heard of, so
                     # the first one up does not take everything.
                     await self.look(settled=started - joined >= self.settings.renew_every)
@@ -97,11 +98,12 @@ class FleetAgent:
                 await self.bucket.delete(agent_key(self.me))
             await self.bucket.close()
 
-    async def renew_all(self) -> None:
-        """Every ttl/3: the heartbeat and every lease this agent holds, at once (the heartbeat
+    async def renew_all(self) -> bool:
+        """Every ttl/6: the heartbeat and every lease this agent holds, at once (the heartbeat
         is sent first, so others never see this agent's heartbeat outlive its leases: when it
-        dies, its share is spread as soon as its leases expire)."""
-        await asyncio.gather(self._heartbeat(), *(self._renew(name) for name in list(self.held)))
+        dies, its share is spread as soon as its leases expire). Whether all went through."""
+        results = await asyncio.gather(self._heartbeat(), *(self._renew(name) for name in list(self.held)))
+        return all(results)
 
     async def look(self, *, settled: bool = True) -> None:
         """Read the bucket: stop what another agent holds now, then (once ``settled``) take
@@ -141,7 +143,7 @@ class FleetAgent:
                 holder, ttl = (lease.agent, lease.ttl) if lease is not None else ("", 0.0)
                 self.leases.observe(key, entry.revision, holder, ttl, now)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self) -> bool:
         """Write this agent's heartbeat (a failure is logged: it must not stop the renewals)."""
         beat = {
             "agent": self.me,
@@ -156,6 +158,8 @@ class FleetAgent:
             await self.bucket.put(agent_key(self.me), json_codec.dumps(beat))
         except Exception as exc:
             log.warning("fleet: heartbeat failed: %s: %s", type(exc).__name__, exc)
+            return False
+        return True
 
     # -- one lease ----------------------------------------------------------------------------
     def _lease(self, holding: Holding, agent: str, figures: dict[str, Any]) -> bytes:
@@ -187,10 +191,11 @@ class FleetAgent:
             holding.figures = await asyncio.wait_for(asyncio.shield(holding.measuring), self.settings.margin)
         return holding.figures
 
-    async def _renew(self, name: str) -> None:
+    async def _renew(self, name: str) -> bool:
+        """Renew ``name``'s lease; False when the bucket did not take it (to try again soon)."""
         holding = self.held.get(name)
         if holding is None:
-            return
+            return True
         figures = await self._figures(holding)
         sent = time.monotonic()
         try:
@@ -199,13 +204,14 @@ class FleetAgent:
             )
         except LeaseConflictError:
             self.lose(name, "its lease changed hands")
-            return
+            return True
         except Exception as exc:  # the watchdog stops the model if this goes on too long
             log.warning("fleet: renewing the lease of model %r failed: %s: %s", name, type(exc).__name__, exc)
-            return
+            return False
         if self.held.get(name) is holding:
             holding.revision = revision
             holding.deadline = sent + self.settings.ttl - self.settings.margin
+        return True
 
     async def take(self, name: str, entry: Entry | None) -> None:
         """Take ``name``'s free or expired lease by compare-and-set, then start it from the

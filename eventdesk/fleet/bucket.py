@@ -16,6 +16,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
 from eventdesk.core.errors import BrokerError, NotFoundError
@@ -24,6 +25,8 @@ from eventdesk.fleet.settings import FleetSettings
 log = logging.getLogger(__name__)
 
 OBJ = "fleet"
+OPEN_BUDGET = 30.0  # seconds to keep trying to open the bucket
+JS_STREAM_NAME_IN_USE = 10058  # nats-server's JSStreamNameExistErr
 
 
 class LeaseConflictError(Exception):
@@ -69,9 +72,30 @@ class FleetBucket:
             raise BrokerError(
                 f"cannot connect to {self.where}: {type(exc).__name__}: {exc}", obj=OBJ, field="fleet"
             ) from None
+        # A bucket another agent is creating right now, or a cluster still electing its
+        # leaders, does not answer at once: try again for a while.
         js = self.nc.jetstream(timeout=self.timeout * 4)
+        deadline = asyncio.get_running_loop().time() + OPEN_BUDGET
+        while True:
+            try:
+                self._kv = await self._open_bucket(js, create)
+                return
+            except (NotFoundError, BrokerError):
+                raise
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise BrokerError(
+                        f"cannot open the fleet bucket {self.bucket!r}: {type(exc).__name__}: {exc} "
+                        f"(for {OPEN_BUDGET:g} s; is JetStream enabled on the servers?)",
+                        obj=OBJ,
+                        field="fleet",
+                    ) from None
+                log.debug("fleet: opening the bucket: %s: %s; trying again", type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+
+    async def _open_bucket(self, js: JetStreamContext, create: bool) -> KeyValue:
         try:
-            self._kv = await js.key_value(self.bucket)
+            return await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
             if not create:
                 raise NotFoundError(
@@ -80,23 +104,18 @@ class FleetBucket:
                     obj=OBJ,
                     field="fleet",
                 ) from None
-            try:
-                self._kv = await js.create_key_value(
-                    KeyValueConfig(bucket=self.bucket, history=1, replicas=self.settings.replicas)
-                )
-            except Exception as exc:
-                raise BrokerError(
-                    f"cannot create the fleet bucket {self.bucket!r} (replicas "
-                    f"{self.settings.replicas}): {type(exc).__name__}: {exc}",
-                    obj=OBJ,
-                    field="fleet-replicas",
-                ) from None
-        except Exception as exc:
+        try:
+            return await js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, history=1, replicas=self.settings.replicas)
+            )
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code == JS_STREAM_NAME_IN_USE:  # another agent created it meanwhile
+                return await js.key_value(self.bucket)
             raise BrokerError(
-                f"cannot open the fleet bucket {self.bucket!r}: {type(exc).__name__}: {exc} (is "
-                "JetStream enabled on the servers?)",
+                f"cannot create the fleet bucket {self.bucket!r} (replicas {self.settings.replicas}): "
+                f"{exc.description or exc}",
                 obj=OBJ,
-                field="fleet",
+                field="fleet-replicas",
             ) from None
 
     async def _connect(self) -> Client:

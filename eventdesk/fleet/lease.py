@@ -4,7 +4,7 @@ Each model has one lease key in the fleet bucket whose value names its holder (a
 "" once released) and the lease's TTL. It is written only by compare-and-set on its revision, so
 two agents never both win the same revision. Nobody trusts another host's clock: an observer
 calls a lease expired when its revision has not changed for ``ttl`` seconds *of the observer's
-own monotonic clock* since it first saw that revision; the holder renews every ttl/3 and stops
+own monotonic clock* since it first saw that revision; the holder renews every ttl/6 and stops
 the model itself ``margin`` before ttl has passed since it *sent* its last successful renewal
 (others can only have seen that renewal later), so a holder cut off from the bucket stops before
 anybody may take its model over.

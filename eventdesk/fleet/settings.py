@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from eventdesk.core.errors import ConfigError
 
 # A JetStream R3 bucket whose leader node dies answers nothing until its peers elect another
-# (about 4-9 s with nats-server's election timeouts): a lease must outlive that by far, as its
-# holder stops once TTL - TTL/6 passed since its last renewal, sent up to TTL/3 earlier.
+# (4-9 s or more with nats-server's election timeouts, longer when the node also led the
+# JetStream meta group): a lease must outlive that, as its holder stops once TTL - TTL/6 passed
+# since its last renewal, sent up to TTL/6 earlier: 2/3 of the TTL after losing the bucket.
 DEFAULT_TTL = 15.0
 MIN_TTL = 1.0
 LEASE_PREFIX = "lease."
@@ -60,7 +61,8 @@ def default_agent_id() -> str:
 @dataclass(frozen=True)
 class FleetSettings:
     """``servers``: the NATS URLs; ``ttl``: a lease's life without renewal (renewed every
-    ttl/3); ``replicas``: of the bucket when this agent creates it."""
+    ttl/6, and at each read of the bucket after a renewal failed); ``replicas``: of the bucket
+    when this agent creates it."""
 
     servers: tuple[str, ...]
     agent: str
@@ -87,7 +89,7 @@ class FleetSettings:
 
     @property
     def renew_every(self) -> float:
-        return self.ttl / 3
+        return self.ttl / 6
 
     @property
     def look_every(self) -> float:

@@ -40,6 +40,7 @@ class Fleet:
     tmp: Path
     dbs: dict[str, str] = field(default_factory=dict)  # model -> database
     agents: dict[str, RunProcess] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)  # agents SIGKILLed or stopped on purpose
     workspace_id: str = ""
 
     @property
@@ -80,11 +81,26 @@ class Fleet:
                       "--fleet-replicas", "3"),
         )  # fmt: skip
         self.agents[agent] = run
+        self.ended.discard(agent)
         return run
 
     def holders(self) -> dict[str, dict[str, Any]]:
         """Each model's lease as the bucket holds it now (absent: never taken)."""
         return asyncio.run(read_leases(self.read_url, self.bucket))
+
+    def kill(self, agent: str) -> None:
+        self.agents[agent].kill()
+        self.ended.add(agent)
+
+    def stop_all(self) -> None:
+        """Stop every agent not killed on purpose; each must still run and stop cleanly (exit
+        0: an agent that ended on its own, on an error, fails here with its output)."""
+        for agent, run in self.agents.items():
+            if agent not in self.ended:
+                self.ended.add(agent)
+                alive = run.proc.poll() is None
+                rc = run.stop(20)
+                assert alive and rc == 0, f"agent {agent} (alive: {alive}, exit {rc}):\n{run.output()}"
 
     def held_by(self, agent: str) -> set[str]:
         return {m for m, lease in self.holders().items() if lease["agent"] == agent}
@@ -97,6 +113,9 @@ class Fleet:
         deadline = time.monotonic() + timeout
         leases: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline:
+            for agent, run in self.agents.items():
+                if agent not in self.ended and run.proc.poll() is not None:
+                    raise AssertionError(f"agent {agent} ended (exit {run.proc.returncode}):\n{run.output()}")
             try:
                 leases = self.holders()
             except (

@@ -23,7 +23,7 @@ from tests.peers.servers import CouchServer
 
 MODELS = 12
 AGENTS = ("a1", "a2", "a3")
-NODE_LOSS_TTL = 15.0
+NODE_LOSS_TTL = 30.0
 MARGIN = 3.0  # beyond the TTL: one renewal period to notice, the take, the model's start
 
 
@@ -64,12 +64,6 @@ def captured(fleet: Fleet, agent: str, model: str) -> int:
         con.close()
 
 
-def stop_all(fleet: Fleet) -> None:
-    for agent, run in fleet.agents.items():
-        if run.proc.poll() is None:
-            assert run.stop(20) == 0, f"agent {agent}:\n{run.output()}"
-
-
 @pytest.fixture
 def make_fleet(
     tmp_path: Path,
@@ -86,7 +80,7 @@ def make_fleet(
 
     yield make
     for fleet in started:
-        stop_all(fleet)
+        fleet.stop_all()
 
 
 def test_sigkill_of_an_agent_moves_its_models_to_the_others(make_fleet: Callable[..., Fleet]) -> None:
@@ -96,7 +90,7 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(make_fleet: Callable
         victim = "a2"
         theirs = fleet.held_by(victim)
         assert theirs, "the victim held no model"
-        fleet.agents[victim].kill()
+        fleet.kill(victim)
         killed = time.monotonic()
         leases = fleet.wait_held(TTL + MARGIN, by={"a1", "a3"})
         took = time.monotonic() - killed
@@ -112,13 +106,14 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(make_fleet: Callable
         read_again = captured(fleet, leases[model]["agent"], model)
         assert 0 < read_again < written, (model, read_again, written)
     # A clean stop releases every lease.
-    stop_all(fleet)
+    fleet.stop_all()
     assert all(lease["agent"] == "" for lease in fleet.holders().values()), fleet.holders()
 
 
 def test_sigkill_of_a_nats_node_stops_nothing(make_fleet: Callable[..., Fleet]) -> None:
     # The node may lead the bucket's stream, which then answers nothing until the other two
-    # elect a new leader (4-9 s): the lease must outlive that (docs/fleet.md, sizing).
+    # elect a new leader (4-9 s, and up to 18 s here when it also led the meta group on this
+    # loaded machine): the agents ride out 2/3 of their TTL (docs/fleet.md, "Sizing").
     fleet = make_fleet(NODE_LOSS_TTL)
     before = {m: lease["agent"] for m, lease in fleet.holders().items()}
     with Writer(fleet.couch, fleet.dbs) as writer:
@@ -132,6 +127,7 @@ def test_sigkill_of_a_nats_node_stops_nothing(make_fleet: Callable[..., Fleet]) 
     assert {m: lease["agent"] for m, lease in after.items()} == before, fleet.outputs()
     for agent, run in fleet.agents.items():
         assert "fleet: lost model" not in run.output(), f"agent {agent}:\n{run.output()}"
+        assert run.proc.poll() is None, f"agent {agent} ended:\n{run.output()}"
 
 
 def test_an_agent_paused_past_its_ttl_stops_its_models_when_resumed(make_fleet: Callable[..., Fleet]) -> None:

@@ -157,7 +157,7 @@ def test_any_model_name_is_one_key_token_and_comes_back(name: str) -> None:
 def test_bucket_names_and_bad_options() -> None:
     assert bucket_name("a8e93ad7") == "eventdesk-a8e93ad7"
     ok = FleetSettings.parse("nats://h1:4222, nats://h2:4222", "a1", 9.0, 3)
-    assert ok.servers == ("nats://h1:4222", "nats://h2:4222") and ok.renew_every == 3.0
+    assert ok.servers == ("nats://h1:4222", "nats://h2:4222") and ok.renew_every == 1.5
     for url, ttl, replicas, field in (
         ("", 9.0, 1, "fleet"),
         ("http://h:1", 9.0, 1, "fleet"),
