@@ -154,7 +154,7 @@ def failover_times(tmp: Path, cluster: NatsCluster, failovers: int) -> list[tupl
         for i in range(failovers):
             victim = agents[i % len(agents)]
             theirs = sorted(fleet.held_by(victim))
-            fleet.agents[victim].kill()
+            fleet.kill(victim)
             killed = time.monotonic()
             writer = Writer(couch, {m: fleet.dbs[m] for m in theirs}, per_round=1, prefix=f"f{i}-")
             writer.write_round()  # one new document per model, just after the kill
