@@ -10,21 +10,18 @@ import asyncio
 import getpass
 import json
 import logging
-import signal
 import sqlite3
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from eventdesk import __version__
-from eventdesk.cli.json_logs import ServiceOptions, add_service_options, use_json_logs
 from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
 from eventdesk.core.connection_test import TESTABLE, check_connection
 from eventdesk.core.contracts import State, StateChange
-from eventdesk.core.cpu_policy import SCHEDULING_POLICIES, apply_scheduling
 from eventdesk.core.errors import ConfigError, EventDeskError, NotFoundError
 from eventdesk.core.home import Home
 from eventdesk.core.registry import broker_class, broker_kinds, connector_class, connector_kinds
@@ -32,6 +29,9 @@ from eventdesk.core.runtime_status import Status, build_status
 from eventdesk.core.secrets import SecretRef, resolve_secret, secret_problem
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import OBJECT_TYPES, ROUTE_SCHEMA
+
+if TYPE_CHECKING:
+    pass
 
 EXIT_CODES = """\
 exit codes:
@@ -216,29 +216,6 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
         "publication, whose slot keeps WAL on the server's disk; a NATS JetStream consumer); without it, they are named and kept",
     )
     p.set_defaults(handler=_cmd_remove)
-
-    p = sub.add_parser("run", help="run models and their routes until SIGINT/SIGTERM")
-    p.add_argument(
-        "--model", action="append", dest="models", metavar="M", help="only this model (repeatable)"
-    )
-    p.add_argument(
-        "--scheduling",
-        choices=SCHEDULING_POLICIES,
-        default=SCHEDULING_POLICIES[0],
-        help="Linux CPU scheduling: 'batch' (default) puts this process under SCHED_BATCH, which "
-        "never preempts what runs beside it, such as the database it follows, and gets the same "
-        "share of the CPU; 'normal' leaves the policy it was started with, for the lowest latency "
-        "on a saturated host (ignored off Linux)",
-    )
-    p.add_argument(
-        "--fresh-capture",
-        action="store_true",
-        help="start with a new, empty capture (when the workspace's capture is missing, belongs to "
-        "another workspace or is damaged): an existing one is moved aside, never deleted; models follow "
-        "new changes only and routes start at the end of the new capture (nothing is published again)",
-    )
-    add_service_options(p)
-    p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("test", help="test the connection of a saved datasource, model or broker")
     p.add_argument("type", choices=TESTABLE)
@@ -465,84 +442,14 @@ def _cmd_events(home: Home, args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe_state(key: str, change: StateChange) -> str:
-    kind, _, name = key.partition("/")
-    line = f"{kind} {name!r}: {change.state.value}"
-    if change.detail:
-        line += f" ({change.detail})"
-    if change.retry_in is not None:
-        line += f", retrying in {change.retry_in:.1f} s"
-    return line
-
-
-async def _run(
-    home: Home,
-    models: list[str] | None,
-    scheduling: str = SCHEDULING_POLICIES[0],
-    service: ServiceOptions | None = None,
-) -> int:
-    from eventdesk.cli.metrics_server import MetricsServer
-    from eventdesk.core.gc_policy import tune_for_streaming
-    from eventdesk.core.runtime import Runtime
-
-    service = service or ServiceOptions()
-
-    names = models if models else list(home.workspace.models)
-    for name in names:
-        home.workspace.model(name)
-    for bad in home.workspace.invalid.values():
-        service.warn(f"not started: {bad.error.describe()}")
-    if not names:
-        raise ConfigError("there is no model to run; add one with `eventdesk model add`", obj="workspace")
-    runtime = Runtime(home.workspace, home.capture)
-    if home.capture_notice:
-        service.say(home.capture_notice)
-    tune_for_streaming()
-    apply_scheduling(scheduling)  # before the runtime starts its threads: they inherit it
-    stop = asyncio.Event()
-    failure: list[EventDeskError] = []
-
-    def on_terminal(key: str, error: EventDeskError) -> None:
-        failure.append(error)
-        if not service.keep_going:
-            stop.set()
-
-    runtime.on_state(service.state_listener(_describe_state))
-    runtime.on_terminal(on_terminal)
-    metrics = MetricsServer(runtime, lambda: names, service.metrics_port) if service.metrics_port else None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        if metrics is not None:
-            await metrics.start()
-        await runtime.start(names)
-        await stop.wait()
-    finally:
-        await runtime.aclose()
-        if metrics is not None:
-            await metrics.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    if failure:
-        raise failure[0]
-    service.say("stopped")
-    return 0
-
-
-def _cmd_run(home: Home, args: argparse.Namespace) -> int:
-    service = ServiceOptions.from_args(args)
-    if service.json:
-        use_json_logs()
-    return asyncio.run(_run(home, args.models, args.scheduling, service))
-
-
 # Every sub-command's parser names its ``handler(home, args) -> int`` with ``set_defaults``; main()
 # opens the home and calls it. Modules that add sub-commands do the same in ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "eventdesk.cli.export_commands",
     "eventdesk.cli.demo_commands",
     "eventdesk.cli.quarantine_commands",
+    "eventdesk.cli.run_command",
+    "eventdesk.cli.fleet_commands",
 )
 
 

@@ -89,5 +89,10 @@ class BrokerLink:
     async def release(self) -> None:
         self.users -= 1
         if self.users <= 0 and self.started and self.publisher is not None:
-            self.started = False
-            await self.publisher.close()
+            # Under the lock, so that a route acquiring meanwhile (a fleet agent taking a model
+            # back within the close's 2 s) waits for the close and starts the publisher again,
+            # instead of getting the one being closed.
+            async with self.starting:
+                if self.users <= 0 and self.started:
+                    self.started = False
+                    await self.publisher.close()

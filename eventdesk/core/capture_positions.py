@@ -37,6 +37,19 @@ class CapturePositions(CaptureDatabase):
                 (route, pos, utc_now_iso()),
             )
 
+    def set_checkpoint(self, model: str, seq: Any) -> None:
+        """Set ``model``'s checkpoint (None: none, the model starts from its ``since``) without
+        events: a fleet agent taking a model over resumes from the fleet's point, not its own."""
+        with self._lock:
+            if seq is None:
+                self._db.execute("DELETE FROM checkpoints WHERE model = ?", (model,))
+                return
+            self._db.execute(
+                "INSERT INTO checkpoints (model, seq, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                (model, json_codec.dumps(seq), utc_now_iso()),
+            )
+
     def set_state(self, obj: str, state: str, detail: str | None) -> None:
         """Record an object's live state so ``status`` in another process can show it."""
         with self._lock:

@@ -240,6 +240,24 @@ class CaptureReads(CaptureDatabase):
             ).fetchone()
         return None if row is None else CapturedEvent(int(row[0]), json_codec.loads(row[1]))
 
+    def last_event_upto(self, model: str, pos: int) -> CapturedEvent | None:
+        """``model``'s last event at or before position ``pos`` (a fleet agent's resume point:
+        eventdesk/fleet/progress.py)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pos, envelope FROM events WHERE model = ? AND pos <= ? ORDER BY pos DESC LIMIT 1",
+                (model, pos),
+            ).fetchone()
+        return None if row is None else CapturedEvent(int(row[0]), json_codec.loads(row[1]))
+
+    def position_of(self, model: str, key: str, rev: str | None) -> int | None:
+        """The position of ``model``'s event ``(key, rev)`` if this capture holds it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pos FROM events WHERE model = ? AND key = ? AND rev IS ?", (model, key, rev)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
     def get(self, pos: int) -> CapturedEvent | None:
         with self._lock:
             row = self._db.execute("SELECT pos, envelope FROM events WHERE pos = ?", (pos,)).fetchone()

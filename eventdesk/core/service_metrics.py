@@ -31,19 +31,19 @@ from eventdesk.core.runtime_status import Status
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text format
 
-# Lease changes of a fleet's agent, by model and change ("acquired", "renewed", "released",
+# Lease changes of a fleet's agent, by model and change ("acquired", "released",
 # "lost", ...). Module-level so that the code holding leases needs no handle on the metrics:
 # it calls lease_changed(); every ServiceMetrics of this process serves it.
 LEASE_CHANGES = Counter(
     "eventdesk_lease_changes",
-    "Lease changes of this runner, per model and change (acquired, renewed, released, lost).",
+    "Lease changes of this runner, per model and change (acquired, released, lost).",
     ["model", "change"],
     registry=None,
 )
 
 
 def lease_changed(model: str, change: str) -> None:
-    """Count one lease change of ``model`` (``change``: acquired, renewed, released, lost, ...)."""
+    """Count one lease change of ``model`` (``change``: acquired, released or lost)."""
     LEASE_CHANGES.labels(model=model, change=change).inc()
 
 

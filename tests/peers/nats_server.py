@@ -1,14 +1,17 @@
 """A real nats-server with JetStream (and, when asked, its MQTT listener) started on free ports
 with its store in a temp dir; it can be stopped and started again on the same ports and store.
+Also a three-node cluster of them (``nats_cluster``), for R3 streams and buckets and a fleet.
 The machine's own NATS (port 4222) is never touched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -54,6 +57,10 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def server_name(self) -> str:
+        return f"ed-test-{self.port}"
+
     def start(self) -> None:
         exe = nats_server_exe()
         store = self.workdir / "store"
@@ -62,9 +69,7 @@ class NatsServer:
         if self.mqtt_port:
             extra += f"\nmqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n}}\n"
         conf = self.workdir / "nats.conf"
-        conf.write_text(
-            NATS_CONF.format(name=f"ed-test-{self.port}", port=self.port, store=store, extra=extra)
-        )
+        conf.write_text(NATS_CONF.format(name=self.server_name, port=self.port, store=store, extra=extra))
         log = (self.workdir / "nats.log").open("ab")
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -104,3 +109,137 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 def nats_mqtt_server(tmp_path: Path) -> Iterator[NatsServer]:
     """nats-server with its MQTT listener (which needs server_name and JetStream)."""
     yield from running_nats(tmp_path / "nats-mqtt", mqtt=True)
+
+
+CLUSTER_CONF = """\
+cluster {{
+  name: {name}
+  listen: 127.0.0.1:{port}
+  routes: [{routes}]
+}}
+"""
+
+
+@dataclass
+class NatsCluster:
+    """Three (``size``) nats-server nodes clustered on loopback, JetStream on each (R3 streams
+    and buckets). ``url`` names every node; a node can be killed (SIGKILL) and started again on
+    its ports and store."""
+
+    workdir: Path
+    size: int = 3
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        for i, port in enumerate(cluster_ports):
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in cluster_ports if p != port)
+            conf = CLUSTER_CONF.format(name="ed-test-cluster", port=port, routes=routes)
+            self.nodes.append(NatsServer(self.workdir / f"node{i}", extra_conf=conf))
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until JetStream answers on every node (the cluster elected its meta leader)."""
+        asyncio.run(_jetstream_ready([n.url for n in self.nodes if n.proc is not None], timeout))
+
+    def kill(self, index: int) -> None:
+        """SIGKILL node ``index`` (no goodbye to its peers or clients)."""
+        node = self.nodes[index]
+        if node.proc is not None:
+            node.proc.kill()
+            node.proc.wait(10)
+            node.proc = None
+
+    def leader(self, stream: str) -> int:
+        """The index of the node leading ``stream`` (a KV bucket's stream is KV_<bucket>)."""
+        url = next(n.url for n in self.nodes if n.proc is not None)
+        name = asyncio.run(_stream_leader(url, stream))
+        return next(i for i, n in enumerate(self.nodes) if n.server_name == name)
+
+    def colocate_leaders(self, stream: str, other: str, tries: int = 20) -> int:
+        """Make the node leading ``stream`` lead ``other`` too (its leader steps down until a
+        new election lands there); that node's index."""
+        for _ in range(tries):
+            target = self.leader(stream)
+            if self.leader(other) == target:
+                return target
+            asyncio.run(_step_down(next(n.url for n in self.nodes if n.proc is not None), other))
+        raise AssertionError(f"the leaders of {stream} and {other} never met in {tries} elections")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def log(self) -> str:
+        return "\n".join(f"--- node {i}\n{n.log()[-3000:]}" for i, n in enumerate(self.nodes))
+
+
+async def _stream_leader(url: str, stream: str, timeout: float = 20.0) -> str:
+    """The stream's leader, once it has one (after a step-down, an election)."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = await nc.jetstream(timeout=2).stream_info(stream)
+                if info.cluster is not None and info.cluster.leader:
+                    return str(info.cluster.leader)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {stream} has no leader after {timeout} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+async def _step_down(url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+        await asyncio.sleep(0.5)  # the election that follows
+    finally:
+        await nc.close()
+
+
+async def _jetstream_ready(urls: list[str], timeout: float) -> None:
+    import nats
+
+    deadline = time.monotonic() + timeout
+    for url in urls:
+        while True:
+            try:
+                nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+                try:
+                    await nc.jetstream(timeout=1).account_info()
+                    break
+                finally:
+                    await nc.close()
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A three-node nats-server cluster with JetStream, on free loopback ports."""
+    cluster = NatsCluster(tmp_path / "nats-cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

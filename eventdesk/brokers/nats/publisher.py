@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -98,6 +99,8 @@ class NatsPublisher(ReconnectingPublisher):
         self._running = False
         self._max_payload = _DEFAULT_MAX_PAYLOAD
         self.summary = ""  # what the last connection found (the stream), for test_connection
+        self._checks: set[asyncio.Task[None]] = set()  # a 503's stream lookups (_no_responders)
+        self._checking: set[int] = set()  # the batches (ids) being looked up
 
     # -- topics and limits ----------------------------------------------------------------
 
@@ -276,7 +279,10 @@ class NatsPublisher(ReconnectingPublisher):
             return  # a batch that already failed
         batch, subject = entry
         if msg.headers and msg.headers.get("Status") == "503":
-            batch.fail(no_stream_error(subject, self._label))
+            # No responder: no stream binds the subject (poison), or its stream has no leader
+            # right now (a cluster electing one after losing a node): then the batch is left to
+            # its PubAck timeout, like a dropped connection, and sent again.
+            self._no_responders(batch, subject)
             return
         try:
             reply: dict[str, Any] = json.loads(msg.data)
@@ -287,6 +293,25 @@ class NatsPublisher(ReconnectingPublisher):
             batch.fail(puback_error(reply, subject, self._label))
         else:
             batch.done_one()
+
+    def _no_responders(self, batch: _Batch, subject: str) -> None:
+        nc = self._nc
+        if batch.future.done() or nc is None or id(batch) in self._checking:
+            return  # one lookup per batch
+        self._checking.add(id(batch))
+
+        async def check() -> None:
+            try:
+                await nc.jetstream(timeout=2.0).find_stream_name_by_subject(subject)
+            except nats.js.errors.NotFoundError:
+                batch.fail(no_stream_error(subject, self._label))
+            except Exception:  # JetStream itself is not answering: not the message's fault
+                log.debug("%s: no PubAck on %r and no answer about its stream", self._label, subject)
+
+        task = asyncio.get_running_loop().create_task(check())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+        task.add_done_callback(lambda _: self._checking.discard(id(batch)))
 
     async def _on_error(self, exc: Exception) -> None:
         text = str(exc)

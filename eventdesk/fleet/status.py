@@ -1,0 +1,108 @@
+"""``eventdesk fleet status``: the fleet of a workspace as its bucket shows it: the agents (from
+their heartbeats), each model's lease (holder, age, last renewal) and what its holder last
+recorded (checkpoint, backlog per route)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eventdesk.core import json_codec
+from eventdesk.fleet.bucket import Entry
+from eventdesk.fleet.lease import Lease
+from eventdesk.fleet.settings import AGENT_PREFIX, LEASE_PREFIX, unescape_token
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    agents: dict[str, dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agents": self.agents, "models": self.models}
+
+
+def build_fleet_status(
+    snapshot: dict[str, Entry], models: list[str], now: float | None = None
+) -> FleetStatus:
+    """The status from a bucket snapshot (``FleetBucket.snapshot``). Ages come from the writers'
+    wall clocks: a host whose clock is off shows odd ages, nothing worse. ``models``: the
+    workspace's, shown even when no agent ever took them."""
+    now = time.time() if now is None else now
+    agents: dict[str, dict[str, Any]] = {}
+    leases: dict[str, dict[str, Any]] = {name: _unheld() for name in models}
+    for key, entry in snapshot.items():
+        if key.startswith(AGENT_PREFIX) and entry.value:
+            try:
+                beat = json_codec.loads(entry.value)
+            except ValueError:
+                continue
+            if not isinstance(beat, dict):
+                continue
+            agents[str(beat.get("agent") or unescape_token(key[len(AGENT_PREFIX) :]))] = {
+                "host": beat.get("host"),
+                "pid": beat.get("pid"),
+                "models": beat.get("models") or [],
+                "seen_ago": round(now - float(beat.get("at") or 0.0), 1),
+                "ttl": beat.get("ttl"),
+                "up_for": round(now - float(beat.get("started_at") or now), 1),
+            }
+        elif key.startswith(LEASE_PREFIX):
+            name = unescape_token(key[len(LEASE_PREFIX) :])
+            lease = Lease.decode(entry.value)
+            if lease is None:
+                leases[name] = _unheld()
+                continue
+            routes = lease.progress.get("routes") or {}
+            leases[name] = {
+                "agent": lease.agent or None,
+                "lease_age": round(now - lease.taken_at, 1) if lease.agent else None,
+                "renewed_ago": round(now - lease.renewed_at, 1),
+                "ttl": lease.ttl,
+                "revision": entry.revision,
+                "state": lease.progress.get("state"),
+                "checkpoint": lease.progress.get("checkpoint"),
+                "resume": lease.resume,
+                "routes": routes if isinstance(routes, dict) else {},
+            }
+    return FleetStatus(agents=dict(sorted(agents.items())), models=dict(sorted(leases.items())))
+
+
+def _unheld() -> dict[str, Any]:
+    return {
+        "agent": None,
+        "lease_age": None,
+        "renewed_ago": None,
+        "ttl": None,
+        "revision": None,
+        "state": None,
+        "checkpoint": None,
+        "resume": None,
+        "routes": {},
+    }
+
+
+def render(status: FleetStatus) -> list[str]:
+    """The text form, one line per agent, model and route."""
+    lines = ["agents:"]
+    for agent, a in status.agents.items():
+        expired = a["ttl"] is not None and a["seen_ago"] > float(a["ttl"])
+        lines.append(
+            f"  {agent}: host={a['host']} pid={a['pid']} models={len(a['models'])}"
+            f" seen {a['seen_ago']} s ago{' (silent past its TTL)' if expired else ''}"
+        )
+    if not status.agents:
+        lines.append("  (none)")
+    lines.append("models:")
+    for name, m in status.models.items():
+        if m["agent"] is None:
+            lines.append(f"  {name}: free" + (f" (last state {m['state']})" if m["state"] else ""))
+        else:
+            lines.append(
+                f"  {name}: {m['agent']} lease {m['lease_age']} s renewed {m['renewed_ago']} s ago"
+                f" state={m['state']} checkpoint={json_codec.dumps(m['checkpoint']).decode()}"
+            )
+        for route, r in m["routes"].items():
+            lines.append(f"    route {route}: backlog={r.get('backlog')}")
+    return lines
