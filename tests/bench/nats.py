@@ -102,7 +102,7 @@ async def nats_py_rate(url: str, count: int, run: int, replicas: int) -> float:
         start = time.perf_counter()
         futures = []
         for (subject, payload), f in zip(messages, fields, strict=True):
-            futures.append(await js.publish_async(subject, payload, headers=headers_for(f, "BENCH")))
+            futures.append(await js.publish_async(subject, payload, headers=headers_for(f, "BENCH", subject)))
         await js.publish_async_completed()
         for fut in futures:
             fut.result()  # every PubAck, as the route needs

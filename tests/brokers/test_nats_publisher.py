@@ -87,7 +87,7 @@ async def test_pubacks_and_duplicates_land_once(nats_server: NatsServer, make_na
     stored = await stream_messages(nats_server.url, "ED")
     assert len(stored) == 500
     ids = [m.headers["Nats-Msg-Id"] for m in stored]
-    assert ids == [msg_id(f) for f in batch]
+    assert ids == [msg_id(f, subject) for f, (subject, _) in zip(batch, messages, strict=True)]
     first = stored[0]
     assert first.headers["EventDesk-Model"] == "accounts"
     assert first.headers["EventDesk-Op"] == "created"
@@ -96,14 +96,34 @@ async def test_pubacks_and_duplicates_land_once(nats_server: NatsServer, make_na
     assert json.loads(first.data) == {"n": 0}
 
 
+async def test_two_routes_of_one_model_into_one_stream_both_land(
+    nats_server: NatsServer,  # noqa: F811
+    make_nats: MakeNats,
+) -> None:
+    publisher, _ = make_nats(nats_config(nats_server.url, stream="ED", create_stream=True, subjects="ed.>"))
+    await publisher.start()
+    await publisher.wait_connected()
+    batch = [fields(i) for i in range(20)]
+    envelope = [(f"ed.accounts.k{i}", b'{"envelope": %d}' % i) for i in range(20)]
+    payload = [(f"ed.payload.k{i}", b'{"n": %d}' % i) for i in range(20)]
+    await asyncio.wait_for(publisher.publish_with_fields(envelope, batch, 1, False), 20)
+    await asyncio.wait_for(publisher.publish_with_fields(payload, batch, 1, False), 20)
+    await asyncio.wait_for(publisher.publish_with_fields(payload, batch, 1, False), 20)  # a resend
+    stored = await stream_messages(nats_server.url, "ED")
+    assert sorted(m.subject for m in stored) == sorted(s for s, _ in envelope + payload)
+
+
 async def test_msg_id_is_deterministic_and_tells_revisions_apart() -> None:
-    assert msg_id(fields(1)) == msg_id(fields(1))
-    assert msg_id(fields(1, rev="2-b")) != msg_id(fields(1))
+    s = "ed.accounts"
+    assert msg_id(fields(1), s) == msg_id(fields(1), s)
+    assert msg_id(fields(1, rev="2-b"), s) != msg_id(fields(1), s)
     # Without a rev, the capture id decides (the same captured event keeps its id).
-    assert msg_id(fields(1, rev=None)) == msg_id(
-        MessageFields("ds", "accounts", "updated", "k1", None, "id1")
+    assert msg_id(fields(1, rev=None), s) == msg_id(
+        MessageFields("ds", "accounts", "updated", "k1", None, "id1"), s
     )
-    assert msg_id(fields(1, rev=None)) != msg_id(fields(2, rev=None, key="k1"))
+    assert msg_id(fields(1, rev=None), s) != msg_id(fields(2, rev=None, key="k1"), s)
+    # Two routes of one model, two subjects: two messages, not a message and its duplicate.
+    assert msg_id(fields(1), s) != msg_id(fields(1), "ed.accounts.payload")
 
 
 HOSTILE = ["a.b", "*", ">", "a b", "tab\there", "new\nline", "", ".", "x.>", "$SYS", "%2E", "a/b"]
@@ -304,7 +324,7 @@ async def test_core_delivery_reaches_a_plain_subscriber(nats_server: NatsServer,
     finally:
         await nc.close()
     assert [m.data for m in got] == [b"%d" % i for i in range(50)]  # in order
-    assert got[3].headers["Nats-Msg-Id"] == msg_id(fields(3))
+    assert got[3].headers["Nats-Msg-Id"] == msg_id(fields(3), "core.k3")
 
 
 async def test_a_replay_to_nats_escapes_subjects_and_a_second_replay_lands_nowhere(

@@ -27,17 +27,21 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 
 
-def msg_id(f: MessageFields) -> str:
-    """A deterministic id of one change: the same datasource, model, key and rev give the same
-    id (an event without a rev: its capture id, the same on every resend of that event)."""
+def msg_id(f: MessageFields, subject: str) -> str:
+    """A deterministic id of one change on one subject: the same datasource, model, key and rev
+    give the same id (an event without a rev: its capture id, the same on every resend of that
+    event). The subject is part of it: two routes of one model into one stream (an envelope
+    route and a payload route, say) publish two messages, not one and a duplicate; a route
+    re-sending after a crash or failover publishes to the same subject, so the stream's
+    duplicate window still drops the resend."""
     rev = f.rev if f.rev is not None else "id:" + f.id
-    digest = hashlib.blake2b("\x00".join((f.datasource, f.model, f.key, rev)).encode(), digest_size=16)
-    return digest.hexdigest()
+    parts = (f.datasource, f.model, f.key, rev, subject)
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def headers_for(f: MessageFields, stream: str) -> dict[str, str]:
+def headers_for(f: MessageFields, stream: str, subject: str) -> dict[str, str]:
     headers = {
-        MSG_ID: msg_id(f),
+        MSG_ID: msg_id(f, subject),
         DATASOURCE_HEADER: header_value(f.datasource),
         MODEL_HEADER: header_value(f.model),
         OP_HEADER: header_value(f.op),

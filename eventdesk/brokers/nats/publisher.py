@@ -233,7 +233,7 @@ class NatsPublisher(ReconnectingPublisher):
         stream = self.settings.stream
         outbox = self._outbox
         for i, (topic, payload) in enumerate(messages):
-            headers = headers_for(fields[i], stream) if fields is not None else None
+            headers = headers_for(fields[i], stream, topic) if fields is not None else None
             token = str(next(self._ids)) if self._jetstream else ""
             outbox.append((topic, payload, headers, token, batch))
         if self._jetstream:
