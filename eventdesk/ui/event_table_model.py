@@ -352,6 +352,11 @@ class EventTableModel(QAbstractTableModel):
         (the old way: tests and benchmarks compare the two)."""
         self._scanner.in_process = on
 
+    @property
+    def scan_worker_pid(self) -> int | None:
+        """The filter scan's worker process (None: not running; benchmarks read its memory)."""
+        return self._scanner.worker.pid
+
     def stop(self) -> None:
         """Cancel a running scan (the window is closing)."""
         if self._stop_scan():
