@@ -80,10 +80,7 @@ def _serve(commands: Connection, answers: Connection, wanted: Any) -> None:
     reads: CaptureReads | None = None
     try:
         while True:
-            try:
-                token, path, fields, before, after, chunks = commands.recv()
-            except EOFError:
-                return
+            token, path, fields, before, after, chunks = commands.recv()
             event_index.POSITIONS_CHUNK, event_index.ENVELOPES_CHUNK, event_index.SCREEN_WINDOW = chunks
             error = ""
             try:
@@ -95,9 +92,13 @@ def _serve(commands: Connection, answers: Connection, wanted: Any) -> None:
                 cancelled = functools.partial(_replaced, wanted, token)
                 for found in scan(reads, flt, before=before, after=after, cancelled=cancelled):
                     answers.send(("found", token, *_encode(found)))
+            except (BrokenPipeError, ConnectionResetError):
+                raise
             except Exception as exc:  # one bad scan is reported, the worker serves the next
                 error = f"{type(exc).__name__}: {exc}"
             answers.send(("done", token, error))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the window closed its end: leave quietly
     finally:
         if reads is not None:
             reads.close()
