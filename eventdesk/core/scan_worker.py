@@ -119,7 +119,7 @@ def _read_answers(ref: weakref.ref[ScanWorker], answers: Connection) -> None:
         del me
     me = ref()
     if me is not None:
-        me.deliver(0, ("lost",))
+        me.lose(answers)
 
 
 def _stop(process: Any, commands: Connection, answers: Connection) -> None:
@@ -143,6 +143,7 @@ class ScanWorker:
         self._tokens = 0
         self._process: Any = None
         self._commands: Connection | None = None
+        self._answers: Connection | None = None
         self._waiting: dict[int, queue.SimpleQueue[tuple[Any, ...]]] = {}
         self._finalizer: weakref.finalize[Any, ScanWorker] | None = None
         self._unavailable = False
@@ -162,7 +163,7 @@ class ScanWorker:
         with self._lock:
             if self._finalizer is not None:
                 self._finalizer()
-            self._process = self._commands = self._finalizer = None
+            self._process = self._commands = self._answers = self._finalizer = None
 
     def scan(
         self,
@@ -207,12 +208,19 @@ class ScanWorker:
                     self._wanted.value = 0
 
     def deliver(self, token: int, answer: tuple[Any, ...]) -> None:
-        """Hand ``answer`` to the scan ``token`` (dropped when that one is gone); ``token`` 0: to every one."""
+        """Hand ``answer`` to the scan ``token`` (dropped when that one is gone)."""
         with self._lock:
-            waiting = list(self._waiting.values()) if token == 0 else [self._waiting.get(token)]
-        for answers in waiting:
-            if answers is not None:
-                answers.put(answer)
+            waiting = self._waiting.get(token)
+        if waiting is not None:
+            waiting.put(answer)
+
+    def lose(self, answers: Connection) -> None:
+        """The worker behind ``answers`` is gone: tell every waiting scan; the next one starts another."""
+        with self._lock:
+            if answers is self._answers:
+                self._commands = self._answers = None
+            for waiting in self._waiting.values():
+                waiting.put(("lost",))
 
     def _start(self) -> Connection | None:
         """The pipe to a running worker (started now if need be); None: it cannot start. Under the lock."""
@@ -243,6 +251,6 @@ class ScanWorker:
         threading.Thread(
             target=_read_answers, args=(weakref.ref(self), answers), name="scan-answers", daemon=True
         ).start()
-        self._process, self._commands = process, commands
+        self._process, self._commands, self._answers = process, commands, answers
         self._finalizer = weakref.finalize(self, _stop, process, commands, answers)
         return commands
