@@ -16,9 +16,11 @@ the answer is the same either way (both run the same :func:`scan`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import weakref
@@ -35,6 +37,7 @@ from eventdesk.core.filters import EventFilter
 
 log = logging.getLogger(__name__)
 
+NICENESS = 5  # the worker's CPU priority below the window's
 _CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that runs Qt threads
 
 
@@ -78,6 +81,8 @@ def _replaced(wanted: Any, token: int) -> bool:
 def _serve(commands: Connection, answers: Connection, wanted: Any) -> None:
     """The worker process: run each scan it is sent, answering each step, until the pipe closes."""
     reads: CaptureReads | None = None
+    with contextlib.suppress(OSError, AttributeError):  # no nice() on Windows: same priority there
+        os.nice(NICENESS)  # background work: on a busy machine the window's thread gets the CPU first
     try:
         while True:
             token, path, fields, before, after, chunks = commands.recv()
