@@ -3,6 +3,7 @@ step, is cancelled by a newer scan, and says so when the worker dies (a real cap
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventdesk.core import event_index
+from eventdesk.core import event_index, scan_worker
 from eventdesk.core.capture import Capture
 from eventdesk.core.envelope import Event
 from eventdesk.core.event_index import scan
@@ -131,3 +132,22 @@ def test_a_worker_that_dies_mid_scan_is_reported_and_the_next_scan_starts_a_new_
         assert worker.pid not in (None, first)
     finally:
         worker.close()
+
+
+def test_a_worker_that_cannot_start_leaves_the_scan_here_and_says_so(
+    capture: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(scan_worker._CONTEXT, "Process", refuse)  # the one way to make spawn fail
+    worker = ScanWorker()
+    flt = EventFilter(expression="payload.region == 'Pune'")
+    before = capture.view_last_pos() + 1
+    with caplog.at_level(logging.WARNING, logger="eventdesk.core.scan_worker"):
+        found = positions(worker.scan(capture, flt, before=before, cancelled=lambda: False))
+    assert (
+        found == positions(scan(capture, flt, before=before, cancelled=lambda: False)) and len(found) == 600
+    )
+    assert worker.pid is None
+    assert "runs in the window's process" in caplog.text and "no processes left" in caplog.text
