@@ -2,6 +2,8 @@
 
 ``rowCount`` is the exact number of captured events the filter matches. Which positions those
 are is worked out by :func:`eventdesk.core.event_index.scan` on a worker thread, newest first
+(a text or JMESPath filter's scan in a worker process, :mod:`eventdesk.core.scan_worker`, so its
+Python never holds the GUI's GIL while the table paints)
 (the newest rows show at once, the count grows to the exact one; a new filter cancels the
 scan); events arriving meanwhile are added at the end without reading anything again. Rows
 are read from the capture a page at a time (``view_events``: one query by position) when the
@@ -33,6 +35,7 @@ from PySide6.QtGui import QFont
 from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.event_index import Found, PositionList, needs_envelopes, scan
 from eventdesk.core.filters import EventFilter
+from eventdesk.core.scan_worker import ScanWorker
 from eventdesk.ui.event_rows import COL_RECEIVED, COLUMNS, Row, cell_data
 
 log = logging.getLogger(__name__)
@@ -50,10 +53,17 @@ class _Scanner(QObject):
     step = Signal(int, object)  # generation, [Found, ...] newest first
     finished = Signal(int, int, str)  # generation, events in the span (-1: all matched), error ("" if none)
 
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = ScanWorker()
+        self.in_process = False  # True: every scan on the thread here (the old way; benchmarks compare)
+
     def run(
         self, generation: int, capture: Capture, flt: EventFilter, before: int, after: int
     ) -> threading.Event:
         cancel = threading.Event()
+        # SQLite answers models/ops/quarantine alone (cheap here); text and expressions go to the worker
+        run_scan = scan if self.in_process or not needs_envelopes(flt) else self.worker.scan
 
         def work() -> None:
             error = ""
@@ -68,7 +78,7 @@ class _Scanner(QObject):
                 total = -1 if empty else capture.view_span(after=after, before=before)[0]
                 pending: list[Found] = []
                 sent = 0.0  # the first step goes at once: the newest rows show first
-                for found in scan(capture, flt, before=before, after=after, cancelled=cancel.is_set):
+                for found in run_scan(capture, flt, before=before, after=after, cancelled=cancel.is_set):
                     pending.append(found)
                     if time.monotonic() - sent >= STEP_EVERY and not cancel.is_set():
                         self.step.emit(generation, pending)
@@ -337,10 +347,21 @@ class EventTableModel(QAbstractTableModel):
         if self._capture is not None:
             self._reload()
 
+    def scan_in_process(self, on: bool) -> None:
+        """Scan text and expression filters on a thread here instead of in the worker process
+        (the old way: tests and benchmarks compare the two)."""
+        self._scanner.in_process = on
+
+    @property
+    def scan_worker_pid(self) -> int | None:
+        """The filter scan's worker process (None: not running; benchmarks read its memory)."""
+        return self._scanner.worker.pid
+
     def stop(self) -> None:
         """Cancel a running scan (the window is closing)."""
         if self._stop_scan():
             self.loadingChanged.emit(False)
+        self._scanner.worker.close()
 
     def _reload(self) -> None:
         capture = self._capture
@@ -394,6 +415,7 @@ class EventTableModel(QAbstractTableModel):
         if cancel is None:
             return False
         cancel.set()
+        self._scanner.worker.cancel()
         self._generation += 1
         self._progress = 1.0
         return True

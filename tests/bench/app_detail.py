@@ -30,6 +30,7 @@ import orjson
 
 from eventdesk.core.envelope import Event
 from eventdesk.core.home import Home
+from tests.bench.private_settings import private_settings
 
 TARGET_BYTES = 5_000_000
 
@@ -192,4 +193,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_settings():  # the window's saved layout: not the user's settings
+        main()

@@ -35,6 +35,7 @@ from eventdesk.core.contracts import Connector, State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.settings_schema import Field, Schema
 from eventdesk.core.workspace import DatasourceConfig, ModelConfig
+from tests.bench.private_settings import private_settings
 from tests.cli.harness import bulk_insert
 from tests.peers.servers import start_couch, stop_process
 
@@ -404,4 +405,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_settings():  # the window's saved layout: not the user's settings
+        main()

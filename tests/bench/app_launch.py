@@ -22,6 +22,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from tests.bench.private_settings import private_settings
+
 CHILD = """
 import runpy, sys, time
 from PySide6.QtCore import QEvent, QObject, QTimer
@@ -103,4 +105,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_settings():  # the window's saved layout: not the user's settings
+        main()

@@ -31,6 +31,7 @@ from typing import Any
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from tests.bench.app_feed import cpu_seconds, rss_mb, until
+from tests.bench.private_settings import private_settings
 from tests.peers.servers import CouchServer, MqttBroker, Subscriber, free_port, start_couch, stop_process
 
 WARM_UP_S = 15.0
@@ -314,4 +315,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_settings():  # the window's saved layout: not the user's settings
+        main()

@@ -213,13 +213,15 @@ def test_the_whole_capture_is_in_the_table_and_pages_are_read_on_demand(
     assert model.event_at(12_345).envelope["key"] == "k12345"
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["worker-process", "in-process"])
 def test_filter_counts_exactly_over_the_whole_capture(
-    qtbot: Any, capture: Capture, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch
+    qtbot: Any, capture: Capture, add_events: AddEvents, monkeypatch: pytest.MonkeyPatch, in_process: bool
 ) -> None:
     monkeypatch.setattr(event_index, "ENVELOPES_CHUNK", 64)  # several steps of the scan
     add_events("accounts", 300)
     add_events("orders", 300)
     model = EventTableModel()
+    model.scan_in_process(in_process)
     flt = EventFilter(models=frozenset({"accounts"}), expression="payload.region == 'Bangalore'")
     loaded(qtbot, model, lambda: model.set_filter(flt, capture))
     rows = [model.event_at(r).envelope for r in range(model.rowCount())]
@@ -399,8 +401,9 @@ def test_go_to_time_dialog_finds_the_first_event_at_or_after_the_time(
     qtbot.waitUntil(lambda: view.goto_dialog is None)
 
 
+@pytest.mark.parametrize("in_process", [False, True], ids=["worker-process", "in-process"])
 def test_text_filter_over_the_capture_finds_what_casefolding_finds(
-    qtbot: Any, capture: Capture, add_events: AddEvents
+    qtbot: Any, capture: Capture, add_events: AddEvents, in_process: bool
 ) -> None:
     """SQLite screens envelopes for the text (ASCII lower case only); whatever Python's casefold
     matches must still be found: non-ASCII letters that fold to ASCII, quotes, a match in a key."""
@@ -409,6 +412,7 @@ def test_text_filter_over_the_capture_finds_what_casefolding_finds(
         add_events("accounts", 1, start=i, payload={"note": note})
     add_events("accounts", 1, start=50, payload={"note": "none"}).clear()
     model = EventTableModel()
+    model.scan_in_process(in_process)  # both ways of scanning answer the same
 
     def found(text: str) -> list[str]:
         loaded(qtbot, model, lambda: model.set_filter(EventFilter(text=text), capture))
