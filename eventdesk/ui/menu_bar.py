@@ -1,8 +1,8 @@
 """The main window's menu bar: every command where people look for it.
 
 File (the demo workspace, open a recording, export, quit), Edit (add an object), View (the
-panes, follow, pause, filter), Run (start and stop all, or one model from a submenu rebuilt
-each time it opens) and Help (the keyboard shortcuts, the documentation, versions). It holds
+panes, follow, pause, filter, the Fleet window of ui/fleet_view.py), Run (start and stop all,
+or one model from a submenu rebuilt each time it opens) and Help (the keyboard shortcuts, the documentation, versions). It holds
 no logic of its own: its entries are the window's actions (the same objects as the toolbar's,
 so they share their enabled and checked state) or call the window's commands.
 """
@@ -20,8 +20,11 @@ from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
 from eventdesk.ui.demo_actions import DemoActions
 from eventdesk.ui.event_table import EventTableView
+from eventdesk.ui.fleet_view import FleetView
 from eventdesk.ui.help_dialogs import AboutDialog, ShortcutsDialog, documentation_url
 from eventdesk.ui.notifications import NotificationArea
+from eventdesk.ui.object_commands import ObjectCommands
+from eventdesk.ui.object_dialogs import DatasourceDialog
 from eventdesk.ui.session_restore import restart_enabled, set_restart_enabled
 
 
@@ -46,6 +49,8 @@ class DeskWindow(Protocol):
     def rate_chart(self) -> QWidget: ...
     @property
     def detail(self) -> QWidget: ...
+    @property
+    def commands(self) -> ObjectCommands: ...
     @property
     def act_add_datasource(self) -> QAction: ...
     @property
@@ -87,6 +92,7 @@ class DeskMenus(QObject):
             self.menus[title] = menu
         self.shortcuts_dialog: ShortcutsDialog | None = None
         self.about_dialog: AboutDialog | None = None
+        self.fleet_view: FleetView | None = None
 
         file = self.menus["File"]
         self.act_open_demo = self._action("open_demo", "Open the demo workspace", window.demo.open_demo)
@@ -124,6 +130,12 @@ class DeskMenus(QObject):
         view.addAction(window.table.goto_action)
         view.addAction(window.act_pause)
         view.addAction(window.act_focus_filter)
+        view.addSeparator()
+        self.act_fleet = self._action("fleet", "Fleet…", self.show_fleet)
+        self.act_fleet.setToolTip(
+            "The agents running this workspace with eventdesk run --fleet, and their models"
+        )
+        view.addAction(self.act_fleet)
 
         run = self.menus["Run"]
         run.addAction(window.act_start_all)
@@ -202,6 +214,26 @@ class DeskMenus(QObject):
             stop.setEnabled(not read_only and state is not State.STOPPED)
             stop.triggered.connect(lambda _checked=False, n=name: window.stop_model(n))
             self.model_actions[name] = (start, stop)
+
+    # -- View ▸ Fleet… ------------------------------------------------------------------------
+    def show_fleet(self) -> FleetView:
+        if self.fleet_view is None:
+            self.fleet_view = FleetView(self.window.home, self.watch_fleet_stream, self.main)
+        self.fleet_view.show()
+        self.fleet_view.raise_()
+        return self.fleet_view
+
+    def watch_fleet_stream(self, url: str) -> DatasourceDialog:
+        """The Add datasource dialog with kind nats and the fleet's URL (a model on the fleet's
+        stream then shows every agent's events)."""
+        dialog = DatasourceDialog(self.window.home, parent=self.main)
+        dialog.kind_combo.setCurrentText("nats")
+        if "fleet" not in self.window.home.workspace.datasources:
+            dialog.name_edit.setText("fleet")
+        assert dialog.form is not None
+        dialog.form.set_values({"url": url})
+        self.window.commands.open_dialog(dialog)
+        return dialog
 
     # -- Help --------------------------------------------------------------------------------
     def show_shortcuts(self) -> ShortcutsDialog:

@@ -1,0 +1,218 @@
+"""The Fleet window (View ▸ Fleet…): the agents running this workspace with ``eventdesk run
+--fleet`` and each model's lease, as the fleet bucket shows them (eventdesk/fleet/status.py, the
+same figures as ``eventdesk fleet status``), read again every 2 s by an asyncio task on the
+app's loop, so the window never blocks. A read that fails says why in the window (no server, no
+bucket for this workspace). The fleet URL is kept per workspace in the app's QSettings; "Watch
+the fleet's stream…" opens the Add datasource dialog with kind nats and that URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from eventdesk.core.home import Home
+from eventdesk.fleet.bucket import FleetBucket
+from eventdesk.fleet.settings import DEFAULT_TTL, FleetSettings, bucket_name
+from eventdesk.fleet.status import FleetStatus, build_fleet_status
+from eventdesk.ui.async_tasks import TaskSlots
+from eventdesk.ui.object_dialog import describe_error
+from eventdesk.ui.window_layout import app_settings
+
+REFRESH_MS = 2000
+READ_TIMEOUT = 5.0  # seconds for each request to the bucket
+AGENT_COLUMNS = ("Agent", "Host", "Models held", "Heartbeat", "State")
+MODEL_COLUMNS = ("Model", "Holder", "Lease age", "Renewed", "State", "Backlog per route")
+
+
+def url_setting(home: Home) -> str:
+    return f"fleet/{home.workspace.workspace_id}/url"
+
+
+def _age(seconds: Any) -> str:
+    return "—" if seconds is None else f"{float(seconds):.1f} s"
+
+
+def agent_rows(status: FleetStatus) -> list[tuple[str, ...]]:
+    """(agent, host, models, heartbeat age, alive or silent) per agent."""
+    rows: list[tuple[str, ...]] = []
+    for agent, a in status.agents.items():
+        silent = a["ttl"] is not None and a["seen_ago"] > float(a["ttl"])
+        rows.append(
+            (
+                agent,
+                str(a["host"] or ""),
+                ", ".join(str(m) for m in a["models"]) or "(none)",
+                _age(a["seen_ago"]) + " ago",
+                "silent past its TTL" if silent else "alive",
+            )
+        )
+    return rows
+
+
+def model_rows(status: FleetStatus) -> list[tuple[str, ...]]:
+    """(model, holder, lease age, renewed, state, backlog per route) per model."""
+    rows: list[tuple[str, ...]] = []
+    for name, m in status.models.items():
+        backlog = ", ".join(f"{route}: {r.get('backlog')}" for route, r in m["routes"].items())
+        rows.append(
+            (
+                name,
+                m["agent"] or "free",
+                _age(m["lease_age"]),
+                _age(m["renewed_ago"]) + (" ago" if m["renewed_ago"] is not None else ""),
+                str(m["state"] or ""),
+                backlog or "(no routes)",
+            )
+        )
+    return rows
+
+
+def _fill(table: QTableWidget, rows: list[tuple[str, ...]]) -> None:
+    table.setRowCount(len(rows))
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            table.setItem(r, c, QTableWidgetItem(text))
+
+
+def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setObjectName(name)
+    table.setAccessibleName(name.replace("_", " "))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+class FleetView(QWidget):
+    """``FleetView(home, watch_stream, parent)``: a window of its own; ``watch_stream(url)`` is
+    called by "Watch the fleet's stream…". ``reads`` counts the reads that succeeded."""
+
+    def __init__(
+        self, home: Home, watch_stream: Callable[[str], object], parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowFlag(Qt.WindowType.Window, True)
+        self.setWindowTitle("Fleet")
+        self.setObjectName("fleet_view")
+        self.home = home
+        self.watch_stream = watch_stream
+        self.tasks = TaskSlots(on_error=self._read_failed)
+        self.reads = 0
+        self.status: FleetStatus | None = None
+        self._reading = ""
+
+        self.url_edit = QLineEdit(str(app_settings().value(url_setting(home), "") or ""))
+        self.url_edit.setObjectName("fleet_url")
+        self.url_edit.setPlaceholderText("nats://HOST:4222[,nats://…] (the agents' --fleet URL)")
+        self.url_edit.editingFinished.connect(self.refresh)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setObjectName("fleet_refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.watch_button = QPushButton("Watch the fleet's stream…")
+        self.watch_button.setObjectName("fleet_watch")
+        self.watch_button.setToolTip(
+            "Add a nats datasource on this URL: a model on the fleet's stream shows every agent's events live"
+        )
+        self.watch_button.clicked.connect(lambda: self.watch_stream(self.url))
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Fleet URL:"))
+        top.addWidget(self.url_edit, 1)
+        top.addWidget(self.refresh_button)
+        top.addWidget(self.watch_button)
+
+        self.message = QLabel("")
+        self.message.setObjectName("fleet_message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.agents_table = _table(AGENT_COLUMNS, "fleet_agents")
+        self.models_table = _table(MODEL_COLUMNS, "fleet_models")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.message)
+        layout.addWidget(QLabel("Agents"))
+        layout.addWidget(self.agents_table, 1)
+        layout.addWidget(QLabel("Models"))
+        layout.addWidget(self.models_table, 2)
+        self.resize(820, 480)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+
+    @property
+    def url(self) -> str:
+        return self.url_edit.text().strip()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.timer.start()
+        self.refresh()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.timer.stop()
+        self.tasks.cancel("read")
+        super().closeEvent(event)
+
+    def refresh(self) -> None:
+        """Read the bucket now, unless a read of this URL is under way (a slow server never
+        piles reads up; a read of another URL is dropped)."""
+        url = self.url
+        if self.tasks.running("read") and url == self._reading:
+            return
+        if not url:
+            self.tasks.cancel("read")
+            self.message.setText(
+                "Give the fleet's NATS URL (the agents' --fleet) to see its agents and models."
+            )
+            return
+        self._reading = url
+        self.tasks.start("read", self._read(url))
+
+    async def _read(self, url: str) -> None:
+        settings = FleetSettings.parse(url, "eventdesk-desk", DEFAULT_TTL, 1)
+        bucket = FleetBucket(settings, bucket_name(self.home.workspace.workspace_id), timeout=READ_TIMEOUT)
+        try:
+            await bucket.open(create=False)
+            snapshot = await bucket.snapshot()
+        finally:
+            await bucket.close()
+        self.show_status(build_fleet_status(snapshot, list(self.home.workspace.models)))
+        if app_settings().value(url_setting(self.home)) != url:  # kept once it worked
+            s = app_settings()
+            s.setValue(url_setting(self.home), url)
+            s.sync()
+
+    def show_status(self, status: FleetStatus) -> None:
+        self.status = status
+        self.reads += 1
+        _fill(self.agents_table, agent_rows(status))
+        _fill(self.models_table, model_rows(status))
+        self.message.setText(
+            f"{len(status.agents)} agent(s), {sum(1 for m in status.models.values() if m['agent'])} of "
+            f"{len(status.models)} model(s) held; read every {REFRESH_MS // 1000} s."
+        )
+
+    def _read_failed(self, _slot: str, exc: BaseException) -> None:
+        self.status = None  # rows of another URL, or of a while ago, would mislead
+        _fill(self.agents_table, [])
+        _fill(self.models_table, [])
+        self.message.setText(f"Cannot read the fleet: {describe_error(exc)}")
