@@ -2,7 +2,8 @@
 --fleet`` and each model's lease, as the fleet bucket shows them (eventdesk/fleet/status.py, the
 same figures as ``eventdesk fleet status``), read again every 2 s by an asyncio task on the
 app's loop, so the window never blocks. A read that fails says why in the window (no server, no
-bucket for this workspace). The fleet URL is kept per workspace in the app's QSettings; "Watch
+bucket for this workspace). The fleet URL that last worked is kept per workspace in the app's QSettings (unless it carries a
+password or token); "Watch
 the fleet's stream…" opens the Add datasource dialog with kind nats and that URL.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QShowEvent
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from eventdesk.core.home import Home
+from eventdesk.core.settings_schema import redact_url
 from eventdesk.fleet.bucket import FleetBucket
 from eventdesk.fleet.settings import DEFAULT_TTL, FleetSettings, bucket_name
 from eventdesk.fleet.status import FleetStatus, build_fleet_status
@@ -41,6 +44,28 @@ MODEL_COLUMNS = ("Model", "Holder", "Lease age", "Renewed", "State", "Backlog pe
 
 def url_setting(home: Home) -> str:
     return f"fleet/{home.workspace.workspace_id}/url"
+
+
+def _servers(url: str) -> list[str]:
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a server of ``url`` carries a user, password or token (never kept in QSettings)."""
+    return any(urlsplit(u).username or urlsplit(u).password for u in _servers(url))
+
+
+def redact_servers(text: str, url: str) -> str:
+    """``text`` with each server of ``url`` shown without its password or token."""
+    for server in _servers(url):
+        parts = urlsplit(server)
+        if parts.password is not None:
+            text = text.replace(server, redact_url(server))
+        elif parts.username:  # nats://TOKEN@host
+            text = text.replace(
+                server, parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+            )
+    return text
 
 
 def _age(seconds: Any) -> str:
@@ -196,7 +221,8 @@ class FleetView(QWidget):
         finally:
             await bucket.close()
         self.show_status(build_fleet_status(snapshot, list(self.home.workspace.models)))
-        if app_settings().value(url_setting(self.home)) != url:  # kept once it worked
+        # Kept once it worked; not when it carries a secret (QSettings is a plain file).
+        if not has_credentials(url) and app_settings().value(url_setting(self.home)) != url:
             s = app_settings()
             s.setValue(url_setting(self.home), url)
             s.sync()
@@ -215,4 +241,4 @@ class FleetView(QWidget):
         self.status = None  # rows of another URL, or of a while ago, would mislead
         _fill(self.agents_table, [])
         _fill(self.models_table, [])
-        self.message.setText(f"Cannot read the fleet: {describe_error(exc)}")
+        self.message.setText(redact_servers(f"Cannot read the fleet: {describe_error(exc)}", self._reading))

@@ -22,7 +22,7 @@ from eventdesk.core.home import Home
 from eventdesk.fleet.bucket import FleetBucket
 from eventdesk.fleet.lease import Lease
 from eventdesk.fleet.settings import FleetSettings, agent_key, bucket_name, lease_key
-from eventdesk.ui.fleet_view import url_setting
+from eventdesk.ui.fleet_view import has_credentials, redact_servers, url_setting
 from eventdesk.ui.object_dialogs import DatasourceDialog
 from eventdesk.ui.window_layout import app_settings
 from tests.peers.nats_server import NatsServer, running_nats
@@ -117,12 +117,14 @@ def test_fleet_view_shows_agents_models_and_errors(
     assert dialog.form is not None and dialog.form.values()["url"] == fleet_server.url
     dialog.reject()
 
-    # A URL where no server listens: the reason, and no rows left from the last read.
-    wrong = f"nats://127.0.0.1:{free_port()}"
-    view.url_edit.setText(wrong)
+    # A URL where no server listens: the reason (without the URL's password), and no rows
+    # left from the last read.
+    port = free_port()
+    view.url_edit.setText(f"nats://ed:hunter2@127.0.0.1:{port}")
     view.refresh_button.click()
     qtbot.waitUntil(lambda: "Cannot read the fleet" in view.message.text(), timeout=20000)
-    assert f"cannot connect to {wrong}" in view.message.text()
+    assert f"cannot connect to nats://ed:***@127.0.0.1:{port}" in view.message.text()
+    assert "hunter2" not in view.message.text()
     assert view.agents_table.rowCount() == 0 and view.models_table.rowCount() == 0
 
     # A server with no bucket for this workspace.
@@ -138,3 +140,13 @@ def test_fleet_view_shows_agents_models_and_errors(
     window.menus.fleet_view = None
     again = window.menus.show_fleet()
     assert again.url_edit.text() == fleet_server.url
+
+
+def test_fleet_urls_with_secrets_are_neither_shown_nor_kept() -> None:
+    url = "nats://ed:pw1@h1:4222, nats://tok2@h2:4222,nats://h3:4222"
+    assert has_credentials(url)
+    assert not has_credentials("nats://h1:4222,tls://h2:4222")
+    shown = redact_servers(
+        "cannot connect to nats://ed:pw1@h1:4222, nats://tok2@h2:4222, nats://h3:4222", url
+    )
+    assert shown == "cannot connect to nats://ed:***@h1:4222, nats://***@h2:4222, nats://h3:4222"
