@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import redact_url
 from eventdesk.fleet.bucket import FleetBucket
@@ -241,4 +242,8 @@ class FleetView(QWidget):
         self.status = None  # rows of another URL, or of a while ago, would mislead
         _fill(self.agents_table, [])
         _fill(self.models_table, [])
-        self.message.setText(redact_servers(f"Cannot read the fleet: {describe_error(exc)}", self._reading))
+        if isinstance(exc, EventDeskError) and exc.obj == "fleet":  # the field is this window's URL
+            reason = f"Fleet URL: {exc.detail}"
+        else:
+            reason = describe_error(exc)
+        self.message.setText(redact_servers(f"Cannot read the fleet. {reason}", self._reading))
