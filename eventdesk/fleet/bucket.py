@@ -19,6 +19,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
+from eventdesk.clients.nats.connection import show_servers
 from eventdesk.core.errors import BrokerError, NotFoundError
 from eventdesk.fleet.settings import FleetSettings
 
@@ -53,7 +54,7 @@ class FleetBucket:
 
     @property
     def where(self) -> str:
-        return ", ".join(self.settings.servers)
+        return show_servers(list(self.settings.servers))
 
     async def open(self, *, create: bool) -> None:
         """Connect and open the bucket (creating it when ``create`` and it is missing)."""
@@ -139,7 +140,9 @@ class FleetBucket:
 
     async def _on_reconnected(self) -> None:
         url = self.nc.connected_url if self.nc is not None else None
-        log.warning("fleet: reconnected to NATS (%s)", url.netloc if url is not None else "?")
+        log.warning(
+            "fleet: reconnected to NATS (%s)", f"{url.hostname}:{url.port}" if url is not None else "?"
+        )
 
     @property
     def kv(self) -> KeyValue:

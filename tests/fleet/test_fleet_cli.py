@@ -39,6 +39,13 @@ def test_no_nats_server_and_no_bucket_are_said_plainly(
     result = eventdesk(*home_args(home), "run", "--fleet", nobody, timeout=30)
     assert result.returncode == 6, result.stderr
     assert "cannot connect to " + nobody in result.stderr, result.stderr
+    # A password in the URL is never echoed (nor a token: nats://TOKEN@host).
+    port = free_port()
+    for secret_url in (f"nats://agent:s3cr3t-pw@127.0.0.1:{port}", f"nats://t0k3n-xyz@127.0.0.1:{port}"):
+        result = eventdesk(*home_args(home), "fleet", "status", "--fleet", secret_url, timeout=30)
+        assert result.returncode == 6, result.stderr
+        assert f"cannot connect to nats://127.0.0.1:{port}" in result.stderr, result.stderr
+        assert "s3cr3t" not in result.stderr + result.stdout and "t0k3n" not in result.stderr + result.stdout
     result = eventdesk(*home_args(home), "fleet", "status", "--fleet", nats_server.url, timeout=30)
     assert result.returncode == 3, result.stderr
     assert "no fleet bucket 'eventdesk-" in result.stderr and "--fleet" in result.stderr, result.stderr

@@ -36,8 +36,14 @@ class Endpoint(Protocol):
 
 def where(settings: Endpoint) -> str:
     """The servers, as shown in messages (no user names or passwords)."""
+    return show_servers(settings.servers)
+
+
+def show_servers(servers: list[str]) -> str:
+    """NATS server URLs as messages and logs show them: scheme, host and port, never a user
+    name, password or token."""
     return ", ".join(
-        f"{p.scheme}://{p.hostname}:{p.port or 4222}" for p in map(urllib.parse.urlsplit, settings.servers)
+        f"{p.scheme}://{p.hostname}:{p.port or 4222}" for p in map(urllib.parse.urlsplit, servers)
     )
 
 
