@@ -101,20 +101,10 @@ def register(subparsers: Any) -> None:
 
 
 def fleet_status(home: Home, args: argparse.Namespace) -> int:
-    from eventdesk.fleet.bucket import FleetBucket
-    from eventdesk.fleet.status import build_fleet_status, render
+    from eventdesk.fleet.status import read_fleet_status, render
 
-    settings = FleetSettings.parse(args.fleet, "status", DEFAULT_TTL, 1)
-
-    async def read() -> Any:
-        bucket = FleetBucket(settings, bucket_name(home.workspace.workspace_id), timeout=5.0)
-        try:
-            await bucket.open(create=False)
-            return await bucket.snapshot()
-        finally:
-            await bucket.close()
-
-    status = build_fleet_status(asyncio.run(read()), list(home.workspace.models))
+    ws = home.workspace
+    status = asyncio.run(read_fleet_status(args.fleet, ws.workspace_id, list(ws.models), reader="status"))
     if args.json:
         print(json_codec.dumps(status.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:

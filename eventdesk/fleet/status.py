@@ -9,9 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventdesk.core import json_codec
-from eventdesk.fleet.bucket import Entry
+from eventdesk.fleet.bucket import Entry, FleetBucket
 from eventdesk.fleet.lease import Lease
-from eventdesk.fleet.settings import AGENT_PREFIX, LEASE_PREFIX, unescape_token
+from eventdesk.fleet.settings import (
+    AGENT_PREFIX,
+    DEFAULT_TTL,
+    LEASE_PREFIX,
+    FleetSettings,
+    bucket_name,
+    unescape_token,
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,21 @@ def _unheld() -> dict[str, Any]:
         "resume": None,
         "routes": {},
     }
+
+
+async def read_fleet_status(
+    url: str, workspace_id: str, models: list[str], *, reader: str, timeout: float = 5.0
+) -> FleetStatus:
+    """One read of a workspace's fleet bucket on the servers of ``url`` (``eventdesk fleet
+    status`` and the app's Fleet window): a NotFoundError when no agent ever made the bucket."""
+    settings = FleetSettings.parse(url, reader, DEFAULT_TTL, 1)
+    bucket = FleetBucket(settings, bucket_name(workspace_id), timeout=timeout)
+    try:
+        await bucket.open(create=False)
+        snapshot = await bucket.snapshot()
+    finally:
+        await bucket.close()
+    return build_fleet_status(snapshot, models)
 
 
 def render(status: FleetStatus) -> list[str]:

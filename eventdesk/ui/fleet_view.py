@@ -30,9 +30,7 @@ from PySide6.QtWidgets import (
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import redact_url
-from eventdesk.fleet.bucket import FleetBucket
-from eventdesk.fleet.settings import DEFAULT_TTL, FleetSettings, bucket_name
-from eventdesk.fleet.status import FleetStatus, build_fleet_status
+from eventdesk.fleet.status import FleetStatus, read_fleet_status
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.object_dialog import describe_error
 from eventdesk.ui.window_layout import app_settings
@@ -214,14 +212,11 @@ class FleetView(QWidget):
         self.tasks.start("read", self._read(url))
 
     async def _read(self, url: str) -> None:
-        settings = FleetSettings.parse(url, "eventdesk-desk", DEFAULT_TTL, 1)
-        bucket = FleetBucket(settings, bucket_name(self.home.workspace.workspace_id), timeout=READ_TIMEOUT)
-        try:
-            await bucket.open(create=False)
-            snapshot = await bucket.snapshot()
-        finally:
-            await bucket.close()
-        self.show_status(build_fleet_status(snapshot, list(self.home.workspace.models)))
+        ws = self.home.workspace
+        status = await read_fleet_status(
+            url, ws.workspace_id, list(ws.models), reader="eventdesk-desk", timeout=READ_TIMEOUT
+        )
+        self.show_status(status)
         # Kept once it worked; not when it carries a secret (QSettings is a plain file).
         if not has_credentials(url) and app_settings().value(url_setting(self.home)) != url:
             s = app_settings()

@@ -232,6 +232,33 @@ async def _jetstream_ready(urls: list[str], timeout: float) -> None:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+    if len(urls) > 1:
+        await _placement_ready(urls[0], len(urls), deadline)
+
+
+async def _placement_ready(url: str, replicas: int, deadline: float) -> None:
+    """Every node answering is not yet a cluster that places replicated streams: until the
+    meta group knows every peer, an R3 stream is refused ("no suitable peers for placement").
+    Place (then delete) a probe stream of ``replicas`` until the cluster takes it."""
+    import nats
+    from nats.js.api import StreamConfig
+
+    nc = await nats.connect(url, connect_timeout=1)
+    try:
+        js = nc.jetstream(timeout=2)
+        while True:
+            try:
+                await js.add_stream(
+                    StreamConfig(name="READY_PROBE", subjects=["ready.probe"], num_replicas=replicas)
+                )
+                await js.delete_stream("READY_PROBE")
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture
