@@ -83,7 +83,7 @@ def connect_options(
                 seed = next((line.strip() for line in fh if line.strip().startswith("S")), "")
         except OSError as exc:
             raise error(
-                f"cannot read the NKey seed file: {exc.strerror or exc}",
+                f"cannot read the NKey seed file {settings.nkey!r}: {exc.strerror or exc}",
                 obj=label,
                 field="nkey",
                 terminal=True,
@@ -95,6 +95,7 @@ def connect_options(
                 field="nkey",
                 terminal=True,
             )
+        check_seed(seed, label, error)
         options["nkeys_seed_str"] = seed
     tls = settings.ca_file or any(u.startswith("tls://") for u in settings.servers)
     if tls:
@@ -106,6 +107,29 @@ def connect_options(
             ) from None
         options["tls"] = context
     return options
+
+
+def check_seed(seed: str, label: str, error: KindError) -> None:
+    """Raise a terminal ``error`` (field nkey) unless ``seed`` decodes as an NKey seed; the
+    message never holds the seed (nor nkeys' own texts, which could one day)."""
+    import nkeys  # here: only once find_spec found it (the message above when it is missing)
+
+    try:
+        nkeys.from_seed(bytearray(seed.encode()))
+    except Exception:  # nkeys.NkeysError, or PyNaCl's for a key of the wrong length
+        raise error(
+            "the NKey seed file does not hold a valid NKey seed (an 'SU...' line, as `nk -gen user` "
+            "or `nsc` write it)",
+            obj=label,
+            field="nkey",
+            terminal=True,
+        ) from None
+
+
+def login_field(settings: Endpoint) -> str:
+    """The setting a refused login points at: the credentials file, the NKey seed file, or the
+    secret (password or token)."""
+    return "creds" if settings.creds else "nkey" if settings.nkey else "secret"
 
 
 async def open_connection(
@@ -127,5 +151,5 @@ async def open_connection(
         # after a failed TLS handshake its close() can wait for ever on the transport: bounded.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 1.0)
-        raise connect_error(exc, label, where(settings), error) from None
+        raise connect_error(exc, label, where(settings), error, login_field(settings)) from None
     return nc
