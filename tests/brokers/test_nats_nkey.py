@@ -1,6 +1,7 @@
 """The nats broker kind logging in with an NKey seed file to a real nats-server that lets in
-NKey users only: it publishes; a seed the server does not know, a file holding no valid seed or
-a missing file are named (broker, field nkey) and the seed never shows in a message or a log."""
+NKey users only, and with a credentials file (user JWT and seed) to one in operator mode: it
+publishes; a key the server does not know, a file holding no valid seed or JWT, or a missing
+file are named (broker, field nkey or creds) and the seed never shows in a message or a log."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from eventdesk.brokers.nats import SCHEMA, NatsPublisher
 from eventdesk.core.errors import BrokerError, ConfigError
 from tests.brokers.test_nats_publisher import MakeNats, fields, make_nats, nats_config  # noqa: F401 - fixture
+from tests.peers.nats_jwt import CredsUser, NatsOperator, creds_user, nats_creds_server, nats_operator  # noqa: F401
 from tests.peers.nats_server import NatsServer, NkeyUser, nats_nkey_server, nkey_stranger, nkey_user  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -82,7 +84,7 @@ async def test_a_file_without_a_valid_seed_is_named_and_never_echoed(
     with pytest.raises(BrokerError) as caught:
         await NatsPublisher.test_connection(nats_config(nats_nkey_server.url, nkey=str(bad)), None)
     assert caught.value.field == "nkey" and caught.value.terminal
-    assert "does not hold a valid NKey seed" in str(caught.value)
+    assert "holds no valid NKey seed" in str(caught.value)
     assert damaged not in str(caught.value) and damaged[2:20] not in repr(caught.value)
 
 
@@ -99,3 +101,67 @@ async def test_a_missing_seed_file_is_named(tmp_path: Path, nkey_user: NkeyUser)
         await NatsPublisher.test_connection(config, None)
     assert caught.value.field == "nkey" and caught.value.terminal
     assert "cannot read the NKey seed file" in str(caught.value)
+
+
+async def published_count(url: str, creds: Path, stream: str) -> int:
+    nc = await nats.connect(url, user_credentials=str(creds))
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.messages)
+    finally:
+        await nc.close()
+
+
+async def test_credentials_file_logs_in_and_publishes(
+    nats_creds_server: NatsServer,  # noqa: F811
+    creds_user: CredsUser,  # noqa: F811
+    make_nats: MakeNats,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    creds = creds_user.creds_file
+    config = nats_config(
+        nats_creds_server.url, stream="CR", create_stream=True, subjects="ed.>", creds=str(creds)
+    )
+    publisher, _ = make_nats(config)
+    await publisher.start()
+    await publisher.wait_connected()
+    messages = [(f"ed.accounts.k{i}", b"{}") for i in range(5)]
+    await asyncio.wait_for(
+        publisher.publish_with_fields(messages, [fields(i) for i in range(5)], 1, False), 10
+    )
+    assert await published_count(nats_creds_server.url, creds, "CR") == 5
+    assert creds_user.seed not in caplog.text
+
+
+async def test_credentials_the_server_does_not_trust_are_named_and_never_echoed(
+    tmp_path: Path,
+    nats_creds_server: NatsServer,  # noqa: F811
+    nats_operator: NatsOperator,  # noqa: F811
+) -> None:
+    # A user issued by an account that no operator the server trusts signed.
+    stranger = nats_operator.user_creds(tmp_path / "stranger.creds", account=NatsOperator.create().account)
+    config = nats_config(nats_creds_server.url, name="cr", creds=str(stranger.creds_file))
+    with pytest.raises(BrokerError) as caught:
+        await NatsPublisher.test_connection(config, None)
+    assert str(caught.value).startswith("broker 'cr': field 'creds': ")
+    assert "authorization violation" in str(caught.value) and caught.value.terminal
+    assert stranger.seed not in str(caught.value) and stranger.seed not in repr(caught.value)
+
+
+async def test_a_credentials_file_without_a_jwt_or_a_valid_seed_is_named(
+    tmp_path: Path,
+    creds_user: CredsUser,  # noqa: F811
+    nats_creds_server: NatsServer,  # noqa: F811
+) -> None:
+    text, seed = creds_user.creds_file.read_text(), creds_user.seed
+    no_jwt = tmp_path / "no-jwt.creds"
+    # Only the seed block: nats-py alone would read lines for ever looking for the JWT.
+    no_jwt.write_text(text[text.index("-----BEGIN USER NKEY SEED") :])
+    bad_seed = tmp_path / "bad-seed.creds"
+    bad_seed.write_text(text.replace(seed, seed[:2] + "0" * (len(seed) - 2)))
+    for path, expected in ((no_jwt, "holds no user JWT"), (bad_seed, "holds no valid NKey seed")):
+        config = nats_config(nats_creds_server.url, creds=str(path))
+        with pytest.raises(BrokerError) as caught:
+            await asyncio.wait_for(NatsPublisher.test_connection(config, None), 10)
+        assert caught.value.field == "creds" and caught.value.terminal, path
+        assert expected in str(caught.value) and seed[2:20] not in str(caught.value)
