@@ -15,21 +15,28 @@ import pytest
 from eventdesk.brokers.nats import SCHEMA, NatsPublisher
 from eventdesk.core.errors import BrokerError, ConfigError
 from tests.brokers.test_nats_publisher import MakeNats, fields, make_nats, nats_config  # noqa: F401 - fixture
-from tests.peers.nats_jwt import CredsUser, NatsOperator, creds_user, nats_creds_server, nats_operator  # noqa: F401
+from tests.peers.nats_jwt import (  # noqa: F401 - fixtures
+    CredsUser,
+    FileLogin,
+    NatsOperator,
+    creds_user,
+    file_login,
+    nats_creds_server,
+    nats_operator,
+)
 from tests.peers.nats_server import NatsServer, NkeyUser, nats_nkey_server, nkey_stranger, nkey_user  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_nkey_seed_file_logs_in_and_publishes(
-    nats_nkey_server: NatsServer,  # noqa: F811
-    nkey_user: NkeyUser,  # noqa: F811
+async def test_a_login_file_logs_in_and_publishes(
+    file_login: FileLogin,  # noqa: F811
     make_nats: MakeNats,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = nats_config(
-        nats_nkey_server.url, stream="NK", create_stream=True, subjects="ed.>", nkey=str(nkey_user.seed_file)
+        file_login.url, stream="ED", create_stream=True, subjects="ed.>", **file_login.setting
     )
     summary = await NatsPublisher.test_connection(config, None)
     assert "connected to nats://127.0.0.1" in summary
@@ -40,18 +47,18 @@ async def test_nkey_seed_file_logs_in_and_publishes(
     await asyncio.wait_for(
         publisher.publish_with_fields(messages, [fields(i) for i in range(10)], 1, False), 10
     )
-    nc = await nats.connect(nats_nkey_server.url, nkeys_seed_str=nkey_user.seed)
+    nc = await nats.connect(file_login.url, **file_login.connect)
     try:
         js = nc.jetstream()
-        assert (await js.stream_info("NK")).state.messages == 10
-        assert (await js.get_msg("NK", 10)).subject == "ed.accounts.k9"
+        assert (await js.stream_info("ED")).state.messages == 10
+        assert (await js.get_msg("ED", 10)).subject == "ed.accounts.k9"
     finally:
         await nc.close()
-    # Without the seed the same server refuses: the NKey is what let the publisher in.
+    # Without the file the same server refuses: the file is what let the publisher in.
     with pytest.raises(BrokerError) as refused:
-        await NatsPublisher.test_connection(nats_config(nats_nkey_server.url), None)
+        await NatsPublisher.test_connection(nats_config(file_login.url), None)
     assert "authorization violation" in str(refused.value)
-    assert nkey_user.seed not in caplog.text and nkey_user.seed not in summary
+    assert file_login.seed not in caplog.text and file_login.seed not in summary
 
 
 async def test_a_seed_the_server_does_not_know_is_named_and_never_echoed(
@@ -101,36 +108,6 @@ async def test_a_missing_seed_file_is_named(tmp_path: Path, nkey_user: NkeyUser)
         await NatsPublisher.test_connection(config, None)
     assert caught.value.field == "nkey" and caught.value.terminal
     assert "cannot read the NKey seed file" in str(caught.value)
-
-
-async def published_count(url: str, creds: Path, stream: str) -> int:
-    nc = await nats.connect(url, user_credentials=str(creds))
-    try:
-        return int((await nc.jetstream().stream_info(stream)).state.messages)
-    finally:
-        await nc.close()
-
-
-async def test_credentials_file_logs_in_and_publishes(
-    nats_creds_server: NatsServer,  # noqa: F811
-    creds_user: CredsUser,  # noqa: F811
-    make_nats: MakeNats,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    creds = creds_user.creds_file
-    config = nats_config(
-        nats_creds_server.url, stream="CR", create_stream=True, subjects="ed.>", creds=str(creds)
-    )
-    publisher, _ = make_nats(config)
-    await publisher.start()
-    await publisher.wait_connected()
-    messages = [(f"ed.accounts.k{i}", b"{}") for i in range(5)]
-    await asyncio.wait_for(
-        publisher.publish_with_fields(messages, [fields(i) for i in range(5)], 1, False), 10
-    )
-    assert await published_count(nats_creds_server.url, creds, "CR") == 5
-    assert creds_user.seed not in caplog.text
 
 
 async def test_credentials_the_server_does_not_trust_are_named_and_never_echoed(

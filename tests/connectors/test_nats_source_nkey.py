@@ -13,16 +13,19 @@ import nats
 import pytest
 
 from tests.connectors.test_nats_source import Source
-from tests.peers.nats_jwt import CredsUser, creds_user, nats_creds_server, nats_operator  # noqa: F401
+from tests.peers.nats_jwt import FileLogin, creds_user, file_login, nats_creds_server, nats_operator  # noqa: F401
 from tests.peers.nats_server import NatsServer, NkeyUser, nats_nkey_server, nkey_stranger, nkey_user  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 
 
-async def captured_ids(home: Path, url: str, login: dict[str, str], **connect: str) -> list[str]:
-    """Three messages put on a new stream ORDERS (connecting with ``connect``), then the ids of
-    the events a source logging in with ``login`` captured from it."""
-    nc = await nats.connect(url, **connect)
+async def test_a_login_file_logs_in_and_messages_become_events(
+    tmp_path: Path,
+    file_login: FileLogin,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    nc = await nats.connect(file_login.url, **file_login.connect)
     try:
         js = nc.jetstream()
         await js.add_stream(name="ORDERS", subjects=["orders.>"])
@@ -30,40 +33,14 @@ async def captured_ids(home: Path, url: str, login: dict[str, str], **connect: s
             await js.publish("orders.new", b'{"id": "o-%d"}' % i)
     finally:
         await nc.close()
-    source = Source(home, url, login=login, stream="ORDERS", since="0")
+    source = Source(tmp_path / "home", file_login.url, login=file_login.setting, stream="ORDERS", since="0")
     try:
         await source.runtime.start_model("m")
-        return [e["payload"]["id"] for e in await source.wait_events(3)]
+        events = await source.wait_events(3)
     finally:
         await source.close()
-
-
-async def test_nkey_seed_file_logs_in_and_messages_become_events(
-    tmp_path: Path,
-    nats_nkey_server: NatsServer,  # noqa: F811
-    nkey_user: NkeyUser,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    login = {"nkey": str(nkey_user.seed_file)}
-    ids = await captured_ids(tmp_path / "home", nats_nkey_server.url, login, nkeys_seed_str=nkey_user.seed)
-    assert ids == ["o-0", "o-1", "o-2"]
-    assert nkey_user.seed not in caplog.text
-
-
-async def test_credentials_file_logs_in_and_messages_become_events(
-    tmp_path: Path,
-    creds_user: CredsUser,  # noqa: F811
-    nats_creds_server: NatsServer,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    creds = str(creds_user.creds_file)
-    ids = await captured_ids(
-        tmp_path / "home", nats_creds_server.url, {"creds": creds}, user_credentials=creds
-    )
-    assert ids == ["o-0", "o-1", "o-2"]
-    assert creds_user.seed not in caplog.text
+    assert [e["payload"]["id"] for e in events] == ["o-0", "o-1", "o-2"]
+    assert file_login.seed not in caplog.text
 
 
 async def test_a_seed_the_server_does_not_know_is_named(

@@ -133,3 +133,27 @@ def creds_user(tmp_path: Path, nats_operator: NatsOperator) -> CredsUser:
 def nats_creds_server(tmp_path: Path, nats_operator: NatsOperator) -> Iterator[NatsServer]:
     """nats-server with JetStream in operator mode: users of ``nats_operator``'s account only."""
     yield from running_nats(tmp_path / "nats-jwt", extra_conf=nats_operator.server_conf())
+
+
+@dataclass(frozen=True)
+class FileLogin:
+    """A server that lets in one user by a file, and that user: the kind's setting naming the
+    file (``nkey`` or ``creds``), nats.connect's options for the test's own client, the seed."""
+
+    url: str
+    setting: dict[str, str]
+    connect: dict[str, str] = field(repr=False)
+    seed: str = field(repr=False)
+
+
+@pytest.fixture(params=["nkey", "creds"])
+def file_login(request: pytest.FixtureRequest) -> FileLogin:
+    """Each way of logging in with a file, against its server: an NKey seed file (a server
+    listing NKey users) and a credentials file (a server in operator mode). The test module
+    imports the fixtures named here."""
+    if request.param == "nkey":
+        server, user = request.getfixturevalue("nats_nkey_server"), request.getfixturevalue("nkey_user")
+        return FileLogin(server.url, {"nkey": str(user.seed_file)}, {"nkeys_seed_str": user.seed}, user.seed)
+    server, creds = request.getfixturevalue("nats_creds_server"), request.getfixturevalue("creds_user")
+    path = str(creds.creds_file)
+    return FileLogin(server.url, {"creds": path}, {"user_credentials": path}, creds.seed)
