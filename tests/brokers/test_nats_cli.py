@@ -17,7 +17,15 @@ from typing import Any
 import nats
 
 from tests.cli.harness import RunProcess, bulk_insert, eventdesk, home_args, ok, put_doc
-from tests.peers.nats_server import NatsServer, nats_mqtt_server, nats_server  # noqa: F401 - fixtures
+from tests.peers.nats_server import (  # noqa: F401 - fixtures
+    NatsServer,
+    NkeyUser,
+    nats_mqtt_server,
+    nats_nkey_server,
+    nats_server,
+    nkey_stranger,
+    nkey_user,
+)
 from tests.peers.servers import CouchServer, Subscriber
 
 
@@ -233,3 +241,33 @@ def test_wrong_password_named_never_echoed(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_broker_add_with_an_nkey_seed_file(
+    tmp_path: Path,
+    nats_nkey_server: NatsServer,  # noqa: F811
+    nkey_user: NkeyUser,  # noqa: F811
+    nkey_stranger: NkeyUser,  # noqa: F811
+) -> None:
+    h = home_args(tmp_path / "home")
+    for name, user in (("right", nkey_user), ("wrong", nkey_stranger)):
+        ok(
+            *h,
+            "broker",
+            "add",
+            name,
+            "--kind",
+            "nats",
+            "--url",
+            nats_nkey_server.url,
+            "--nkey",
+            str(user.seed_file),
+        )
+    assert "connected to nats://127.0.0.1" in ok(*h, "test", "broker", "right")
+    result = eventdesk(*h, "test", "broker", "wrong")
+    assert result.returncode != 0
+    assert "broker 'wrong': field 'nkey'" in result.stderr and "authorization violation" in result.stderr
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "home").rglob("*") if p.is_file())
+    for user in (nkey_user, nkey_stranger):
+        assert user.seed not in result.stderr + result.stdout and user.seed not in written
+        assert str(user.seed_file) in written  # the home keeps the file's path, never the seed

@@ -27,9 +27,16 @@ from tests.peers.nats_server import NatsServer, nats_server  # noqa: F401 - fixt
 class Source:
     """A home with a ``nats`` datasource and one model, run by the real :class:`Runtime`."""
 
-    def __init__(self, home_dir: Path, url: str, secret: str | None = None, **model: Any) -> None:
+    def __init__(
+        self,
+        home_dir: Path,
+        url: str,
+        secret: str | None = None,
+        login: dict[str, Any] | None = None,
+        **model: Any,
+    ) -> None:
         self.home = Home.open(str(home_dir))
-        ds = {"url": url} | ({"username": "ed"} if secret else {})
+        ds = {"url": url} | ({"username": "ed"} if secret else {}) | (login or {})
         self.home.add_datasource("nd", "nats", ds, secret=secret)
         self.home.add_model("m", "nd", model)
         self.runtime = Runtime(self.home.workspace, self.home.capture)
@@ -53,6 +60,14 @@ class Source:
                 return change.detail or ""
             await asyncio.sleep(0.02)
         raise AssertionError(f"no error after {timeout} s: {self.runtime.state_of('model/m')}")
+
+    async def first_error(self) -> str:
+        """Start the model; the detail of the error it stops with (the source closed either way)."""
+        try:
+            await self.runtime.start_model("m")
+            return await self.wait_error()
+        finally:
+            await self.close()
 
     def events(self) -> list[dict[str, Any]]:
         return [json_codec.loads(raw) for _, raw in self.home.capture.read_after("m", 0, 10**9)]
@@ -289,19 +304,11 @@ async def test_bad_password_and_missing_permission_are_named(tmp_path: Path) -> 
     server.start()
     try:
         wrong = Source(tmp_path / "home1", server.url, secret=canary, stream="ORDERS")
-        try:
-            await wrong.runtime.start_model("m")
-            detail = await wrong.wait_error()
-        finally:
-            await wrong.close()
+        detail = await wrong.first_error()
         assert "datasource 'nd': field 'secret'" in detail and "authorization" in detail
         assert canary not in detail
         denied = Source(tmp_path / "home2", server.url, secret="right", stream="ORDERS")
-        try:
-            await denied.runtime.start_model("m")
-            detail = await denied.wait_error()
-        finally:
-            await denied.close()
+        detail = await denied.first_error()
         assert "model 'm': field 'stream': permission denied" in detail and "JetStream's API" in detail
     finally:
         server.stop()

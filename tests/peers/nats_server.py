@@ -1,12 +1,14 @@
 """A real nats-server with JetStream (and, when asked, its MQTT listener) started on free ports
 with its store in a temp dir; it can be stopped and started again on the same ports and store.
-Also a three-node cluster of them (``nats_cluster``), for R3 streams and buckets and a fleet.
+Also a three-node cluster of them (``nats_cluster``), for R3 streams and buckets and a fleet,
+and NKey users (a fresh key pair, its seed file, the server's ``authorization`` block).
 The machine's own NATS (port 4222) is never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import time
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nkeys
 import pytest
 
 from tests.peers.servers import free_port, missing_peer, stop_process, wait_for_port
@@ -36,6 +39,33 @@ def nats_server_exe() -> str:
         missing_peer("nats-server", "apt-get install nats-server")
     assert exe is not None
     return exe
+
+
+@dataclass(frozen=True)
+class NkeyUser:
+    """A fresh NKey user: its public key (U..., for the server) and its seed file (SU...)."""
+
+    public_key: str
+    seed: str = field(repr=False)  # not in pytest's reports either
+    seed_file: Path = field()
+
+
+def make_nkey_user(directory: Path, name: str = "user") -> NkeyUser:
+    """A new ed25519 key pair (32 random bytes are an ed25519 seed) in the NKeys encoding, its
+    seed written to ``directory/name.nk`` as `nk -gen user` writes it."""
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public_key = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    directory.mkdir(parents=True, exist_ok=True)
+    seed_file = directory / f"{name}.nk"
+    seed_file.write_bytes(seed + b"\n")
+    seed_file.chmod(0o600)
+    return NkeyUser(public_key, seed.decode(), seed_file)
+
+
+def nkey_auth_conf(*users: NkeyUser) -> str:
+    """nats-server's authorization block letting in these NKey users (and no one else)."""
+    entries = "\n".join(f"    {{ nkey: {u.public_key} }}" for u in users)
+    return f"authorization {{\n  users = [\n{entries}\n  ]\n}}\n"
 
 
 @dataclass
@@ -103,6 +133,23 @@ def running_nats(workdir: Path, *, mqtt: bool = False, extra_conf: str = "") -> 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     yield from running_nats(tmp_path / "nats")
+
+
+@pytest.fixture
+def nkey_user(tmp_path: Path) -> NkeyUser:
+    return make_nkey_user(tmp_path / "nkeys")
+
+
+@pytest.fixture
+def nkey_stranger(tmp_path: Path) -> NkeyUser:
+    """A valid NKey user that ``nats_nkey_server`` does not list."""
+    return make_nkey_user(tmp_path / "nkeys-stranger", "stranger")
+
+
+@pytest.fixture
+def nats_nkey_server(tmp_path: Path, nkey_user: NkeyUser) -> Iterator[NatsServer]:
+    """nats-server with JetStream that lets in ``nkey_user`` only (NKey authentication)."""
+    yield from running_nats(tmp_path / "nats-nkey", extra_conf=nkey_auth_conf(nkey_user))
 
 
 @pytest.fixture

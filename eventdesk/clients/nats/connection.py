@@ -71,37 +71,7 @@ def connect_options(
     elif secret and not settings.creds and not settings.nkey:
         options["token"] = secret
     if settings.creds or settings.nkey:
-        field = "creds" if settings.creds else "nkey"
-        if importlib.util.find_spec("nkeys") is None:
-            # nats-py signs the server's nonce with the optional nkeys package (nats-py[nkeys]).
-            raise error(
-                "a credentials file or an NKey seed needs the Python package 'nkeys' (pip install "
-                "'nats-py[nkeys]'), which is not installed",
-                obj=label,
-                field=field,
-                terminal=True,
-            )
-    if settings.creds:
-        options["user_credentials"] = settings.creds
-    if settings.nkey:
-        try:
-            with open(settings.nkey, encoding="utf-8") as fh:
-                seed = next((line.strip() for line in fh if line.strip().startswith("S")), "")
-        except OSError as exc:
-            raise error(
-                f"cannot read the NKey seed file: {exc.strerror or exc}",
-                obj=label,
-                field="nkey",
-                terminal=True,
-            ) from None
-        if not seed:
-            raise error(
-                "the NKey seed file holds no seed (a line starting SU...)",
-                obj=label,
-                field="nkey",
-                terminal=True,
-            )
-        options["nkeys_seed_str"] = seed
+        options |= file_login(settings, label, error)
     tls = settings.ca_file or any(u.startswith("tls://") for u in settings.servers)
     if tls:
         try:
@@ -112,6 +82,79 @@ def connect_options(
             ) from None
         options["tls"] = context
     return options
+
+
+def file_login(settings: Endpoint, label: str, error: KindError) -> dict[str, Any]:
+    """nats.connect's options for a credentials file or an NKey seed file, both read and checked
+    here so that a bad file is a terminal ``error`` naming its field (never its content)."""
+    field = "creds" if settings.creds else "nkey"
+    if importlib.util.find_spec("nkeys") is None:
+        # nats-py signs the server's nonce with the optional nkeys package (nats-py[nkeys]).
+        raise error(
+            "a credentials file or an NKey seed needs the Python package 'nkeys' (pip install "
+            "'nats-py[nkeys]'), which is not installed",
+            obj=label,
+            field=field,
+            terminal=True,
+        )
+    if settings.creds:
+        lines = file_lines(settings.creds, "credentials file", "creds", label, error)
+        # WHY: nats-py (2.x, Client._read_creds_user_jwt) reads lines until the JWT block's
+        # header and never stops at the end of a file without one: the event loop would hang.
+        jwt = line_after(lines, "BEGIN NATS USER JWT")
+        if not jwt:
+            raise error(
+                "the credentials file holds no user JWT (a '-----BEGIN NATS USER JWT-----' block, "
+                "as `nsc generate creds` writes it)",
+                obj=label,
+                field="creds",
+                terminal=True,
+            )
+        check_seed(line_after(lines, "BEGIN USER NKEY SEED"), "credentials file", "creds", label, error)
+        return {"user_credentials": settings.creds}
+    lines = file_lines(settings.nkey, "NKey seed file", "nkey", label, error)
+    seed = next((line for line in lines if line.startswith("S")), "")
+    check_seed(seed, "NKey seed file", "nkey", label, error)
+    return {"nkeys_seed_str": seed}
+
+
+def file_lines(path: str, what: str, field: str, label: str, error: KindError) -> list[str]:
+    """The stripped lines of the file the ``field`` setting names; a terminal ``error`` if unreadable."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return [line.strip() for line in fh]
+    except OSError as exc:
+        raise error(
+            f"cannot read the {what} {path!r}: {exc.strerror or exc}", obj=label, field=field, terminal=True
+        ) from None
+
+
+def line_after(lines: list[str], marker: str) -> str:
+    """The line after the first one holding ``marker`` (a creds file's block header), or ''."""
+    at = next((i for i, line in enumerate(lines) if marker in line), len(lines))
+    return lines[at + 1] if at + 1 < len(lines) else ""
+
+
+def check_seed(seed: str, what: str, field: str, label: str, error: KindError) -> None:
+    """Raise a terminal ``error`` unless ``seed`` decodes as an NKey seed; the message never
+    holds the seed (nor nkeys' own texts, which could one day)."""
+    import nkeys  # here: only once file_login found it (its message when it is missing)
+
+    try:
+        nkeys.from_seed(bytearray(seed.encode()))
+    except Exception:  # nkeys.NkeysError, or PyNaCl's for a key of the wrong length
+        raise error(
+            f"the {what} holds no valid NKey seed (an 'SU...' line, as `nk -gen user` or `nsc` write it)",
+            obj=label,
+            field=field,
+            terminal=True,
+        ) from None
+
+
+def login_field(settings: Endpoint) -> str:
+    """The setting a refused login points at: the credentials file, the NKey seed file, or the
+    secret (password or token)."""
+    return "creds" if settings.creds else "nkey" if settings.nkey else "secret"
 
 
 async def open_connection(
@@ -133,5 +176,5 @@ async def open_connection(
         # after a failed TLS handshake its close() can wait for ever on the transport: bounded.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.close(), 1.0)
-        raise connect_error(exc, label, where(settings), error) from None
+        raise connect_error(exc, label, where(settings), error, login_field(settings)) from None
     return nc

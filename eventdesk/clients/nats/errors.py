@@ -28,17 +28,25 @@ JS_CONSUMER_FILTER_NOT_SUBSET = (
 )
 
 
+# What to check when the server refuses a login, by the setting that logged in.
+_REFUSED_LOGIN = {
+    "secret": "check the user name and password or token",
+    "nkey": "check that the NKey seed file is that of a user the server's authorization lists",
+    "creds": "check that the credentials file is that of a user of the server's account",
+}
+
+
 def connect_error(
-    exc: BaseException, label: str, where: str, error: KindError = BrokerError
+    exc: BaseException, label: str, where: str, error: KindError = BrokerError, login: str = "secret"
 ) -> BrokerError | ConnectorError:
-    """Say why connecting to ``where`` failed, as an ``error``; terminal when no retry can help."""
+    """Say why connecting to ``where`` failed, as an ``error``; terminal when no retry can help.
+    ``login`` is the setting that logged in (secret, nkey or creds): a refusal names it."""
     text = str(exc)
     if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in text.lower():
         return error(
-            f"{where} refused the credentials (authorization violation): check the user name and "
-            "password or token, the credentials file or the NKey seed file",
+            f"{where} refused the credentials (authorization violation): {_REFUSED_LOGIN[login]}",
             obj=label,
-            field="secret",
+            field=login,
             terminal=True,
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
