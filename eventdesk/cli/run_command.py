@@ -77,7 +77,6 @@ async def run_models(
     service: ServiceOptions | None = None,
     drive: Drive | None = None,
 ) -> int:
-    from eventdesk.cli.metrics_server import MetricsServer
     from eventdesk.core.gc_policy import tune_for_streaming
     from eventdesk.core.runtime import Runtime
 
@@ -105,11 +104,14 @@ async def run_models(
 
     runtime.on_state(service.state_listener(describe_state))
     runtime.on_terminal(on_terminal)
-    metrics = (
-        MetricsServer(runtime, drive.models if drive is not None else lambda: names, service.metrics_port)
-        if service.metrics_port
-        else None
-    )
+    metrics = None
+    if service.metrics_port:
+        # Only when asked: aiohttp and prometheus-client cost `run` ~13 MB and ~140 modules.
+        from eventdesk.cli.metrics_server import MetricsServer
+
+        metrics = MetricsServer(
+            runtime, drive.models if drive is not None else lambda: names, service.metrics_port
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
