@@ -66,11 +66,6 @@ class ConnectorHost(Protocol):
 
     loop: asyncio.AbstractEventLoop
 
-    @property
-    def workspace_id(self) -> str:
-        """The workspace's id, for what a kind names on a server shared by several workspaces
-        (the nats kind's durable consumer): every runner of one workspace derives the same name."""
-
     async def deliver(self, events: list[Event], checkpoint: Any) -> None:
         """Append ``events`` to capture and advance the checkpoint to ``checkpoint``.
 

@@ -45,10 +45,6 @@ class ModelRunner:
         self.append_failed: BaseException | None = None  # set on the capture thread
 
     @property
-    def workspace_id(self) -> str:
-        return self.hub.workspace.workspace_id
-
-    @property
     def key(self) -> str:
         return f"model/{self.name}"
 
