@@ -199,8 +199,8 @@ class ObjectCommands(QObject):
             "Drop on the server too?",
             "These stay on the source server unless dropped now:\n"
             + "\n".join(f"\u2022 model {m!r}: {what}" for m, what in plan.held)
-            + "\n\nAn abandoned replication slot keeps WAL on the server's disk until it is "
-            "dropped. Drop them now (Yes) or keep them (Cancel)?",
+            + "\n\nKept, they go on holding the server's disk until someone drops them by hand "
+            "there. Drop them now (Yes) or keep them (Cancel)?",
         )
         for model in plan.models:
             self.tasks.cancel(f"model/{model}")
