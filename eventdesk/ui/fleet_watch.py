@@ -42,10 +42,12 @@ class FleetWatch:
     async def __call__(self, broker: str) -> WatchPlan:
         home = self.home
         plan = watch_plan(home.workspace, broker)
-        ask = False
         if not plan.has_datasource:
             ref, ask = await self._secret_ref(plan)
             home.add_datasource(plan.datasource, "nats", dict(plan.datasource_settings), secret_ref=ref)
+        else:  # made before, the secret dialog cancelled then: asked again
+            ds = home.workspace.datasource(plan.datasource)
+            ask = ds.secret is None and home.workspace.broker(broker).secret is not None
         if not plan.has_model:
             home.add_model(plan.model, plan.datasource, dict(plan.model_settings))
         if not (plan.has_datasource and plan.has_model):

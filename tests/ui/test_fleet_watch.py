@@ -204,6 +204,12 @@ def test_a_secret_this_host_lacks_is_asked_once(
     assert isinstance(view.watch, FleetWatch)
     view.watch_button.click()
     qtbot.waitUntil(lambda: view.watch.secret_dialog is not None, timeout=10000)
+    view.watch.secret_dialog.reject()  # not now: made, not started, and said so
+    qtbot.waitUntil(lambda: "Cannot watch the fleet's stream" in view.watch_status.text(), timeout=10000)
+    assert "datasource 'fleet-js': field 'secret': not started" in view.watch_status.text()
+    assert not window.runtime.is_running("model", "fleet-js")
+    view.watch_button.click()  # asked again
+    qtbot.waitUntil(lambda: view.watch.secret_dialog is not None, timeout=10000)
     dialog = view.watch.secret_dialog
     assert dialog is not None and dialog.name == "fleet-js" and dialog.object_type == "datasource"
     dialog.field.input.setText(PASSWORD)
