@@ -126,6 +126,12 @@ def test_fleet_view_shows_agents_models_and_errors(
         qtbot.waitUntil(lambda: "no fleet bucket" in view.message.text(), timeout=20000)
         assert bucket_name(home.workspace.workspace_id) in view.message.text()
 
+    # A name that is no nats broker or datasource of the workspace.
+    view.url_edit.setText("nowhere")
+    view.refresh_button.click()
+    qtbot.waitUntil(lambda: "named 'nowhere'" in view.message.text(), timeout=20000)
+    assert "Fleet: no broker or datasource named 'nowhere' in this workspace" in view.message.text()
+
     # Reopened later, the window offers the last URL that worked for this workspace.
     view.close()
     view.deleteLater()
