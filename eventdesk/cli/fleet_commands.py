@@ -1,4 +1,4 @@
-"""The fleet on the command line: ``eventdesk run --fleet URL`` (its options, and what runs the
+"""The fleet on the command line: ``eventdesk run --fleet URL|NAME`` (its options, and what runs the
 agent beside the runtime) and ``eventdesk fleet status``. The fleet itself: eventdesk/fleet/."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import orjson
 
 from eventdesk.core import json_codec
 from eventdesk.core.home import Home
+from eventdesk.fleet.reach import fleet_settings
 from eventdesk.fleet.settings import DEFAULT_TTL, FleetSettings, bucket_name
 
 if TYPE_CHECKING:
@@ -22,10 +23,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """``run``'s fleet options."""
     p.add_argument(
         "--fleet",
-        metavar="URL",
+        metavar="URL|NAME",
         help="run as one agent of a fleet sharing this workspace: agents split the models between "
         "them through a key-value bucket on these NATS JetStream servers (comma-separated "
-        "nats://HOST:PORT); see docs/fleet.md",
+        "nats://HOST:PORT), or on those of the workspace's nats broker or datasource NAME, with "
+        "its credentials and this host's secret; see docs/fleet.md",
     )
     p.add_argument("--agent-id", metavar="ID", help="this agent's name in the fleet (default HOST-PID)")
     p.add_argument(
@@ -45,8 +47,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def fleet_settings(home: Home, args: argparse.Namespace) -> FleetSettings:
-    return FleetSettings.parse(args.fleet, args.agent_id, args.lease_ttl, args.fleet_replicas)
+def agent_settings(home: Home, args: argparse.Namespace) -> FleetSettings:
+    return fleet_settings(home.workspace, args.fleet, args.agent_id, args.lease_ttl, args.fleet_replicas)
 
 
 def adopt_missing_capture(home: Home) -> None:
@@ -68,7 +70,7 @@ class FleetDrive:
     def __init__(self, home: Home, args: argparse.Namespace) -> None:
         from eventdesk.fleet.bucket import FleetBucket
 
-        self.settings = fleet_settings(home, args)  # bad options fail before anything starts
+        self.settings = agent_settings(home, args)  # bad options fail before anything starts
         adopt_missing_capture(home)
         self.bucket = FleetBucket(self.settings, bucket_name(home.workspace.workspace_id))
         self.agent: FleetAgent | None = None
@@ -78,8 +80,9 @@ class FleetDrive:
 
         await runtime.start_services()
         print(
-            f"fleet: agent {self.settings.agent!r} in bucket {self.bucket.bucket!r} on {self.bucket.where} "
-            f"(lease TTL {self.settings.ttl:g} s)",
+            f"fleet: agent {self.settings.agent!r} in bucket {self.bucket.bucket!r} on {self.bucket.where}"
+            + (f" via {self.settings.via}" if self.settings.via else "")
+            + f" (lease TTL {self.settings.ttl:g} s)",
             flush=True,
         )
         self.agent = FleetAgent(runtime, self.settings, self.bucket, names)
@@ -95,16 +98,23 @@ def register(subparsers: Any) -> None:
     )
     sub = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
     s = sub.add_parser("status", help="agents, their models, lease ages, backlog per model and route")
-    s.add_argument("--fleet", required=True, metavar="URL", help="the fleet's NATS servers (comma-separated)")
+    s.add_argument(
+        "--fleet",
+        required=True,
+        metavar="URL|NAME",
+        help="the fleet's NATS servers (comma-separated), or the nats broker or datasource the agents' --fleet names",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=fleet_status)
 
 
 def fleet_status(home: Home, args: argparse.Namespace) -> int:
-    from eventdesk.fleet.status import read_fleet_status, render
+    from eventdesk.fleet.status import read_fleet_status, reader_settings, render
+    from eventdesk.fleet.watch import fleet_models
 
     ws = home.workspace
-    status = asyncio.run(read_fleet_status(args.fleet, ws.workspace_id, list(ws.models), reader="status"))
+    settings = reader_settings(ws, args.fleet, "status")
+    status = asyncio.run(read_fleet_status(settings, ws.workspace_id, fleet_models(ws)))
     if args.json:
         print(json_codec.dumps(status.to_json(), option=orjson.OPT_INDENT_2).decode())
     else:

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
@@ -19,13 +19,13 @@ from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.kv import KeyValue
 
-from eventdesk.clients.nats.connection import show_servers
+from eventdesk.clients.nats.connection import connect_options, login_field, show_servers
+from eventdesk.clients.nats.errors import connect_error
 from eventdesk.core.errors import BrokerError, NotFoundError
 from eventdesk.fleet.settings import FleetSettings
 
 log = logging.getLogger(__name__)
 
-OBJ = "fleet"
 OPEN_BUDGET = 30.0  # seconds to keep trying to open the bucket
 JS_STREAM_NAME_IN_USE = 10058  # nats-server's JSStreamNameExistErr
 
@@ -51,6 +51,7 @@ class FleetBucket:
         self.timeout = timeout if timeout is not None else max(0.5, settings.ttl / 6)
         self.nc: Client | None = None
         self._kv: KeyValue | None = None
+        self._refused: asyncio.Future[BrokerError] | None = None  # a login refused while connecting
 
     @property
     def where(self) -> str:
@@ -59,20 +60,42 @@ class FleetBucket:
     async def open(self, *, create: bool) -> None:
         """Connect and open the bucket (creating it when ``create`` and it is missing)."""
         # With its reconnect on for good, nats-py would also retry the first connection for
-        # ever: bounded here, so a wrong URL or a server down says so (systemd restarts).
+        # ever: bounded here, so a wrong URL or a server down says so (systemd restarts); a
+        # refused login or certificate says so at once (nats-py would retry it too).
         budget = max(5.0, self.settings.ttl / 3)
+        refused: asyncio.Future[BrokerError] = asyncio.get_running_loop().create_future()
+        self._refused = refused
+        connecting = asyncio.ensure_future(self._connect())
+        waited: set[asyncio.Future[Any]] = {connecting, refused}
         try:
-            self.nc = await asyncio.wait_for(self._connect(), budget)
-        except TimeoutError:
+            await asyncio.wait(waited, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            connecting.cancel()  # the caller's close() closes the client
+            raise
+        if refused.done() or not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            await self.close()
+            if refused.done():
+                raise refused.result()
             raise BrokerError(
                 f"cannot connect to {self.where}: no server answered within {budget:g} s",
-                obj=OBJ,
-                field="fleet",
-            ) from None
-        except Exception as exc:
+                obj=self.settings.label,
+                field=self._field("url"),
+            )
+        exc = connecting.exception()
+        if exc is not None:
+            await self.close()
+        if isinstance(exc, BrokerError):  # connect_options' own (an unreadable CA or NKey file)
+            raise exc
+        if exc is not None:
             raise BrokerError(
-                f"cannot connect to {self.where}: {type(exc).__name__}: {exc}", obj=OBJ, field="fleet"
+                f"cannot connect to {self.where}: {type(exc).__name__}: {exc}",
+                obj=self.settings.label,
+                field=self._field("url"),
             ) from None
+        self.nc = connecting.result()
         # A bucket another agent is creating right now, or a cluster still electing its
         # leaders, does not answer at once: try again for a while.
         js = self.nc.jetstream(timeout=self.timeout * 4)
@@ -88,7 +111,7 @@ class FleetBucket:
                     raise BrokerError(
                         f"cannot open the fleet bucket {self.bucket!r}: {type(exc).__name__}: {exc} "
                         f"(for {OPEN_BUDGET:g} s; is JetStream enabled on the servers?)",
-                        obj=OBJ,
+                        obj=self.settings.label,
                         field="fleet",
                     ) from None
                 log.debug("fleet: opening the bucket: %s: %s; trying again", type(exc).__name__, exc)
@@ -102,7 +125,7 @@ class FleetBucket:
                 raise NotFoundError(
                     f"no fleet bucket {self.bucket!r} on {self.where}: has an agent of this workspace "
                     "run with --fleet there?",
-                    obj=OBJ,
+                    obj=self.settings.label,
                     field="fleet",
                 ) from None
         try:
@@ -115,28 +138,49 @@ class FleetBucket:
             raise BrokerError(
                 f"cannot create the fleet bucket {self.bucket!r} (replicas {self.settings.replicas}): "
                 f"{exc.description or exc}",
-                obj=OBJ,
+                obj=self.settings.label,
                 field="fleet-replicas",
             ) from None
 
     async def _connect(self) -> Client:
-        return await nats.connect(
-            servers=list(self.settings.servers),
-            name=f"eventdesk fleet agent {self.settings.agent}",
-            connect_timeout=max(1.0, self.settings.ttl / 3),
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.2,
+        s = self.settings
+        options = connect_options(s.endpoint, s.secret, s.label, max(1.0, s.ttl / 3), BrokerError)
+        options |= {
+            "name": f"eventdesk fleet agent {s.agent}",
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.2,
+        }
+        self.nc = Client()  # kept at once: a connect cut short is closed by open()
+        await self.nc.connect(
+            **options,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        return self.nc
+
+    def _field(self, field: str) -> str:
+        """The setting a connection error names: the object's (via a broker or datasource),
+        or ``--fleet`` itself (URLs)."""
+        return field if self.settings.via else "fleet"
 
     async def _on_error(self, exc: Exception) -> None:
         log.debug("fleet connection: %s", exc)
+        refused = self._refused
+        if self._kv is None and refused is not None and not refused.done():
+            s = self.settings
+            error = connect_error(exc, s.label, self.where, BrokerError, login_field(s.endpoint))
+            if getattr(error, "terminal", False):  # no retry helps: say so now
+                refused.set_result(
+                    BrokerError(
+                        error.detail, obj=s.label, field=self._field(error.field or "url"), terminal=True
+                    )
+                )
 
     async def _on_disconnected(self) -> None:
-        log.warning("fleet: disconnected from NATS; reconnecting")
+        if self.nc is not None:  # None: close() is closing it
+            log.warning("fleet: disconnected from NATS; reconnecting")
 
     async def _on_reconnected(self) -> None:
         url = self.nc.connected_url if self.nc is not None else None

@@ -1,6 +1,6 @@
-"""A fleet agent's options (``eventdesk run --fleet URL ...``) and the names it uses in NATS: the
-bucket (one per workspace, from its id) and its keys (one lease per model, one heartbeat per
-agent)."""
+"""A fleet agent's options (``eventdesk run --fleet URL|NAME ...``) and the names it uses in NATS:
+the bucket (one per workspace, from its id) and its keys (one lease per model, one heartbeat per
+agent). What a NAME resolves to (a workspace's ``nats`` broker or datasource): fleet/reach.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import re
 import socket
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from eventdesk.clients.nats.settings import NatsLogin
 from eventdesk.core.errors import ConfigError
 
 # A JetStream R3 bucket whose leader node dies answers nothing until its peers elect another
@@ -62,12 +63,16 @@ def default_agent_id() -> str:
 class FleetSettings:
     """``servers``: the NATS URLs; ``ttl``: a lease's life without renewal (renewed every
     ttl/6, and at each read of the bucket after a renewal failed); ``replicas``: of the bucket
-    when this agent creates it."""
+    when this agent creates it. ``via``: the workspace's broker or datasource whose connection
+    settings (``login``) and secret (this host's, never shown) the fleet uses; empty for URLs."""
 
     servers: tuple[str, ...]
     agent: str
     ttl: float = DEFAULT_TTL
     replicas: int = 1
+    via: str = ""
+    login: NatsLogin | None = None
+    secret: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def parse(cls, url: str, agent: str | None, ttl: float, replicas: int) -> FleetSettings:
@@ -86,6 +91,16 @@ class FleetSettings:
         if not agent_id.strip():
             raise ConfigError("must not be empty", obj="fleet", field="agent-id")
         return cls(servers=servers, agent=agent_id, ttl=ttl, replicas=replicas)
+
+    @property
+    def label(self) -> str:
+        """The object errors name: ``fleet``, or ``fleet via broker 'js'``."""
+        return f"fleet via {self.via}" if self.via else "fleet"
+
+    @property
+    def endpoint(self) -> NatsLogin:
+        """What clients/nats/connection.py connects with (URLs alone: no login of their own)."""
+        return self.login if self.login is not None else NatsLogin(servers=list(self.servers))
 
     @property
     def renew_every(self) -> float:

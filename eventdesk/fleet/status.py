@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventdesk.core import json_codec
+from eventdesk.core.workspace import Workspace
 from eventdesk.fleet.bucket import Entry, FleetBucket
 from eventdesk.fleet.lease import Lease
+from eventdesk.fleet.reach import fleet_settings
 from eventdesk.fleet.settings import (
     AGENT_PREFIX,
     DEFAULT_TTL,
@@ -90,12 +92,17 @@ def _unheld() -> dict[str, Any]:
     }
 
 
+def reader_settings(workspace: Workspace, fleet: str, reader: str) -> FleetSettings:
+    """How a reader of the bucket (not an agent) reaches it: ``fleet`` is URLs or the name of a
+    nats broker or datasource (fleet/reach.py; blocks on the keyring: off a UI's loop)."""
+    return fleet_settings(workspace, fleet, reader, DEFAULT_TTL, 1)
+
+
 async def read_fleet_status(
-    url: str, workspace_id: str, models: list[str], *, reader: str, timeout: float = 5.0
+    settings: FleetSettings, workspace_id: str, models: list[str], *, timeout: float = 5.0
 ) -> FleetStatus:
-    """One read of a workspace's fleet bucket on the servers of ``url`` (``eventdesk fleet
-    status`` and the app's Fleet window): a NotFoundError when no agent ever made the bucket."""
-    settings = FleetSettings.parse(url, reader, DEFAULT_TTL, 1)
+    """One read of a workspace's fleet bucket (``eventdesk fleet status`` and the app's Fleet
+    window): a NotFoundError when no agent ever made the bucket."""
     bucket = FleetBucket(settings, bucket_name(workspace_id), timeout=timeout)
     try:
         await bucket.open(create=False)

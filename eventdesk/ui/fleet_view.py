@@ -2,14 +2,17 @@
 --fleet`` and each model's lease, as the fleet bucket shows them (eventdesk/fleet/status.py, the
 same figures as ``eventdesk fleet status``), read again every 2 s by an asyncio task on the
 app's loop, so the window never blocks. A read that fails says why in the window (no server, no
-bucket for this workspace). The fleet URL that last worked is kept per workspace in the app's QSettings (unless it carries a
-password or token); "Watch
-the fleet's stream…" opens the Add datasource dialog with kind nats and that URL.
+bucket for this workspace). The field takes the agents' ``--fleet``: URLs, or the name of a nats
+broker or datasource (its connection and this host's secret, eventdesk/fleet/reach.py). What
+last worked is kept per workspace in the app's QSettings (unless a URL carries a password or
+token). "Watch live" makes the desk follow what the agents publish into a nats broker of the
+routes (ui/fleet_watch.py), picked from a menu when there are several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +23,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -30,7 +34,8 @@ from PySide6.QtWidgets import (
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import redact_url
-from eventdesk.fleet.status import FleetStatus, read_fleet_status
+from eventdesk.fleet.status import FleetStatus, read_fleet_status, reader_settings
+from eventdesk.fleet.watch import WatchPlan, fleet_models, watched_brokers
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.object_dialog import describe_error
 from eventdesk.ui.window_layout import app_settings
@@ -126,38 +131,47 @@ def _table(columns: tuple[str, ...], name: str) -> QTableWidget:
 
 
 class FleetView(QWidget):
-    """``FleetView(home, watch_stream, parent)``: a window of its own; ``watch_stream(url)`` is
-    called by "Watch the fleet's stream…". ``reads`` counts the reads that succeeded."""
+    """``FleetView(home, watch, parent)``: a window of its own; ``await watch(broker)`` makes the
+    desk follow what the fleet publishes into that nats broker ("Watch live"). ``reads``
+    counts the reads that succeeded."""
 
     def __init__(
-        self, home: Home, watch_stream: Callable[[str], object], parent: QWidget | None = None
+        self,
+        home: Home,
+        watch: Callable[[str], Awaitable[WatchPlan]],
+        parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowFlag(Qt.WindowType.Window, True)
         self.setWindowTitle("Fleet")
         self.setObjectName("fleet_view")
         self.home = home
-        self.watch_stream = watch_stream
-        self.tasks = TaskSlots(on_error=self._read_failed)
+        self.watch = watch
+        self.tasks = TaskSlots(on_error=self._task_failed)
         self.reads = 0
         self.status: FleetStatus | None = None
         self._reading = ""
 
         self.url_edit = QLineEdit(str(app_settings().value(url_setting(home), "") or ""))
         self.url_edit.setObjectName("fleet_url")
-        self.url_edit.setPlaceholderText("nats://HOST:4222[,nats://…] (the agents' --fleet URL)")
+        self.url_edit.setPlaceholderText(
+            "nats://HOST:4222[,nats://…], or a nats broker's or datasource's name (the agents' --fleet)"
+        )
         self.url_edit.editingFinished.connect(self.refresh)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setObjectName("fleet_refresh")
         self.refresh_button.clicked.connect(self.refresh)
-        self.watch_button = QPushButton("Watch the fleet's stream…")
+        self.watch_button = QPushButton("Watch live")
         self.watch_button.setObjectName("fleet_watch")
         self.watch_button.setToolTip(
-            "Add a nats datasource on this URL: a model on the fleet's stream shows every agent's events live"
+            "Show what every agent publishes into the routes' nats broker in the event table, live "
+            "from now (a nats datasource and model named fleet-BROKER, made once and started)"
         )
-        self.watch_button.clicked.connect(lambda: self.watch_stream(self.url))
+        self.watch_button.clicked.connect(self.watch_clicked)
+        self.watch_menu = QMenu(self)
+        self.watch_menu.setObjectName("fleet_watch_menu")
         top = QHBoxLayout()
-        top.addWidget(QLabel("Fleet URL:"))
+        top.addWidget(QLabel("Fleet:"))
         top.addWidget(self.url_edit, 1)
         top.addWidget(self.refresh_button)
         top.addWidget(self.watch_button)
@@ -166,12 +180,18 @@ class FleetView(QWidget):
         self.message.setObjectName("fleet_message")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.watch_status = QLabel("")  # what "Watch live" did: kept across reads
+        self.watch_status.setObjectName("fleet_watch_status")
+        self.watch_status.setWordWrap(True)
+        self.watch_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.watch_status.hide()
         self.agents_table = _table(AGENT_COLUMNS, "fleet_agents")
         self.models_table = _table(MODEL_COLUMNS, "fleet_models")
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.message)
+        layout.addWidget(self.watch_status)
         layout.addWidget(QLabel("Agents"))
         layout.addWidget(self.agents_table, 1)
         layout.addWidget(QLabel("Models"))
@@ -205,7 +225,8 @@ class FleetView(QWidget):
         if not url:
             self.tasks.cancel("read")
             self.message.setText(
-                "Give the fleet's NATS URL (the agents' --fleet) to see its agents and models."
+                "Give the fleet's NATS URL, or the nats broker or datasource the agents' --fleet "
+                "names, to see its agents and models."
             )
             return
         self._reading = url
@@ -213,9 +234,9 @@ class FleetView(QWidget):
 
     async def _read(self, url: str) -> None:
         ws = self.home.workspace
-        status = await read_fleet_status(
-            url, ws.workspace_id, list(ws.models), reader="eventdesk-desk", timeout=READ_TIMEOUT
-        )
+        # A name resolves to its object's secret: the keyring blocks, so off the loop.
+        settings = await asyncio.to_thread(reader_settings, ws, url, "eventdesk-desk")
+        status = await read_fleet_status(settings, ws.workspace_id, fleet_models(ws), timeout=READ_TIMEOUT)
         self.show_status(status)
         # Kept once it worked; not when it carries a secret (QSettings is a plain file).
         if not has_credentials(url) and app_settings().value(url_setting(self.home)) != url:
@@ -237,8 +258,51 @@ class FleetView(QWidget):
         self.status = None  # rows of another URL, or of a while ago, would mislead
         _fill(self.agents_table, [])
         _fill(self.models_table, [])
-        if isinstance(exc, EventDeskError) and exc.obj == "fleet":  # the field is this window's URL
-            reason = f"Fleet URL: {exc.detail}"
+        if isinstance(exc, EventDeskError) and exc.obj == "fleet":  # the field is this window's
+            reason = f"Fleet: {exc.detail}"
         else:
             reason = describe_error(exc)
         self.message.setText(redact_servers(f"Cannot read the fleet. {reason}", self._reading))
+
+    def _task_failed(self, slot: str, exc: BaseException) -> None:
+        if slot == "read":
+            self._read_failed(slot, exc)
+        else:
+            self.show_watch(f"Cannot watch the fleet's stream. {describe_error(exc)}")
+
+    # -- Watch live -------------------------------------------------------------------------
+    def watch_clicked(self) -> None:
+        """Watch the one broker the routes publish to, or offer a menu of them."""
+        brokers = watched_brokers(self.home.workspace)
+        if not brokers:
+            self.show_watch(
+                "Nothing to watch: no route publishes to a nats broker (the fleet republishes into "
+                "the streams of the workspace's nats brokers)."
+            )
+            return
+        if len(brokers) == 1:
+            self.watch_broker(brokers[0])
+            return
+        self.watch_menu.clear()
+        for broker in brokers:
+            action = self.watch_menu.addAction(f"Broker {broker}")
+            action.setObjectName(f"fleet_watch_{broker}")
+            action.triggered.connect(lambda _checked=False, b=broker: self.watch_broker(b))
+        self.watch_menu.popup(self.watch_button.mapToGlobal(self.watch_button.rect().bottomLeft()))
+
+    def watch_broker(self, broker: str) -> None:
+        self.show_watch(f"Starting to watch broker {broker}'s stream…")
+        self.tasks.start("watch", self._watch(broker))
+
+    def show_watch(self, text: str) -> None:
+        self.watch_status.setText(text)
+        self.watch_status.show()
+
+    async def _watch(self, broker: str) -> None:
+        plan = await self.watch(broker)
+        self.show_watch(
+            f"Watching live what the fleet publishes into broker {plan.broker}: model {plan.model} "
+            f"(datasource {plan.datasource}) follows subject {plan.subject} from now on, on core NATS, "
+            "so nothing is kept on the server; its events are in the main window's table "
+            "(source.model names the fleet's model)."
+        )

@@ -21,10 +21,10 @@ from eventdesk.core.runtime import Runtime
 from eventdesk.ui.demo_actions import DemoActions
 from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.fleet_view import FleetView
+from eventdesk.ui.fleet_watch import FleetWatch
 from eventdesk.ui.help_dialogs import AboutDialog, ShortcutsDialog, documentation_url
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_commands import ObjectCommands
-from eventdesk.ui.object_dialogs import DatasourceDialog
 from eventdesk.ui.session_restore import restart_enabled, set_restart_enabled
 
 
@@ -218,22 +218,12 @@ class DeskMenus(QObject):
     # -- View ▸ Fleet… ------------------------------------------------------------------------
     def show_fleet(self) -> FleetView:
         if self.fleet_view is None:
-            self.fleet_view = FleetView(self.window.home, self.watch_fleet_stream, self.main)
+            w = self.window
+            watch = FleetWatch(w.home, w.runtime, self.main, w.commands.workspace_changed)
+            self.fleet_view = FleetView(w.home, watch, self.main)
         self.fleet_view.show()
         self.fleet_view.raise_()
         return self.fleet_view
-
-    def watch_fleet_stream(self, url: str) -> DatasourceDialog:
-        """The Add datasource dialog with kind nats and the fleet's URL (a model on the fleet's
-        stream then shows every agent's events)."""
-        dialog = DatasourceDialog(self.window.home, parent=self.main)
-        dialog.kind_combo.setCurrentText("nats")
-        if "fleet" not in self.window.home.workspace.datasources:
-            dialog.name_edit.setText("fleet")
-        assert dialog.form is not None
-        dialog.form.set_values({"url": url})
-        self.window.commands.open_dialog(dialog)
-        return dialog
 
     # -- Help --------------------------------------------------------------------------------
     def show_shortcuts(self) -> ShortcutsDialog:

@@ -38,11 +38,14 @@ def test_headers_written_by_the_broker_kind_come_back() -> None:
         "EventDesk-Key": header_value(key),
         "EventDesk-Op": "truncated",
         "EventDesk-Rev": header_value(rev),
+        "EventDesk-Model": header_value("orders/eu"),
+        "EventDesk-Datasource": header_value("couch"),
     }
     ev = decoder().event("ed.m.truncated.x", b"{}", headers, 41)
     assert (ev.key, ev.op, ev.rev, ev.seq) == (key, "truncated", "41", 41)  # rev: the stream's
     assert ev.source == {"connector": "nats", "subject": "ed.m.truncated.x", "encoding": "json",
-                         "stream": "S", "stream_seq": 41, "rev": rev}  # fmt: skip
+                         "stream": "S", "stream_seq": 41, "rev": rev,
+                         "datasource": "couch", "model": "orders/eu"}  # fmt: skip
     again = decoder().event("ed.m.truncated.x", b'{"other": 1}', headers, 42)  # same headers
     assert (again.key, again.rev) == (key, "42")  # another message: another (key, rev)
     live = decoder().event("ed.m.truncated.x", b"{}", headers, None)

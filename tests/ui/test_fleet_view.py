@@ -1,13 +1,12 @@
 """View ▸ Fleet… against a real nats-server: a fleet bucket written through the agents' own
 FleetBucket and Lease (two agents' heartbeats, a held lease with its route's backlog, a released
 one); the window shows them, remembers the URL that worked for the workspace, says why a wrong URL or a
-server without this workspace's bucket shows nothing, and "Watch the fleet's stream…" opens
-the Add datasource dialog with kind nats and the URL."""
+server without this workspace's bucket shows nothing, and that "Watch live" has nothing to
+watch without a route into a nats broker (tests/ui/test_fleet_watch.py watches one)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,6 @@ from eventdesk.fleet.bucket import FleetBucket
 from eventdesk.fleet.lease import Lease
 from eventdesk.fleet.settings import FleetSettings, agent_key, bucket_name, lease_key
 from eventdesk.ui.fleet_view import has_credentials, redact_servers, url_setting
-from eventdesk.ui.object_dialogs import DatasourceDialog
 from eventdesk.ui.window_layout import app_settings
 from tests.peers.nats_server import NatsServer, running_nats
 from tests.peers.servers import free_port
@@ -106,16 +104,10 @@ def test_fleet_view_shows_agents_models_and_errors(
     reads = view.reads
     qtbot.waitUntil(lambda: view.reads > reads, timeout=6000)  # read again on its own
 
-    if os.environ.get("EVENTDESK_FLEET_SCREENSHOT"):
-        view.grab().save(os.environ["EVENTDESK_FLEET_SCREENSHOT"])
-
-    # "Watch the fleet's stream…": Add datasource, kind nats, the fleet's URL.
+    # "Watch live" with no route into a nats broker: nothing to watch, said in the window.
     view.watch_button.click()
-    dialog = window.commands.last_dialog
-    assert isinstance(dialog, DatasourceDialog) and dialog.isVisible()
-    assert dialog.kind == "nats" and dialog.name == "fleet"
-    assert dialog.form is not None and dialog.form.values()["url"] == fleet_server.url
-    dialog.reject()
+    assert "Nothing to watch: no route publishes to a nats broker" in view.watch_status.text()
+    assert not home.workspace.datasources
 
     # A URL where no server listens: the reason (without the URL's password), and no rows
     # left from the last read.
@@ -123,7 +115,7 @@ def test_fleet_view_shows_agents_models_and_errors(
     view.url_edit.setText(f"nats://ed:hunter2@127.0.0.1:{port}")
     view.refresh_button.click()
     qtbot.waitUntil(lambda: "Cannot read the fleet" in view.message.text(), timeout=20000)
-    assert f"Fleet URL: cannot connect to nats://127.0.0.1:{port}" in view.message.text()
+    assert f"Fleet: cannot connect to nats://127.0.0.1:{port}" in view.message.text()
     assert "hunter2" not in view.message.text()
     assert view.agents_table.rowCount() == 0 and view.models_table.rowCount() == 0
 
@@ -133,6 +125,12 @@ def test_fleet_view_shows_agents_models_and_errors(
         view.refresh_button.click()
         qtbot.waitUntil(lambda: "no fleet bucket" in view.message.text(), timeout=20000)
         assert bucket_name(home.workspace.workspace_id) in view.message.text()
+
+    # A name that is no nats broker or datasource of the workspace.
+    view.url_edit.setText("nowhere")
+    view.refresh_button.click()
+    qtbot.waitUntil(lambda: "named 'nowhere'" in view.message.text(), timeout=20000)
+    assert "Fleet: no broker or datasource named 'nowhere' in this workspace" in view.message.text()
 
     # Reopened later, the window offers the last URL that worked for this workspace.
     view.close()

@@ -9,6 +9,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from eventdesk.core.settings_schema import Field, check_pem_file
@@ -125,3 +126,24 @@ def one_login(v: Mapping[str, Any]) -> tuple[str, str] | None:
     if sum(bool(v[k]) for k in ("creds", "nkey", "username")) > 1:
         return ("creds", "use either a credentials file, an NKey seed file or a user name, not several")
     return None
+
+
+@dataclass(frozen=True)
+class NatsLogin:
+    """The connection fields of a ``nats`` broker's or datasource's settings, without the kind's
+    own ones: what clients/nats/connection.py connects with (the fleet connects through a
+    workspace's broker or datasource this way). No secret: that stays in the keyring or env."""
+
+    servers: list[str] = field(default_factory=list)
+    username: str = ""
+    creds: str = ""
+    nkey: str = ""
+    ca_file: str = ""
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> NatsLogin:
+        """From a validated ``nats`` broker's or datasource's settings."""
+        return cls(
+            servers=servers(str(settings.get("url") or "")),
+            **{k: str(settings.get(k) or "") for k in ("username", "creds", "nkey", "ca_file")},
+        )

@@ -9,7 +9,9 @@ its stream sequence, whatever its headers say: the capture stores one event per 
 rev), so a message delivered again (after a crash) is stored once, and two distinct messages
 are never taken for one (two with the same ``EventDesk-Key`` and ``-Rev`` headers: the same
 change published twice beyond the stream's duplicate window, or by two routes). The
-``EventDesk-Rev`` header is kept as ``source.rev``. A core NATS message has no rev.
+``EventDesk-Rev`` header is kept as ``source.rev``, ``EventDesk-Model`` and ``-Datasource`` as
+``source.model`` and ``source.datasource`` (where the change was captured: a filter such as
+``source.model == 'orders'`` picks one model of a fleet). A core NATS message has no rev.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Any
 
 import jmespath
 
-from eventdesk.clients.nats.headers import KEY_HEADER, OP_HEADER, REV_HEADER, read_header
+from eventdesk.clients.nats.headers import (
+    DATASOURCE_HEADER,
+    KEY_HEADER,
+    MODEL_HEADER,
+    OP_HEADER,
+    REV_HEADER,
+    read_header,
+)
 from eventdesk.connectors.nats.settings import NatsModelSettings
 from eventdesk.connectors.webhook.body import OP_WORDS
 from eventdesk.core import json_codec
@@ -86,6 +95,10 @@ class MessageDecoder:
         sent_rev = read_header(headers, REV_HEADER)
         if sent_rev is not None:
             source["rev"] = sent_rev  # the change's rev where it was captured first
+        for name, header in (("datasource", DATASOURCE_HEADER), ("model", MODEL_HEADER)):
+            value = read_header(headers, header)
+            if value is not None:  # where EventDesk captured it (a fleet's model, say)
+                source[name] = value
         return Event(
             datasource=self.datasource,
             model=self.model,
