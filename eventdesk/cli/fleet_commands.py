@@ -73,6 +73,7 @@ class FleetDrive:
         self.settings = agent_settings(home, args)  # bad options fail before anything starts
         adopt_missing_capture(home)
         self.bucket = FleetBucket(self.settings, bucket_name(home.workspace.workspace_id))
+        self.home = home
         self.agent: FleetAgent | None = None
 
     async def __call__(self, runtime: Runtime, names: list[str], stop: asyncio.Event) -> None:
@@ -85,7 +86,17 @@ class FleetDrive:
             + f" (lease TTL {self.settings.ttl:g} s)",
             flush=True,
         )
-        self.agent = FleetAgent(runtime, self.settings, self.bucket, names)
+        from eventdesk.fleet.watch import fleet_models
+
+        # A copy of the workspace made after the desk pressed "Watch live" holds the desk's watch
+        # model (fleet/watch.py): the desk's to run, not the fleet's.
+        shared = set(fleet_models(self.home.workspace))
+        if left := sorted(set(names) - shared):
+            print(
+                f"fleet: leaving {', '.join(map(repr, left))} to the desk (its watch of the fleet)",
+                flush=True,
+            )
+        self.agent = FleetAgent(runtime, self.settings, self.bucket, [n for n in names if n in shared])
         await self.agent.run(stop)
 
     def models(self) -> list[str]:

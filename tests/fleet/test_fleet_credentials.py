@@ -55,12 +55,17 @@ def status(h: tuple[str, ...], fleet: str, env: dict[str, str] | None = None) ->
     return dict(json.loads(result.stdout))
 
 
-def agent_takes_orders(h: tuple[str, ...], fleet: str, env: dict[str, str] | None = None) -> None:
-    """``run --fleet NAME`` takes the lease; ``fleet status --fleet NAME`` reads it."""
+def agent_takes_orders(
+    h: tuple[str, ...], fleet: str, env: dict[str, str] | None = None, watch: str | None = None
+) -> None:
+    """``run --fleet NAME`` takes the lease; ``fleet status --fleet NAME`` reads it. ``watch``:
+    the desk's watch model in the workspace, which the agent leaves alone."""
     agent = RunProcess(h, env=env, run_args=("--fleet", fleet, "--agent-id", "a1", "--lease-ttl", "3"))
     try:
         start = agent.wait_line("fleet: agent 'a1'", timeout=60)
         assert "nats://127.0.0.1:" in agent.lines[start] and " via " in agent.lines[start], agent.output()
+        if watch is not None:  # a copy of the workspace made after the desk's "Watch live"
+            agent.wait_line(f"fleet: leaving {watch!r} to the desk", timeout=10)
         deadline = time.monotonic() + 60
         while True:
             seen = status(h, fleet, env)
@@ -69,6 +74,7 @@ def agent_takes_orders(h: tuple[str, ...], fleet: str, env: dict[str, str] | Non
             assert time.monotonic() < deadline, seen
             time.sleep(0.5)
         assert "a1" in seen["agents"], seen  # its heartbeat
+        assert watch is None or watch not in seen["models"], seen
     finally:
         assert agent.stop(20) == 0, agent.output()
     assert PASSWORD not in agent.output()
@@ -84,10 +90,13 @@ def test_fleet_through_a_broker_with_a_password_from_env_or_keyring(
     # The same server as a datasource whose secret is in this host's keyring.
     ok(*h, "datasource", "add", "js-src", "--kind", "nats", "--url", password_nats.url, "--username", "ed",
        "--secret-stdin", stdin=PASSWORD)  # fmt: skip
+    ok(*h, "datasource", "add", "fleet-js", "--kind", "nats", "--url", password_nats.url, "--username", "ed",
+       "--secret-env", "FLEET_PW")  # fmt: skip
+    ok(*h, "model", "add", "fleet-js", "--datasource", "fleet-js", "--core-subject", "ed.*.*")
     workspace_file = (tmp_path / "home" / "workspace.json").read_text()
     assert PASSWORD not in workspace_file
 
-    agent_takes_orders(h, "js", env)
+    agent_takes_orders(h, "js", env, watch="fleet-js")
     # Another reader reaches the same bucket through the datasource and the keyring: the lease
     # the agent released on its clean stop.
     seen = status(h, "datasource:js-src")
