@@ -300,7 +300,7 @@ class EventDetail(QWidget):
             f"<b style='color:{color}'>{esc(op)}</b>",
             short("key", str(env.get("key", "")), 40, bold=True),
             short("rev", str(env.get("rev"))) if env.get("rev") is not None else "",  # webhooks have none
-            short("seq", str(env.get("seq", ""))),
+            short("seq", str(env.get("seq"))) if env.get("seq") is not None else "",  # core NATS has none
             esc(str(env.get("received_at", ""))),
             esc(str(env.get("datasource", ""))),
         ]

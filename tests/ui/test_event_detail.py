@@ -190,8 +190,12 @@ def test_big_numbers_are_shown_exactly(detail: EventDetail, capture: Capture) ->
     assert model.json_of(model.index(0, 0)) == str(big)
 
 
-def test_the_header_names_a_rev_only_where_the_source_has_one() -> None:
+def test_the_header_names_a_rev_and_seq_only_where_the_source_has_them() -> None:
     webhook = CapturedEvent(1, {"model": "m", "op": "created", "key": "k", "rev": None, "seq": "s"})
     couch = CapturedEvent(2, {"model": "m", "op": "updated", "key": "k", "rev": "2-ab", "seq": "s"})
+    core_nats = CapturedEvent(3, {"model": "m", "op": "created", "key": "k", "rev": "7", "seq": None})
     assert "rev" not in EventDetail._header_html(webhook).replace("received", "")
-    assert "rev 2-ab" in EventDetail._header_html(couch)
+    assert "rev 2-ab" in EventDetail._header_html(couch) and "seq s" in EventDetail._header_html(couch)
+    assert "seq" not in EventDetail._header_html(core_nats) and "None" not in EventDetail._header_html(
+        core_nats
+    )
