@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 import pytest_asyncio
 from nats.js.api import StreamConfig
 
 from eventdesk.brokers.nats import SCHEMA, NatsPublisher
 from eventdesk.brokers.nats.connection import msg_id
+from eventdesk.brokers.nats.errors import stream_error
 from eventdesk.core.contracts import MessageFields, State
 from eventdesk.core.errors import (
     BrokerDisconnectedError,
@@ -225,6 +227,21 @@ async def test_a_puback_that_never_comes_is_no_ack_not_a_drop(
         assert publisher.connected
     finally:
         await nc.close()
+
+
+async def test_a_cluster_electing_its_leader_is_retried_and_jetstream_off_is_not() -> None:
+    # nats-server answers 503 / 10008 "JetStream system temporarily unavailable" while its
+    # cluster elects a meta leader (seen in the fleet's node-loss tests): a publisher
+    # (re)connecting then retries; 503 / 10076 is JetStream off, for good.
+    electing = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10008, description="JetStream system temporarily unavailable"
+    )
+    error = stream_error(electing, "broker 'js'", "ED")
+    assert not error.terminal and error.field == "stream" and "electing" in str(error)
+    off = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10076, description="JetStream not enabled"
+    )
+    assert stream_error(off, "broker 'js'", "ED").terminal
 
 
 async def test_missing_stream_is_named(nats_server: NatsServer, make_nats: MakeNats) -> None:  # noqa: F811
