@@ -137,7 +137,9 @@ class Fleet:
                 ):
                     return leases
             time.sleep(0.1)
-        raise AssertionError(f"models not all held and running after {timeout} s: {leases}\n{self.outputs()}")
+        raise AssertionError(
+            f"models not all held and running after {timeout} s: {leases}\n{self.diagnose()}"
+        )
 
     def check_exactly_once(self, written: set[tuple[str, str, str]], timeout: float = 60) -> None:
         """:func:`check_exactly_once` on this fleet's stream, the agents' output on a failure."""
