@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test setup setup-test peers lint bench chaos soak screenshot clean icons bundle install-desktop uninstall-desktop
+.PHONY: run test setup setup-test peers lint bench soak screenshot clean icons bundle install-desktop uninstall-desktop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,10 +49,6 @@ bench: setup peers
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_history
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_detail
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m tests.bench.app_launch
-
-# Tests that kill servers of a cluster (kept out of `make test`, see their comments).
-chaos: setup peers
-	$(BIN)/python -m pytest -q -m chaos
 
 # The window idle, then trickled, for MINUTES each: CPU, RSS drift, wake-ups, still rendering.
 MINUTES ?= 10

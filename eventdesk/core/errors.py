@@ -80,6 +80,12 @@ class BrokerDisconnectedError(BrokerError):
     """The broker connection dropped while messages were in flight; they will be sent again."""
 
 
+class BrokerNoAckError(BrokerDisconnectedError):
+    """The connection is up but the broker did not acknowledge in time (a JetStream stream whose
+    leader died, until its replicas elect another); the messages will be sent again. Unlike a
+    drop it says nothing about the messages sent, so it never counts toward finding a poison."""
+
+
 class OutputError(EventDeskError):
     """A file could not be written (disk full, I/O error); nothing half-written is left behind."""
 

@@ -17,7 +17,7 @@ from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import RouteRow
 from eventdesk.core.contracts import MessageFields, Publisher
 from eventdesk.core.envelope import encode_payload
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, BrokerNoAckError, PoisonError
 from eventdesk.core.runtime_hub import RuntimeHub
 from eventdesk.core.topic_template import TopicTemplate
 
@@ -90,6 +90,14 @@ class RoutePoison:
         single, self.single = self.single, None
         if not isinstance(failure, BrokerError):
             raise failure
+        if isinstance(failure, BrokerNoAckError):
+            # No acknowledgement in time, the connection up (a stream electing its leader after
+            # a node's loss): resend, batched. Counted as a drop, two of them in a long election
+            # sent every route of the broker one event at a time, far behind the writes.
+            log.warning(
+                "%s: %s; sending again from capture position %d", self.label, failure.detail, self.position
+            )
+            return self.position
         if isinstance(failure, BrokerDisconnectedError):
             if single is not None:
                 row, at, alone = single

@@ -11,14 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 import pytest_asyncio
 from nats.js.api import StreamConfig
 
 from eventdesk.brokers.nats import SCHEMA, NatsPublisher
 from eventdesk.brokers.nats.connection import msg_id
+from eventdesk.brokers.nats.errors import stream_error
 from eventdesk.core.contracts import MessageFields, State
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConfigError, PoisonError
+from eventdesk.core.errors import (
+    BrokerDisconnectedError,
+    BrokerError,
+    BrokerNoAckError,
+    ConfigError,
+    PoisonError,
+)
 from eventdesk.core.topic_template import TopicTemplate, check_template
 from eventdesk.core.workspace import BrokerConfig
 from tests.brokers.conftest import StateRecorder
@@ -194,6 +202,46 @@ async def test_outage_mid_stream_nothing_missing_nothing_twice(
     keys = [m.headers["EventDesk-Key"] for m in stored]
     assert sorted(keys) == sorted(f"k{i}" for i in range(total))  # none missing, none twice
     assert len({m.headers["Nats-Msg-Id"] for m in stored}) == total
+
+
+async def test_a_puback_that_never_comes_is_no_ack_not_a_drop(
+    nats_server: NatsServer,  # noqa: F811
+    make_nats: MakeNats,
+) -> None:
+    """A stream that does not answer while the connection is up (here a plain subscriber takes
+    the subject and never replies; in a cluster, a stream electing its leader) fails the batch
+    with BrokerNoAckError, which the route resends without counting it as a drop."""
+    publisher, _ = make_nats(nats_config(nats_server.url, stream="S", create_stream=True, subjects="ed.>"))
+    publisher.ack_timeout = 0.3
+    await publisher.start()
+    await publisher.wait_connected()
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.subscribe("quiet.>")
+        await nc.flush()
+        with pytest.raises(BrokerNoAckError) as caught:
+            await asyncio.wait_for(
+                publisher.publish_with_fields([("quiet.x", b"{}")], [fields(0)], 1, False), 10
+            )
+        assert "no PubAck" in str(caught.value)
+        assert publisher.connected
+    finally:
+        await nc.close()
+
+
+async def test_a_cluster_electing_its_leader_is_retried_and_jetstream_off_is_not() -> None:
+    # nats-server answers 503 / 10008 "JetStream system temporarily unavailable" while its
+    # cluster elects a meta leader (seen in the fleet's node-loss tests): a publisher
+    # (re)connecting then retries; 503 / 10076 is JetStream off, for good.
+    electing = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10008, description="JetStream system temporarily unavailable"
+    )
+    error = stream_error(electing, "broker 'js'", "ED")
+    assert not error.terminal and error.field == "stream" and "electing" in str(error)
+    off = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10076, description="JetStream not enabled"
+    )
+    assert stream_error(off, "broker 'js'", "ED").terminal
 
 
 async def test_missing_stream_is_named(nats_server: NatsServer, make_nats: MakeNats) -> None:  # noqa: F811

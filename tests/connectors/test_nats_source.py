@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 import pytest_asyncio
 
+from eventdesk.connectors.nats.errors import stream_error
 from eventdesk.connectors.nats.settings import consumer_name
 from eventdesk.core import json_codec
 from eventdesk.core.contracts import State
@@ -326,3 +328,16 @@ def test_model_settings_are_checked(tmp_path: Path) -> None:
             home.add_model("m", "nd", {"stream": "S", "core_subject": "a.>"})
     finally:
         home.close()
+
+
+def test_a_cluster_electing_its_leader_is_retried_and_jetstream_off_is_not() -> None:
+    # 503 / 10008 "JetStream system temporarily unavailable": a cluster electing its meta leader.
+    electing = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10008, description="JetStream system temporarily unavailable"
+    )
+    error = stream_error(electing, "m", "ED", "nats://127.0.0.1:4222")
+    assert not error.terminal and "electing" in str(error)
+    off = nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=10076, description="JetStream not enabled"
+    )
+    assert stream_error(off, "m", "ED", "nats://127.0.0.1:4222").terminal

@@ -16,7 +16,13 @@ from eventdesk.core.broker_link import BrokerLink
 from eventdesk.core.capture import Appended
 from eventdesk.core.contracts import Publisher, State
 from eventdesk.core.envelope import Event
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, ConnectorError, PoisonError
+from eventdesk.core.errors import (
+    BrokerDisconnectedError,
+    BrokerError,
+    BrokerNoAckError,
+    ConnectorError,
+    PoisonError,
+)
 from eventdesk.core.home import Home
 from eventdesk.core.model_runner import ModelRunner
 from eventdesk.core.route_worker import RouteWorker
@@ -374,6 +380,27 @@ class DroppingPublisher(RefusingPublisher):
         asyncio.get_running_loop().call_later(0.005, self.up.set)
 
 
+class UnansweredPublisher(DroppingPublisher):
+    """A broker stand-in (pure logic: the route's handling of a broker that stays connected but
+    does not acknowledge, as a JetStream stream electing its leader): its first ``silent``
+    sends fail with BrokerNoAckError, the rest are acknowledged; it notes each send's size."""
+
+    def __init__(self, silent: int) -> None:
+        super().__init__()
+        self.silent = silent
+        self.sizes: list[int] = []
+
+    def publish_many(
+        self, messages: Sequence[tuple[str, bytes]], qos: int, retain: bool
+    ) -> asyncio.Future[None]:
+        self.sizes.append(len(messages))
+        if len(self.sizes) > self.silent:
+            return super().publish_many(messages, qos, retain)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(BrokerNoAckError("no PubAck from the stream within 15 s"))
+        return future
+
+
 async def _publish_all(isolated_home: Path, publisher: Publisher, count: int) -> tuple[Home, RouteWorker]:
     """Route ``count`` captured events through ``publisher`` until the route is past them all."""
     home = Home.open(str(isolated_home))
@@ -420,5 +447,21 @@ async def test_connection_drops_that_follow_no_message_quarantine_nothing(isolat
     assert worker.position == 1500
     assert fake.drops > 10
     assert set(fake.taken) == {f"t/k{i}" for i in range(1500)}
+    assert home.capture.quarantine_entries("out") == []
+    home.close()
+
+
+@pytest.mark.asyncio
+async def test_acknowledgements_that_do_not_come_resend_in_batches_never_one_by_one(
+    isolated_home: Path,
+) -> None:
+    # Three rounds of unacknowledged batches at the same position (a long leader election):
+    # each is sent again whole; none is taken for a drop, so the route never sends one event
+    # at a time (which also holds back every other route of the broker).
+    fake = UnansweredPublisher(silent=30)
+    home, worker = await _publish_all(isolated_home, fake, 1500)
+    assert worker.position == 1500
+    assert set(fake.taken) == {f"t/k{i}" for i in range(1500)}
+    assert min(fake.sizes) > 1, fake.sizes
     assert home.capture.quarantine_entries("out") == []
     home.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -101,6 +102,7 @@ class Fleet:
                 alive = run.proc.poll() is None
                 rc = run.stop(20)
                 assert alive and rc == 0, f"agent {agent} (alive: {alive}, exit {rc}):\n{run.output()}"
+        self.outputs()  # kept in tmp
 
     def held_by(self, agent: str) -> set[str]:
         return {m for m, lease in self.holders().items() if lease["agent"] == agent}
@@ -135,17 +137,84 @@ class Fleet:
                 ):
                     return leases
             time.sleep(0.1)
-        raise AssertionError(f"models not all held and running after {timeout} s: {leases}\n{self.outputs()}")
+        raise AssertionError(
+            f"models not all held and running after {timeout} s: {leases}\n{self.diagnose()}"
+        )
 
     def check_exactly_once(self, written: set[tuple[str, str, str]], timeout: float = 60) -> None:
         """:func:`check_exactly_once` on this fleet's stream, the agents' output on a failure."""
         try:
             check_exactly_once(self.read_url, written, timeout)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.outputs()}") from None
+            raise AssertionError(f"{exc}\n{self.diagnose()}") from None
+
+    def diagnose(self) -> str:
+        """What a failed check shows (also kept as diagnosis.txt in tmp): the agents' output,
+        each route's position against what its agent captured, each stream's leader and
+        replicas as every running node sees them, and the tail of each node's log."""
+        text = "\n".join(
+            [
+                self.outputs(),
+                "=== routes (agent: route position / last captured of its model)",
+                *self.route_positions(),
+                "=== streams",
+                *asyncio.run(
+                    streams_report(
+                        [n.url for n in self.cluster.nodes if n.proc], [STREAM, "KV_" + self.bucket]
+                    )
+                ),
+                "=== nats-server logs",
+                self.cluster.log(),
+            ]
+        )
+        (self.tmp / "diagnosis.txt").write_text(text)
+        return text
+
+    def route_positions(self) -> list[str]:
+        out = []
+        for agent in self.agents:
+            path = self.tmp / f"home-{agent}" / "capture.sqlite3"
+            if not path.exists():
+                continue
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                positions = dict(con.execute("SELECT route, pos FROM route_positions").fetchall())
+                last = dict(con.execute("SELECT model, MAX(pos) FROM events GROUP BY model").fetchall())
+            finally:
+                con.close()
+            out += [f"{agent}: r-{m}: {positions.get(f'r-{m}')} / {last.get(m)}" for m in sorted(last)]
+        return out
 
     def outputs(self) -> str:
+        """The tail of each agent's output (the whole of it kept as agent-<id>.log in tmp)."""
+        for a, r in self.agents.items():
+            (self.tmp / f"agent-{a}.log").write_text(r.output())
         return "\n".join(f"=== agent {a}\n{r.output()[-4000:]}" for a, r in self.agents.items())
+
+
+async def streams_report(urls: list[str], streams: list[str]) -> list[str]:
+    """Each stream's messages, leader and replicas as each node (URL) answers, or why not."""
+    out = []
+    for url in urls:
+        for stream in streams:
+            try:
+                nc = await nats.connect(url, allow_reconnect=False, connect_timeout=2)
+            except Exception as exc:
+                out.append(f"{url}: cannot connect: {exc!r}")
+                continue
+            try:
+                info = await nc.jetstream(timeout=3).stream_info(stream)
+                c = info.cluster
+                replicas = [(r.name, r.current, r.active, r.lag) for r in (c.replicas or [])] if c else None
+                out.append(
+                    f"{url} {stream}: messages={info.state.messages} last_seq={info.state.last_seq} "
+                    f"leader={c.leader if c else None} replicas={replicas}"
+                )
+            except Exception as exc:
+                out.append(f"{url} {stream}: {type(exc).__name__}: {exc}")
+            finally:
+                await nc.close()
+    return out
 
 
 def create_stream(url: str) -> None:

@@ -110,10 +110,6 @@ def test_sigkill_of_an_agent_moves_its_models_to_the_others(make_fleet: Callable
     assert all(lease["agent"] == "" for lease in fleet.holders().values()), fleet.holders()
 
 
-# Behind `make chaos`, not in `make test`: in 1 of 3 CI runs on 2026-12-06 (and 1 of 7 earlier
-# runs) the stream stayed at 8,305 of 12,132 messages for 60 s after the node's SIGKILL while
-# the agents kept their leases; the cause is not found yet.
-@pytest.mark.chaos
 def test_sigkill_of_a_nats_node_stops_nothing(make_fleet: Callable[..., Fleet]) -> None:
     # The node may lead the bucket's stream, which then answers nothing until the other two
     # elect a new leader (4-9 s, and up to 18 s here when it also led the meta group on this
@@ -131,6 +127,8 @@ def test_sigkill_of_a_nats_node_stops_nothing(make_fleet: Callable[..., Fleet]) 
     assert {m: lease["agent"] for m, lease in after.items()} == before, fleet.outputs()
     for agent, run in fleet.agents.items():
         assert "fleet: lost model" not in run.output(), f"agent {agent}:\n{run.output()}"
+        # A PubAck lost in the election is no poison: no route sends one event at a time.
+        assert "one event at a time" not in run.output(), f"agent {agent}:\n{run.output()}"
         assert run.proc.poll() is None, f"agent {agent} ended:\n{run.output()}"
 
 

@@ -12,6 +12,7 @@ import nats.errors
 import nats.js.errors
 
 from eventdesk.clients.nats.errors import (
+    JS_CLUSTER_NOT_AVAILABLE,
     JS_MESSAGE_TOO_BIG,
     JS_NOT_ENABLED,
     JS_STREAM_NOT_FOUND,
@@ -29,6 +30,12 @@ def stream_error(exc: BaseException, label: str, stream: str) -> BrokerError:
             obj=label,
             field="stream",
             terminal=True,
+        )
+    if getattr(exc, "err_code", None) == JS_CLUSTER_NOT_AVAILABLE:
+        return BrokerError(
+            "JetStream is not available right now (its cluster is electing a leader)",
+            obj=label,
+            field="stream",
         )
     if (
         isinstance(exc, nats.js.errors.ServiceUnavailableError)

@@ -27,7 +27,7 @@ from eventdesk.brokers.nats.errors import no_stream_error, permission_error, pub
 from eventdesk.brokers.nats.settings import SCHEMA, NatsSettings
 from eventdesk.clients.nats.connection import open_connection, where
 from eventdesk.core.contracts import MAX_TOPIC_BYTES, MessageFields, State, StateChange
-from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, PoisonError
+from eventdesk.core.errors import BrokerDisconnectedError, BrokerError, BrokerNoAckError, PoisonError
 from eventdesk.core.reconnecting_publisher import ReconnectingPublisher
 from eventdesk.core.retry_policy import Backoff
 from eventdesk.core.settings_schema import Schema
@@ -245,12 +245,11 @@ class NatsPublisher(ReconnectingPublisher):
     def _ack_timed_out(self, batch: _Batch) -> None:
         for token in batch.tokens:
             self._pending.pop(token, None)
-        # Like a dropped connection (the stream's leader away, a cluster electing one): the
-        # route sends the batch again and the duplicate window drops what was stored.
+        # The stream's leader away (a cluster electing one): the route sends the batch again and
+        # the duplicate window drops what was stored. Not a drop (BrokerNoAckError): the route
+        # must not take it for a message the broker chokes on.
         batch.fail(
-            BrokerDisconnectedError(
-                f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label
-            )
+            BrokerNoAckError(f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label)
         )
 
     async def _send_loop(self, nc: Client) -> None:

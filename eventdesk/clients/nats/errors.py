@@ -22,6 +22,9 @@ JS_STREAM_SUBJECTS_OVERLAP = 10065
 JS_MESSAGE_TOO_BIG = 10054  # "message size exceeds maximum allowed"
 JS_INSUFFICIENT_RESOURCES = 10023
 JS_NOT_ENABLED = 10076
+# "JetStream system temporarily unavailable" (a 503, as "not enabled" is): what a node answers
+# while the cluster elects its meta leader, after a node's loss. Worth retrying, never terminal.
+JS_CLUSTER_NOT_AVAILABLE = 10008
 JS_CONSUMER_NOT_FOUND = 10014
 JS_CONSUMER_FILTER_NOT_SUBSET = (
     10093  # "consumer filter subject is not a valid subset of the interest subjects"

@@ -12,7 +12,12 @@ import re
 import nats.errors
 import nats.js.errors
 
-from eventdesk.clients.nats.errors import JS_CONSUMER_FILTER_NOT_SUBSET, JS_NOT_ENABLED, JS_STREAM_NOT_FOUND
+from eventdesk.clients.nats.errors import (
+    JS_CLUSTER_NOT_AVAILABLE,
+    JS_CONSUMER_FILTER_NOT_SUBSET,
+    JS_NOT_ENABLED,
+    JS_STREAM_NOT_FOUND,
+)
 from eventdesk.core.errors import ConnectorError
 
 _PERMISSION = re.compile(r"Permissions Violation for (Publish|Subscription) to \"?([^\"']+)", re.IGNORECASE)
@@ -54,6 +59,10 @@ def stream_error(exc: BaseException, model: str, stream: str, where: str) -> Con
             obj=model,
             field="subject",
             terminal=True,
+        )
+    if code == JS_CLUSTER_NOT_AVAILABLE:
+        return ConnectorError(
+            f"JetStream on {where} is not available right now (its cluster is electing a leader)", obj=model
         )
     if (
         isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError)
