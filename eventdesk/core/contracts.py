@@ -122,10 +122,14 @@ class Connector(ABC):
     ) -> str:
         """Check that the datasource (and model, if given) can be reached; return a summary."""
 
+    # The unit of :meth:`source_lag` in words ("messages", "bytes of WAL").
+    source_lag_unit: ClassVar[str] = ""
+
     def source_lag(self) -> float | None:
-        """How far behind its source the model is, in the kind's own unit (nats: messages
-        the stream holds that are not captured yet); None: this kind does not say. Read on
-        the loop (``Runtime.connector_of(model).source_lag()``, the metrics' source lag)."""
+        """How far behind its source the model is, in :attr:`source_lag_unit` (nats: messages
+        the stream holds that are not captured yet; postgres: bytes of WAL the slot holds back);
+        None: this kind does not say. Read on the loop (``Runtime.connector_of(model)
+        .source_lag()``: the metrics' source lag, the fleet's lease figures)."""
         return None
 
     # The model setting naming what a model follows on its datasource ("database", "table"),

@@ -181,6 +181,10 @@ class FleetAgent:
         holding.resume = found.resume
         figures = dict(found.figures)
         figures["state"] = self.runtime.state_of(f"model/{holding.model}").state.value
+        connector = self.runtime.connector_of(holding.model)
+        lag = connector.source_lag() if connector is not None else None
+        if lag is not None and connector is not None:
+            figures["source_lag"] = {"value": lag, "unit": connector.source_lag_unit}
         return figures
 
     async def _figures(self, holding: Holding) -> dict[str, Any]:

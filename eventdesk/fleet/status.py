@@ -72,6 +72,7 @@ def build_fleet_status(
                 "revision": entry.revision,
                 "state": lease.progress.get("state"),
                 "checkpoint": lease.progress.get("checkpoint"),
+                "source_lag": lease.progress.get("source_lag"),
                 "resume": lease.resume,
                 "routes": routes if isinstance(routes, dict) else {},
             }
@@ -87,9 +88,17 @@ def _unheld() -> dict[str, Any]:
         "revision": None,
         "state": None,
         "checkpoint": None,
+        "source_lag": None,
         "resume": None,
         "routes": {},
     }
+
+
+def lag_text(lag: Any) -> str:
+    """A model's source lag as its holder recorded it (``{"value", "unit"}``): "12 messages"."""
+    if not isinstance(lag, dict) or not isinstance(lag.get("value"), int | float):
+        return "—"
+    return f"{lag['value']:,.0f} {lag.get('unit') or ''}".rstrip()
 
 
 def reader_settings(workspace: Workspace, fleet: str, reader: str) -> FleetSettings:
@@ -131,6 +140,7 @@ def render(status: FleetStatus) -> list[str]:
             lines.append(
                 f"  {name}: {m['agent']} lease {m['lease_age']} s renewed {m['renewed_ago']} s ago"
                 f" state={m['state']} checkpoint={json_codec.dumps(m['checkpoint']).decode()}"
+                + (f" source lag={lag_text(m['source_lag'])}" if m["source_lag"] else "")
             )
         for route, r in m["routes"].items():
             lines.append(f"    route {route}: backlog={r.get('backlog')}")

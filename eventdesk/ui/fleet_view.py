@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import redact_url
-from eventdesk.fleet.status import FleetStatus, read_fleet_status, reader_settings
+from eventdesk.fleet.status import FleetStatus, lag_text, read_fleet_status, reader_settings
 from eventdesk.fleet.watch import WatchPlan, fleet_models, watched_brokers
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.object_dialog import describe_error
@@ -43,7 +43,7 @@ from eventdesk.ui.window_layout import app_settings
 REFRESH_MS = 2000
 READ_TIMEOUT = 5.0  # seconds for each request to the bucket
 AGENT_COLUMNS = ("Agent", "Host", "Models held", "Heartbeat", "State")
-MODEL_COLUMNS = ("Model", "Holder", "Lease age", "Renewed", "State", "Backlog per route")
+MODEL_COLUMNS = ("Model", "Holder", "Lease age", "Renewed", "State", "Source lag", "Backlog per route")
 
 
 def url_setting(home: Home) -> str:
@@ -94,7 +94,7 @@ def agent_rows(status: FleetStatus) -> list[tuple[str, ...]]:
 
 
 def model_rows(status: FleetStatus) -> list[tuple[str, ...]]:
-    """(model, holder, lease age, renewed, state, backlog per route) per model."""
+    """(model, holder, lease age, renewed, state, source lag, backlog per route) per model."""
     rows: list[tuple[str, ...]] = []
     for name, m in status.models.items():
         backlog = ", ".join(f"{route}: {r.get('backlog')}" for route, r in m["routes"].items())
@@ -105,6 +105,7 @@ def model_rows(status: FleetStatus) -> list[tuple[str, ...]]:
                 _age(m["lease_age"]),
                 _age(m["renewed_ago"]) + (" ago" if m["renewed_ago"] is not None else ""),
                 str(m["state"] or ""),
+                lag_text(m["source_lag"]),
                 backlog or "(no routes)",
             )
         )

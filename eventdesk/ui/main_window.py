@@ -579,6 +579,8 @@ class MainWindow(QMainWindow):
             off()
         for dialog in list(self.dialogs):
             dialog.reject()
+        if self.menus.fleet_view is not None:  # its own window, reading the bucket every 2 s
+            self.menus.fleet_view.close()
         await self.tasks.cancel_all()
         await self.recordings.shutdown()
         await self.runtime.aclose()

@@ -275,7 +275,16 @@ async def test_the_slots_lag_in_bytes_is_shown_while_the_capture_trails(
 
     monkeypatch.setattr(pipeline.home.capture, "append_rows", slow_append)
     details: list[str] = []
-    pipeline.runtime.on_state(lambda key, change: details.append(change.detail or ""))
+    source_lags: list[float | None] = []  # Connector.source_lag: the metrics', the fleet's
+
+    def on_state(key: str, change: Any) -> None:
+        details.append(change.detail or "")
+        connector = pipeline.runtime.connector_of(pipeline.model)
+        if connector is not None:
+            source_lags.append(connector.source_lag())
+            assert connector.source_lag_unit == "bytes of WAL"
+
+    pipeline.runtime.on_state(on_state)
     try:
         await pipeline.start()
         pg.execute("INSERT INTO laggy SELECT g, repeat('x', 200) FROM generate_series(1, 3000) g")
@@ -284,6 +293,9 @@ async def test_the_slots_lag_in_bytes_is_shown_while_the_capture_trails(
         await pipeline.close()
     lags = [int(d.rsplit("lag ", 1)[1].split()[0]) for d in details if "lag " in d]
     assert any(lag > 0 for lag in lags), details[-5:]
+    # Read when a state came in, it is the lag of that state or of a later one (never made up).
+    said = [lag for lag in source_lags if lag is not None]
+    assert any(lag > 0 for lag in said) and set(said) <= {float(lag) for lag in lags}, source_lags
 
 
 @pytest.mark.asyncio

@@ -31,6 +31,7 @@ from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     isolated_qsettings_fixture,
     make_window_fixture,
     qloop_fixture,
+    run,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -98,7 +99,7 @@ def test_fleet_view_shows_agents_models_and_errors(
     assert models[0][1] == "free" and models[0][2] == "—" and models[0][4] == "stopped"
     assert models[1][1] == "agent-a" and models[1][4] == "running"
     assert 42 <= float(models[1][2].split()[0]) < 80
-    assert models[1][5] == "to-stream: 7"
+    assert models[1][5] == "—" and models[1][6] == "to-stream: 7"  # webhook: no source lag
     assert "2 agent(s), 1 of 2 model(s) held" in view.message.text()
     assert app_settings().value(url_setting(home)) == fleet_server.url
     reads = view.reads
@@ -138,6 +139,9 @@ def test_fleet_view_shows_agents_models_and_errors(
     window.menus.fleet_view = None
     again = window.menus.show_fleet()
     assert again.url_edit.text() == fleet_server.url
+    # The app shut down closes it: no window left behind reading the bucket.
+    run(qtbot, window.shutdown(), timeout=15000)
+    assert not again.isVisible() and not again.timer.isActive()
 
 
 def test_fleet_urls_with_secrets_are_neither_shown_nor_kept() -> None:

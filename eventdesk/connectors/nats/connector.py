@@ -79,6 +79,8 @@ class NatsConnector(Connector):
         self.pending: int | None = None  # messages of the stream not fetched yet (source lag)
         self._ended: asyncio.Future[ConnectorError | None] | None = None
 
+    source_lag_unit = "messages"
+
     def source_lag(self) -> float | None:
         return None if self.pending is None else float(self.pending)
 

@@ -60,6 +60,7 @@ class PostgresConnector(Connector):
     datasource_schema = DATASOURCE_SCHEMA
     model_schema = MODEL_SCHEMA
     source_field = "table"
+    source_lag_unit = "bytes of WAL"
 
     STOP_TIMEOUT: ClassVar[float] = 0.8
     """How long a cancelled run waits for its worker thread."""
@@ -73,6 +74,15 @@ class PostgresConnector(Connector):
         self.backoff = Backoff()
         # The last checkpoint the capture committed in this run: a new session resumes there.
         self.committed: str | None = None
+        self.lag: int | None = None  # bytes of WAL the slot holds back, as the session last said
+
+    def source_lag(self) -> float | None:
+        return None if self.lag is None else float(self.lag)
+
+    def _lagging(self, loop: asyncio.AbstractEventLoop, detail: str, lag: int) -> None:
+        """[reader thread] The slot's lag changed: kept for :meth:`source_lag`, shown in the state."""
+        self.lag = lag
+        self._state(loop, StateChange(State.RUNNING, f"{detail}, lag {lag} bytes"))
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -216,9 +226,7 @@ class PostgresConnector(Connector):
             session.on_delivered = self._committed
             detail = f"slot {target.names.slot}, publication {target.names.publication}"
             self._state(loop, StateChange(State.RUNNING, detail))
-            session.on_lag = lambda lag: self._state(
-                loop, StateChange(State.RUNNING, f"{detail}, lag {lag} bytes")
-            )
+            session.on_lag = lambda lag: self._lagging(loop, detail, lag)
             self.backoff.connected()
             try:
                 session.run(conn, start_lsn)
