@@ -4,6 +4,8 @@ datasource and model that follow what every agent publishes there. The model sub
 the routes' subjects on core NATS, from now on: nothing is left on the server (no durable
 consumer holding messages), and the datasource takes the broker's connection settings.
 Names are derived from the broker's (``fleet-<broker>``), so watching again reuses them.
+Where the broker names its stream, the model reads the stream itself through an ephemeral
+ordered consumer instead, so what it shows is what the stream keeps.
 """
 
 from __future__ import annotations
@@ -86,6 +88,16 @@ def subject_of(workspace: Workspace, broker: str) -> str:
     return ".".join(merged)
 
 
+def follow_settings(broker: dict[str, Any], subject: str) -> dict[str, Any]:
+    """The watch model's settings: the broker's stream through an ephemeral ordered consumer
+    (what the stream keeps, so a change a failover re-sent shows once; nothing left on the
+    server), or, when the broker names no stream or publishes on core NATS, the subjects live."""
+    stream = str(broker.get("stream") or "")
+    if stream and broker.get("delivery", "jetstream") == "jetstream":
+        return {"stream": stream, "subject": subject, "durable": False}
+    return {"core_subject": subject}
+
+
 @dataclass(frozen=True)
 class WatchPlan:
     """The datasource and model that follow ``broker``'s routes live, and whether each exists."""
@@ -124,7 +136,7 @@ def watch_plan(workspace: Workspace, broker: str) -> WatchPlan:
         model=name,
         subject=subject,
         datasource_settings={k: cfg.settings[k] for k in CONNECTION_FIELDS if k in cfg.settings},
-        model_settings={"core_subject": subject},
+        model_settings=follow_settings(cfg.settings, subject),
         has_datasource=ds is not None,
         has_model=model is not None,
     )

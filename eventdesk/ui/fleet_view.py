@@ -301,9 +301,14 @@ class FleetView(QWidget):
 
     async def _watch(self, broker: str) -> None:
         plan = await self.watch(broker)
+        stream = plan.model_settings.get("stream")
+        how = (
+            f"reads stream {stream} ({plan.subject}) from now on through an ephemeral consumer"
+            if stream
+            else f"follows subject {plan.subject} from now on, on core NATS,"
+        )
         self.show_watch(
             f"Watching live what the fleet publishes into broker {plan.broker}: model {plan.model} "
-            f"(datasource {plan.datasource}) follows subject {plan.subject} from now on, on core NATS, "
-            "so nothing is kept on the server; its events are in the main window's table "
-            "(source.model names the fleet's model)."
+            f"(datasource {plan.datasource}) {how} so nothing is kept on the server; its events are "
+            "in the main window's table (source.model names the fleet's model)."
         )

@@ -273,6 +273,46 @@ async def test_core_subject_live(tmp_path: Path, nats_server: NatsServer) -> Non
 
 
 @pytest.mark.asyncio
+async def test_an_ephemeral_consumer_follows_the_stream_live_and_leaves_nothing(
+    tmp_path: Path,
+    nats_server: NatsServer,  # noqa: F811
+    js_stream: Any,
+) -> None:
+    for i in range(5):  # before the run: not shown (live from its start)
+        await js_stream.publish("orders.old", json_codec.dumps({"n": i}))
+    src = Source(tmp_path / "home", nats_server.url, stream="ORDERS", subject="orders.*", durable=False)
+    assert src.home.removal("model", "m").held == ()  # nothing for remove --drop-slot
+    try:
+        await src.runtime.start_model("m")
+        assert "ephemeral ordered consumer" in await src.wait_state(State.RUNNING)
+        for i in range(3):
+            await js_stream.publish(
+                "orders.new", json_codec.dumps({"n": i}), headers={"Nats-Msg-Id": f"m{i}"}
+            )
+        # Sent again (a fleet's failover): the stream drops it, so the desk never sees it twice.
+        await js_stream.publish("orders.new", json_codec.dumps({"n": 2}), headers={"Nats-Msg-Id": "m2"})
+        await js_stream.publish("orders.x.y", b"{}")  # not on the filter subject
+        events = await src.wait_events(3)
+        assert (await js_stream.stream_info("ORDERS")).state.consumer_count == 1
+        await asyncio.to_thread(nats_server.restart)  # same port, same store
+        for i in range(3, 6):
+            await js_stream.publish("orders.new", json_codec.dumps({"n": i}))
+        events = await src.wait_events(6, timeout=30)
+        checkpoint = src.home.capture.checkpoint("m")
+        await src.runtime.stop_model("m")
+        deadline = time.monotonic() + 20
+        while (await js_stream.stream_info("ORDERS")).state.consumer_count:
+            assert time.monotonic() < deadline, "the ephemeral consumer stayed on the server"
+            await asyncio.sleep(0.25)
+    finally:
+        await src.close()
+    # None twice, none missing, in stream order; the rev is the stream sequence.
+    assert [e["payload"]["n"] for e in events] == list(range(6))
+    assert [e["seq"] for e in events] == [6, 7, 8, 10, 11, 12]  # 9: orders.x.y; the duplicate took none
+    assert checkpoint is None  # nothing to resume from once the consumer is gone
+
+
+@pytest.mark.asyncio
 async def test_missing_stream_is_named(tmp_path: Path, nats_server: NatsServer) -> None:  # noqa: F811
     src = Source(tmp_path / "home", nats_server.url, stream="NOPE")
     try:

@@ -10,7 +10,14 @@ import pytest
 
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.home import Home
-from eventdesk.fleet.watch import fleet_models, merge_filters, template_filter, watch_plan, watched_brokers
+from eventdesk.fleet.watch import (
+    fleet_models,
+    follow_settings,
+    merge_filters,
+    template_filter,
+    watch_plan,
+    watched_brokers,
+)
 
 
 def test_one_filter_covers_every_template() -> None:
@@ -49,7 +56,11 @@ def test_plan_reuses_derived_names_and_refuses_taken_ones(isolated_home: Path) -
             "nkey": "",
             "ca_file": "",
         }
-        assert plan.model_settings == {"core_subject": "ed.*.*"}
+        # The broker's stream, read through an ephemeral consumer (what the stream keeps).
+        assert plan.model_settings == {"stream": "EVENTS", "subject": "ed.*.*", "durable": False}
+        # No stream named, or core publishing: the subjects, live.
+        assert follow_settings({"stream": ""}, "ed.>") == {"core_subject": "ed.>"}
+        assert follow_settings({"stream": "S", "delivery": "core"}, "ed.>") == {"core_subject": "ed.>"}
 
         home.add_route("odd", "orders", "js", {"topic": "other.{model}"})
         with pytest.raises(ConfigError, match="share no first subject token") as caught:

@@ -37,6 +37,7 @@ from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     isolated_qsettings_fixture,
     make_window_fixture,
     qloop_fixture,
+    run,
 )
 from tests.ui.test_fleet_view import cells
 
@@ -114,7 +115,13 @@ def test_watch_live_follows_what_the_agents_publish(
         assert "model fleet-js" in view.watch_status.text() and "ed.*.*" in view.watch_status.text()
         ws = home.workspace
         assert ws.datasources["fleet-js"].kind == "nats"
-        assert ws.models["fleet-js"].settings["core_subject"] == "ed.*.*"
+        # The stream itself, as it keeps each change (once), through an ephemeral consumer.
+        follow = ws.models["fleet-js"].settings
+        assert (follow["stream"], follow["subject"], follow["durable"]) == ("EVENTS", "ed.*.*", False)
+        assert (
+            "reads stream EVENTS (ed.*.*) from now on through an ephemeral consumer"
+            in view.watch_status.text()
+        )
         ds_secret, broker_secret = ws.datasources["fleet-js"].secret, ws.brokers["js"].secret
         assert ds_secret is not None and broker_secret is not None and ds_secret != broker_secret
         qtbot.waitUntil(
@@ -151,10 +158,18 @@ def test_watch_live_follows_what_the_agents_publish(
         qtbot.waitUntil(lambda: "Watching live" in view.watch_status.text(), timeout=30000)
         assert sorted(home.workspace.datasources) == ["fleet-js", "hook"]
         assert sorted(home.workspace.models) == ["audit", "fleet-js", "orders"]
-        # The stream kept the agent's messages; the watch left no consumer on it.
+        # The stream kept the agent's messages; the watch reads them through one consumer that
+        # goes when the watch stops.
         with ThreadPoolExecutor(1) as pool:  # the Qt loop runs on this thread
             messages, consumers = pool.submit(asyncio.run, server_state(secured_nats.url)).result()
-        assert (messages, consumers) == (5, 0)
+        assert (messages, consumers) == (5, 1)
+        run(qtbot, window.runtime.stop_model("fleet-js"), timeout=10000)
+
+        def consumers_left() -> int:
+            with ThreadPoolExecutor(1) as pool:
+                return int(pool.submit(asyncio.run, server_state(secured_nats.url)).result()[1])
+
+        qtbot.waitUntil(lambda: consumers_left() == 0, timeout=20000)
 
         if os.environ.get("EVENTDESK_FLEET_SCREENSHOT"):
             qtbot.wait(300)

@@ -8,7 +8,10 @@ checkpoint is the stream sequence of the last message captured. A dropped connec
 server restart is retried with :class:`~eventdesk.core.retry_policy.Backoff` from the last
 commit; a missing stream, a refused password, a permission the account lacks end the run with
 an error naming the object and field. A core NATS subject has no past and no acks: what is
-published while the model is not running is missed.
+published while the model is not running is missed. A model whose consumer is not durable reads
+the stream through an ephemeral ordered consumer (nothing acked, nothing left on the server once
+it stops): live from the start of each run, resumed after a reconnect within the run from the
+last sequence captured.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Awaitable
 from typing import Any, ClassVar, TypeVar
 
 import nats.errors
+import nats.js.api
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -169,6 +173,8 @@ class NatsConnector(Connector):
         try:
             if self.model_cfg.core_subject:
                 await self._follow_core(nc)
+            elif not self.model_cfg.durable:
+                await self._follow_ordered(nc, first)
             else:
                 await self._follow_stream(nc, first)
         finally:
@@ -240,23 +246,71 @@ class NatsConnector(Connector):
 
     async def _follow_core(self, nc: Client) -> None:
         subject = self.model_cfg.core_subject
-        # Bounded: a capture slower than the subject leaves messages in nats-py's own pending
-        # queue, which drops them beyond its limits (a slow consumer, logged): live only.
-        queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=2 * self.model_cfg.batch_size)
-
-        async def received(msg: Msg) -> None:
-            await queue.put(msg)
-
-        await nc.subscribe(subject, cb=received)
+        queue = self._live_queue()
+        await nc.subscribe(subject, cb=queue.put)
         await self._until_ended(nc.flush())
         self.host.set_state(StateChange(State.RUNNING, f"core NATS subject {subject} (live only)"))
         self.backoff.connected()
         while True:
-            batch = [await self._until_ended(queue.get())]
-            while not queue.empty() and len(batch) < self.model_cfg.batch_size:
-                batch.append(queue.get_nowait())
+            batch = await self._live_batch(queue)
             events = [self.decoder.event(m.subject, m.data, m.headers, None) for m in batch]
             await self.host.deliver(events, None)  # no position to resume from: no checkpoint
+
+    async def _follow_ordered(self, nc: Client, first: str) -> None:
+        """The stream through an ephemeral ordered consumer (nats-py re-creates it on a gap): from
+        the message after the last one captured in this run, else new ones (or all: since 0)."""
+        plan = self.plan
+        if self.committed is not None:
+            policy, start = nats.js.api.DeliverPolicy.BY_START_SEQUENCE, self.committed + 1
+        else:
+            policy = nats.js.api.DeliverPolicy.ALL if first == "0" else nats.js.api.DeliverPolicy.NEW
+            start = None
+        queue = self._live_queue()
+        config = nats.js.api.ConsumerConfig(description=plan.description, opt_start_seq=start)
+        try:
+            await self._until_ended(
+                nc.jetstream().subscribe(
+                    plan.subject,
+                    stream=plan.stream,
+                    cb=queue.put,
+                    ordered_consumer=True,
+                    deliver_policy=policy,
+                    config=config,
+                )
+            )
+        except nats.errors.Error as exc:
+            raise errors.stream_error(exc, plan.model, plan.stream, self.where) from None
+        filtered = f" ({plan.subject})" if plan.subject else ""
+        self.host.set_state(
+            StateChange(State.RUNNING, f"stream {plan.stream}{filtered}, ephemeral ordered consumer (live)")
+        )
+        self.backoff.connected()
+        while True:
+            batch = await self._live_batch(queue)
+            events = []
+            for msg in batch:
+                meta = msg.metadata
+                seq = meta.sequence.stream
+                self.pending = meta.num_pending
+                if self.committed is None or seq > self.committed:
+                    events.append(self.decoder.event(msg.subject, msg.data, msg.headers, seq))
+                    self.committed = seq
+            if events:
+                # Nothing to resume from once the run ends (the consumer goes with it): no checkpoint.
+                await self.host.deliver(events, None)
+
+    def _live_queue(self) -> asyncio.Queue[Msg]:
+        # Bounded: a capture slower than the subject leaves messages in nats-py's own pending
+        # queue, which drops them beyond its limits (a slow consumer, logged; an ordered consumer
+        # then starts again after the gap).
+        return asyncio.Queue(maxsize=2 * self.model_cfg.batch_size)
+
+    async def _live_batch(self, queue: asyncio.Queue[Msg]) -> list[Msg]:
+        """The next batch: waits for one message, then takes what else is there (up to a batch)."""
+        batch = [await self._until_ended(queue.get())]
+        while not queue.empty() and len(batch) < self.model_cfg.batch_size:
+            batch.append(queue.get_nowait())
+        return batch
 
     # -- checks ------------------------------------------------------------------------------------
     @classmethod
@@ -281,9 +335,11 @@ class NatsConnector(Connector):
             except Exception as exc:
                 raise errors.stream_error(exc, model.label, cfg.stream, where(settings)) from None
             plan = ConsumerPlan.of(datasource, model, cfg)
+            held = "an ephemeral ordered consumer while the model runs (live, nothing kept)"
             try:
-                consumer = await js.consumer_info(plan.stream, plan.name)
-                held = f"consumer {plan.name} ({consumer.num_pending} messages not captured yet)"
+                if cfg.durable:
+                    consumer = await js.consumer_info(plan.stream, plan.name)
+                    held = f"consumer {plan.name} ({consumer.num_pending} messages not captured yet)"
             except nats.js.errors.NotFoundError:
                 held = f"consumer {plan.name} (not made yet: made when the model starts)"
             except Exception as exc:
@@ -300,8 +356,8 @@ class NatsConnector(Connector):
     @classmethod
     def held_on_server(cls, datasource: DatasourceConfig, model: ModelConfig) -> str | None:
         cfg = NatsModelSettings.from_validated(model.settings)
-        if cfg.core_subject or not cfg.stream:
-            return None  # core NATS keeps nothing on the server
+        if cfg.core_subject or not cfg.stream or not cfg.durable:
+            return None  # core NATS and ephemeral consumers keep nothing on the server
         plan = ConsumerPlan.of(datasource, model, cfg)
         return (
             f"JetStream consumer {plan.name} on stream {plan.stream!r} (on a work-queue or "
@@ -312,7 +368,7 @@ class NatsConnector(Connector):
     async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
         """Delete the model's durable consumer (``eventdesk remove ... --drop-slot``); a summary."""
         if cls.held_on_server(datasource, model) is None:
-            return "nothing to drop (core NATS keeps nothing on the server)"
+            return "nothing to drop (core NATS and ephemeral consumers keep nothing on the server)"
         settings = NatsDatasourceSettings.from_validated(datasource.settings)
         cfg = NatsModelSettings.from_validated(model.settings)
         nc = await _connect_once(settings, secret, datasource.label)

@@ -82,6 +82,17 @@ MODEL_SCHEMA = Schema(
         ),
         since_field("now (new messages) or 0 (the stream's first message)"),
         Field(
+            "durable",
+            "bool",
+            label="Durable consumer",
+            default=True,
+            advanced=True,
+            help="On: a durable consumer EventDesk names keeps the position on the server, so a "
+            "restart resumes where the capture stopped (remove --drop-slot deletes it). Off: an "
+            "ephemeral ordered consumer, live from the start of each run, that the server deletes "
+            "once EventDesk stops (nothing is left on the server).",
+        ),
+        Field(
             "core_subject",
             "str",
             label="Core NATS subject",
@@ -149,6 +160,7 @@ class NatsModelSettings(KindSettings):
     stream: str
     subject: str
     since: str
+    durable: bool
     core_subject: str
     key_path: str
     op_path: str
