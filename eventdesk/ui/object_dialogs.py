@@ -88,6 +88,31 @@ class _TestableDialog(ObjectDialog):
         raise NotImplementedError
 
     def store(self, secret_ref: SecretRef | None = None) -> None:
+        """Add or replace the object; a ``secret_ref`` from the keyring (stored off the loop by
+        :meth:`save`) is taken as it is, otherwise the typed secret is stored here."""
+        assert self.form is not None and self.secret is not None
+        self.add(
+            self.name,
+            self.kind,
+            self.form.values(),
+            secret=None if secret_ref is not None else self.secret.value(),
+            secret_ref=secret_ref,
+            replace=self.editing,
+        )
+        if self.editing and self.secret.remove_requested:
+            self.home.set_secret(self.object_type, self.name, None, delete_stored=secret_ref is None)
+
+    def add(
+        self,
+        name: str,
+        kind: str,
+        settings: dict[str, Any],
+        *,
+        secret: str | None,
+        secret_ref: SecretRef | None,
+        replace: bool,
+    ) -> object:
+        """``Home.add_datasource`` or ``Home.add_broker``."""
         raise NotImplementedError
 
     # -- saving: the keyring off the loop ---------------------------------------------------
@@ -216,18 +241,8 @@ class DatasourceDialog(_TestableDialog):
         assert self.form is not None
         return DatasourceConfig(self.name, self.kind, self.form.values())
 
-    def store(self, secret_ref: SecretRef | None = None) -> None:
-        assert self.form is not None and self.secret is not None
-        self.home.add_datasource(
-            self.name,
-            self.kind,
-            self.form.values(),
-            secret=None if secret_ref is not None else self.secret.value(),
-            secret_ref=secret_ref,
-            replace=self.editing,
-        )
-        if self.editing and self.secret.remove_requested:
-            self.home.set_secret("datasource", self.name, None, delete_stored=secret_ref is None)
+    def add(self, name: str, kind: str, settings: dict[str, Any], **secret_and_replace: Any) -> object:
+        return self.home.add_datasource(name, kind, settings, **secret_and_replace)
 
     async def run_test(self) -> str:
         assert self.form is not None
@@ -256,18 +271,8 @@ class BrokerDialog(_TestableDialog):
         assert self.form is not None
         return BrokerConfig(self.name, self.kind, self.form.values())
 
-    def store(self, secret_ref: SecretRef | None = None) -> None:
-        assert self.form is not None and self.secret is not None
-        self.home.add_broker(
-            self.name,
-            self.kind,
-            self.form.values(),
-            secret=None if secret_ref is not None else self.secret.value(),
-            secret_ref=secret_ref,
-            replace=self.editing,
-        )
-        if self.editing and self.secret.remove_requested:
-            self.home.set_secret("broker", self.name, None, delete_stored=secret_ref is None)
+    def add(self, name: str, kind: str, settings: dict[str, Any], **secret_and_replace: Any) -> object:
+        return self.home.add_broker(name, kind, settings, **secret_and_replace)
 
     async def run_test(self) -> str:
         assert self.form is not None
