@@ -111,7 +111,7 @@ class MainWindow(QMainWindow):
         self.state_banners = StateBanners(
             self.notifications, lambda: self.home.workspace, self.commands.enter_secret
         )
-        self.tray = DeskTray(self)
+        self.tray = DeskTray(self, lambda: self.home.workspace)
         self.run_control = RunControl(
             self,
             home,
