@@ -2,8 +2,8 @@
 
 ``rowCount`` is the exact number of captured events the filter matches. Which positions those
 are is worked out by :func:`eventdesk.core.event_index.scan` on a worker thread, newest first
-(a filter's scan in a worker process, :mod:`eventdesk.core.scan_worker`, so its Python never
-holds the GUI's GIL while the table paints)
+(a text or JMESPath filter's scan in a worker process, :mod:`eventdesk.core.scan_worker`, so its
+Python never holds the GUI's GIL while the table paints)
 (the newest rows show at once, the count grows to the exact one; a new filter cancels the
 scan); events arriving meanwhile are added at the end without reading anything again. Rows
 are read from the capture a page at a time (``view_rows``: one query by position, the shown
@@ -63,9 +63,9 @@ class _Scanner(QObject):
         self, generation: int, capture: Capture, flt: EventFilter, before: int, after: int
     ) -> threading.Event:
         cancel = threading.Event()
-        # No filter is one count (here); any other, even one SQLite answers alone, goes to the
-        # worker: the positions of its chunks are Python objects made under this process's GIL
-        run_scan = scan if self.in_process or flt.is_empty else self.worker.scan
+        # SQLite answers models/ops/quarantine alone, here: in the worker (nice 5) the same count
+        # was no smoother and, on a loaded machine, slower. Text and expressions go to the worker.
+        run_scan = scan if self.in_process or not needs_envelopes(flt) else self.worker.scan
 
         def work() -> None:
             error = ""
@@ -367,7 +367,7 @@ class EventTableModel(QAbstractTableModel):
             self._reload()
 
     def scan_in_process(self, on: bool) -> None:
-        """Scan filters on a thread here instead of in the worker process
+        """Scan text and expression filters too on a thread here instead of in the worker process
         (the old way: tests and benchmarks compare the two)."""
         self._scanner.in_process = on
 
