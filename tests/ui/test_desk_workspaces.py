@@ -5,6 +5,7 @@ chosen home; a directory that cannot be opened says why in a banner and the wind
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def session(
 ) -> Iterator[_Session]:
     """The app's session on the test's home, as ``eventdesk`` runs it; quit after."""
     demo_on_free_ports(monkeypatch)
+    threshold = gc.get_threshold()  # _main tunes the collector for the app: put it back after
     first = open_home(str(isolated_home))
     assert first is not None
     running = _Session()
@@ -49,6 +51,8 @@ def session(
     app = QApplication.instance()
     assert isinstance(app, QApplication)
     app.setQuitOnLastWindowClosed(True)
+    gc.set_threshold(*threshold)
+    gc.unfreeze()
 
 
 def window_of(session: _Session) -> MainWindow:
