@@ -30,6 +30,9 @@ class CapturedEvent:
     envelope: dict[str, Any]
 
 
+StoredRow = tuple[int, str, str, str, str, str, "str | None", bytes]
+"""A row of the table as stored: ``(pos, received_at, datasource, model, op, key, rev, envelope JSON)``."""
+
 RouteRow = tuple[int, bytes, str, str, str]
 """What a route publishes from: ``(pos, envelope JSON, datasource, op, key)``."""
 
@@ -151,13 +154,17 @@ class CaptureReads(CaptureDatabase):
         sql = f"SELECT pos, envelope FROM events {clauses} ORDER BY pos DESC LIMIT ?"  # noqa: S608 - values bound
         return [(int(p), bytes(e)) for p, e in self._view_query(sql, (*params, limit))]
 
-    def view_events(self, positions: Sequence[int]) -> list[CapturedEvent]:
-        """The events at ``positions`` (a page of the table: a few hundred), in capture order."""
+    def view_rows(self, positions: Sequence[int]) -> list[StoredRow]:
+        """The table's page at ``positions``, in capture order: each event's shown columns as
+        stored, and its envelope's raw JSON left for the caller to decode when it needs it."""
         if not positions:
             return []
         marks = ",".join("?" * len(positions))
-        sql = f"SELECT pos, envelope FROM events WHERE pos IN ({marks}) ORDER BY pos"  # noqa: S608 - values bound
-        return [CapturedEvent(int(p), json_codec.loads(e)) for p, e in self._view_query(sql, positions)]
+        sql = (
+            "SELECT pos, received_at, datasource, model, op, key, rev, envelope"  # noqa: S608 - values bound
+            f" FROM events WHERE pos IN ({marks}) ORDER BY pos"
+        )
+        return self._view_query(sql, positions)
 
     def view_last_pos(self) -> int:
         """The newest position (0: none), read without waiting for the writer's lock."""

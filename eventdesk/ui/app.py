@@ -1,7 +1,6 @@
 """Start-up in one place: Qt application, qasync loop, main window, clean quit.
 
-The app takes the home's lock; on a home that ``eventdesk run`` holds it opens read only. A
-capture that is missing, foreign or damaged is refused with the choice of a fresh one.
+Which home, and what a capture that cannot be used asks, is ui/home_opening.py's.
 qasync is imported here and nowhere else.
 """
 
@@ -24,9 +23,10 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from eventdesk import __version__
-from eventdesk.core.errors import CaptureUnusableError, ConfigError
+from eventdesk.core.errors import ConfigError
 from eventdesk.core.gc_policy import tune_for_streaming
 from eventdesk.core.home import Home
+from eventdesk.ui.home_opening import open_home
 from eventdesk.ui.icons import app_icon
 
 if TYPE_CHECKING:
@@ -123,35 +123,9 @@ class _Session:
     finished: bool = False
 
 
-FRESH_CAPTURE_BUTTON = "Start with a fresh capture"
-
-
-def open_home(home_dir: str | None, ask: Callable[[QMessageBox], object] | None = None) -> Home | None:
-    """Open the home for the app (read only if a runner holds it) and its capture; on an
-    unusable capture ask (``ask`` shows the box, default ``exec``) whether to start a fresh one.
-    None: the user chose to quit."""
-    home = Home.open(home_dir, lock="app", read_only_if_held=True)
-    try:
-        home.capture  # noqa: B018 - opening it checks it
-    except CaptureUnusableError as exc:
-        box = QMessageBox(QMessageBox.Icon.Warning, "EventDesk: the capture cannot be used", exc.describe())
-        box.setObjectName("capture_unusable")
-        fresh = None
-        if home.read_only is None:
-            fresh = box.addButton(FRESH_CAPTURE_BUTTON, QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
-        if ask is None:
-            box.exec()
-        else:
-            ask(box)
-        if fresh is None or box.clickedButton() is not fresh:
-            home.close()
-            return None
-        home.start_fresh_capture()
-    return home
-
-
 async def _main(home: Home, session: _Session) -> int:
+    """Show the window on ``home`` until the app quits; File ▸ New/Open workspace closes it
+    (models and routes stopped, the home's lock released) and opens one on the chosen home."""
     from eventdesk.ui.main_window import MainWindow
 
     app = QApplication.instance()
@@ -161,24 +135,40 @@ async def _main(home: Home, session: _Session) -> int:
     app.setQuitOnLastWindowClosed(False)
     quit_event = asyncio.Event()
     app.aboutToQuit.connect(quit_event.set)
-    session.home = home
-    window = session.window = MainWindow(home, defer_close=True)
-    if home.capture_notice:
-        window.notifications.notify("info", home.capture_notice, key="capture")
-    window.closeRequested.connect(quit_event.set)
     stop_signals = _StopSignals(asyncio.get_running_loop(), quit_event.set)
-    window.show()
     tune_for_streaming()
-    _screenshot_then_quit(window, quit_event)
+    switch_to: list[Home] = []
+
+    def switch(other: Home) -> None:
+        for earlier in switch_to:  # asked twice before the first switch ran: the last one wins
+            earlier.close()
+        switch_to[:] = [other]
+        quit_event.set()
+
     try:
-        await quit_event.wait()
-        await window.shutdown()
+        while True:
+            session.home = home
+            window = session.window = MainWindow(home, defer_close=True)
+            window.homeOpened.connect(switch)
+            if home.capture_notice:
+                window.notifications.notify("info", home.capture_notice, key="capture")
+            window.closeRequested.connect(quit_event.set)
+            window.show()
+            _screenshot_then_quit(window, quit_event)
+            try:
+                await quit_event.wait()
+                await window.shutdown()
+            finally:
+                window.close()
+                window.deleteLater()
+                home.close()
+            if not switch_to:
+                return 0
+            quit_event.clear()
+            home = switch_to.pop()
     finally:
         stop_signals.close()
-        window.close()
-        home.close()
         session.finished = True
-    return 0
 
 
 DISPLAY_LOST_EXIT = 1

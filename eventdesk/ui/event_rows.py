@@ -5,6 +5,7 @@ Shared by the table's model (eventdesk/ui/event_table_model.py), the detail pane
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,9 @@ import orjson
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
+from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
+from eventdesk.core.capture_reads import StoredRow
 
 COLUMNS = ("Received", "Datasource", "Model", "Op", "Key", "Rev", "Summary")
 COL_RECEIVED, COL_DATASOURCE, COL_MODEL, COL_OP, COL_KEY, COL_REV, COL_SUMMARY = range(len(COLUMNS))
@@ -99,63 +102,115 @@ def summarize(payload: Any, limit: int = SUMMARY_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_today: tuple[float, Any] = (0.0, None)  # (when it was asked, the local date then)
+
+
+def _local_today() -> Any:
+    """Today's local date, asked of the clock at most once a second (not for every cell)."""
+    global _today
+    now = time.monotonic()
+    if now - _today[0] >= 1.0 or _today[1] is None:
+        _today = (now, datetime.now().astimezone().date())
+    return _today[1]
+
+
 def format_received(iso: str) -> str:
     """Local time of day (with the date when not today) from an envelope's UTC ``received_at``."""
     try:
         when = datetime.fromisoformat(iso).astimezone()
     except (TypeError, ValueError):
         return str(iso)
-    clock = when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
-    if when.date() == datetime.now().astimezone().date():
+    clock = f"{when.hour:02d}:{when.minute:02d}:{when.second:02d}.{when.microsecond // 1000:03d}"
+    if when.date() == _local_today():
         return clock
-    return when.strftime("%Y-%m-%d ") + clock
+    return f"{when.year:04d}-{when.month:02d}-{when.day:02d} {clock}"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 class Row:
-    """One event of the table with its cell texts, made when first shown."""
+    """One event of the table: the stored columns it shows (``received_at, datasource, model,
+    op, key, rev``), its envelope decoded only when asked (the summary, :attr:`event`), and its
+    cell texts made once, when it is first painted."""
 
-    __slots__ = ("event", "received", "summary")
+    __slots__ = ("_event", "_raw", "_texts", "fields", "pos")
 
     def __init__(self, event: CapturedEvent) -> None:
-        self.event = event
-        self.received: str | None = None
-        self.summary: str | None = None
+        env = event.envelope
+        self.pos = event.pos
+        self.fields = tuple(_text(env.get(name)) for name in _FIELDS)
+        self._raw: bytes | None = None
+        self._event: CapturedEvent | None = event
+        self._texts: tuple[str, ...] | None = None
+
+    @classmethod
+    def stored(cls, row: StoredRow) -> Row:
+        """A row as the capture holds it (``CaptureReads.view_rows``): nothing decoded yet."""
+        self = cls.__new__(cls)
+        self.pos = row[0]
+        self.fields = (row[1], row[2], row[3], row[4], row[5], _text(row[6]))
+        self._raw = row[7]
+        self._event = None
+        self._texts = None
+        return self
+
+    @property
+    def event(self) -> CapturedEvent:
+        if self._event is None:
+            assert self._raw is not None
+            self._event = CapturedEvent(self.pos, json_codec.loads(self._raw))
+            self._raw = None
+        return self._event
+
+    def texts(self) -> tuple[str, ...]:
+        """The seven cells' texts (the received time local, the payload summarized)."""
+        if self._texts is None:
+            received, datasource, model, op, key, rev = self.fields
+            summary = summarize(self.event.envelope.get("payload"))
+            self._texts = (format_received(received), datasource, model, op, key, rev, summary)
+        return self._texts
+
+
+_FIELDS = ("received_at", "datasource", "model", "op", "key", "rev")
+ANSWERED_ROLES = frozenset(
+    int(r)
+    for r in (
+        Qt.ItemDataRole.DisplayRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.ForegroundRole,
+        Qt.ItemDataRole.BackgroundRole,
+        Qt.ItemDataRole.FontRole,
+        EventRole,
+    )
+)
+"""The roles :func:`cell_data` may answer (the model answers the others None without a row)."""
 
 
 def cell_text(row: Row, col: int) -> str:
-    """The text of column ``col`` of ``row`` (the received time and summary made once)."""
-    env = row.event.envelope
-    if col == COL_RECEIVED:
-        if row.received is None:
-            row.received = format_received(str(env.get("received_at", "")))
-        return row.received
-    if col == COL_SUMMARY:
-        if row.summary is None:
-            row.summary = summarize(env.get("payload"))
-        return row.summary
-    value = env.get(COLUMNS[col].lower())
-    return "" if value is None else str(value)
+    """The text of column ``col`` of ``row``."""
+    return row.texts()[col]
 
 
 def cell_data(row: Row, col: int, role: int, bold: Any) -> Any:
     """What ``data()`` answers for ``role`` in column ``col`` of ``row`` (``bold``: the op's font)."""
-    env = row.event.envelope
     if role == Qt.ItemDataRole.DisplayRole:
-        return cell_text(row, col)
+        return row.texts()[col]
     if role == Qt.ItemDataRole.ToolTipRole:
         if col == COL_RECEIVED:
-            return str(env.get("received_at", ""))
+            return row.fields[0]
         if col in (COL_KEY, COL_REV, COL_SUMMARY):
-            return cell_text(row, col)
+            return row.texts()[col]
         return None
     if role == Qt.ItemDataRole.ForegroundRole:
         if col == COL_OP:
-            return _OP_FOREGROUND.get(str(env.get("op")))
+            return _OP_FOREGROUND.get(row.fields[3])
         if col == COL_MODEL:
-            return model_color(str(env.get("model", "")))
+            return model_color(row.fields[2])
         return None
     if role == Qt.ItemDataRole.BackgroundRole and col == COL_OP:
-        return _OP_BACKGROUND.get(str(env.get("op")))
+        return _OP_BACKGROUND.get(row.fields[3])
     if role == Qt.ItemDataRole.FontRole and col == COL_OP:
         return bold
     if role == EventRole:

@@ -79,7 +79,11 @@ class EventTableView(QWidget):
         self.pause_button.toggled.connect(self._on_pause_toggled)
         self.clear_button = QPushButton("Clear", self)
         self.clear_button.setToolTip("Empty the table (the capture keeps everything; later events are shown)")
-        self.clear_button.clicked.connect(self.model.clear)
+        self.clear_action = QAction("Clear table", self)  # the button's command, for the View menu
+        self.clear_action.setObjectName("clear_table")
+        self.clear_action.setToolTip(self.clear_button.toolTip())
+        self.clear_action.triggered.connect(lambda _checked=False: self.model.clear())
+        self.clear_button.clicked.connect(self.clear_action.trigger)
         self.goto_action = QAction("Go to time…", self)
         self.goto_action.setObjectName("go_to_time")
         self.goto_action.setShortcut(QKeySequence("Ctrl+G"))

@@ -6,8 +6,9 @@ are is worked out by :func:`eventdesk.core.event_index.scan` on a worker thread,
 Python never holds the GUI's GIL while the table paints)
 (the newest rows show at once, the count grows to the exact one; a new filter cancels the
 scan); events arriving meanwhile are added at the end without reading anything again. Rows
-are read from the capture a page at a time (``view_events``: one query by position) when the
-view first asks for them and kept in a small LRU, so scrolling anywhere costs one page read.
+are read from the capture a page at a time (``view_rows``: one query by position, the shown
+columns as stored, each envelope decoded only when its row is painted) when the view first asks
+for them and kept in a small LRU, so scrolling anywhere costs one page read.
 Without a capture (tests, a viewer fed by hand) the arriving events are all the model holds.
 """
 
@@ -36,7 +37,7 @@ from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.event_index import Found, PositionList, needs_envelopes, scan
 from eventdesk.core.filters import EventFilter
 from eventdesk.core.scan_worker import ScanWorker
-from eventdesk.ui.event_rows import COL_RECEIVED, COLUMNS, Row, cell_data
+from eventdesk.ui.event_rows import ANSWERED_ROLES, COL_RECEIVED, COLUMNS, Row, cell_data
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class _Scanner(QObject):
         self, generation: int, capture: Capture, flt: EventFilter, before: int, after: int
     ) -> threading.Event:
         cancel = threading.Event()
-        # SQLite answers models/ops/quarantine alone (cheap here); text and expressions go to the worker
+        # SQLite answers models/ops/quarantine alone, here: in the worker (nice 5) the same count
+        # was no smoother and, on a loaded machine, slower. Text and expressions go to the worker.
         run_scan = scan if self.in_process or not needs_envelopes(flt) else self.worker.scan
 
         def work() -> None:
@@ -127,6 +129,10 @@ class EventTableModel(QAbstractTableModel):
         self._scanner.finished.connect(self._on_finished)
         self._bold = QFont()
         self._bold.setBold(True)
+        self._last_row_at = -2  # data()'s last row (-2: none, never an index's row; forgotten when rows move)
+        self._last_row: Row | None = None
+        for moved in (self.modelReset, self.rowsInserted, self.layoutChanged, self.rowsRemoved):
+            moved.connect(self._forget_last_row)
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -223,9 +229,18 @@ class EventTableModel(QAbstractTableModel):
     def data(
         self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._index):
+        # A paint asks ~8 roles of each visible cell: those never answered cost no lookup, and
+        # the row of the cell before (the same row, most of the time) is kept at hand.
+        if role not in ANSWERED_ROLES:
             return None
-        return cell_data(self._row(index.row()), index.column(), role, self._bold)
+        r, row = index.row(), self._last_row
+        if r == self._last_row_at and row is not None:
+            return cell_data(row, index.column(), role, self._bold)
+        if not index.isValid() or not 0 <= r < len(self._index):
+            return None
+        row = self._row(r)
+        self._last_row_at, self._last_row = r, row
+        return cell_data(row, index.column(), role, self._bold)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort by received time (the capture's order); other columns keep it."""
@@ -249,13 +264,17 @@ class EventTableModel(QAbstractTableModel):
         first = row - row % PAGE
         wanted = [self.position_at(r) for r in range(first, min(first + PAGE, len(self._index)))]
         missing = [p for p in sorted(wanted) if p not in self._rows]
-        for event in capture.view_events(missing):
-            self._rows[event.pos] = Row(event)
+        for stored in capture.view_rows(missing):  # envelopes decoded only for rows painted
+            self._rows[stored[0]] = Row.stored(stored)
         self._trim()
         found = self._rows.get(pos)
         if found is None:  # gone from the capture (a fresh capture replaced it): say so, do not crash
             found = self._rows[pos] = Row(CapturedEvent(pos, {"key": "(no longer in the capture)"}))
         return found
+
+    def _forget_last_row(self) -> None:
+        self._last_row_at = -2
+        self._last_row = None
 
     def _trim(self) -> None:
         if self._capture is None:
@@ -348,7 +367,7 @@ class EventTableModel(QAbstractTableModel):
             self._reload()
 
     def scan_in_process(self, on: bool) -> None:
-        """Scan text and expression filters on a thread here instead of in the worker process
+        """Scan text and expression filters too on a thread here instead of in the worker process
         (the old way: tests and benchmarks compare the two)."""
         self._scanner.in_process = on
 

@@ -60,6 +60,13 @@ class FilterBar(QWidget):
         self.expression_edit.setPlaceholderText("JMESPath, e.g. payload.region == 'Bangalore'")
         self.expression_edit.setClearButtonEnabled(True)
         self.expression_edit.setToolTip(_EXPRESSION_HELP)
+        for widget, name in (
+            (self.text_edit, "Filter text"),
+            (self.model_combo, "Filter by model"),
+            (self.op_combo, "Filter by op"),
+            (self.expression_edit, "Filter expression (JMESPath)"),
+        ):
+            widget.setAccessibleName(name)  # what a screen reader says (a placeholder is not a name)
         self.quarantined_button = QToolButton(self)
         self.quarantined_button.setObjectName("quarantined_only")
         self.quarantined_button.setText("Quarantined")

@@ -43,6 +43,7 @@ from eventdesk.ui.event_detail import EventDetail
 from eventdesk.ui.event_table import EventTableView
 from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.filter_bar import FilterBar
+from eventdesk.ui.home_opening import choose_workspace_dir, open_workspace_dir
 from eventdesk.ui.live_feed import LiveFeed
 from eventdesk.ui.menu_bar import DeskMenus
 from eventdesk.ui.notifications import NotificationArea
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
     """
 
     closeRequested = Signal()
+    homeOpened = Signal(object)  # a Home opened from File ▸ New/Open workspace: the app switches to it
 
     def __init__(self, home: Home, *, defer_close: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -109,7 +111,7 @@ class MainWindow(QMainWindow):
         self.state_banners = StateBanners(
             self.notifications, lambda: self.home.workspace, self.commands.enter_secret
         )
-        self.tray = DeskTray(self)
+        self.tray = DeskTray(self, lambda: self.home.workspace)
         self.run_control = RunControl(
             self,
             home,
@@ -433,6 +435,18 @@ class MainWindow(QMainWindow):
         self._export_dialog = dialog
         dialog.show()
         return dialog
+
+    def open_workspace(self, directory: str | None = None, *, new: bool = False) -> Home | None:
+        """File ▸ New/Open workspace…: the home in ``directory`` to the app; else a banner why."""
+        directory = directory or choose_workspace_dir(self, new=new)
+        try:
+            other = open_workspace_dir(directory, new=new, current=self.home) if directory else None
+        except EventDeskError as exc:
+            self.notifications.notify("error", exc.describe(), key="workspace")
+            return None
+        if other is not None:
+            self.homeOpened.emit(other)
+        return other
 
     def open_recording(self) -> None:
         """File ▸ Open recording: a stored recording, or an export imported as a new one."""

@@ -1,6 +1,6 @@
 """The main window's menu bar: every command where people look for it.
 
-File (the demo workspace, open a recording, export, quit), Edit (add an object), View (the
+File (new or open a workspace, the demo workspace, open a recording, export, quit), Edit (add an object), View (the
 panes, follow, pause, filter, the Fleet window of ui/fleet_view.py), Run (start and stop all,
 or one model from a submenu rebuilt each time it opens) and Help (the keyboard shortcuts, the documentation, versions). It holds
 no logic of its own: its entries are the window's actions (the same objects as the toolbar's,
@@ -74,6 +74,7 @@ class DeskWindow(Protocol):
 
     def start_model(self, name: str) -> None: ...
     def stop_model(self, name: str) -> None: ...
+    def open_workspace(self, directory: str | None = None, *, new: bool = False) -> Home | None: ...
 
 
 class DeskMenus(QObject):
@@ -95,6 +96,21 @@ class DeskMenus(QObject):
         self.fleet_view: FleetView | None = None
 
         file = self.menus["File"]
+        self.act_new_workspace = self._action(
+            "new_workspace", "New workspace…", lambda: window.open_workspace(new=True), "Ctrl+N"
+        )
+        self.act_new_workspace.setToolTip(
+            "Start an empty workspace in a directory you choose, and switch to it"
+        )
+        self.act_open_workspace = self._action(
+            "open_workspace", "Open workspace…", lambda: window.open_workspace(), "Ctrl+Shift+O"
+        )
+        self.act_open_workspace.setToolTip(
+            "Switch to the workspace (and its capture) in another directory; this one's models stop"
+        )
+        file.addAction(self.act_new_workspace)
+        file.addAction(self.act_open_workspace)
+        file.addSeparator()
         self.act_open_demo = self._action("open_demo", "Open the demo workspace", window.demo.open_demo)
         self.act_open_demo.setToolTip(
             "Create the demo's webhook, model, built-in broker and route, and start them"
@@ -130,6 +146,7 @@ class DeskMenus(QObject):
         view.addAction(window.table.goto_action)
         view.addAction(window.act_pause)
         view.addAction(window.act_focus_filter)
+        view.addAction(window.table.clear_action)
         view.addSeparator()
         self.act_fleet = self._action("fleet", "Fleet…", self.show_fleet)
         self.act_fleet.setToolTip(

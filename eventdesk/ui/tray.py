@@ -1,4 +1,4 @@
-"""The system tray icon: the app's state at a glance (its tooltip), Show/Quit, and a notification
+"""The system tray icon: the app's state at a glance (its tooltip), Show EventDesk, and a notification
 when something fails while the window is minimized or hidden.
 
 Not every desktop has a tray (offscreen and many Wayland sessions have none): then there is no
@@ -8,11 +8,15 @@ the tree). What would be notified is decided by :func:`tray_notice`, which needs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow, QMenu, QSystemTrayIcon
 
 from eventdesk.core.contracts import State, StateChange
+from eventdesk.core.workspace import Workspace
+from eventdesk.ui.dialog_guidance import label_fields
 from eventdesk.ui.icons import app_icon
 
 
@@ -38,9 +42,10 @@ def tray_notice(key: str, change: StateChange, window_in_view: bool) -> tuple[st
 class DeskTray(QObject):
     """The window's tray icon (none where the desktop has no tray)."""
 
-    def __init__(self, window: QMainWindow) -> None:
+    def __init__(self, window: QMainWindow, workspace: Callable[[], Workspace] | None = None) -> None:
         super().__init__(window)
         self.window = window
+        self.workspace = workspace  # the fields of a notice named by their labels, as in the banners
         self.states: dict[str, State] = {}
         self.notified: list[tuple[str, str]] = []  # what was notified (or would have been, without a tray)
         self.available = QSystemTrayIcon.isSystemTrayAvailable()
@@ -66,6 +71,8 @@ class DeskTray(QObject):
         notice = tray_notice(key, change, self.window_in_view())
         if notice is None:
             return
+        if self.workspace is not None:
+            notice = (notice[0], label_fields(notice[1], self.workspace()))
         self.notified.append(notice)
         if self.icon is not None:
             self.icon.showMessage(*notice, QSystemTrayIcon.MessageIcon.Critical)

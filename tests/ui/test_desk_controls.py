@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QDialog
 from pytestqt.qtbot import QtBot
 
 from eventdesk.core import demo
 from eventdesk.core.contracts import State
 from eventdesk.core.home import Home
+from eventdesk.ui.export_dialog import ExportDialog
 from eventdesk.ui.main_window import MainWindow
 from tests.peers.servers import free_port
 from tests.ui.conftest_desk import action, desk_fixture, open_demo_from_menu  # noqa: F401
@@ -78,16 +80,37 @@ def test_send_samples_only_with_a_webhook_model_and_demo_from_the_menu(
     qtbot.waitUntil(lambda: desk.table.model.rowCount() >= desk.demo.sample_count, timeout=15000)
 
 
+def ctrl_e_on_the_window(qtbot: QtBot, desk: MainWindow) -> None:
+    """Press Ctrl+E as a user would, in the main window (its shortcut's context)."""
+    desk.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is desk)
+    qtbot.keyClick(desk.table.table, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+
+
 def test_export_is_one_dialog(qtbot: QtBot, desk: MainWindow) -> None:
-    first = desk.export_events()
-    desk.act_export.trigger()  # the toolbar button or Ctrl+E again
-    assert desk.export_events() is first
-    assert [d for d in desk.dialogs if d.windowTitle() == first.windowTitle()] == [first]
+    def export_dialogs() -> list[QDialog]:
+        return [d for d in desk.dialogs if isinstance(d, ExportDialog) and d.isVisible()]
+
+    pressed: list[bool] = []
+    desk.act_export.triggered.connect(lambda _checked=False: pressed.append(True))
+    button = desk.toolbar.widgetForAction(desk.act_export)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # the toolbar's Export
+    qtbot.waitUntil(lambda: len(export_dialogs()) == 1)
+    (first,) = export_dialogs()
+    ctrl_e_on_the_window(qtbot, desk)
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # and the button again
+    next(
+        a for a in desk.menus.menus["File"].actions() if a.objectName() == "export"
+    ).trigger()  # File ▸ Export…
+    qtbot.wait(50)
+    assert len(pressed) == 4  # each of them asked for the export dialog ...
+    assert export_dialogs() == [first] and desk.export_events() is first  # ... and got the open one
     first.reject()
-    qtbot.waitUntil(lambda: first not in desk.dialogs)
-    second = desk.export_events()
-    assert second is not first and second.isVisible()
-    second.reject()
+    qtbot.waitUntil(lambda: not export_dialogs())
+    ctrl_e_on_the_window(qtbot, desk)  # a new one
+    qtbot.waitUntil(lambda: len(export_dialogs()) == 1)
+    assert export_dialogs()[0] is not first
+    export_dialogs()[0].reject()
 
 
 def test_a_failed_test_from_the_tree_says_why_in_view(qtbot: QtBot, desk: MainWindow, home: Home) -> None:

@@ -4,13 +4,16 @@ tested changes, "Since" in words, and the route formats explained with an exampl
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
 
+from eventdesk.core.envelope import PAYLOAD_FORMATS, Event, encode_payload
 from eventdesk.core.errors import ConfigError
 from eventdesk.core.home import Home
-from eventdesk.ui.dialog_guidance import reason_of, schema_of
+from eventdesk.ui.dialog_guidance import FORMAT_EXAMPLES, reason_of, schema_of
 from eventdesk.ui.object_dialogs import DatasourceDialog, ModelDialog, RouteDialog
 from tests.peers.servers import free_port
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
@@ -93,6 +96,17 @@ def test_url_placeholder_follows_the_kind(qtbot: QtBot, home: Home) -> None:
     assert placeholder().startswith("postgresql://")
     dialog.kind_combo.setCurrentText("cloudant")
     assert "cloudant" in placeholder()
+    dialog.kind_combo.setCurrentText("nats")
+    assert placeholder().startswith("nats://")
+    kinds = [dialog.kind_combo.itemText(i) for i in range(dialog.kind_combo.count())]
+    shown = {}
+    for kind in kinds:  # every kind with a URL field has a placeholder of its own
+        dialog.kind_combo.setCurrentText(kind)
+        assert dialog.form is not None
+        if "url" in dialog.form.editors:
+            shown[kind] = placeholder()
+    assert set(shown) == {"couchdb", "cloudant", "postgres", "nats"}
+    assert len(set(shown.values())) == len(shown)
 
 
 @pytest.mark.usefixtures("qloop")
@@ -155,6 +169,23 @@ def test_route_formats_explained_with_an_example_each(qtbot: QtBot, home: Home) 
     for name in ("envelope", "model-message", "payload"):
         assert f"<b>{name}</b>" in text
     assert '{"model": "accounts", "message": {"_id": "acc-42", "balance": 10}}' in text
+    # each example is what the route really sends for that document (the envelope's keys in order)
+    event = Event(
+        datasource="couch",
+        model="accounts",
+        op="updated",
+        key="acc-42",
+        rev="2-x",
+        seq="9",
+        payload={"_id": "acc-42", "balance": 10},
+    ).to_dict()
+    examples = {name: example for name, _what, example in FORMAT_EXAMPLES}
+    assert set(examples) == set(PAYLOAD_FORMATS)
+    for name in ("model-message", "payload"):
+        assert json.loads(examples[name]) == json.loads(encode_payload(event, name))
+    sent_keys = list(json.loads(encode_payload(event, "envelope")))
+    at = [examples["envelope"].find(f'"{key}": ') for key in sent_keys]
+    assert -1 not in at and at == sorted(at)  # every key the envelope sends, in its order
 
 
 def test_a_reason_names_its_field_by_label_and_the_object_once(home: Home) -> None:

@@ -30,8 +30,27 @@ pytestmark = pytest.mark.gui
 def test_the_menus_hold_every_command(desk: MainWindow) -> None:
     titles = [a.text() for a in desk.menuBar().actions()]
     assert titles == ["&File", "&Edit", "&View", "&Run", "&Help"]
-    assert menu_entries(desk, "File") == ["open_demo", "open_recording", "export", "quit"]
-    assert action(desk, "quit").shortcut().toString() == "Ctrl+Q"
+    assert menu_entries(desk, "File") == [
+        "new_workspace",
+        "open_workspace",
+        "open_demo",
+        "open_recording",
+        "export",
+        "quit",
+    ]
+    keys = {
+        "new_workspace": "Ctrl+N",
+        "open_workspace": "Ctrl+Shift+O",
+        "open_recording": "Ctrl+O",
+        "export": "Ctrl+E",
+        "quit": "Ctrl+Q",
+        "start_all": "Ctrl+R",
+        "stop_all": "Ctrl+Shift+R",
+        "pause": "Ctrl+P",
+        "focus_filter": "Ctrl+F",
+        "shortcuts": "F1",
+    }
+    assert {name: action(desk, name).shortcut().toString() for name in keys} == keys
     assert menu_entries(desk, "Edit") == ["add_datasource", "add_model", "add_broker", "add_route"]
     view = menu_entries(desk, "View")
     assert view[:3] == ["show_tree", "show_rates", "show_detail"] and "pause" in view
@@ -42,6 +61,29 @@ def test_the_menus_hold_every_command(desk: MainWindow) -> None:
     assert menu_entries(desk, "Help") == ["shortcuts", "documentation", "about"]
     # the menus' entries are the toolbar's actions: one enabled/checked state
     assert desk.menus.menus["Run"].actions()[0] is desk.act_start_all
+
+
+def in_menus(menu: QMenu) -> set[QAction]:
+    found = set(menu.actions())
+    for entry in menu.actions():
+        if entry.menu() is not None:
+            found |= in_menus(entry.menu())
+    return found
+
+
+def test_every_toolbar_and_table_command_is_in_a_menu(desk: MainWindow) -> None:
+    menus: set[QAction] = set()
+    for menu in desk.menus.menus.values():
+        menus |= in_menus(menu)
+    table = desk.table
+    commands = [a for a in desk.toolbar.actions() if not a.isSeparator()] + [
+        table.follow_action,
+        table.newest_first_action,
+        table.goto_action,
+        table.clear_action,
+    ]
+    assert [a.objectName() or a.text() for a in commands if a not in menus] == []
+    assert table.goto_action.shortcut().toString() == "Ctrl+G"
 
 
 def test_view_toggles_hide_and_show_the_panes(desk: MainWindow, home: Home) -> None:

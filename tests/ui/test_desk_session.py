@@ -16,10 +16,12 @@ from eventdesk.core import demo
 from eventdesk.core.capture import CapturedEvent
 from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.home import Home
+from eventdesk.core.secrets import delete_secret
 from eventdesk.ui import session_restore
 from eventdesk.ui.event_table import COL_KEY
 from eventdesk.ui.main_window import TREE_MIN_WIDTH, MainWindow
 from eventdesk.ui.tray import tray_notice, tray_summary
+from tests.peers.servers import free_port
 from tests.ui.conftest_desk import demo_on_free_ports, open_demo_from_menu
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     MakeWindow,
@@ -78,6 +80,29 @@ def test_tray_says_when_there_is_none_and_notifies_errors_only_out_of_view(
     assert tray.notified == [("Model accounts failed", "datasource 'couch': URL: connection refused")]
     assert tray_summary(tray.states) == "EventDesk: 1 model running; 1 failing (model accounts)"
     assert tray_notice("model/x", StateChange(State.RETRYING), window_in_view=False) is None
+
+
+def test_a_model_failing_while_minimized_is_notified_from_the_tray(
+    qtbot: QtBot, make_window: MakeWindow, home: Home
+) -> None:
+    ds = home.add_datasource(
+        "couch",
+        "couchdb",
+        {"url": f"http://127.0.0.1:{free_port()}", "auth": "basic", "username": "admin"},
+        secret="pw",
+    )
+    delete_secret(ds.secret)  # the keyring lost it: the model fails at its start
+    home.add_model("accounts", "couch", {"database": "accounts"})
+    window = make_window()
+    window.showMinimized()
+    qtbot.waitUntil(window.isMinimized)
+    window.start_model("accounts")
+    qtbot.waitUntil(lambda: window.tray.notified != [], timeout=10_000)
+    ((title, message),) = window.tray.notified
+    assert title == "Model accounts failed"
+    assert message.startswith("datasource 'couch': Password / API key: ")  # by its label
+    assert "field '" not in message
+    assert window.tray.states["model/accounts"] is State.ERROR
 
 
 def long_rev_event(pos: int) -> CapturedEvent:

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox
 from pytestqt.qtbot import QtBot
 
 from eventdesk.core.home import Home
-from eventdesk.ui.app import FRESH_CAPTURE_BUTTON, open_home
+from eventdesk.ui.home_opening import FRESH_CAPTURE_BUTTON, open_home
 from eventdesk.ui.main_window import MainWindow
 from eventdesk.ui.workspace_tree import STATE_ROLE
 from tests.cli.harness import RunProcess, home_args, put_doc, setup_pipeline

@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from eventdesk.core.capture_schema import CAPTURE_VERSION
 from eventdesk.core.workspace import SCHEMA_VERSION
-from eventdesk.ui.app import open_home
+from eventdesk.ui.home_opening import open_home
 from tests.core.test_stored_formats import assert_old_contents, digest, old_home, set_user_version
 from tests.ui.test_read_only import choose
 
