@@ -63,7 +63,16 @@ def test_nats_datasource_and_model_forms(qtbot: QtBot, home: Home, nats_with_str
     assert model.form is not None
     model.name_edit.setText("orders")
     fields = model.form.values()
-    assert set(fields) == {"stream", "subject", "since", "durable", "core_subject", "key_path", "op_path", "batch_size"}
+    assert set(fields) == {
+        "stream",
+        "subject",
+        "since",
+        "durable",
+        "core_subject",
+        "key_path",
+        "op_path",
+        "batch_size",
+    }
     assert model.form.advanced_box is not None and not model.form.advanced_box.isVisible()
     for name in ("stream", "subject", "since"):
         assert model.form.widget(name).isVisible(), name
