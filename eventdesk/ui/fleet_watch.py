@@ -6,8 +6,8 @@ fleet's events arrive in the main table like any model's.
 The datasource takes the broker's connection settings and its secret: an environment variable
 is named again (removing the datasource never touches it), a keyring secret is copied to the
 datasource's own keyring entry (removing the datasource never deletes the broker's), and one
-this host lacks is asked for once in the secret dialog. The model subscribes on core NATS:
-nothing stays on the server.
+this host lacks is asked for once in the secret dialog. The model reads the broker's stream
+through an ephemeral consumer (or its subjects on core NATS): nothing stays on the server.
 """
 
 from __future__ import annotations
