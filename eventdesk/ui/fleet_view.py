@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.settings_schema import redact_url
+from eventdesk.fleet.reach import fleet_object, is_urls
+from eventdesk.fleet.settings import FleetSettings
 from eventdesk.fleet.status import FleetStatus, lag_text, read_fleet_status, reader_settings
 from eventdesk.fleet.watch import WatchPlan, fleet_models, watched_brokers
 from eventdesk.ui.async_tasks import TaskSlots
@@ -152,6 +154,9 @@ class FleetView(QWidget):
         self.reads = 0
         self.status: FleetStatus | None = None
         self._reading = ""
+        # The last settings resolved, with what they were resolved from (the field's text and
+        # the object it names): a read every 2 s need not ask the keyring each time.
+        self._resolved: tuple[tuple[str, object], FleetSettings] | None = None
 
         self.url_edit = QLineEdit(str(app_settings().value(url_setting(home), "") or ""))
         self.url_edit.setObjectName("fleet_url")
@@ -235,8 +240,12 @@ class FleetView(QWidget):
 
     async def _read(self, url: str) -> None:
         ws = self.home.workspace
-        # A name resolves to its object's secret: the keyring blocks, so off the loop.
-        settings = await asyncio.to_thread(reader_settings, ws, url, "eventdesk-desk")
+        source = (url, None if is_urls(url) else fleet_object(ws, url))
+        if self._resolved is not None and self._resolved[0] == source:
+            settings = self._resolved[1]
+        else:  # a name resolves to its object's secret: the keyring blocks, so off the loop
+            settings = await asyncio.to_thread(reader_settings, ws, url, "eventdesk-desk")
+            self._resolved = (source, settings)
         status = await read_fleet_status(settings, ws.workspace_id, fleet_models(ws), timeout=READ_TIMEOUT)
         self.show_status(status)
         # Kept once it worked; not when it carries a secret (QSettings is a plain file).
@@ -257,6 +266,7 @@ class FleetView(QWidget):
 
     def _read_failed(self, _slot: str, exc: BaseException) -> None:
         self.status = None  # rows of another URL, or of a while ago, would mislead
+        self._resolved = None  # a secret put right in the keyring is read at the next try
         _fill(self.agents_table, [])
         _fill(self.models_table, [])
         if isinstance(exc, EventDeskError) and exc.obj == "fleet":  # the field is this window's
