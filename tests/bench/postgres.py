@@ -6,7 +6,9 @@
            sends the stored envelope as the Cloudant pipeline bench does, ``--format payload``
            makes it send the row alone, which parses each envelope), beside
            ``pg_recvlogical`` reading the same backlog with the same plugin (pgoutput, the same
-           publication) into /dev/null (target: at least 0.5x)
+           publication) into /dev/null (target: at least 0.5x), and beside the MQTT ceiling:
+           pre-built QoS 1 packets of the same size through the same broker to the same
+           subscriber (tests/bench/mqtt_ceiling.py), which no publisher can pass on this machine
   latency  from commit to subscriber at 200 rows/s, p50 and p99 (target: 5 ms and 20 ms)
   RSS      peak resident memory of ``run`` (VmHWM) over both (target: 120 MB at most)
 
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.bench.mqtt_ceiling import ceiling_rate
 from tests.bench.pipeline import TopicCounter
 from tests.cli.harness import RunProcess, home_args, ok
 from tests.peers.postgres_server import PostgresServer, running_postgres
@@ -87,15 +90,25 @@ def main(quick: bool, fmt: str) -> None:
 
             # mosquitto_sub counts (a paho subscriber in Python tops out near 10,000 messages/s).
             counter = TopicCounter(broker.port, "bench/#", 1)
+            sample = Subscriber(port=broker.port, topic="bench/0", qos=1)  # one envelope's size
             start = time.perf_counter()
             run = RunProcess(h)
             counter.wait_distinct(total, 600)
             drained = total / (time.perf_counter() - start)
             counter.close()
+            size = len(sample.wait_for(1, 10)[0].payload)
+            sample.close()
             reference = recvlogical_rate(pg, "bench_reference", publication, total, end_lsn)
+            ceiling = ceiling_rate(broker.port, total, b"x" * size)
             print(f"backlog  {total} rows: eventdesk run -> mosquitto QoS 1 ({fmt})  {drained:9.0f} rows/s")
             print(f"         pg_recvlogical -> /dev/null         {reference:9.0f} rows/s")
             print(f"         ratio {drained / reference:.2f}x (target >= 0.5x)")
+            print(
+                f"         MQTT ceiling, {size}-byte QoS 1 packets pre-built, no source {ceiling:9.0f} msg/s"
+            )
+            print(
+                f"         = {ceiling / reference:.2f}x of pg_recvlogical; eventdesk at {drained / ceiling:.2f}x of it"
+            )
 
             # Latency from commit to subscriber at 200 rows/s (a paho subscriber: receive times).
             sub = Subscriber(port=broker.port, topic="bench/#", qos=1)
@@ -127,6 +140,7 @@ def main(quick: bool, fmt: str) -> None:
             sub.close()
             run.stop()
             print(json.dumps({"backlog_rows_s": round(drained), "recvlogical_rows_s": round(reference),
+                              "ceiling_msg_s": round(ceiling),
                               "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "rss_mb": round(rss)}))  # fmt: skip
         finally:
             broker.stop()
