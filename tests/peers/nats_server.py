@@ -208,7 +208,7 @@ class NatsCluster:
     def leader(self, stream: str) -> int:
         """The index of the node leading ``stream`` (a KV bucket's stream is KV_<bucket>)."""
         url = next(n.url for n in self.nodes if n.proc is not None)
-        name = asyncio.run(_stream_leader(url, stream))
+        name = asyncio.run(stream_leader(url, stream))
         return next(i for i, n in enumerate(self.nodes) if n.server_name == name)
 
     def colocate_leaders(self, stream: str, other: str, tries: int = 20) -> int:
@@ -218,7 +218,7 @@ class NatsCluster:
             target = self.leader(stream)
             if self.leader(other) == target:
                 return target
-            asyncio.run(_step_down(next(n.url for n in self.nodes if n.proc is not None), other))
+            asyncio.run(step_down(next(n.url for n in self.nodes if n.proc is not None), other))
         raise AssertionError(f"the leaders of {stream} and {other} never met in {tries} elections")
 
     def stop(self) -> None:
@@ -229,7 +229,7 @@ class NatsCluster:
         return "\n".join(f"--- node {i}\n{n.log()[-3000:]}" for i, n in enumerate(self.nodes))
 
 
-async def _stream_leader(url: str, stream: str, timeout: float = 20.0) -> str:
+async def stream_leader(url: str, stream: str, timeout: float = 20.0) -> str:
     """The stream's leader, once it has one (after a step-down, an election)."""
     import nats
 
@@ -251,7 +251,7 @@ async def _stream_leader(url: str, stream: str, timeout: float = 20.0) -> str:
         await nc.close()
 
 
-async def _step_down(url: str, stream: str) -> None:
+async def step_down(url: str, stream: str) -> None:
     import nats
 
     nc = await nats.connect(url)

@@ -77,6 +77,7 @@ class NatsPublisher(ReconnectingPublisher):
     # Tunables (instances may override them, e.g. tests shorten the backoff).
     connect_timeout: float = 5.0
     ack_timeout: float = 15.0  # a batch without every PubAck by then fails (and is resent)
+    leaderless_retry: float = 1.0  # a batch refused while its stream has no leader is resent after this
 
     def __init__(
         self, *, config: BrokerConfig, secret: str | None, on_state: Callable[[StateChange], None]
@@ -243,14 +244,31 @@ class NatsPublisher(ReconnectingPublisher):
         return future
 
     def _ack_timed_out(self, batch: _Batch) -> None:
+        self._resend(batch, f"no PubAck from the stream within {self.ack_timeout:g} s")
+
+    def _resend(self, batch: _Batch, why: str) -> None:
+        """Fail ``batch`` so that its route sends it again; the duplicate window drops what the
+        stream had stored. Not a drop (BrokerNoAckError): the route must not take it for a
+        message the broker chokes on."""
         for token in batch.tokens:
             self._pending.pop(token, None)
-        # The stream's leader away (a cluster electing one): the route sends the batch again and
-        # the duplicate window drops what was stored. Not a drop (BrokerNoAckError): the route
-        # must not take it for a message the broker chokes on.
-        batch.fail(
-            BrokerNoAckError(f"no PubAck from the stream within {self.ack_timeout:g} s", obj=self._label)
-        )
+        batch.fail(BrokerNoAckError(why, obj=self._label))
+
+    async def _on_leader_elected(self, msg: Msg) -> None:
+        """A stream elected a leader (a node was lost, or its leader stepped down): what the old
+        leader took and had not acknowledged may never be, so send it again now rather than
+        after the PubAck timeout."""
+        stream = msg.subject.rsplit(".", 1)[-1]
+        batches = {id(batch): batch for batch, _ in self._pending.values()}
+        if batches:
+            log.info(
+                "%s: stream %r elected a new leader; %d batch(es) sent again",
+                self._label,
+                stream,
+                len(batches),
+            )
+        for batch in batches.values():
+            self._resend(batch, f"stream {stream!r} elected a new leader before acknowledging")
 
     async def _send_loop(self, nc: Client) -> None:
         """Send the outbox in order (nc.publish only buffers, except when its buffer is full)."""
@@ -279,8 +297,8 @@ class NatsPublisher(ReconnectingPublisher):
         batch, subject = entry
         if msg.headers and msg.headers.get("Status") == "503":
             # No responder: no stream binds the subject (poison), or its stream has no leader
-            # right now (a cluster electing one after losing a node): then the batch is left to
-            # its PubAck timeout, like a dropped connection, and sent again.
+            # right now (a cluster electing one after losing a node): then the batch is sent
+            # again shortly.
             self._no_responders(batch, subject)
             return
         try:
@@ -301,11 +319,15 @@ class NatsPublisher(ReconnectingPublisher):
 
         async def check() -> None:
             try:
-                await nc.jetstream(timeout=2.0).find_stream_name_by_subject(subject)
+                stream = await nc.jetstream(timeout=2.0).find_stream_name_by_subject(subject)
+                why = f"stream {stream!r} has no leader (NATS is electing one)"
             except nats.js.errors.NotFoundError:
                 batch.fail(no_stream_error(subject, self._label))
+                return
             except Exception:  # JetStream itself is not answering: not the message's fault
-                log.debug("%s: no PubAck on %r and no answer about its stream", self._label, subject)
+                why = "JetStream did not answer (NATS is electing a leader)"
+            # Paced: sent again at once, it would be refused at once, until the election ends.
+            asyncio.get_running_loop().call_later(self.leaderless_retry, self._resend, batch, why)
 
         task = asyncio.get_running_loop().create_task(check())
         self._checks.add(task)
@@ -362,6 +384,11 @@ class NatsPublisher(ReconnectingPublisher):
             await nc.subscribe(
                 self._inbox + "*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
             )
+            if self._jetstream:
+                # Without leave to read JetStream's advisories, the server says so (to _on_error)
+                # and only the PubAck timeout sends again what an old leader left unanswered.
+                elected = f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{self.settings.stream or '*'}"
+                await nc.subscribe(elected, cb=self._on_leader_elected)
             self._max_payload = nc.max_payload or _DEFAULT_MAX_PAYLOAD
         except BaseException:
             with contextlib.suppress(Exception):
