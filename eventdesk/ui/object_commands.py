@@ -1,5 +1,6 @@
 """What the window's object commands do: add, edit, remove and test datasources, models, brokers
-and routes, republish a model, and retry or drop a route's quarantined events.
+and routes, show what a datasource left on its server, republish a model, and retry or drop a
+route's quarantined events.
 
 :class:`ObjectCommands` opens the object dialogs (owned, awaited in tasks of the window), asks
 for confirmation without blocking the loop, and drives the runtime through its public API; the
@@ -21,8 +22,9 @@ from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
 from eventdesk.core.secrets import delete_secret
-from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.async_tasks import TaskSlots, ask_yes, dialog_result
 from eventdesk.ui.dialog_guidance import reason_of
+from eventdesk.ui.leftovers_dialog import LeftoversDialog
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, ObjectDialog, RouteDialog
 
@@ -166,21 +168,7 @@ class ObjectCommands(QObject):
 
     async def confirm(self, title: str, text: str) -> bool:
         """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            title,
-            text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self.window,
-        )
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        self.confirm_box = box
-        try:
-            await dialog_result(box)
-            return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
-        finally:
-            box.deleteLater()
-            self.confirm_box = None
+        return await ask_yes(self.window, title, text, lambda box: setattr(self, "confirm_box", box))
 
     async def remove(self, kind: str, name: str) -> None:
         try:
@@ -234,6 +222,21 @@ class ObjectCommands(QObject):
             self.notifications.notify(
                 "warning", f"Removed, but its secret stays: {exc.describe()}", key="removed"
             )
+
+    async def ask_server(self, action: str, kind: str, name: str) -> None:
+        """The tree's "Test connection" (:meth:`test`) or a datasource's "Left on the server…"
+        (:meth:`leftovers`)."""
+        if action == "leftovers":
+            await self.leftovers(name)
+        else:
+            await self.test(kind, name)
+
+    async def leftovers(self, datasource: str) -> None:
+        """Open the "Left on the server…" dialog of ``datasource`` (it reads the server itself)."""
+        dialog = LeftoversDialog(self.home, datasource, parent=self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.track(dialog)
+        await dialog_result(dialog)
 
     async def test(self, kind: str, name: str) -> None:
         key = f"test/{kind}/{name}"
