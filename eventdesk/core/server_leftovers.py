@@ -127,11 +127,16 @@ async def drop_left(
         raise ConnectorError(f"no answer within {timeout:g} s", obj=ds.label) from None
 
 
-def warnings(datasource: str, entries: list[LeftOnServer]) -> list[str]:
-    """One line per object of this workspace that nobody follows and that holds something."""
+def held_for_nothing(entries: list[LeftOnServer]) -> list[LeftOnServer]:
+    """The objects of this workspace that nobody follows and that hold something."""
+    return [e for e in entries if e.followed_by is None and not e.other_workspace and e.held]
+
+
+def warnings(datasource: str, entries: list[LeftOnServer], how: str | None = None) -> list[str]:
+    """One line per object of :func:`held_for_nothing`, ending in how to drop it (``how``; by
+    default the command that does)."""
     return [
-        f"datasource {datasource!r}: {e.name} ({e.what}), followed by no model, holds "
-        f"{held_text(e)} — drop it with `eventdesk datasource leftovers {datasource} --drop {e.name}`"
-        for e in entries
-        if e.followed_by is None and not e.other_workspace and e.held
+        f"datasource {datasource!r}: {e.name} ({e.what}), followed by no model, holds {held_text(e)} — "
+        + (how or f"drop it with `eventdesk datasource leftovers {datasource} --drop {e.name}`")
+        for e in held_for_nothing(entries)
     ]

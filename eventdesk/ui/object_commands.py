@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
+from eventdesk.core import server_leftovers
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
@@ -249,6 +250,34 @@ class ObjectCommands(QObject):
             self.notifications.notify("error", f"{kind} {name}: test failed: {reason}", more or None, key=key)
         else:
             self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
+            if kind == "datasource":
+                await self._warn_leftovers(name)
+
+    async def _warn_leftovers(self, datasource: str) -> None:
+        """After a datasource's test passed: a warning if objects on its server that no model
+        follows hold something, with a button to the dialog that drops them."""
+        try:
+            entries = await server_leftovers.list_left(self.home.workspace, datasource)
+        except EventDeskError:
+            return  # the test passed; the dialog says why the list cannot be read
+        left = server_leftovers.held_for_nothing(entries)
+        if not left:
+            return
+        message = f"datasource {datasource!r}: " + (
+            f"{left[0].name}, followed by no model, holds {server_leftovers.held_text(left[0])}"
+            if len(left) == 1
+            else f"{len(left)} objects on its server, followed by no model, hold its disk"
+        )
+        details = "\n".join(
+            server_leftovers.warnings(datasource, left, how="drop it in “Left on the server…”")
+        )
+        key = f"leftovers/{datasource}"
+        banner = self.notifications.notify("warning", message, details, key=key)
+
+        def show() -> None:
+            self.tasks.start(f"leftovers/datasource/{datasource}", self.leftovers(datasource))
+
+        banner.add_action("leftovers", "Left on the server…", show)
 
     async def quarantine_action(self, action: str, route: str) -> None:
         """Retry or drop the events ``route`` holds in quarantine (the tree's route menu)."""

@@ -1,5 +1,6 @@
-"""The datasource's "Left on the server…" dialog against a real PostgreSQL cluster: opened from
-the tree's menu, it lists the slot a removed model left (followed by nobody, holding WAL) beside
+"""The datasource's "Left on the server…" dialog against a real PostgreSQL cluster: testing the
+datasource warns about the slot a removed model left, and the dialog, opened from the tree's menu
+or the warning, lists the slot a removed model left (followed by nobody, holding WAL) beside
 a followed one, offers Drop only for the first, asks, and drops its slot and publication; a
 server that cannot be reached is named in the dialog, and one that does not answer can be
 closed while it is asked.
@@ -26,6 +27,7 @@ from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
 from eventdesk.ui.leftovers_dialog import LeftoversDialog
 from eventdesk.ui.main_window import MainWindow
+from eventdesk.ui.notifications import Banner
 from tests.peers.postgres_server import PostgresServer, running_postgres
 from tests.ui.conftest_main import (  # noqa: F401 - fixtures
     home_fixture,
@@ -65,6 +67,10 @@ async def make_slots(home: Home, *models: str) -> None:
         await runtime.aclose()
 
 
+def banner_of(window: MainWindow) -> Banner | None:
+    return next((b for b in window.notifications.banners if b.key == "leftovers/pg"), None)
+
+
 def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home, pg: PostgresServer
 ) -> None:
@@ -84,6 +90,14 @@ def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
     win.show()
     qtbot.waitExposed(win)
     try:
+        tree_action(win, "datasource/pg", "test")  # passes, then warns about the slot nobody follows
+        qtbot.waitUntil(lambda: banner_of(win) is not None, timeout=WAIT_MS)
+        warning = banner_of(win)
+        assert warning is not None and warning.level == "warning"
+        assert warning.message.text().startswith(f"datasource 'pg': {gone}, followed by no model, holds ")
+        assert warning.message.text().endswith("MB of WAL") and kept not in warning.details.toPlainText()
+        assert "(replication slot + publication)" in warning.details.toPlainText()
+
         tree_action(win, "datasource/pg", "leftovers")
         qtbot.waitUntil(lambda: any(isinstance(d, LeftoversDialog) for d in win.dialogs))
         dialog = next(d for d in win.dialogs if isinstance(d, LeftoversDialog))
@@ -121,6 +135,12 @@ def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
         assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == [kept]
         dialog.close_button.click()
         qtbot.waitUntil(lambda: dialog not in win.dialogs)
+
+        warning.action_buttons["leftovers"].click()  # the warning's button opens it too
+        qtbot.waitUntil(lambda: any(isinstance(d, LeftoversDialog) for d in win.dialogs))
+        again = next(d for d in win.dialogs if isinstance(d, LeftoversDialog))
+        qtbot.waitUntil(lambda: again.status.text() == "1 found, 0 followed by no model", timeout=WAIT_MS)
+        again.close_button.click()
     finally:
         run(qtbot, win.shutdown(), timeout=10_000)
         win.close()
