@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from eventdesk.connectors.postgres.leftovers import owned_by
+from eventdesk.connectors.postgres.settings import object_names, workspace_mark
 from eventdesk.core import server_leftovers
 from eventdesk.core.contracts import State
 from eventdesk.core.home import Home
@@ -130,3 +132,10 @@ def test_a_wrong_password_is_named_never_shown(pg: PostgresServer, tmp_path: Pat
     assert "not-" + PASSWORD not in wrong.stdout + wrong.stderr
     right = eventdesk(*h, "datasource", "leftovers", "pg", "--json", env={"PG_PW": PASSWORD})
     assert right.returncode == 0, right.stderr
+
+
+@pytest.mark.parametrize("workspace", ["ab", "0123456789abcdef", "X-y_z"])
+def test_a_slot_is_this_workspaces_by_the_mark_its_name_carries(workspace: str) -> None:
+    name = object_names(workspace, "pg", "orders_abcdef", "public", "orders").slot
+    assert owned_by(name, workspace_mark(workspace))
+    assert not owned_by(name, workspace_mark("zzzzzz")) and not owned_by(name, "")

@@ -13,9 +13,6 @@ from typing import Any
 from eventdesk.connectors.postgres.settings import workspace_mark
 from eventdesk.core.contracts import LeftOnServer
 
-# eventdesk_<model>_<workspace mark>_<hash>, or (no workspace) eventdesk_<model>_<hash>.
-_OWNED = re.compile(r"^eventdesk_.+_(?P<mark>[a-z0-9]{6})_[0-9a-f]{8}$")
-
 SLOT = "replication slot + publication"
 SLOT_ONLY = "replication slot"
 PUBLICATION = "publication"
@@ -23,9 +20,9 @@ UNIT = "bytes of WAL"
 
 
 def owned_by(name: str, mark: str) -> bool:
-    """Whether ``name`` is one the workspace of ``mark`` derives."""
-    m = _OWNED.match(name)
-    return m is not None and m.group("mark") == mark
+    """Whether ``name`` is one the workspace of ``mark`` derives: ``eventdesk_<model>_<mark>_<hash>``
+    (a name without a mark cannot be told apart from another workspace's)."""
+    return bool(mark) and re.fullmatch(rf"eventdesk_.+_{re.escape(mark)}_[0-9a-f]{{8}}", name) is not None
 
 
 def list_left(conn: Any, workspace_id: str, followed: dict[str, str]) -> list[LeftOnServer]:
