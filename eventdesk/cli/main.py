@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from eventdesk import __version__
+from eventdesk.cli import leftover_commands
 from eventdesk.core import json_codec
 from eventdesk.core.capture import capture_failure
 from eventdesk.core.connection_test import TESTABLE, check_connection
@@ -143,7 +144,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     mschemas = [connector_class(k).model_schema for k in ckinds]
     bschemas = [broker_class(k).schema for k in broker_kinds()] if with_kinds else []
 
-    p = sub.add_parser("datasource", help="add a datasource")
+    p = sub.add_parser("datasource", help="add a datasource, or see what it left on its server")
     psub = p.add_subparsers(dest="action", required=True)
     a = psub.add_parser("add", help="add (or with --replace, change) a datasource")
     a.add_argument("name")
@@ -152,6 +153,7 @@ def build_parser(with_kinds: bool = True) -> argparse.ArgumentParser:
     _add_schema_flags(a, cschemas)
     _add_secret_flags(a)
     a.set_defaults(handler=_cmd_add)
+    leftover_commands.register_action(psub)
 
     p = sub.add_parser("model", help="add a model")
     psub = p.add_subparsers(dest="action", required=True)
@@ -321,15 +323,18 @@ def _cmd_remove(home: Home, args: argparse.Namespace) -> int:
             secret = resolve_secret(ds.secret, ds.label)
             summary = asyncio.run(connector_class(ds.kind).release_model(ds, secret, cfg))
             print(f"model {model!r}: {summary}")
+    sources = {model: home.workspace.model(model).datasource for model, _what in plan.held}
     home.remove(args.type, args.name, cascade=args.cascade)
     for line in plan.describe():
         print(f"removed {line}")
     if not args.drop_slot:
         for model, what in plan.held:
-            print(
-                f"kept on the server for model {model!r}: {what} (until dropped: remove with "
-                "--drop-slot next time, or drop it on the server)"
+            how = (
+                "a datasource of the same database lists it: `eventdesk datasource leftovers`"
+                if args.type == "datasource"  # its datasource is gone with it
+                else f"`eventdesk datasource leftovers {sources[model]}` lists it, --drop drops it"
             )
+            print(f"kept on the server for model {model!r}: {what} (until dropped: {how})")
     return 0
 
 
@@ -424,6 +429,8 @@ def _cmd_test(home: Home, args: argparse.Namespace) -> int:
     datasource or model, 6 for a broker, 3 for an unknown name, 4 for a secret not to be had)."""
     summary = asyncio.run(check_connection(home.workspace, args.type, args.name))
     print(f"{args.type} {args.name!r}: {summary or 'connected'}")
+    if args.type == "datasource":
+        leftover_commands.warn_leftovers(home, args.name)
     return 0
 
 
@@ -467,7 +474,10 @@ _EDIT_COMMANDS = frozenset({"datasource", "model", "broker", "route", "remove"})
 def _lock_for(args: argparse.Namespace) -> str | None:
     if args.command == "run":
         return "run"
-    if args.command in _EDIT_COMMANDS or (args.command == "demo" and getattr(args, "send", None) is None):
+    reads = getattr(args, "action", None) == leftover_commands.ACTION  # asks the server, edits nothing
+    if (args.command in _EDIT_COMMANDS and not reads) or (
+        args.command == "demo" and getattr(args, "send", None) is None
+    ):
         return "edit"
     return None
 

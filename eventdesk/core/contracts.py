@@ -61,6 +61,26 @@ class StateChange:
     retry_in: float | None = None
 
 
+@dataclass(frozen=True)
+class LeftOnServer:
+    """One object EventDesk made on a source server (:meth:`Connector.left_on_server`): a
+    PostgreSQL replication slot and its publication, a NATS durable consumer."""
+
+    name: str  # as the server names it; ``eventdesk datasource leftovers --drop NAME`` takes it
+    what: str  # in words: "replication slot + publication", "durable consumer on stream 'X'"
+    held: int | None  # what it keeps on the server, in ``unit``; None: the server does not say
+    unit: str  # "bytes of WAL", "messages"
+    active: bool | None  # something reads it now (None: the server does not say)
+    followed_by: str | None  # the model of this workspace following it; None: nobody
+    other_workspace: bool = False  # named for another workspace (another home may follow it)
+    container: str = ""  # the server object it lives in, for the kind (nats: its stream)
+
+    @property
+    def droppable(self) -> bool:
+        """Offered for dropping: this workspace's, followed by no model and not in use."""
+        return self.followed_by is None and not self.other_workspace and not self.active
+
+
 class ConnectorHost(Protocol):
     """What the runtime offers a running connector."""
 
@@ -151,6 +171,23 @@ class Connector(ABC):
     async def release_model(cls, datasource: DatasourceConfig, secret: str | None, model: ModelConfig) -> str:
         """Drop what :meth:`held_on_server` names (``eventdesk remove ... --drop-slot``); a summary."""
         return "nothing to drop"
+
+    @classmethod
+    async def left_on_server(
+        cls,
+        datasource: DatasourceConfig,
+        secret: str | None,
+        models: Sequence[tuple[DatasourceConfig, ModelConfig]],
+    ) -> list[LeftOnServer]:
+        """What EventDesk made on ``datasource``'s server (named as :meth:`held_on_server`
+        names it), each marked with the model of ``models`` (every model of this kind in the
+        workspace, with its datasource) that follows it; empty: this kind keeps nothing."""
+        return []
+
+    @classmethod
+    async def drop_left(cls, datasource: DatasourceConfig, secret: str | None, entry: LeftOnServer) -> str:
+        """Drop one object :meth:`left_on_server` listed (the caller checked nobody follows it)."""
+        raise NotImplementedError(f"a {cls.kind} datasource keeps nothing on its server")
 
     @classmethod
     def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:

@@ -2,7 +2,8 @@
 
 Starting a slot cancels its predecessor (starting a model while it is stopping, say); every
 task is kept until it is done, and :meth:`TaskSlots.cancel_all` awaits them on shutdown.
-Dialogs are awaited through :func:`dialog_result`, never ``exec()``.
+Dialogs are awaited through :func:`dialog_result` (a Yes/Cancel question through
+:func:`ask_yes`), never ``exec()``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from PySide6.QtWidgets import QDialog
+from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +99,25 @@ def dialog_result(dialog: QDialog) -> asyncio.Future[int]:
     dialog.destroyed.connect(destroyed)
     dialog.open()
     return future
+
+
+async def ask_yes(
+    parent: QWidget,
+    title: str,
+    text: str,
+    shown: Callable[[QMessageBox | None], None],
+    icon: QMessageBox.Icon = QMessageBox.Icon.Question,
+) -> bool:
+    """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes. ``shown`` is
+    handed the box while it is open (tests click it), then None."""
+    box = QMessageBox(
+        icon, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, parent
+    )
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+    shown(box)
+    try:
+        await dialog_result(box)
+        return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
+    finally:
+        box.deleteLater()
+        shown(None)

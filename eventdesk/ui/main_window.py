@@ -346,7 +346,7 @@ class MainWindow(QMainWindow):
             else:
                 self.tasks.start(f"{action}/{name}", self.commands.quarantine_action(action, name))
             return
-        if self.home.read_only is not None and action != "test":
+        if self.home.read_only is not None and action not in ("test", "leftovers"):
             self.notifications.notify("warning", read_only_banner(str(self.home.read_only)), key=BANNER_KEY)
             return
         commands, run = self.commands, self.run_control
@@ -362,8 +362,8 @@ class MainWindow(QMainWindow):
             commands.edit(kind, name)
         elif action == "remove":
             self.tasks.start(f"remove/{kind}/{name}", commands.remove(kind, name))
-        elif action == "test":
-            self.tasks.start(f"test/{kind}/{name}", commands.test(kind, name))
+        elif action in ("test", "leftovers"):  # they ask the server; the home stays as it is
+            self.tasks.start(f"{action}/{kind}/{name}", commands.ask_server(action, kind, name))
         elif action in ("start", "stop"):
             for model in [name] if kind == "model" else [m.name for m in ws.models_of(name)]:
                 (run.start_model if action == "start" else run.stop_model)(model)

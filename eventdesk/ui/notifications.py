@@ -29,6 +29,7 @@ class Banner(QWidget):
     """One notification: icon, message, optional Details expander, dismiss button."""
 
     dismissed = Signal(object)
+    reshaped = Signal()  # a button came in: its height may change
 
     def __init__(self, level: str, message: str, details: str | None, key: str | None) -> None:
         super().__init__()
@@ -85,6 +86,7 @@ class Banner(QWidget):
             button.setObjectName(f"banner_action_{name}")
             button.clicked.connect(lambda _checked=False: self._slots[name]())
             self._row.insertWidget(self._row.indexOf(self.details_button), button)
+            self.reshaped.emit()
         button.setText(text)
         return button
 
@@ -147,6 +149,7 @@ class NotificationArea(QWidget):
         banner = Banner(level, message, details, key)
         banner.dismissed.connect(self.dismiss)
         banner.details_button.toggled.connect(lambda _shown: QTimer.singleShot(0, self._place))
+        banner.reshaped.connect(lambda: QTimer.singleShot(0, self._place))
         self.banners.append(banner)
         self._layout.addWidget(banner)
         while len(self.banners) > MAX_BANNERS:

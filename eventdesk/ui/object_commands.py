@@ -1,5 +1,6 @@
 """What the window's object commands do: add, edit, remove and test datasources, models, brokers
-and routes, republish a model, and retry or drop a route's quarantined events.
+and routes, show what a datasource left on its server, republish a model, and retry or drop a
+route's quarantined events.
 
 :class:`ObjectCommands` opens the object dialogs (owned, awaited in tasks of the window), asks
 for confirmation without blocking the loop, and drives the runtime through its public API; the
@@ -16,13 +17,15 @@ from collections.abc import Awaitable, Callable
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
+from eventdesk.core import server_leftovers
 from eventdesk.core.contracts import State
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
 from eventdesk.core.secrets import delete_secret
-from eventdesk.ui.async_tasks import TaskSlots, dialog_result
+from eventdesk.ui.async_tasks import TaskSlots, ask_yes, dialog_result
 from eventdesk.ui.dialog_guidance import reason_of
+from eventdesk.ui.leftovers_dialog import LeftoversDialog
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, ObjectDialog, RouteDialog
 
@@ -166,21 +169,7 @@ class ObjectCommands(QObject):
 
     async def confirm(self, title: str, text: str) -> bool:
         """Ask Yes/Cancel (Cancel by default) without blocking the loop; True for Yes."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            title,
-            text,
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            self.window,
-        )
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        self.confirm_box = box
-        try:
-            await dialog_result(box)
-            return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
-        finally:
-            box.deleteLater()
-            self.confirm_box = None
+        return await ask_yes(self.window, title, text, lambda box: setattr(self, "confirm_box", box))
 
     async def remove(self, kind: str, name: str) -> None:
         try:
@@ -235,6 +224,21 @@ class ObjectCommands(QObject):
                 "warning", f"Removed, but its secret stays: {exc.describe()}", key="removed"
             )
 
+    async def ask_server(self, action: str, kind: str, name: str) -> None:
+        """The tree's "Test connection" (:meth:`test`) or a datasource's "Left on the server…"
+        (:meth:`leftovers`)."""
+        if action == "leftovers":
+            await self.leftovers(name)
+        else:
+            await self.test(kind, name)
+
+    async def leftovers(self, datasource: str) -> None:
+        """Open the "Left on the server…" dialog of ``datasource`` (it reads the server itself)."""
+        dialog = LeftoversDialog(self.home, datasource, parent=self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.track(dialog)
+        await dialog_result(dialog)
+
     async def test(self, kind: str, name: str) -> None:
         key = f"test/{kind}/{name}"
         self.notifications.notify("info", f"Testing the connection of {kind} {name}…", key=key)
@@ -246,6 +250,34 @@ class ObjectCommands(QObject):
             self.notifications.notify("error", f"{kind} {name}: test failed: {reason}", more or None, key=key)
         else:
             self.notifications.notify("success", f"{kind} {name}: {summary or 'connected'}", key=key)
+            if kind == "datasource":
+                await self._warn_leftovers(name)
+
+    async def _warn_leftovers(self, datasource: str) -> None:
+        """After a datasource's test passed: a warning if objects on its server that no model
+        follows hold something, with a button to the dialog that drops them."""
+        try:
+            entries = await server_leftovers.list_left(self.home.workspace, datasource)
+        except EventDeskError:
+            return  # the test passed; the dialog says why the list cannot be read
+        left = server_leftovers.held_for_nothing(entries)
+        if not left:
+            return
+        message = f"datasource {datasource!r}: " + (
+            f"{left[0].name}, followed by no model, holds {server_leftovers.held_text(left[0])}"
+            if len(left) == 1
+            else f"{len(left)} objects on its server, followed by no model, hold its disk"
+        )
+        details = "\n".join(
+            server_leftovers.warnings(datasource, left, how="drop it in “Left on the server…”")
+        )
+        key = f"leftovers/{datasource}"
+        banner = self.notifications.notify("warning", message, details, key=key)
+
+        def show() -> None:
+            self.tasks.start(f"leftovers/datasource/{datasource}", self.leftovers(datasource))
+
+        banner.add_action("leftovers", "Left on the server…", show)
 
     async def quarantine_action(self, action: str, route: str) -> None:
         """Retry or drop the events ``route`` holds in quarantine (the tree's route menu)."""

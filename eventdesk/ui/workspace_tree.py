@@ -333,6 +333,7 @@ class WorkspaceTree(QTreeView):
                 sep,
                 ("add-model", "Add model…", True),
                 ("test", "Test connection", True),
+                ("leftovers", "Left on the server…", True),
                 ("edit", "Edit…", True),
                 ("remove", "Remove…", True),
             ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import nats.errors
@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
 from eventdesk.clients.nats.connection import open_connection, where
-from eventdesk.connectors.nats import errors
+from eventdesk.connectors.nats import errors, leftovers
 from eventdesk.connectors.nats.consumer import ConsumerPlan, delete_consumer, prepare_consumer
 from eventdesk.connectors.nats.messages import MessageDecoder
 from eventdesk.connectors.nats.settings import (
@@ -39,7 +39,7 @@ from eventdesk.connectors.nats.settings import (
     NatsDatasourceSettings,
     NatsModelSettings,
 )
-from eventdesk.core.contracts import Connector, State, StateChange
+from eventdesk.core.contracts import Connector, LeftOnServer, State, StateChange
 from eventdesk.core.errors import ConnectorError
 from eventdesk.core.log_repeats import throttle
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
@@ -376,6 +376,40 @@ class NatsConnector(Connector):
             return await delete_consumer(
                 nc.jetstream(), ConsumerPlan.of(datasource, model, cfg), where(settings)
             )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 1.0)
+
+    @classmethod
+    async def left_on_server(
+        cls,
+        datasource: DatasourceConfig,
+        secret: str | None,
+        models: Sequence[tuple[DatasourceConfig, ModelConfig]],
+    ) -> list[LeftOnServer]:
+        """The durable consumers EventDesk named on the account's streams (leftovers.py)."""
+        followed = {}
+        for ds, model in models:
+            if ds.kind == cls.kind and cls.held_on_server(ds, model) is not None:
+                plan = ConsumerPlan.of(ds, model, NatsModelSettings.from_validated(model.settings))
+                followed[(plan.stream, plan.name)] = model.name
+        settings = NatsDatasourceSettings.from_validated(datasource.settings)
+        nc = await _connect_once(settings, secret, datasource.label)
+        try:
+            return await leftovers.list_left(nc.jetstream(), datasource.workspace_id, followed)
+        except Exception as exc:
+            raise errors.stream_error(exc, datasource.label, "*", where(settings)) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), 1.0)
+
+    @classmethod
+    async def drop_left(cls, datasource: DatasourceConfig, secret: str | None, entry: LeftOnServer) -> str:
+        settings = NatsDatasourceSettings.from_validated(datasource.settings)
+        plan = ConsumerPlan(entry.container, entry.name, "", datasource.label, "")
+        nc = await _connect_once(settings, secret, datasource.label)
+        try:
+            return await delete_consumer(nc.jetstream(), plan, where(settings))
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), 1.0)

@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from eventdesk.connectors.postgres import errors, replication, server
+from eventdesk.connectors.postgres import errors, leftovers, replication, server
 from eventdesk.connectors.postgres.changes import ChangeBuilder
 from eventdesk.connectors.postgres.pgoutput import format_lsn, parse_lsn
 from eventdesk.connectors.postgres.settings import (
@@ -29,13 +30,14 @@ from eventdesk.connectors.postgres.settings import (
     object_names,
 )
 from eventdesk.connectors.postgres.snapshot import copy_snapshot
-from eventdesk.core.contracts import Connector, State, StateChange
+from eventdesk.core.contracts import Connector, LeftOnServer, State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import ConfigError, ConnectorError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 from eventdesk.core.retry_policy import Backoff
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def target_of(datasource: DatasourceConfig, model: ModelConfig) -> server.Target:
@@ -344,6 +346,31 @@ class PostgresConnector(Connector):
         return await asyncio.to_thread(_drop_objects, datasource, secret, model)
 
     @classmethod
+    async def left_on_server(
+        cls,
+        datasource: DatasourceConfig,
+        secret: str | None,
+        models: Sequence[tuple[DatasourceConfig, ModelConfig]],
+    ) -> list[LeftOnServer]:
+        """The ``eventdesk_`` slots of the datasource's database (leftovers.py): each model's
+        slot is matched by the names it derives, those of any datasource of the workspace (two
+        datasources may name one database)."""
+        followed = {target_of(ds, m).names.slot: m.name for ds, m in models if ds.kind == cls.kind}
+        ws = datasource.workspace_id
+        return await asyncio.to_thread(
+            _on_server, datasource, secret, lambda conn: leftovers.list_left(conn, ws, followed)
+        )
+
+    @classmethod
+    async def drop_left(cls, datasource: DatasourceConfig, secret: str | None, entry: LeftOnServer) -> str:
+        dropped = await asyncio.to_thread(
+            _on_server, datasource, secret, lambda conn: server.drop_named(conn, entry.name, entry.name)
+        )
+        return (
+            "dropped " + " and ".join(dropped) if dropped else f"{entry.name} was not there: nothing to drop"
+        )
+
+    @classmethod
     def check_datasource(cls, datasource: DatasourceConfig, has_secret: bool) -> None:
         settings = PostgresDatasourceSettings.from_validated(datasource.settings)
         if settings.ca_file and settings.sslmode in ("disable", "allow", "prefer"):
@@ -433,11 +460,17 @@ def _drop_objects(datasource: DatasourceConfig, secret: str | None, model: Model
 
 
 def _list_tables(datasource: DatasourceConfig, secret: str | None) -> list[str]:
+    return _on_server(datasource, secret, server.list_tables)
+
+
+def _on_server(datasource: DatasourceConfig, secret: str | None, work: Callable[[Any], T]) -> T:
+    """``work(connection)`` on one connection to the datasource; its failure named (never the
+    secret)."""
     settings = PostgresDatasourceSettings.from_validated(datasource.settings)
     try:
         conn = server.connect(settings.connect_args(secret))
         try:
-            return server.list_tables(conn)
+            return work(conn)
         finally:
             conn.close()
     except Exception as exc:

@@ -291,14 +291,20 @@ def drop_slot(conn: Any, slot: str) -> None:
 def drop_objects(conn: Any, target: Target) -> list[str]:
     """Drop the model's slot and publication (those that exist); what was dropped, named. A slot
     in use (a run still follows it) is refused by the server (object in use)."""
+    return drop_named(conn, target.names.slot, target.names.publication)
+
+
+def drop_named(conn: Any, slot: str, publication: str) -> list[str]:
+    """Drop the slot ``slot`` and the publication ``publication`` (those that exist); what was
+    dropped, named."""
     dropped = []
     with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (target.names.slot,))
+        cur.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
         if cur.fetchone() is not None:
-            drop_slot(conn, target.names.slot)
-            dropped.append(f"replication slot {target.names.slot}")
-        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (target.names.publication,))
+            drop_slot(conn, slot)
+            dropped.append(f"replication slot {slot}")
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
         if cur.fetchone() is not None:
-            cur.execute(f"DROP PUBLICATION {quote_ident(target.names.publication)}")
-            dropped.append(f"publication {target.names.publication}")
+            cur.execute(f"DROP PUBLICATION {quote_ident(publication)}")
+            dropped.append(f"publication {publication}")
     return dropped

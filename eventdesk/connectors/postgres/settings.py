@@ -205,9 +205,14 @@ def object_names(workspace: str, datasource: str, model: str, schema: str, table
     edited table new ones (connector.py names the slot the previous table left)."""
     digest = hashlib.sha256(f"{workspace}\0{datasource}\0{model}\0{schema}\0{table}".encode()).hexdigest()[:8]
     base = re.sub(r"[^a-z0-9_]+", "_", model.lower()).strip("_")[:36] or "model"
-    owner = re.sub(r"[^a-z0-9]+", "", workspace.lower())[:6]
+    owner = workspace_mark(workspace)
     name = f"eventdesk_{base}_{owner}_{digest}" if owner else f"eventdesk_{base}_{digest}"
     return ObjectNames(publication=name, slot=name)
+
+
+def workspace_mark(workspace: str) -> str:
+    """The part of a workspace's id its objects' names carry (see :func:`object_names`)."""
+    return re.sub(r"[^a-z0-9]+", "", workspace.lower())[:6]
 
 
 def quote_ident(name: str) -> str:
