@@ -6,7 +6,9 @@ resume point and figures: fleet/progress.py) and writes its heartbeat (after a f
 the next read); every min(ttl/6, 0.5 s) it reads the bucket, stops at once any model whose lease another agent now holds,
 and takes free or expired leases up to its fair share. A watchdog stops a model as soon as its lease is due to end without a renewal having
 succeeded (a paused or cut-off agent must not go on as the owner). On a clean stop it stops its
-models, lets their routes drain, records where each resumes and releases the leases.
+models, lets their routes drain, records where each resumes and releases the leases. While the
+NATS cluster elects a leader the bucket answers "temporarily unavailable": that is said once per
+episode (:class:`Election`), not as a failure every turn.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventdesk.clients.nats.errors import JS_CLUSTER_NOT_AVAILABLE
 from eventdesk.core import json_codec
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.runtime import Runtime
@@ -33,6 +36,46 @@ from eventdesk.fleet.settings import AGENT_PREFIX, FleetSettings, agent_key, lea
 log = logging.getLogger(__name__)
 
 WATCHDOG_S = 0.05  # how often held leases are checked against their deadline
+
+
+def electing(exc: BaseException) -> bool:
+    """Whether ``exc`` is JetStream's "temporarily unavailable" (a 503 with err_code 10008): what
+    the bucket answers while the NATS cluster elects a leader. Retried; no failure of ours."""
+    return getattr(exc, "err_code", None) == JS_CLUSTER_NOT_AVAILABLE
+
+
+class Election:
+    """One episode of the bucket being unavailable while NATS elects a leader: logged once when
+    it begins (by whichever read or write meets it first) and once when a whole turn went
+    through again, instead of a failure per read, heartbeat and renewal every turn."""
+
+    def __init__(self, retry_every: float) -> None:
+        self.retry_every = retry_every
+        self.since: float | None = None  # monotonic: when the episode began
+        self._met = False  # this turn met it
+
+    def met(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the election's (then it is logged once per episode)."""
+        if not electing(exc):
+            return False
+        self._met = True
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "fleet: the bucket is unavailable while NATS elects a leader; retrying every %g s",
+                self.retry_every,
+            )
+        return True
+
+    def turn_done(self, answered: bool) -> None:
+        """End of a turn: one the bucket ``answered`` without meeting the election ends the episode."""
+        if self.since is not None and answered and not self._met:
+            log.info(
+                "fleet: the bucket answers again (NATS elected a leader after %.1f s)",
+                time.monotonic() - self.since,
+            )
+            self.since = None
+        self._met = False
 
 
 @dataclass
@@ -66,6 +109,7 @@ class FleetAgent:
         self.started_at = time.time()
         self.lease_changes = 0  # leases taken, released or lost (a counter for metrics)
         self._stopping: dict[str, asyncio.Task[None]] = {}  # models being stopped or released
+        self.election = Election(settings.look_every)
 
     # -- the loop ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -75,6 +119,7 @@ class FleetAgent:
         try:
             while not stop.is_set():
                 started = time.monotonic()
+                answered = False
                 try:
                     if started >= next_renewal:
                         # After a failed renewal, try again at the next read, not a period later.
@@ -83,10 +128,13 @@ class FleetAgent:
                     # Take nothing until every agent starting with this one was heard of, so
                     # the first one up does not take everything.
                     await self.look(settled=started - joined >= self.settings.renew_every)
+                    answered = True
                 except (TimeoutError, OSError) as exc:
                     log.warning("fleet: the bucket did not answer (%s); retrying", type(exc).__name__)
                 except Exception as exc:  # a NATS hiccup must not end the agent
-                    log.warning("fleet: turn failed: %s: %s", type(exc).__name__, exc)
+                    if not self.election.met(exc):
+                        log.warning("fleet: turn failed: %s: %s", type(exc).__name__, exc)
+                self.election.turn_done(answered)
                 wait = self.settings.look_every - (time.monotonic() - started)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.02, wait))
@@ -158,7 +206,8 @@ class FleetAgent:
         try:
             await self.bucket.put(agent_key(self.me), json_codec.dumps(beat))
         except Exception as exc:
-            log.warning("fleet: heartbeat failed: %s: %s", type(exc).__name__, exc)
+            if not self.election.met(exc):
+                log.warning("fleet: heartbeat failed: %s: %s", type(exc).__name__, exc)
             return False
         return True
 
@@ -211,7 +260,10 @@ class FleetAgent:
             self.lose(name, "its lease changed hands")
             return True
         except Exception as exc:  # the watchdog stops the model if this goes on too long
-            log.warning("fleet: renewing the lease of model %r failed: %s: %s", name, type(exc).__name__, exc)
+            if not self.election.met(exc):
+                log.warning(
+                    "fleet: renewing the lease of model %r failed: %s: %s", name, type(exc).__name__, exc
+                )
             return False
         if self.held.get(name) is holding:
             holding.revision = revision

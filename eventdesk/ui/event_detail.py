@@ -1,11 +1,14 @@
 """The detail pane of one event: envelope header, lazy JSON tree, full text and a diff with the previous revision.
 
 Large payloads are never cut: the text and the diff of a payload over ``LARGE_PAYLOAD`` bytes are
-rendered only when asked for, and the tree creates rows only when they are expanded.
+rendered only when asked for, and the tree creates rows only when they are expanded. Such a diff
+is computed on a worker thread (the window keeps answering; another event drops it); a small one
+at once, so the tab never flickers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import html
 from typing import Any
@@ -36,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
+from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.event_rows import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
 
@@ -43,6 +47,8 @@ LARGE_PAYLOAD = 1_000_000
 FILL_STEP = 200_000  # characters of a long text laid out per turn of the event loop
 FIRST_REVISION = "First revision seen of this key."
 NO_CHANGE = "The payload did not change since the previous revision."
+DIFF_ON_REQUEST = "The payloads are large; their diff is computed on request."
+COMPUTING_DIFF = "Computing the diff…"
 TAB_TREE, TAB_TEXT, TAB_DIFF = range(3)
 
 
@@ -193,6 +199,8 @@ class EventDetail(QWidget):
         self._size = 0
         self._text_done = False
         self._diff_done = False
+        self._diff_large: bool | None = None  # either payload over LARGE_PAYLOAD (known once asked)
+        self.tasks = TaskSlots(on_error=self._diff_failed)
 
         self.header = QLabel(self)
         self.header.setTextFormat(Qt.TextFormat.RichText)
@@ -219,7 +227,7 @@ class EventDetail(QWidget):
         self.text_page = _LazyTextPage("Show full text", self)
         self.text_page.button.clicked.connect(self._render_text)
         self.diff_page = _LazyTextPage("Show diff", self)
-        self.diff_page.button.clicked.connect(self._render_diff)
+        self.diff_page.button.clicked.connect(self._diff_button)
         self._highlighter = DiffHighlighter(self.diff_page.text.document())
 
         self.tabs = QTabWidget(self)
@@ -246,8 +254,11 @@ class EventDetail(QWidget):
 
     def show_event(self, event: CapturedEvent | None, previous: CapturedEvent | None = None) -> None:
         """Show ``event`` (None: nothing); cheap for any payload size, the heavy parts wait for a click."""
+        self.tasks.cancel("diff")  # a diff still computing is the previous event's: dropped
         self._event, self._previous = event, previous
         self._text_done = self._diff_done = False
+        self._diff_large = None
+        self.diff_page.button.setText("Show diff")
         has_event = event is not None
         self.copy_payload_button.setEnabled(has_event)
         self.copy_key_button.setEnabled(has_event)
@@ -320,17 +331,23 @@ class EventDetail(QWidget):
             if self._previous is None:
                 self.diff_page.show_notice(FIRST_REVISION)
                 self._diff_done = True
-            elif self.large or self._previous_size() > LARGE_PAYLOAD:
-                self.diff_page.show_notice(
-                    "The payloads are large; their diff is computed on request.", button=True
-                )
+            elif self.diff_large:
+                self.diff_page.show_notice(DIFF_ON_REQUEST, button=True)
             else:
                 self._render_diff()
 
-    def _previous_size(self) -> int:
-        if self._previous is None:
-            return 0
-        return len(json_codec.dumps(self._previous.envelope.get("payload"), default=str))
+    @property
+    def diff_large(self) -> bool:
+        """Whether the shown event's or its previous revision's payload is over LARGE_PAYLOAD."""
+        if self._diff_large is None:
+            previous = self._previous.envelope.get("payload") if self._previous is not None else None
+            self._diff_large = self.large or len(json_codec.dumps(previous, default=str)) > LARGE_PAYLOAD
+        return self._diff_large
+
+    @property
+    def diff_computing(self) -> bool:
+        """True while a large diff is being computed off the GUI thread."""
+        return self.tasks.running("diff")
 
     def _render_text(self) -> None:
         if self._event is None:
@@ -340,13 +357,48 @@ class EventDetail(QWidget):
         self.text_page.show_notice("")
         self.text_page.set_text(pretty_json(self._event.envelope.get("payload")), notice)
 
+    def _diff_button(self) -> None:
+        """The diff page's button: "Show diff", or "Cancel" while the diff is computed."""
+        if not self.diff_computing:
+            self._render_diff()
+            return
+        self.tasks.cancel("diff")
+        self._diff_done = False
+        self.diff_page.button.setText("Show diff")
+        self.diff_page.show_notice(DIFF_ON_REQUEST, button=True)
+
     def _render_diff(self) -> None:
+        """Show the diff: a small one at once; a large one computed on a worker thread meanwhile
+        (without a running event loop, at once as well)."""
         if self._event is None or self._previous is None:
             return
         self._diff_done = True
-        diff = unified_payload_diff(self._previous, self._event)
+        if self.diff_large:
+            try:
+                self.tasks.start("diff", self._diff_off_thread(self._previous, self._event))
+            except RuntimeError:
+                pass  # no running event loop (a script, a test without one): at once, below
+            else:
+                self.diff_page.button.setText("Cancel")
+                self.diff_page.show_notice(COMPUTING_DIFF, button=True)
+                return
+        self._show_diff(unified_payload_diff(self._previous, self._event))
+
+    async def _diff_off_thread(self, previous: CapturedEvent, current: CapturedEvent) -> None:
+        diff = await asyncio.to_thread(unified_payload_diff, previous, current)
+        if self._event is not current or self._previous is not previous:
+            return  # another event is shown by now (show_event cancels; this is for certain)
+        self._show_diff(diff)
+
+    def _show_diff(self, diff: str) -> None:
+        self.diff_page.button.setText("Show diff")
         self.diff_page.show_notice("")
         self.diff_page.set_text(diff, "" if diff else NO_CHANGE)
+
+    def _diff_failed(self, _slot: str, exc: BaseException) -> None:
+        self._diff_done = False
+        self.diff_page.button.setText("Show diff")
+        self.diff_page.show_notice(f"The diff could not be computed: {exc}", button=True)
 
     def text_shown(self) -> str:
         return self.text_page.text.toPlainText()

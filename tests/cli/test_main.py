@@ -93,6 +93,41 @@ def test_an_invalid_object_in_the_file_is_listed_marked_run_skips_it_and_remove_
     assert "INVALID" not in ok(*h, "list")
 
 
+def test_list_names_the_object_and_field_whose_credentials_file_is_gone(tmp_path: Path) -> None:
+    """Any kind's file setting (NKey seed, creds file, CA file, client certificate): valid when
+    added, deleted since, so ``list`` marks it as ``test`` refuses it (the object, the field)."""
+    h = _home(tmp_path)
+    files = {name: tmp_path / name for name in ("seed.nk", "user.creds", "ca.pem", "client.pem", "key.pem")}
+    for path in files.values():
+        path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    nats = ("--kind", "nats", "--url", "nats://127.0.0.1:1")
+    ok(*h, "broker", "add", "by-seed", *nats, "--stream", "S", "--nkey", str(files["seed.nk"]))
+    ok(*h, "broker", "add", "by-creds", *nats, "--stream", "S", "--creds", str(files["user.creds"]))
+    ok(*h, "datasource", "add", "src-seed", *nats, "--nkey", str(files["seed.nk"]))
+    ok(*h, "broker", "add", "mq", "--kind", "mqtt", "--url", "mqtts://127.0.0.1:1",
+       "--ca-file", str(files["ca.pem"]), "--client-cert", str(files["client.pem"]),
+       "--client-key", str(files["key.pem"]))  # fmt: skip
+    assert "INVALID" not in ok(*h, "list")
+    files["seed.nk"].unlink()
+    files["user.creds"].unlink()
+    files["client.pem"].unlink()
+
+    listed = ok(*h, "list").splitlines()
+    expected = {
+        "by-seed": ("broker 'by-seed'", "nkey", "seed.nk"),
+        "by-creds": ("broker 'by-creds'", "creds", "user.creds"),
+        "src-seed": ("datasource 'src-seed'", "nkey", "seed.nk"),
+        "mq": ("broker 'mq'", "client_cert", "client.pem"),
+    }
+    as_json = json.loads(ok(*h, "list", "--json"))["invalid"]
+    for name, (obj, field, file) in expected.items():
+        message = f"{obj}: field '{field}': no such file: {str(files[file])!r}"
+        assert f"  {name} INVALID: {message}" in listed, listed
+        assert as_json[obj.split()[0] + "/" + name] == message
+        tested = eventdesk(*h, "test", obj.split()[0], name)
+        assert tested.returncode == 2 and message in tested.stderr, tested.stderr
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QModelIndex
+from PySide6.QtCore import QModelIndex, QTimer
 from PySide6.QtGui import QGuiApplication
 
 from eventdesk.core.capture import Capture, CapturedEvent
 from eventdesk.core.envelope import Event
-from eventdesk.ui.event_detail import FIRST_REVISION, TAB_DIFF, TAB_TEXT, EventDetail, pretty_json
+from eventdesk.ui.event_detail import (
+    COMPUTING_DIFF,
+    FIRST_REVISION,
+    TAB_DIFF,
+    TAB_TEXT,
+    EventDetail,
+    pretty_json,
+    unified_payload_diff,
+)
 from eventdesk.ui.json_tree import JsonTreeModel
+from tests.ui.conftest_main import qloop_fixture  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.gui
 
@@ -199,3 +210,86 @@ def test_the_header_names_a_rev_and_seq_only_where_the_source_has_them() -> None
     assert "seq" not in EventDetail._header_html(core_nats) and "None" not in EventDetail._header_html(
         core_nats
     )
+
+
+def big_revisions(key: str, first_pos: int, every: int) -> tuple[CapturedEvent, CapturedEvent]:
+    """Two ~5 MB revisions of ``key``: the second changes every ``every``-th row's price."""
+    before = big_document()
+    after = dict(before, rows=[dict(r, price=-1) if r["id"] % every == 0 else r for r in before["rows"]])
+    env = {"model": "m", "op": "updated", "key": key}
+    return (
+        CapturedEvent(first_pos, dict(env, rev="1", payload=before)),
+        CapturedEvent(first_pos + 1, dict(env, rev="2", payload=after)),
+    )
+
+
+def test_a_large_diff_is_computed_off_the_gui_thread(
+    detail: EventDetail,
+    qtbot: Any,
+    qloop: asyncio.AbstractEventLoop,
+) -> None:
+    previous, current = big_revisions("big", 1, 1000)
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    detail.show_event(current, previous)
+    assert detail.diff_large and detail.diff_page.button.isVisible()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    qtbot.wait(20)
+    start = time.perf_counter()
+    detail.diff_page.button.click()
+    click = time.perf_counter() - start
+    assert detail.diff_computing and detail.diff_page.notice.text() == COMPUTING_DIFF
+    assert detail.diff_page.button.text() == "Cancel"
+    qtbot.waitUntil(lambda: not detail.diff_computing and not detail.diff_page.filling, timeout=30_000)
+    done = time.perf_counter()
+    timer.stop()
+    # The click only starts the work (computing it here takes ~0.15-0.2 s), and the GUI thread
+    # went on serving its timer meanwhile.
+    assert click < 0.05, click
+    served = [t for t in ticks if start < t < done]
+    assert len(served) >= 5, (len(served), done - start)
+    assert detail.diff_shown() == unified_payload_diff(previous, current)
+    assert '-      "price": 0.0,' in detail.diff_shown().splitlines()
+    assert detail.diff_page.notice.text() == "" and detail.diff_page.button.text() == "Show diff"
+
+
+def test_a_stale_large_diff_is_dropped_for_the_newer_events(
+    detail: EventDetail,
+    qtbot: Any,
+    qloop: asyncio.AbstractEventLoop,
+) -> None:
+    old_previous, old_current = big_revisions("old", 1, 1000)
+    new_previous, new_current = big_revisions("new", 3, 7000)
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    detail.show_event(old_current, old_previous)
+    detail.diff_page.button.click()
+    assert detail.diff_computing
+    detail.show_event(new_current, new_previous)  # before the old diff is done
+    assert not detail.diff_computing and detail.diff_page.button.text() == "Show diff"
+    detail.diff_page.button.click()
+    qtbot.waitUntil(lambda: not detail.diff_computing and not detail.diff_page.filling, timeout=30_000)
+    qtbot.wait(300)  # the old diff's thread ends by now; its result must not land
+    assert detail.diff_shown() == unified_payload_diff(new_previous, new_current)
+    assert "rev 2 (#4)" in detail.diff_shown() and "(#2)" not in detail.diff_shown()
+
+    # Cancelled by its button: the request is offered again, nothing is shown.
+    detail.show_event(old_current, old_previous)
+    detail.diff_page.button.click()
+    detail.diff_page.button.click()
+    assert not detail.diff_computing and detail.diff_page.button.text() == "Show diff"
+    qtbot.wait(300)
+    assert detail.diff_shown() == "" and "on request" in detail.diff_page.notice.text()
+
+
+def test_a_small_diff_is_shown_at_once(
+    detail: EventDetail,
+    capture: Capture,
+    qloop: asyncio.AbstractEventLoop,
+) -> None:
+    previous, current = revisions(capture)
+    detail.tabs.setCurrentIndex(TAB_DIFF)
+    detail.show_event(current, previous)  # no turn of the loop: in the same call, no notice between
+    assert not detail.diff_computing and '+  "status": "active"' in detail.diff_shown().splitlines()
