@@ -88,7 +88,7 @@ def _settings_from(args: argparse.Namespace, schema: Schema) -> dict[str, Any]:
     for f in schema.fields:
         value = getattr(args, f"set_{f.name}", None)
         if value is not None and not f.secret:
-            out[f.name] = value
+            out[f.name] = f.entered(value)
     return out
 
 

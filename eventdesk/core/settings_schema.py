@@ -74,6 +74,14 @@ class Field:
                 raise ConfigError(problem, obj=obj, field=self.name)
         return result
 
+    def entered(self, value: Any) -> Any:
+        """What a person typed (a CLI flag, a form's field), as it is to be stored: a relative
+        file path is made absolute against the current directory, so the workspace means the
+        same file to a service or an app started elsewhere."""
+        if self.type == "path" and isinstance(value, str) and value.strip():
+            return os.path.abspath(os.path.expanduser(value.strip()))
+        return value
+
     def _convert(self, value: Any) -> Any:
         t = self.type
         if t in ("str", "path", "secret"):

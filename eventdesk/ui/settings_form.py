@@ -143,7 +143,7 @@ class FieldEditor(QWidget):
     def value(self) -> Any:
         w = self.input
         if isinstance(w, QLineEdit):
-            return w.text().strip() if self.field.type != "str" else w.text()
+            return self.field.entered(w.text().strip()) if self.field.type != "str" else w.text()
         if isinstance(w, QSpinBox | QDoubleSpinBox):
             return w.value()
         if isinstance(w, QCheckBox):

@@ -25,7 +25,11 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def eventdesk(
-    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "eventdesk", *args],
@@ -34,11 +38,14 @@ def eventdesk(
         text=True,
         timeout=timeout,
         env=cli_env(env),
+        cwd=cwd,
     )
 
 
-def ok(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    result = eventdesk(*args, stdin=stdin, env=env)
+def ok(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
+    result = eventdesk(*args, stdin=stdin, env=env, cwd=cwd)
     assert result.returncode == 0, f"eventdesk {' '.join(args)} failed ({result.returncode}): {result.stderr}"
     return result.stdout
 

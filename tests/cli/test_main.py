@@ -128,6 +128,37 @@ def test_list_names_the_object_and_field_whose_credentials_file_is_gone(tmp_path
         assert tested.returncode == 2 and message in tested.stderr, tested.stderr
 
 
+def test_a_relative_file_path_is_stored_absolute(tmp_path: Path) -> None:
+    """``--ca-file ca.pem`` typed in the certificates' directory means that file wherever the
+    workspace is used later (a service, the app started from the desktop)."""
+    h = _home(tmp_path)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (certs / "seed.nk").write_text("SUAEXAMPLE\n")
+    ok(
+        *h,
+        "broker",
+        "add",
+        "mq",
+        "--kind",
+        "mqtt",
+        "--url",
+        "mqtts://127.0.0.1:1",
+        "--ca-file",
+        "ca.pem",
+        cwd=certs,
+    )
+    ok(*h, "broker", "add", "js", "--kind", "nats", "--url", "nats://127.0.0.1:1", "--stream", "S",
+       "--nkey", "./seed.nk", cwd=certs)  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = json.loads(ok(*h, "list", "--json", cwd=elsewhere))
+    assert "invalid" not in listed, listed
+    assert listed["brokers"]["mq"]["settings"]["ca_file"] == str(certs / "ca.pem")
+    assert listed["brokers"]["js"]["settings"]["nkey"] == str(certs / "seed.nk")
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

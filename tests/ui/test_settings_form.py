@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -54,6 +57,21 @@ def test_mqtt_broker_form_is_generated(qtbot: QtBot) -> None:
     # path fields get a file picker button beside them
     assert form.editors["ca_file"].findChild(QToolButton) is not None
     assert form.values()["protocol"] == "3.1.1"
+
+
+def test_a_typed_relative_file_path_is_taken_as_absolute(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    form = make(qtbot, broker_class("mqtt").schema)
+    edit = form.widget("ca_file")
+    assert isinstance(edit, QLineEdit)
+    edit.setText("ca.pem")
+    assert form.values()["ca_file"] == str(tmp_path / "ca.pem")
+    assert edit.text() == "ca.pem"  # what was typed stays as typed while editing
+    edit.setText("")
+    assert form.values()["ca_file"] == ""
 
 
 def test_invalid_url_marks_the_field_and_reports_invalid(qtbot: QtBot) -> None:
