@@ -88,8 +88,15 @@ async def test_a_file_without_a_valid_seed_is_named_and_never_echoed(
     damaged = nkey_user.seed[:2] + "0" * 30 + nkey_user.seed[32:]
     bad = tmp_path / "bad.nk"
     bad.write_text(damaged + "\n")
+    with pytest.raises(ConfigError) as refused:  # when added
+        nats_config(nats_nkey_server.url, nkey=str(bad))
+    assert refused.value.field == "nkey" and "holds no valid NKey seed" in str(refused.value)
+    assert damaged[2:20] not in str(refused.value)
+    # Valid when added, damaged since: named when connecting.
+    config = nats_config(nats_nkey_server.url, nkey=str(nkey_user.seed_file))
+    nkey_user.seed_file.write_text(damaged + "\n")
     with pytest.raises(BrokerError) as caught:
-        await NatsPublisher.test_connection(nats_config(nats_nkey_server.url, nkey=str(bad)), None)
+        await NatsPublisher.test_connection(config, None)
     assert caught.value.field == "nkey" and caught.value.terminal
     assert "holds no valid NKey seed" in str(caught.value)
     assert damaged not in str(caught.value) and damaged[2:20] not in repr(caught.value)
@@ -137,8 +144,15 @@ async def test_a_credentials_file_without_a_jwt_or_a_valid_seed_is_named(
     bad_seed = tmp_path / "bad-seed.creds"
     bad_seed.write_text(text.replace(seed, seed[:2] + "0" * (len(seed) - 2)))
     for path, expected in ((no_jwt, "holds no user JWT"), (bad_seed, "holds no valid NKey seed")):
-        config = nats_config(nats_creds_server.url, creds=str(path))
+        with pytest.raises(ConfigError) as refused:  # when added
+            nats_config(nats_creds_server.url, creds=str(path))
+        assert refused.value.field == "creds" and expected in str(refused.value)
+        assert seed[2:20] not in str(refused.value)
+        # Valid when added, replaced since: named when connecting.
+        config = nats_config(nats_creds_server.url, creds=str(creds_user.creds_file))
+        creds_user.creds_file.write_text(path.read_text())
         with pytest.raises(BrokerError) as caught:
             await asyncio.wait_for(NatsPublisher.test_connection(config, None), 10)
         assert caught.value.field == "creds" and caught.value.terminal, path
         assert expected in str(caught.value) and seed[2:20] not in str(caught.value)
+        creds_user.creds_file.write_text(text)

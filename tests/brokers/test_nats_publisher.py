@@ -343,12 +343,12 @@ async def test_nkey_without_the_nkeys_package_is_named(
 ) -> None:
     seed = tmp_path / "user.nk"
     seed.write_text("SUAM2SEEDNOTREALBUTSHAPEDLIKEONE\n")
-    config = nats_config("nats://127.0.0.1:1", nkey=str(seed))
     real_find_spec = importlib.util.find_spec
-    # As on a machine without it, whether or not this one has it.
+    # As on a machine without it, whether or not this one has it (the seed cannot be checked).
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "nkeys" else real_find_spec(name, *a)
     )
+    config = nats_config("nats://127.0.0.1:1", nkey=str(seed))
     with pytest.raises(BrokerError) as caught:
         await NatsPublisher.test_connection(config, None)
     assert caught.value.field == "nkey" and "nkeys" in str(caught.value)

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from eventdesk.cli.main import _command_of, main
 from tests.cli.harness import RunProcess, eventdesk, home_args, ok
 from tests.core.test_workspace_validation import _FILE, JSON
+from tests.peers.nats_jwt import NatsOperator
+from tests.peers.nats_server import make_nkey_user
 from tests.peers.servers import free_port
 
 
@@ -98,8 +100,10 @@ def test_list_names_the_object_and_field_whose_credentials_file_is_gone(tmp_path
     added, deleted since, so ``list`` marks it as ``test`` refuses it (the object, the field)."""
     h = _home(tmp_path)
     files = {name: tmp_path / name for name in ("seed.nk", "user.creds", "ca.pem", "client.pem", "key.pem")}
-    for path in files.values():
-        path.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    for name in ("ca.pem", "client.pem", "key.pem"):
+        files[name].write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    make_nkey_user(tmp_path, "seed")
+    NatsOperator.create().user_creds(files["user.creds"])
     nats = ("--kind", "nats", "--url", "nats://127.0.0.1:1")
     ok(*h, "broker", "add", "by-seed", *nats, "--stream", "S", "--nkey", str(files["seed.nk"]))
     ok(*h, "broker", "add", "by-creds", *nats, "--stream", "S", "--creds", str(files["user.creds"]))
@@ -128,6 +132,31 @@ def test_list_names_the_object_and_field_whose_credentials_file_is_gone(tmp_path
         assert tested.returncode == 2 and message in tested.stderr, tested.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "content", "message"),
+    [
+        ("--nkey", "not a seed\n", "field 'nkey': the NKey seed file holds no valid NKey seed"),
+        ("--nkey", "SUAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n", "field 'nkey': the NKey seed"),
+        ("--creds", "", "field 'creds': the credentials file holds no user JWT"),
+        ("--creds", "-----BEGIN NATS USER JWT-----\neyJ0\n------END NATS USER JWT------\n",
+         "field 'creds': the credentials file holds no valid NKey seed"),
+    ],
+)  # fmt: skip
+def test_a_login_file_that_holds_no_login_is_refused_when_added(
+    tmp_path: Path, flag: str, content: str, message: str
+) -> None:
+    """A wrong NKey seed or credentials file is named when it is added (as ``test`` and ``run``
+    would name it later), and its content is never shown."""
+    h = _home(tmp_path)
+    login = tmp_path / "login"
+    login.write_text(content)
+    added = eventdesk(*h, "broker", "add", "js", "--kind", "nats", "--url", "nats://127.0.0.1:1",
+                      "--stream", "S", flag, str(login))  # fmt: skip
+    assert added.returncode == 2 and f"broker 'js': {message}" in added.stderr, added.stderr
+    assert "SUAX" not in added.stderr + added.stdout
+    assert "(none)" in ok(*h, "list", "brokers")
+
+
 def test_a_relative_file_path_is_stored_absolute(tmp_path: Path) -> None:
     """``--ca-file ca.pem`` typed in the certificates' directory means that file wherever the
     workspace is used later (a service, the app started from the desktop)."""
@@ -135,7 +164,7 @@ def test_a_relative_file_path_is_stored_absolute(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
     certs.mkdir()
     (certs / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    (certs / "seed.nk").write_text("SUAEXAMPLE\n")
+    make_nkey_user(certs, "seed")
     ok(
         *h,
         "broker",

@@ -23,6 +23,7 @@ from tests.peers.nats_jwt import (  # noqa: F401 - fixtures
 )
 from tests.peers.nats_server import (  # noqa: F401 - fixtures
     NatsServer,
+    make_nkey_user,
     nats_nkey_server,
     nkey_user,
     running_nats,
@@ -131,10 +132,10 @@ def test_fleet_through_an_nkey_or_creds_broker(
 
 def test_names_that_are_no_nats_connection_are_refused(tmp_path: Path) -> None:
     h = workspace(tmp_path / "home")
-    bad, gone = tmp_path / "bad.nk", tmp_path / "gone.nk"
+    bad, gone = make_nkey_user(tmp_path, "bad").seed_file, make_nkey_user(tmp_path, "gone").seed_file
     for path, broker in ((bad, "bad-seed"), (gone, "gone")):
-        path.write_text("not a seed\n")
         ok(*h, "broker", "add", broker, "--kind", "nats", "--url", "nats://127.0.0.1:1", "--nkey", str(path))
+    bad.write_text("not a seed\n")  # both valid when added; spoilt since
     gone.unlink()
     cases = (
         ("nowhere", 3, "fleet: field 'fleet': no broker or datasource named 'nowhere'"),
@@ -143,8 +144,9 @@ def test_names_that_are_no_nats_connection_are_refused(tmp_path: Path) -> None:
         ("gone", 2, "broker 'gone' is invalid (broker 'gone': field 'nkey': no such file"),
         (
             "bad-seed",
-            6,
-            "fleet via broker 'bad-seed': field 'nkey': the NKey seed file holds no valid NKey seed",
+            2,
+            "broker 'bad-seed' is invalid (broker 'bad-seed': field 'nkey': the NKey seed file holds no "
+            "valid NKey seed",
         ),
     )
     for name, code, message in cases:

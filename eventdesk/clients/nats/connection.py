@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from nats.aio.client import Client
 
 from eventdesk.clients.nats.errors import KindError, connect_error
+from eventdesk.clients.nats.login_files import creds_seed, nkey_seed, read_lines, seed_problem
 from eventdesk.core.errors import BrokerError
 
 
@@ -97,58 +98,16 @@ def file_login(settings: Endpoint, label: str, error: KindError) -> dict[str, An
             field=field,
             terminal=True,
         )
-    if settings.creds:
-        lines = file_lines(settings.creds, "credentials file", "creds", label, error)
-        # WHY: nats-py (2.x, Client._read_creds_user_jwt) reads lines until the JWT block's
-        # header and never stops at the end of a file without one: the event loop would hang.
-        jwt = line_after(lines, "BEGIN NATS USER JWT")
-        if not jwt:
-            raise error(
-                "the credentials file holds no user JWT (a '-----BEGIN NATS USER JWT-----' block, "
-                "as `nsc generate creds` writes it)",
-                obj=label,
-                field="creds",
-                terminal=True,
-            )
-        check_seed(line_after(lines, "BEGIN USER NKEY SEED"), "credentials file", "creds", label, error)
-        return {"user_credentials": settings.creds}
-    lines = file_lines(settings.nkey, "NKey seed file", "nkey", label, error)
-    seed = next((line for line in lines if line.startswith("S")), "")
-    check_seed(seed, "NKey seed file", "nkey", label, error)
-    return {"nkeys_seed_str": seed}
-
-
-def file_lines(path: str, what: str, field: str, label: str, error: KindError) -> list[str]:
-    """The stripped lines of the file the ``field`` setting names; a terminal ``error`` if unreadable."""
+    what = "credentials file" if settings.creds else "NKey seed file"
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return [line.strip() for line in fh]
-    except OSError as exc:
-        raise error(
-            f"cannot read the {what} {path!r}: {exc.strerror or exc}", obj=label, field=field, terminal=True
-        ) from None
-
-
-def line_after(lines: list[str], marker: str) -> str:
-    """The line after the first one holding ``marker`` (a creds file's block header), or ''."""
-    at = next((i for i, line in enumerate(lines) if marker in line), len(lines))
-    return lines[at + 1] if at + 1 < len(lines) else ""
-
-
-def check_seed(seed: str, what: str, field: str, label: str, error: KindError) -> None:
-    """Raise a terminal ``error`` unless ``seed`` decodes as an NKey seed; the message never
-    holds the seed (nor nkeys' own texts, which could one day)."""
-    import nkeys  # here: only once file_login found it (its message when it is missing)
-
-    try:
-        nkeys.from_seed(bytearray(seed.encode()))
-    except Exception:  # nkeys.NkeysError, or PyNaCl's for a key of the wrong length
-        raise error(
-            f"the {what} holds no valid NKey seed (an 'SU...' line, as `nk -gen user` or `nsc` write it)",
-            obj=label,
-            field=field,
-            terminal=True,
-        ) from None
+        lines = read_lines(settings.creds or settings.nkey, what)
+        seed = creds_seed(lines) if settings.creds else nkey_seed(lines)
+    except ValueError as exc:
+        raise error(str(exc), obj=label, field=field, terminal=True) from None
+    problem = seed_problem(seed, what)
+    if problem is not None:
+        raise error(problem, obj=label, field=field, terminal=True)
+    return {"user_credentials": settings.creds} if settings.creds else {"nkeys_seed_str": seed}
 
 
 def login_field(settings: Endpoint) -> str:

@@ -5,13 +5,13 @@ only one way of logging in is set, and the checks of stream names and subjects.
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventdesk.clients.nats.login_files import check_creds_file, check_nkey_file
 from eventdesk.core.settings_schema import Field, check_pem_file
 
 URL_SCHEMES = ("nats", "tls")
@@ -68,13 +68,6 @@ def check_subjects(value: Any) -> str | None:
     return None
 
 
-def check_readable(value: Any) -> str | None:
-    path = str(value or "")
-    if path and not os.path.isfile(path):
-        return f"no such file: {path!r}"
-    return None
-
-
 URL = Field(
     "url",
     "str",
@@ -99,7 +92,7 @@ CREDENTIAL_FIELDS = (
         "path",
         label="Credentials file",
         default="",
-        validator=check_readable,
+        validator=check_creds_file,
         help="A .creds file (JWT and NKey seed).",
     ),
     Field(
@@ -107,7 +100,7 @@ CREDENTIAL_FIELDS = (
         "path",
         label="NKey seed file",
         default="",
-        validator=check_readable,
+        validator=check_nkey_file,
         help="A file holding an NKey seed (SU...).",
     ),
     Field(
