@@ -14,6 +14,7 @@ from eventdesk.core.connection_test import TEST_TIMEOUT
 from eventdesk.core.contracts import LeftOnServer
 from eventdesk.core.errors import ConfigError, ConnectorError, EventDeskError, NotFoundError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
+from eventdesk.core.quantities import amount_text
 from eventdesk.core.registry import connector_class
 from eventdesk.core.secrets import resolve_secret
 from eventdesk.core.workspace import Workspace
@@ -21,19 +22,7 @@ from eventdesk.core.workspace import Workspace
 
 def held_text(entry: LeftOnServer) -> str:
     """What ``entry`` holds, for people: "1.2 GB of WAL", "1,204 messages"."""
-    if entry.held is None:
-        return "unknown"
-    if entry.unit.startswith("bytes"):
-        rest = entry.unit.removeprefix("bytes").strip()
-        return human_bytes(entry.held) + (f" {rest}" if rest else "")
-    return f"{entry.held:,} {entry.unit}"
-
-
-def human_bytes(size: int) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
+    return "unknown" if entry.held is None else amount_text(entry.held, entry.unit)
 
 
 def follower_text(entry: LeftOnServer) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventdesk.core import json_codec
+from eventdesk.core.quantities import amount_text
 from eventdesk.core.workspace import Workspace
 from eventdesk.fleet.bucket import Entry, FleetBucket
 from eventdesk.fleet.lease import Lease
@@ -95,10 +96,10 @@ def _unheld() -> dict[str, Any]:
 
 
 def lag_text(lag: Any) -> str:
-    """A model's source lag as its holder recorded it (``{"value", "unit"}``): "12 messages"."""
+    """A model's source lag as its holder recorded it (``{"value", "unit"}``): "12 messages", "1.7 MB of WAL"."""
     if not isinstance(lag, dict) or not isinstance(lag.get("value"), int | float):
         return "—"
-    return f"{lag['value']:,.0f} {lag.get('unit') or ''}".rstrip()
+    return amount_text(lag["value"], str(lag.get("unit") or ""))
 
 
 def reader_settings(workspace: Workspace, fleet: str, reader: str) -> FleetSettings:

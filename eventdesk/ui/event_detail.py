@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from eventdesk.core import json_codec
 from eventdesk.core.capture import CapturedEvent
+from eventdesk.core.quantities import size_text
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.event_rows import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
@@ -69,14 +70,6 @@ def unified_payload_diff(previous: CapturedEvent, current: CapturedEvent) -> str
         lineterm="",
     )
     return "\n".join(lines)
-
-
-def _human_size(size: int) -> str:
-    if size >= 1_000_000:
-        return f"{size / 1_000_000:.1f} MB"
-    if size >= 1000:
-        return f"{size / 1000:.1f} kB"
-    return f"{size} bytes"
 
 
 class DiffHighlighter(QSyntaxHighlighter):
@@ -178,7 +171,7 @@ class _LazyTextPage(QWidget):
         cursor.insertText(text[pos:end])
         self._fill_pos = end
         if end < len(text):
-            self.show_notice(f"Showing the text… {end * 100 // len(text)} % of {_human_size(len(text))}")
+            self.show_notice(f"Showing the text… {end * 100 // len(text)} % of {size_text(len(text))}")
             return
         self._fill_timer.stop()
         self._fill_text = ""
@@ -323,7 +316,7 @@ class EventDetail(QWidget):
         if tab == TAB_TEXT and not self._text_done:
             if self.large:
                 self.text_page.show_notice(
-                    f"The payload is {_human_size(self._size)}; its text is shown on request.", button=True
+                    f"The payload is {size_text(self._size)}; its text is shown on request.", button=True
                 )
             else:
                 self._render_text()
@@ -353,7 +346,7 @@ class EventDetail(QWidget):
         if self._event is None:
             return
         self._text_done = True
-        notice = f"{_human_size(self._size)}" if self.large else ""
+        notice = f"{size_text(self._size)}" if self.large else ""
         self.text_page.show_notice("")
         self.text_page.set_text(pretty_json(self._event.envelope.get("payload")), notice)
 

@@ -38,7 +38,7 @@ def test_the_lag_a_holder_recorded_is_shown_with_its_unit() -> None:
     }
     status = build_fleet_status(snapshot, ["pg", "hook"], now=now)
     rows = {row[0]: row for row in model_rows(status)}
-    assert rows["pg"][5] == "12,345 bytes of WAL"
+    assert rows["pg"][5] == "12.3 kB of WAL"
     assert rows["hook"][5] == "—"  # a kind that does not say (webhook, cloudant)
     assert lag_text({"value": "x"}) == "—" and lag_text(None) == "—"
 

@@ -34,6 +34,7 @@ from eventdesk.core.contracts import Connector, LeftOnServer, State, StateChange
 from eventdesk.core.envelope import Event
 from eventdesk.core.errors import ConfigError, ConnectorError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
+from eventdesk.core.quantities import amount_text
 from eventdesk.core.retry_policy import Backoff
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ class PostgresConnector(Connector):
     def _lagging(self, loop: asyncio.AbstractEventLoop, detail: str, lag: int) -> None:
         """[reader thread] The slot's lag changed: kept for :meth:`source_lag`, shown in the state."""
         self.lag = lag
-        self._state(loop, StateChange(State.RUNNING, f"{detail}, lag {lag} bytes"))
+        self._state(
+            loop, StateChange(State.RUNNING, f"{detail}, lag {amount_text(lag, self.source_lag_unit)}")
+        )
 
     async def run(self, since: Any) -> None:
         loop = asyncio.get_running_loop()
