@@ -19,6 +19,7 @@ from eventdesk.core.home import Home
 
 if TYPE_CHECKING:
     from eventdesk.core.runtime import Runtime
+    from eventdesk.core.workspace import Workspace
 
 
 def register(subparsers: Any) -> None:
@@ -122,7 +123,9 @@ async def run_models(
             await drive(runtime, names, stop)  # a fleet agent (cli/fleet_commands.py)
         else:
             await runtime.start(names)
+            leftovers = loop.create_task(warn_leftovers(home.workspace, names, service))
             await stop.wait()
+            leftovers.cancel()
     finally:
         await runtime.aclose()
         if metrics is not None:
@@ -133,6 +136,21 @@ async def run_models(
         raise failure[0]
     service.say("stopped")
     return 0
+
+
+async def warn_leftovers(workspace: Workspace, names: list[str], service: ServiceOptions) -> None:
+    """Once the models run: a warning for each object EventDesk left on their datasources'
+    servers that no model follows and that holds something (an unfollowed replication slot
+    fills the server's disk). A server that cannot say is left to the models' own errors."""
+    from eventdesk.core import server_leftovers
+
+    for datasource in sorted({workspace.model(name).datasource for name in names}):
+        try:
+            entries = await server_leftovers.list_left(workspace, datasource)
+        except EventDeskError:
+            continue
+        for line in server_leftovers.warnings(datasource, entries):
+            service.warn(line)
 
 
 def cmd_run(home: Home, args: argparse.Namespace) -> int:

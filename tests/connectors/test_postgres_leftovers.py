@@ -6,6 +6,7 @@ never shown."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from eventdesk.connectors.postgres.settings import object_names, workspace_mark
 from eventdesk.core import server_leftovers
 from eventdesk.core.contracts import State
 from eventdesk.core.home import Home
-from tests.cli.harness import eventdesk, home_args, ok
+from tests.cli.harness import RunProcess, eventdesk, home_args, ok
 from tests.connectors.postgres_pipeline import Pipeline
 from tests.peers.postgres_server import PASSWORD, PostgresServer, running_postgres
 
@@ -139,3 +140,22 @@ def test_a_slot_is_this_workspaces_by_the_mark_its_name_carries(workspace: str) 
     name = object_names(workspace, "pg", "orders_abcdef", "public", "orders").slot
     assert owned_by(name, workspace_mark(workspace))
     assert not owned_by(name, workspace_mark("zzzzzz")) and not owned_by(name, "")
+
+
+def test_run_warns_of_a_slot_no_model_follows(pg: PostgresServer, tmp_path: Path) -> None:
+    """A headless ``run`` names, once its models run, the slot a removed model left holding WAL
+    (and the command that drops it), and not the slot its own model follows."""
+    pipeline = asyncio.run(started(tmp_path / "home", pg, "gone", "kept"))
+    gone, kept = pipeline.names("gone", "gone").slot, pipeline.names("kept", "kept").slot
+    h = home_args(tmp_path / "home")
+    ok(*h, "remove", "model", "gone")
+    for i in range(100):
+        pg.execute("INSERT INTO gone VALUES (%s, repeat('x', 500))", (10_000 + i,))
+    run = RunProcess(h)
+    try:
+        line = run.lines[run.wait_line(f"{gone} (replication slot + publication), followed by no model", 60)]
+        assert "of WAL" in line and f"eventdesk datasource leftovers pg --drop {gone}" in line, line
+        run.wait_line("model 'kept': running", 30)
+    finally:
+        run.stop()
+    assert not [x for x in run.lines if kept in x and "followed by no model" in x], run.lines
