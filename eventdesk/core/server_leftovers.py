@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from eventdesk.core.connection_test import TEST_TIMEOUT
-from eventdesk.core.contracts import LeftOnServer
+from eventdesk.core.contracts import Connector, LeftOnServer
 from eventdesk.core.errors import ConfigError, ConnectorError, EventDeskError, NotFoundError
 from eventdesk.core.object_configs import DatasourceConfig, ModelConfig
 from eventdesk.core.quantities import amount_text
@@ -58,10 +58,13 @@ async def list_left(
     """What EventDesk made on saved ``datasource``'s server; a ConnectorError naming the datasource
     (and field) if the server cannot be asked, a SecretStoreError for a secret not to be had."""
     ds = workspace.datasource(datasource)
+    cls = connector_class(ds.kind)
+    if cls.left_on_server.__func__ is Connector.left_on_server.__func__:  # type: ignore[attr-defined]
+        return []  # a kind that keeps nothing: no secret to read, no server to ask
     try:
         async with asyncio.timeout(timeout):
             secret = await asyncio.to_thread(resolve_secret, ds.secret, ds.label)
-            return await connector_class(ds.kind).left_on_server(ds, secret, _followers(workspace))
+            return await cls.left_on_server(ds, secret, _followers(workspace))
     except EventDeskError:
         raise
     except TimeoutError:

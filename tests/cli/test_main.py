@@ -243,3 +243,13 @@ def test_removing_a_datasource_with_models_needs_cascade(tmp_path: Path) -> None
         "removed datasource 'couch'",
     ]
     assert "removed broker 'local'" in ok(*h, "remove", "broker", "local")  # nothing depends on it
+
+
+def test_leftovers_of_a_kind_that_keeps_nothing_ask_no_secret_and_no_server(tmp_path: Path) -> None:
+    """A cloudant datasource keeps nothing on its server: its leftovers are none, said without
+    reading its secret (here missing) or reaching its server (here nowhere)."""
+    h = _home(tmp_path)
+    ok(*h, "datasource", "add", "couch", "--kind", "cloudant", "--url", f"http://127.0.0.1:{free_port()}",
+       "--auth", "basic", "--username", "u", "--secret-env", "EVENTDESK_TEST_NO_SUCH_VAR")  # fmt: skip
+    out = ok(*h, "datasource", "leftovers", "couch")
+    assert "EventDesk left nothing on its server" in out
