@@ -1,7 +1,8 @@
 """The detail pane of one event: envelope header, lazy JSON tree, full text and a diff with the previous revision.
 
 Large payloads are never cut: the text and the diff of a payload over ``LARGE_PAYLOAD`` bytes are
-rendered only when asked for, and the tree creates rows only when they are expanded. Such a diff
+rendered only when asked for (by pieces, long lines shown in parts: ui/long_text_page.py), and the
+tree creates rows only when they are expanded. Such a diff
 is computed on a worker thread (the window keeps answering; another event drops it); a small one
 at once, so the tab never flickers.
 """
@@ -14,22 +15,19 @@ import html
 from typing import Any
 
 import orjson
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
-    QFontDatabase,
     QGuiApplication,
     QSyntaxHighlighter,
     QTextCharFormat,
-    QTextCursor,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QLabel,
     QMenu,
-    QPlainTextEdit,
     QPushButton,
     QTabWidget,
     QTreeView,
@@ -43,9 +41,9 @@ from eventdesk.core.quantities import size_text
 from eventdesk.ui.async_tasks import TaskSlots
 from eventdesk.ui.event_rows import OP_COLORS
 from eventdesk.ui.json_tree import JsonTreeModel
+from eventdesk.ui.long_text_page import CONTINUED, LazyTextPage
 
 LARGE_PAYLOAD = 1_000_000
-FILL_STEP = 200_000  # characters of a long text laid out per turn of the event loop
 FIRST_REVISION = "First revision seen of this key."
 NO_CHANGE = "The payload did not change since the previous revision."
 DIFF_ON_REQUEST = "The payloads are large; their diff is computed on request."
@@ -81,6 +79,7 @@ class DiffHighlighter(QSyntaxHighlighter):
         self._removed = self._format("#b71c1c", "#ffcdd2")
         self._hunk = self._format("#0d47a1", None)
         self._file = self._format(None, None, bold=True)
+        self._formats = (self._file, self._added, self._removed, self._hunk)
 
     @staticmethod
     def _format(fg: str | None, bg: str | None, *, bold: bool = False) -> QTextCharFormat:
@@ -94,88 +93,23 @@ class DiffHighlighter(QSyntaxHighlighter):
         return fmt
 
     def highlightBlock(self, text: str) -> None:
-        if text.startswith(("+++", "---")):
-            fmt = self._file
-        elif text.startswith("+"):
-            fmt = self._added
-        elif text.startswith("-"):
-            fmt = self._removed
-        elif text.startswith("@@"):
-            fmt = self._hunk
-        else:
-            return
-        self.setFormat(0, len(text), fmt)
-
-
-class _LazyTextPage(QWidget):
-    """A notice line, an optional "render" button and a read-only monospace text."""
-
-    def __init__(self, button_text: str, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.notice = QLabel(self)
-        self.notice.setWordWrap(True)
-        self.button = QPushButton(button_text, self)
-        self.text = QPlainTextEdit(self)
-        self.text.setReadOnly(True)
-        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.text.setUndoRedoEnabled(False)  # read-only: an undo stack would copy every piece
-        self._fill_text = ""
-        self._fill_pos = 0
-        self._fill_notice = ""
-        self._fill_timer = QTimer(self)
-        self._fill_timer.setInterval(0)
-        self._fill_timer.timeout.connect(self._fill_step)
-        row = QHBoxLayout()
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.notice, 1)
-        row.addWidget(self.button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 4, 0, 0)
-        layout.addLayout(row)
-        layout.addWidget(self.text, 1)
-        self.show_notice("")
-
-    def show_notice(self, notice: str, *, button: bool = False) -> None:
-        self.notice.setText(notice)
-        self.notice.setVisible(bool(notice))
-        self.button.setVisible(button)
-
-    @property
-    def filling(self) -> bool:
-        """True while a long text is still going in, a piece per turn of the event loop."""
-        return self._fill_timer.isActive()
-
-    def set_text(self, text: str, notice: str = "") -> None:
-        """Show ``text`` (and then ``notice``). A text longer than FILL_STEP goes in by pieces
-        cut at line ends, one per turn of the event loop, so the window keeps responding while
-        megabytes are laid out; the notice shows how far it got meanwhile."""
-        self._fill_timer.stop()
-        self._fill_text, self._fill_pos = "", 0
-        first_cut = text.find("\n", FILL_STEP)
-        if first_cut < 0 or first_cut > len(text) - FILL_STEP:  # short, or one piece anyway
-            self.text.setPlainText(text)  # (Qt lays a multi-megabyte line out fastest at once)
-            self.show_notice(notice)
-            return
-        self.text.clear()
-        self._fill_text, self._fill_notice = text, notice
-        self._fill_step()
-        self._fill_timer.start()
-
-    def _fill_step(self) -> None:
-        text, pos = self._fill_text, self._fill_pos
-        end = text.find("\n", pos + FILL_STEP)
-        end = len(text) if end < 0 else end
-        cursor = QTextCursor(self.text.document())
-        cursor.movePosition(QTextCursor.MoveOperation.End)
-        cursor.insertText(text[pos:end])
-        self._fill_pos = end
-        if end < len(text):
-            self.show_notice(f"Showing the text… {end * 100 // len(text)} % of {size_text(len(text))}")
-            return
-        self._fill_timer.stop()
-        self._fill_text = ""
-        self.show_notice(self._fill_notice)
+        # A line cut for display (long_text_page.py) goes on in the next block: the block state
+        # carries its format's index there. (An if-chain: this runs once per line of a diff.)
+        kind = self.previousBlockState()
+        if kind < 0:
+            if text.startswith(("+++", "---")):
+                kind = 0
+            elif text.startswith("+"):
+                kind = 1
+            elif text.startswith("-"):
+                kind = 2
+            elif text.startswith("@@"):
+                kind = 3
+            else:
+                return
+        self.setFormat(0, len(text), self._formats[kind])
+        if text.endswith(CONTINUED):
+            self.setCurrentBlockState(kind)
 
 
 class EventDetail(QWidget):
@@ -217,9 +151,9 @@ class EventDetail(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._tree_menu)
 
-        self.text_page = _LazyTextPage("Show full text", self)
+        self.text_page = LazyTextPage("Show full text", self)
         self.text_page.button.clicked.connect(self._render_text)
-        self.diff_page = _LazyTextPage("Show diff", self)
+        self.diff_page = LazyTextPage("Show diff", self)
         self.diff_page.button.clicked.connect(self._diff_button)
         self._highlighter = DiffHighlighter(self.diff_page.text.document())
 
@@ -394,10 +328,10 @@ class EventDetail(QWidget):
         self.diff_page.show_notice(f"The diff could not be computed: {exc}", button=True)
 
     def text_shown(self) -> str:
-        return self.text_page.text.toPlainText()
+        return self.text_page.shown()
 
     def diff_shown(self) -> str:
-        return self.diff_page.text.toPlainText()
+        return self.diff_page.shown()
 
     # -- tree context menu -------------------------------------------------------------------------
     def _tree_menu(self, point: QPoint) -> None:
