@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
 
 from eventdesk.core import server_leftovers
-from eventdesk.core.contracts import State
+from eventdesk.core.contracts import State, StateChange
 from eventdesk.core.errors import EventDeskError
 from eventdesk.core.home import Home
 from eventdesk.core.runtime import Runtime
@@ -55,6 +55,19 @@ class ObjectCommands(QObject):
         self.dialogs: list[QDialog] = []
         self.confirm_box: QMessageBox | None = None
         self._dialog_ids = itertools.count(1)
+        self._leftovers_checked: set[str] = set()  # datasources asked since the window opened
+        runtime.on_state(self._on_state)
+
+    def _on_state(self, key: str, change: StateChange) -> None:
+        """The first time a model of a datasource runs in this window, ask that datasource's
+        server what EventDesk left there that no model follows (as ``eventdesk run`` does)."""
+        if change.state is not State.RUNNING or not key.startswith("model/"):
+            return
+        model = self.home.workspace.models.get(key.removeprefix("model/"))
+        if model is None or model.datasource in self._leftovers_checked:
+            return
+        self._leftovers_checked.add(model.datasource)
+        self.tasks.start(f"leftovers-check/{model.datasource}", self._warn_leftovers(model.datasource))
 
     def open_dialog(
         self, dialog: ObjectDialog, after: Callable[[str, str], Awaitable[None]] | None = None
@@ -254,8 +267,9 @@ class ObjectCommands(QObject):
                 await self._warn_leftovers(name)
 
     async def _warn_leftovers(self, datasource: str) -> None:
-        """After a datasource's test passed: a warning if objects on its server that no model
-        follows hold something, with a button to the dialog that drops them."""
+        """After a datasource's test passed, or its first model runs: a warning if objects on
+        its server that no model follows hold something, with a button to the dialog that
+        drops them."""
         try:
             entries = await server_leftovers.list_left(self.home.workspace, datasource)
         except EventDeskError:

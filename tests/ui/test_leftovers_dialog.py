@@ -147,6 +147,36 @@ def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
         win.deleteLater()
 
 
+def test_the_first_model_of_a_datasource_to_run_in_the_window_brings_the_warning(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home, pg: PostgresServer
+) -> None:
+    """As ``eventdesk run`` does: the desk, kept open all day, says what is left once its model runs."""
+    home.add_datasource("pg", "postgres", {"url": pg.url, "sslmode": "disable"})
+    home.add_model("orders", "pg", {"table": "orders"})
+    home.add_model("invoices", "pg", {"table": "invoices"})
+    run(qtbot, make_slots(home, "orders", "invoices"), timeout=WAIT_MS)
+    home.remove("model", "orders")
+    for i in range(500):
+        pg.execute("INSERT INTO orders VALUES (%s, repeat('x', 400))", (100_000 + i,))
+    gone = object_names(home.workspace.workspace_id, "pg", "orders", "public", "orders").slot
+
+    win = MainWindow(home)
+    win.show()
+    qtbot.waitExposed(win)
+    try:
+        assert banner_of(win) is None
+        win.start_model("invoices")
+        qtbot.waitUntil(lambda: banner_of(win) is not None, timeout=WAIT_MS)
+        warning = banner_of(win)
+        assert warning is not None and warning.level == "warning"
+        assert warning.message.text().startswith(f"datasource 'pg': {gone}, followed by no model, holds ")
+        assert "leftovers" in warning.action_buttons
+    finally:
+        run(qtbot, win.shutdown(), timeout=10_000)
+        win.close()
+        win.deleteLater()
+
+
 @pytest.mark.usefixtures("qloop")
 def test_a_server_that_cannot_be_reached_is_named_and_a_silent_one_can_be_closed(
     qtbot: QtBot, home: Home, pg: PostgresServer
