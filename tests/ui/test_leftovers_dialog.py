@@ -71,19 +71,28 @@ def banner_of(window: MainWindow) -> Banner | None:
     return next((b for b in window.notifications.banners if b.key == "leftovers/pg"), None)
 
 
-def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
-    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home, pg: PostgresServer
-) -> None:
+def slot_left_by_orders(qtbot: QtBot, home: Home, pg: PostgresServer, rows: range) -> tuple[str, str]:
+    """Models "orders" and "invoices" on datasource "pg" made their slots; "orders" was removed
+    without dropping its slot, and ``rows`` were written to its table since. The slots' names
+    (orders', invoices')."""
     home.add_datasource("pg", "postgres", {"url": pg.url, "sslmode": "disable"})
     home.add_model("orders", "pg", {"table": "orders"})
     home.add_model("invoices", "pg", {"table": "invoices"})
     run(qtbot, make_slots(home, "orders", "invoices"), timeout=WAIT_MS)
     home.remove("model", "orders")
-    for i in range(3000):
+    for i in rows:
         pg.execute("INSERT INTO orders VALUES (%s, repeat('x', 400))", (i,))
     ws = home.workspace.workspace_id
-    gone = object_names(ws, "pg", "orders", "public", "orders").slot
-    kept = object_names(ws, "pg", "invoices", "public", "invoices").slot
+    return (
+        object_names(ws, "pg", "orders", "public", "orders").slot,
+        object_names(ws, "pg", "invoices", "public", "invoices").slot,
+    )
+
+
+def test_the_dialog_lists_what_is_left_and_drops_a_slot_nobody_follows(
+    qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home, pg: PostgresServer
+) -> None:
+    gone, kept = slot_left_by_orders(qtbot, home, pg, range(3000))
 
     win = MainWindow(home)
     win.resize(1200, 800)
@@ -151,14 +160,7 @@ def test_the_first_model_of_a_datasource_to_run_in_the_window_brings_the_warning
     qtbot: QtBot, qloop: asyncio.AbstractEventLoop, isolated_qsettings: Path, home: Home, pg: PostgresServer
 ) -> None:
     """As ``eventdesk run`` does: the desk, kept open all day, says what is left once its model runs."""
-    home.add_datasource("pg", "postgres", {"url": pg.url, "sslmode": "disable"})
-    home.add_model("orders", "pg", {"table": "orders"})
-    home.add_model("invoices", "pg", {"table": "invoices"})
-    run(qtbot, make_slots(home, "orders", "invoices"), timeout=WAIT_MS)
-    home.remove("model", "orders")
-    for i in range(500):
-        pg.execute("INSERT INTO orders VALUES (%s, repeat('x', 400))", (100_000 + i,))
-    gone = object_names(home.workspace.workspace_id, "pg", "orders", "public", "orders").slot
+    gone, _ = slot_left_by_orders(qtbot, home, pg, range(100_000, 100_500))
 
     win = MainWindow(home)
     win.show()
