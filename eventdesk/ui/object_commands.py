@@ -29,6 +29,8 @@ from eventdesk.ui.leftovers_dialog import LeftoversDialog
 from eventdesk.ui.notifications import NotificationArea
 from eventdesk.ui.object_dialogs import BrokerDialog, DatasourceDialog, ModelDialog, ObjectDialog, RouteDialog
 
+LEFTOVERS_DELAY = 5.0  # seconds after a datasource's first model runs, before its server is asked
+
 
 class ObjectCommands(QObject):
     """``ObjectCommands(window, home, runtime, tasks, notifications, workspace_changed,
@@ -56,6 +58,7 @@ class ObjectCommands(QObject):
         self.confirm_box: QMessageBox | None = None
         self._dialog_ids = itertools.count(1)
         self._leftovers_checked: set[str] = set()  # datasources asked since the window opened
+        self.leftovers_delay = LEFTOVERS_DELAY
         runtime.on_state(self._on_state)
 
     def _on_state(self, key: str, change: StateChange) -> None:
@@ -67,7 +70,12 @@ class ObjectCommands(QObject):
         if model is None or model.datasource in self._leftovers_checked:
             return
         self._leftovers_checked.add(model.datasource)
-        self.tasks.start(f"leftovers-check/{model.datasource}", self._warn_leftovers(model.datasource))
+        self.tasks.start(f"leftovers-check/{model.datasource}", self._warn_leftovers_later(model.datasource))
+
+    async def _warn_leftovers_later(self, datasource: str) -> None:
+        # Not while the models start: one more connection to the server can wait a little.
+        await asyncio.sleep(self.leftovers_delay)
+        await self._warn_leftovers(datasource)
 
     def open_dialog(
         self, dialog: ObjectDialog, after: Callable[[str, str], Awaitable[None]] | None = None

@@ -167,6 +167,7 @@ def test_the_first_model_of_a_datasource_to_run_in_the_window_brings_the_warning
     qtbot.waitExposed(win)
     try:
         assert banner_of(win) is None
+        win.commands.leftovers_delay = 0.2
         win.start_model("invoices")
         qtbot.waitUntil(lambda: banner_of(win) is not None, timeout=WAIT_MS)
         warning = banner_of(win)
