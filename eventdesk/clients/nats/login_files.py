@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from typing import Any
 
 CREDS_NO_JWT = (
@@ -67,7 +68,7 @@ def check_nkey_file(value: Any) -> str | None:
     return _file_problem(str(value or ""), "NKey seed file", nkey_seed)
 
 
-def _file_problem(path: str, what: str, seed_of: Any) -> str | None:
+def _file_problem(path: str, what: str, seed_of: Callable[[list[str]], str]) -> str | None:
     if not path:
         return None
     if not os.path.isfile(path):
